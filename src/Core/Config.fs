@@ -1,0 +1,369 @@
+namespace ErrorMonitor.Core
+
+open System
+open System.Text.RegularExpressions
+
+/// Which store keeps the records.
+[<RequireQualifiedAccess>]
+type StoreKind =
+    /// An SQLite file next to the app (default).
+    | Sqlite
+    /// In memory, for tests and demos: lost on restart.
+    | Memory
+    /// A PostgreSQL database shared by many app instances.
+    | Postgres
+
+/// ErrorMonitor's settings, read from the seed's APP_ERROR_* keys.
+type Settings =
+    {
+        /// APP_ERROR_ENABLED: false turns capture off entirely. Default true.
+        Enabled: bool
+        /// APP_ERROR_SEND_NOTIFICATION: send notifications. Default false.
+        SendNotification: bool
+        /// APP_ERROR_RECIPIENT_EMAIL: who gets notification emails. Default none.
+        RecipientEmails: string list
+        /// APP_ERROR_SUBJECT_PREFIX: prefix of the notification subject. Default "".
+        SubjectPrefix: string
+        /// APP_ERROR_MASK_WITH: text that replaces masked values. Default "**************".
+        MaskWith: string
+        /// APP_ERROR_MASKED_KEY_HAS: a key containing one of these (any case) is masked; empty disables the
+        /// key rule. Default ["password"; "secret"].
+        MaskedKeyHas: string list
+        /// APP_ERROR_URL_PREFIX: where the pages are served. Default "/dev/error".
+        UrlPrefix: string
+        /// APP_ERROR_EMAIL_SENDER: the From address of notification emails. Default none.
+        EmailSender: string option
+        /// APP_DEFAULT_LIST_SIZE: groups per list page. Default 20.
+        DefaultListSize: int
+        /// APP_ERROR_STORE: sqlite | memory | postgres. Default sqlite.
+        Store: StoreKind
+        /// APP_ERROR_TABLE: the table name. Default "app_error".
+        TableName: string
+    }
+
+/// One problem with the configuration, naming its key.
+type ConfigError =
+    {
+        /// The configuration key at fault.
+        Key: string
+        /// What is wrong with it.
+        Problem: string
+    }
+
+/// Reading, validating and writing settings as flat key/value pairs.
+[<RequireQualifiedAccess>]
+module Config =
+
+    [<Literal>]
+    let EnabledKey = "APP_ERROR_ENABLED"
+
+    [<Literal>]
+    let SendNotificationKey = "APP_ERROR_SEND_NOTIFICATION"
+
+    [<Literal>]
+    let RecipientEmailKey = "APP_ERROR_RECIPIENT_EMAIL"
+
+    [<Literal>]
+    let SubjectPrefixKey = "APP_ERROR_SUBJECT_PREFIX"
+
+    [<Literal>]
+    let MaskWithKey = "APP_ERROR_MASK_WITH"
+
+    [<Literal>]
+    let MaskedKeyHasKey = "APP_ERROR_MASKED_KEY_HAS"
+
+    [<Literal>]
+    let UrlPrefixKey = "APP_ERROR_URL_PREFIX"
+
+    [<Literal>]
+    let EmailSenderKey = "APP_ERROR_EMAIL_SENDER"
+
+    [<Literal>]
+    let DefaultListSizeKey = "APP_DEFAULT_LIST_SIZE"
+
+    [<Literal>]
+    let StoreKey = "APP_ERROR_STORE"
+
+    [<Literal>]
+    let TableKey = "APP_ERROR_TABLE"
+
+    /// Every key this module reads.
+    let keys =
+        [
+            EnabledKey
+            SendNotificationKey
+            RecipientEmailKey
+            SubjectPrefixKey
+            MaskWithKey
+            MaskedKeyHasKey
+            UrlPrefixKey
+            EmailSenderKey
+            DefaultListSizeKey
+            StoreKey
+            TableKey
+        ]
+
+    /// The defaults of the seed (and of this project's own keys).
+    let defaults =
+        {
+            Enabled = true
+            SendNotification = false
+            RecipientEmails = []
+            SubjectPrefix = ""
+            MaskWith = "**************"
+            MaskedKeyHas = [ "password"; "secret" ]
+            UrlPrefix = "/dev/error"
+            EmailSender = None
+            DefaultListSize = 20
+            Store = StoreKind.Sqlite
+            TableName = "app_error"
+        }
+
+    /// Word that turns a list setting off (the seed's `None`).
+    let private noneWords = set [ "none"; "null"; "false" ]
+
+    let private tableName =
+        Regex(@"^[A-Za-z_][A-Za-z0-9_]{0,62}$", RegexOptions.CultureInvariant)
+
+    let private lookup (values: Map<string, string>) (key: string) : string option =
+        values
+        |> Map.tryFindKey (fun k _ -> String.Equals(k, key, StringComparison.OrdinalIgnoreCase))
+        |> Option.map (fun k -> values.[k])
+
+    /// A list setting: `KEY` as one value or comma-separated values, or `KEY:0`, `KEY:1`, … (how
+    /// IConfiguration flattens arrays). None when the key is absent; Some [] when it says none.
+    let readList (values: Map<string, string>) (key: string) : string list option =
+        let prefix = key + ":"
+
+        let indexed =
+            values
+            |> Map.toList
+            |> List.choose (fun (k, v) ->
+                if k.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) then
+                    match Int32.TryParse(k.Substring prefix.Length) with
+                    | true, i -> Some(i, v)
+                    | _ -> None
+                else
+                    None)
+            |> List.sortBy fst
+            |> List.map snd
+
+        let split (v: string) =
+            v.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+            |> List.ofArray
+            |> List.map (fun s -> s.Trim([| '('; ')'; '['; ']'; '\''; '"' |]).Trim())
+            |> List.filter (fun s -> s <> "")
+
+        match lookup values key, indexed with
+        | _, (_ :: _ as items) -> Some(items |> List.map (fun s -> s.Trim()) |> List.filter (fun s -> s <> ""))
+        | Some v, [] when noneWords.Contains(v.Trim().ToLowerInvariant()) || v.Trim() = "" -> Some []
+        | Some v, [] -> Some(split v)
+        | None, [] -> None
+
+    let private parseBool (key: string) (v: string) : Result<bool, ConfigError> =
+        match v.Trim().ToLowerInvariant() with
+        | "true"
+        | "1"
+        | "yes"
+        | "on" -> Ok true
+        | "false"
+        | "0"
+        | "no"
+        | "off" -> Ok false
+        | _ ->
+            Error
+                {
+                    Key = key
+                    Problem = sprintf "expected true or false, got '%s'" v
+                }
+
+    /// Reads settings from flat key/value pairs (keys compared without case) and validates them. Every problem
+    /// is reported, each naming its key.
+    let parse (values: Map<string, string>) : Result<Settings, ConfigError list> =
+        let errors = ResizeArray<ConfigError>()
+        let get = lookup values
+
+        let bool key fallback =
+            match get key with
+            | None -> fallback
+            | Some v ->
+                match parseBool key v with
+                | Ok b -> b
+                | Error e ->
+                    errors.Add e
+                    fallback
+
+        let enabled = bool EnabledKey defaults.Enabled
+        let send = bool SendNotificationKey defaults.SendNotification
+
+        let recipients =
+            readList values RecipientEmailKey
+            |> Option.defaultValue defaults.RecipientEmails
+
+        for r in recipients do
+            if not (r.Contains '@') then
+                errors.Add
+                    {
+                        Key = RecipientEmailKey
+                        Problem = sprintf "'%s' is not an email address" r
+                    }
+
+        let sender =
+            match get EmailSenderKey with
+            | Some v when v.Trim() <> "" -> Some(v.Trim())
+            | _ -> None
+
+        match sender with
+        | Some s when not (s.Contains '@') ->
+            errors.Add
+                {
+                    Key = EmailSenderKey
+                    Problem = sprintf "'%s' is not an email address" s
+                }
+        | _ -> ()
+
+        if send && not (List.isEmpty recipients) && sender.IsNone then
+            errors.Add
+                {
+                    Key = EmailSenderKey
+                    Problem =
+                        sprintf
+                            "is required when %s is true and %s names recipients"
+                            SendNotificationKey
+                            RecipientEmailKey
+                }
+
+        let prefix =
+            match get UrlPrefixKey with
+            | None -> defaults.UrlPrefix
+            | Some v ->
+                let v = v.Trim()
+
+                if not (v.StartsWith "/") then
+                    errors.Add
+                        {
+                            Key = UrlPrefixKey
+                            Problem = sprintf "must start with '/', got '%s'" v
+                        }
+
+                    defaults.UrlPrefix
+                elif
+                    v
+                    |> Seq.exists (fun c -> c = '?' || c = '#' || Char.IsWhiteSpace c || Char.IsControl c)
+                then
+                    errors.Add
+                        {
+                            Key = UrlPrefixKey
+                            Problem = sprintf "must be a plain path (no '?', '#' or spaces), got '%s'" v
+                        }
+
+                    defaults.UrlPrefix
+                else
+                    let trimmed = v.TrimEnd '/'
+                    if trimmed = "" then "/" else trimmed
+
+        let listSize =
+            match get DefaultListSizeKey with
+            | None -> defaults.DefaultListSize
+            | Some v ->
+                match Int32.TryParse(v.Trim()) with
+                | true, n when n >= 1 && n <= 1000 -> n
+                | _ ->
+                    errors.Add
+                        {
+                            Key = DefaultListSizeKey
+                            Problem = sprintf "must be a whole number from 1 to 1000, got '%s'" v
+                        }
+
+                    defaults.DefaultListSize
+
+        let store =
+            match get StoreKey |> Option.map (fun v -> v.Trim().ToLowerInvariant()) with
+            | None
+            | Some "" -> defaults.Store
+            | Some "sqlite" -> StoreKind.Sqlite
+            | Some "memory" -> StoreKind.Memory
+            | Some("postgres" | "postgresql") -> StoreKind.Postgres
+            | Some other ->
+                errors.Add
+                    {
+                        Key = StoreKey
+                        Problem = sprintf "must be sqlite, memory or postgres, got '%s'" other
+                    }
+
+                defaults.Store
+
+        let table =
+            match get TableKey with
+            | None -> defaults.TableName
+            | Some v when tableName.IsMatch(v.Trim()) -> v.Trim()
+            | Some v ->
+                errors.Add
+                    {
+                        Key = TableKey
+                        Problem = sprintf "must be a plain SQL identifier (letters, digits, '_'), got '%s'" v
+                    }
+
+                defaults.TableName
+
+        let settings =
+            {
+                Enabled = enabled
+                SendNotification = send
+                RecipientEmails = recipients
+                SubjectPrefix = get SubjectPrefixKey |> Option.defaultValue defaults.SubjectPrefix
+                MaskWith = get MaskWithKey |> Option.defaultValue defaults.MaskWith
+                MaskedKeyHas = readList values MaskedKeyHasKey |> Option.defaultValue defaults.MaskedKeyHas
+                UrlPrefix = prefix
+                EmailSender = sender
+                DefaultListSize = listSize
+                Store = store
+                TableName = table
+            }
+
+        if errors.Count = 0 then
+            Ok settings
+        else
+            Error(List.ofSeq errors)
+
+    /// Settings as flat key/value pairs that `parse` reads back to the same settings.
+    let toMap (s: Settings) : Map<string, string> =
+        let list key (items: string list) =
+            match items with
+            | [] -> [ key, "none" ]
+            | _ -> items |> List.mapi (fun i v -> sprintf "%s:%d" key i, v)
+
+        [
+            [ EnabledKey, (if s.Enabled then "true" else "false") ]
+            [ SendNotificationKey, (if s.SendNotification then "true" else "false") ]
+            list RecipientEmailKey s.RecipientEmails
+            [ SubjectPrefixKey, s.SubjectPrefix ]
+            [ MaskWithKey, s.MaskWith ]
+            list MaskedKeyHasKey s.MaskedKeyHas
+            [ UrlPrefixKey, s.UrlPrefix ]
+            (match s.EmailSender with
+             | Some e -> [ EmailSenderKey, e ]
+             | None -> [])
+            [ DefaultListSizeKey, string s.DefaultListSize ]
+            [
+                StoreKey,
+                (match s.Store with
+                 | StoreKind.Sqlite -> "sqlite"
+                 | StoreKind.Memory -> "memory"
+                 | StoreKind.Postgres -> "postgres")
+            ]
+            [ TableKey, s.TableName ]
+        ]
+        |> List.concat
+        |> Map.ofList
+
+    /// One message naming every key at fault.
+    let describe (errors: ConfigError list) : string =
+        errors
+        |> List.map (fun e -> sprintf "%s %s" e.Key e.Problem)
+        |> String.concat "; "
+        |> sprintf "ErrorMonitor configuration is invalid: %s."
+
+    /// The masking rule the settings describe.
+    let maskingRule (s: Settings) : MaskingRule =
+        Masking.keyRule s.MaskedKeyHas s.MaskWith

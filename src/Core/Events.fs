@@ -1,0 +1,259 @@
+namespace ErrorMonitor.Core
+
+open System
+
+/// An app-supplied grouping: given the exception (if any) and the request (if any), a group key, or None
+/// to use the default fingerprint.
+type FingerprintFunction = ExceptionInfo option -> RequestContext option -> string option
+
+/// Everything known about one occurrence before it is masked and formatted.
+type Capture =
+    {
+        /// The request it happened in, if any.
+        Request: RequestContext option
+        /// The exception or message.
+        Subject: Subject
+        /// Extra context (scope extras, context builders), masked like the rest.
+        Extra: (string * Data) list
+        /// When it happened (UTC), from the shell's clock.
+        OccurredAt: DateTimeOffset
+    }
+
+/// Building an occurrence: mask, then format, then fingerprint. Pure and total.
+[<RequireQualifiedAccess>]
+module Events =
+
+    /// The exception name recorded for a captured message.
+    [<Literal>]
+    let MessageName = "Message"
+
+    let private boundPairs (maxValue: int) (maxEntries: int) (pairs: (string * string) list) =
+        let kept =
+            pairs
+            |> List.truncate maxEntries
+            |> List.map (fun (k, v) -> Text.truncate 256 k, Text.truncate maxValue v)
+
+        let omitted = pairs.Length - kept.Length
+
+        if omitted > 0 then
+            kept @ [ "…", sprintf "[%d more entries not shown]" omitted ]
+        else
+            kept
+
+    let rec private boundData (limits: Limits) (depth: int) (d: Data) : Data =
+        match d with
+        | _ when depth > limits.MaxDataDepth -> Data.String "…[nested too deep]"
+        | Data.String s -> Data.String(Text.truncate limits.MaxFieldValue s)
+        | Data.Array items ->
+            let kept =
+                items
+                |> List.truncate limits.MaxEntries
+                |> List.map (boundData limits (depth + 1))
+
+            Data.Array(
+                if items.Length > kept.Length then
+                    kept @ [ Data.String "…[more items not shown]" ]
+                else
+                    kept
+            )
+        | Data.Object fields ->
+            let kept =
+                fields
+                |> List.truncate limits.MaxEntries
+                |> List.map (fun (k, v) -> Text.truncate 256 k, boundData limits (depth + 1) v)
+
+            Data.Object(
+                if fields.Length > kept.Length then
+                    kept @ [ "…", Data.String "[more entries not shown]" ]
+                else
+                    kept
+            )
+        | other -> other
+
+    /// Applies the size limits to a request, with visible markers where something was cut.
+    let boundRequest (limits: Limits) (r: RequestContext) : RequestContext =
+        let field = boundPairs limits.MaxFieldValue limits.MaxEntries
+
+        { r with
+            Method = Text.truncate 32 r.Method
+            Host = Text.truncate 512 r.Host
+            Path = Text.truncate 2048 r.Path
+            Query = field r.Query
+            Headers = boundPairs limits.MaxHeaderValue limits.MaxEntries r.Headers
+            Form = field r.Form
+            Cookies = field r.Cookies
+            RouteValues = field r.RouteValues
+            UserName = r.UserName |> Option.map (Text.truncate 256)
+            TraceId = r.TraceId |> Option.map (Text.truncate 128)
+            Body =
+                r.Body
+                |> Option.map (function
+                    | Body.Json d -> Body.Json(boundData limits 0 d)
+                    | Body.Text t -> Body.Text(Text.truncate limits.MaxBody t))
+            Custom =
+                match boundData limits 0 (Data.Object r.Custom) with
+                | Data.Object f -> f
+                | _ -> []
+        }
+
+    /// The URL of a (masked) request, its query rebuilt from the masked query values.
+    let url (r: RequestContext) : string =
+        let query =
+            match r.Query with
+            | [] -> ""
+            | q ->
+                "?"
+                + (q
+                   |> List.map (fun (k, v) -> Uri.EscapeDataString k + "=" + Uri.EscapeDataString v)
+                   |> String.concat "&")
+
+        sprintf "%s://%s%s%s" r.Scheme r.Host r.Path query
+
+    /// The request data of a record: a JSON-like object of the masked request and extra context.
+    let requestData (request: RequestContext option) (extra: (string * Data) list) : Data =
+        let requestFields =
+            match request with
+            | None -> []
+            | Some r ->
+                [
+                    "url", Data.String(url r)
+                    "method", Data.String r.Method
+                    "headers", Json.ofPairs r.Headers
+                    "args", Json.ofPairs r.Query
+                    "form", Json.ofPairs r.Form
+                    "cookies", Json.ofPairs r.Cookies
+                    "route", Json.ofPairs r.RouteValues
+                    match r.UserName with
+                    | Some u -> "user", Data.String u
+                    | None -> ()
+                    match r.TraceId with
+                    | Some t -> "traceId", Data.String t
+                    | None -> ()
+                    match r.Body with
+                    | Some(Body.Json d) -> "body", d
+                    | Some(Body.Text t) -> "body", Data.String t
+                    | None -> ()
+                ]
+
+        let context =
+            match extra with
+            | [] -> []
+            | e -> [ "context", Data.Object e ]
+
+        Data.Object(requestFields @ context)
+
+    /// Builds the occurrence: masks every keyed value, formats the traceback, computes the fingerprint.
+    let build
+        (settings: Settings)
+        (rule: MaskingRule)
+        (limits: Limits)
+        (fingerprint: FingerprintFunction option)
+        (capture: Capture)
+        : ErrorEvent =
+        let request =
+            capture.Request
+            |> Option.map (boundRequest limits >> Masking.request rule settings.MaskWith)
+
+        let extra =
+            match boundData limits 0 (Data.Object capture.Extra) with
+            | Data.Object f -> Masking.entries rule f
+            | _ -> []
+
+        let exceptionInfo, name, message, traceback, defaultHash =
+            match capture.Subject with
+            | Subject.Exception e ->
+                let masked = Masking.exceptionInfo rule e
+
+                Some masked,
+                masked.TypeName,
+                masked.Message,
+                Traceback.format limits masked,
+                Fingerprint.ofException masked
+            | Subject.Message m ->
+                let m = Text.truncate limits.MaxMessage m
+                None, MessageName, m, m, Fingerprint.ofMessage m
+
+        let hash =
+            match fingerprint with
+            | Some f ->
+                match
+                    (try
+                        f exceptionInfo request
+                     with _ ->
+                         None)
+                with
+                | Some key -> Fingerprint.ofKey key
+                | None -> defaultHash
+            | None -> defaultHash
+
+        let data =
+            Text.truncate limits.MaxRequestData (Json.serialize (requestData request extra))
+
+        // A cut JSON text is no longer JSON: keep a valid object that says so instead.
+        let data =
+            if data.Length > limits.MaxRequestData then
+                Json.serialize (
+                    Data.Object
+                        [ "truncated", Data.String(sprintf "request data over %d characters" limits.MaxRequestData) ]
+                )
+            else
+                data
+
+        {
+            Hash = hash
+            Host = request |> Option.map (fun r -> r.Host) |> Option.defaultValue ""
+            Path = request |> Option.map (fun r -> r.Path) |> Option.defaultValue ""
+            Method = request |> Option.map (fun r -> r.Method) |> Option.defaultValue ""
+            RequestData = data
+            ExceptionName = name
+            Message = message
+            Traceback = traceback
+            OccurredAt = capture.OccurredAt
+        }
+
+    /// Merges an occurrence into a pending delta of the same group (the coalescing rule).
+    let coalesce (delta: GroupDelta option) (e: ErrorEvent) : GroupDelta =
+        match delta with
+        | None ->
+            {
+                Latest = e
+                FirstAt = e.OccurredAt
+                Count = 1L
+            }
+        | Some d ->
+            {
+                Latest = if e.OccurredAt >= d.Latest.OccurredAt then e else d.Latest
+                FirstAt = if e.OccurredAt < d.FirstAt then e.OccurredAt else d.FirstAt
+                Count = d.Count + 1L
+            }
+
+    /// The record a store holds after applying a delta to what it had (the upsert rule every store follows).
+    let apply (existing: ErrorRecord option) (d: GroupDelta) : ErrorRecord =
+        match existing with
+        | None ->
+            {
+                Hash = d.Latest.Hash
+                Host = d.Latest.Host
+                Path = d.Latest.Path
+                Method = d.Latest.Method
+                RequestData = d.Latest.RequestData
+                ExceptionName = d.Latest.ExceptionName
+                Message = d.Latest.Message
+                Traceback = d.Latest.Traceback
+                Count = d.Count
+                CreatedOn = d.FirstAt
+                LastSeen = d.Latest.OccurredAt
+            }
+        | Some r ->
+            { r with
+                RequestData = d.Latest.RequestData
+                Message = d.Latest.Message
+                Traceback = d.Latest.Traceback
+                Count = r.Count + d.Count
+                CreatedOn = if d.FirstAt < r.CreatedOn then d.FirstAt else r.CreatedOn
+                LastSeen =
+                    if d.Latest.OccurredAt > r.LastSeen then
+                        d.Latest.OccurredAt
+                    else
+                        r.LastSeen
+            }

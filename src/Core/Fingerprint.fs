@@ -1,0 +1,47 @@
+namespace ErrorMonitor.Core
+
+open System
+open System.Security.Cryptography
+open System.Text
+
+/// The group key: SHA-256 over what identifies a failure, stable across processes, machines and builds.
+[<RequireQualifiedAccess>]
+module Fingerprint =
+
+    /// SHA-256 of the UTF-8 text, as 64 lowercase hex characters.
+    let sha256Hex (text: string) : string =
+        let bytes = Encoding.UTF8.GetBytes(if isNull text then "" else text)
+        Convert.ToHexStringLower(SHA256.HashData bytes)
+
+    /// The text a fingerprint hashes: the type chain and each frame's type and method; the normalised message
+    /// only for an exception with no frames. Never the message otherwise, never line numbers.
+    let material (e: ExceptionInfo) : string =
+        let sb = StringBuilder()
+
+        for ex in ExceptionInfo.flatten e do
+            sb.Append("type ").Append(ex.TypeName).Append('\n') |> ignore
+
+            if List.isEmpty ex.Frames then
+                sb.Append("message ").Append(Text.normalise ex.Message).Append('\n') |> ignore
+            else
+                for f in ex.Frames do
+                    sb.Append("at ").Append(f.Type).Append('.').Append(f.Method).Append('\n')
+                    |> ignore
+
+        sb.ToString()
+
+    /// The fingerprint of an exception.
+    let ofException (e: ExceptionInfo) : string = sha256Hex (material e)
+
+    /// The fingerprint of a captured message (digits, GUIDs and hex runs normalised).
+    let ofMessage (text: string) : string =
+        sha256Hex ("message\n" + Text.normalise text)
+
+    /// The fingerprint of an app-supplied group key.
+    let ofKey (key: string) : string = sha256Hex ("key\n" + key)
+
+    /// True when `s` has the shape of a fingerprint: 64 lowercase hex characters.
+    let isValid (s: string) : bool =
+        not (isNull s)
+        && s.Length = 64
+        && s |> Seq.forall (fun c -> (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))

@@ -1,0 +1,111 @@
+namespace ErrorMonitor.Core
+
+open System
+open System.IO
+open System.Text
+open System.Text.Encodings.Web
+open System.Text.Json
+
+/// JSON text for data trees, and bounded parsing of JSON into data. Pure: in-memory only.
+[<RequireQualifiedAccess>]
+module Json =
+
+    let private options =
+        JsonWriterOptions(Indented = false, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
+
+    let rec private writeData (w: Utf8JsonWriter) (d: Data) =
+        match d with
+        | Data.Null -> w.WriteNullValue()
+        | Data.Bool b -> w.WriteBooleanValue b
+        | Data.Number n when Double.IsFinite n -> w.WriteNumberValue n
+        | Data.Number n -> w.WriteStringValue(string n)
+        | Data.String s -> w.WriteStringValue(if isNull s then "" else s)
+        | Data.Array items ->
+            w.WriteStartArray()
+
+            for i in items do
+                writeData w i
+
+            w.WriteEndArray()
+        | Data.Object fields ->
+            w.WriteStartObject()
+
+            for k, v in fields do
+                w.WritePropertyName(if isNull k then "" else k)
+                writeData w v
+
+            w.WriteEndObject()
+
+    /// JSON text of a data tree.
+    let serialize (d: Data) : string =
+        use ms = new MemoryStream()
+
+        (use w = new Utf8JsonWriter(ms, options)
+         writeData w d)
+
+        Encoding.UTF8.GetString(ms.ToArray())
+
+    let rec private ofElement (limits: Limits) (depth: int) (e: JsonElement) : Data =
+        if depth > limits.MaxDataDepth then
+            Data.String "…[nested too deep]"
+        else
+            match e.ValueKind with
+            | JsonValueKind.Object ->
+                let all = e.EnumerateObject() |> Seq.truncate (limits.MaxEntries + 1) |> List.ofSeq
+
+                let kept =
+                    all
+                    |> List.truncate limits.MaxEntries
+                    |> List.map (fun p -> p.Name, ofElement limits (depth + 1) p.Value)
+
+                Data.Object(
+                    if all.Length > limits.MaxEntries then
+                        kept @ [ "…", Data.String "[more entries not shown]" ]
+                    else
+                        kept
+                )
+            | JsonValueKind.Array ->
+                let all = e.EnumerateArray() |> Seq.truncate (limits.MaxEntries + 1) |> List.ofSeq
+
+                let kept =
+                    all
+                    |> List.truncate limits.MaxEntries
+                    |> List.map (ofElement limits (depth + 1))
+
+                Data.Array(
+                    if all.Length > limits.MaxEntries then
+                        kept @ [ Data.String "…[more items not shown]" ]
+                    else
+                        kept
+                )
+            | JsonValueKind.String -> Data.String(Text.truncate limits.MaxFieldValue (e.GetString()))
+            | JsonValueKind.Number ->
+                match e.TryGetDouble() with
+                | true, n -> Data.Number n
+                | _ -> Data.String(e.GetRawText())
+            | JsonValueKind.True -> Data.Bool true
+            | JsonValueKind.False -> Data.Bool false
+            | _ -> Data.Null
+
+    /// Parses JSON text into bounded data; Error with the reason when it is not JSON (or nests past 256 levels).
+    let parse (limits: Limits) (text: string) : Result<Data, string> =
+        try
+            use doc =
+                JsonDocument.Parse(
+                    (if isNull text then "" else text),
+                    JsonDocumentOptions(MaxDepth = 256, AllowTrailingCommas = false)
+                )
+
+            Ok(ofElement limits 0 doc.RootElement)
+        with ex ->
+            Error ex.Message
+
+    /// String pairs as a JSON-like object; a key given more than once becomes an array of its values.
+    let ofPairs (pairs: (string * string) list) : Data =
+        pairs
+        |> List.groupBy fst
+        |> List.map (fun (k, vs) ->
+            match vs with
+            | [ _, v ] -> k, Data.String v
+            | many -> k, Data.Array(many |> List.map (snd >> Data.String)))
+        |> Data.Object

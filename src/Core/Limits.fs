@@ -1,0 +1,51 @@
+namespace ErrorMonitor.Core
+
+/// Size limits applied while building a record. Whatever is cut carries a visible marker.
+type Limits =
+    {
+        /// Longest exception message kept, in characters. Default 8,192.
+        MaxMessage: int
+        /// Longest header value kept, in characters. Default 2,048.
+        MaxHeaderValue: int
+        /// Longest query, form, cookie, route or context value kept, in characters. Default 4,096.
+        MaxFieldValue: int
+        /// Most entries kept in one keyed collection (headers, query, form, cookies, data). Default 200.
+        MaxEntries: int
+        /// Longest request body excerpt kept, in characters. Default 16,384.
+        MaxBody: int
+        /// Deepest nesting kept in JSON-like data. Default 32.
+        MaxDataDepth: int
+        /// Most frames kept per exception. Default 200.
+        MaxFrames: int
+        /// Deepest inner-exception chain kept. Default 20.
+        MaxInnerDepth: int
+        /// Most inner exceptions kept per exception (AggregateException). Default 20.
+        MaxInnerPerException: int
+        /// Most exceptions kept in one record in all. Default 100.
+        MaxExceptions: int
+        /// Longest traceback text kept, in characters. Default 262,144.
+        MaxTraceback: int
+        /// Longest request data JSON kept, in characters. Default 262,144.
+        MaxRequestData: int
+    }
+
+/// The default limits.
+[<RequireQualifiedAccess>]
+module Limits =
+
+    /// The documented defaults.
+    let defaults =
+        {
+            MaxMessage = 8192
+            MaxHeaderValue = 2048
+            MaxFieldValue = 4096
+            MaxEntries = 200
+            MaxBody = 16384
+            MaxDataDepth = 32
+            MaxFrames = 200
+            MaxInnerDepth = 20
+            MaxInnerPerException = 20
+            MaxExceptions = 100
+            MaxTraceback = 262144
+            MaxRequestData = 262144
+        }

@@ -1,0 +1,47 @@
+namespace ErrorMonitor.Core
+
+open System
+open System.Text
+
+/// The subject and body of a notification, in the seed's format.
+[<RequireQualifiedAccess>]
+module Notification =
+
+    /// `[prefix] [METHOD] url ExceptionName`; without a prefix `[METHOD] url ExceptionName`; outside a request
+    /// `[prefix] ExceptionName`.
+    let subject (prefix: string) (request: (string * string) option) (exceptionName: string) : string =
+        let parts =
+            [
+                if not (String.IsNullOrWhiteSpace prefix) then
+                    yield sprintf "[%s]" (prefix.Trim())
+                match request with
+                | Some(m, url) ->
+                    yield sprintf "[%s]" m
+                    yield url
+                | None -> ()
+                yield exceptionName
+            ]
+
+        // A subject is one line: drop any line break a URL or name may carry.
+        (String.Join(" ", parts)).Replace('\r', ' ').Replace('\n', ' ')
+
+    /// A plain-text body: where, how often, the traceback (masked, as stored), and a link when a base URL is set.
+    let body (record: ErrorRecord) (url: string) (detailLink: string option) : string =
+        let sb = StringBuilder()
+        sb.Append("URL: ").Append(url).Append('\n') |> ignore
+        sb.Append("Method: ").Append(record.Method).Append('\n') |> ignore
+        sb.Append("Exception: ").Append(record.ExceptionName).Append('\n') |> ignore
+        sb.Append("Occurrences: ").Append(record.Count).Append('\n') |> ignore
+
+        sb.Append("First seen: ").Append(record.CreatedOn.UtcDateTime.ToString("u")).Append('\n')
+        |> ignore
+
+        sb.Append("Last seen: ").Append(record.LastSeen.UtcDateTime.ToString("u")).Append('\n')
+        |> ignore
+
+        match detailLink with
+        | Some link -> sb.Append("Details: ").Append(link).Append('\n') |> ignore
+        | None -> ()
+
+        sb.Append('\n').Append(record.Traceback).Append('\n') |> ignore
+        sb.ToString()

@@ -1,0 +1,45 @@
+namespace ErrorMonitor.Core
+
+open System
+open System.Text.RegularExpressions
+
+/// Bounded text: truncation with a visible marker, and the normalisation used by fingerprints.
+[<RequireQualifiedAccess>]
+module Text =
+
+    /// The marker appended to text that was cut: "…[truncated N chars]".
+    let marker (dropped: int) = sprintf "…[truncated %d chars]" dropped
+
+    /// Keeps at most `max` characters of `s` (never splitting a surrogate pair) and says how much was cut.
+    let truncate (max: int) (s: string) : string =
+        let s = if isNull s then "" else s
+        let max = Math.Max(0, max)
+
+        if s.Length <= max then
+            s
+        else
+            let cut =
+                if max > 0 && Char.IsHighSurrogate s.[max - 1] then
+                    max - 1
+                else
+                    max
+
+            s.Substring(0, cut) + marker (s.Length - cut)
+
+    let private guid =
+        Regex(
+            @"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+            RegexOptions.CultureInvariant
+        )
+
+    let private hex =
+        Regex(@"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{8,}\b", RegexOptions.CultureInvariant)
+
+    let private digits = Regex(@"\d+", RegexOptions.CultureInvariant)
+
+    /// Replaces GUIDs, hex runs and digit runs with placeholders, so ids inside a message do not split a group.
+    let normalise (s: string) : string =
+        let s = if isNull s then "" else s
+        let s = guid.Replace(s, "<guid>")
+        let s = hex.Replace(s, "<hex>")
+        digits.Replace(s, "<n>")

@@ -1,0 +1,134 @@
+namespace ErrorMonitor.Core
+
+open System
+
+/// A JSON-like tree: custom context, JSON request bodies and the request data of a record.
+[<RequireQualifiedAccess>]
+type Data =
+    | Null
+    | Bool of bool
+    | Number of float
+    | String of string
+    | Array of Data list
+    | Object of (string * Data) list
+
+/// One stack frame, with compiler-generated names already mapped back to their source method.
+type Frame =
+    {
+        /// Declaring type, namespace-qualified (nested types joined with '+').
+        Type: string
+        /// The source method's name.
+        Method: string
+        /// Source file, when the runtime knows it.
+        File: string option
+        /// Line in the source file, when known (never part of a fingerprint).
+        Line: int option
+        /// Column in the source file, when known.
+        Column: int option
+    }
+
+/// An exception as plain, bounded data.
+type ExceptionInfo =
+    {
+        /// Full type name, e.g. System.InvalidOperationException.
+        TypeName: string
+        /// The message, bounded, with a truncation marker when it was cut.
+        Message: string
+        /// Frames, innermost call first as .NET prints them.
+        Frames: Frame list
+        /// Frames left out because of the frame limit.
+        FramesOmitted: int
+        /// Exception.Data entries, keyed.
+        Data: (string * Data) list
+        /// Inner exceptions: the single inner one, or every inner of an AggregateException.
+        Inner: ExceptionInfo list
+        /// Inner exceptions left out because of the depth or count limits.
+        InnerOmitted: int
+    }
+
+/// The request an error happened in, as plain data read by the web shell.
+type RequestContext =
+    {
+        Method: string
+        Scheme: string
+        Host: string
+        /// Path, without the query string.
+        Path: string
+        Query: (string * string) list
+        Headers: (string * string) list
+        Form: (string * string) list
+        Cookies: (string * string) list
+        RouteValues: (string * string) list
+        UserName: string option
+        TraceId: string option
+        /// A JSON body parsed into data (masked by key like everything else), or a text excerpt.
+        Body: Body option
+        /// Extra context: scope extras and whatever a context builder adds.
+        Custom: (string * Data) list
+    }
+
+/// A bounded excerpt of a request body that the app had buffered.
+and [<RequireQualifiedAccess>] Body =
+    | Json of Data
+    | Text of string
+
+/// What an occurrence is about: an exception or a plain message.
+[<RequireQualifiedAccess>]
+type Subject =
+    | Exception of ExceptionInfo
+    | Message of string
+
+/// One occurrence, fully masked and formatted, ready to be grouped by its hash.
+type ErrorEvent =
+    {
+        /// Fingerprint: 64 lowercase hex characters.
+        Hash: string
+        Host: string
+        Path: string
+        Method: string
+        /// Masked request data as a JSON object.
+        RequestData: string
+        ExceptionName: string
+        Message: string
+        Traceback: string
+        /// When it happened (UTC), supplied by the shell: the core has no clock.
+        OccurredAt: DateTimeOffset
+    }
+
+/// A stored group of identical failures.
+type ErrorRecord =
+    {
+        /// Fingerprint, 64 lowercase hex characters: the group's key and its URL.
+        Hash: string
+        /// Host of the first occurrence.
+        Host: string
+        /// Path of the first occurrence.
+        Path: string
+        /// HTTP method of the first occurrence.
+        Method: string
+        /// Masked request data as JSON (latest occurrence).
+        RequestData: string
+        /// Full type name of the outermost exception.
+        ExceptionName: string
+        /// Its message, bounded.
+        Message: string
+        /// The formatted exception, masked and bounded.
+        Traceback: string
+        /// Occurrences, exact.
+        Count: int64
+        /// First occurrence (UTC).
+        CreatedOn: DateTimeOffset
+        /// Last occurrence (UTC).
+        LastSeen: DateTimeOffset
+    }
+
+/// A batch of occurrences of one group, coalesced before it is written.
+type GroupDelta =
+    {
+        /// The latest occurrence: its data replaces the stored request data and traceback.
+        Latest: ErrorEvent
+        /// The first occurrence in this batch.
+        FirstAt: DateTimeOffset
+        /// How many occurrences this batch holds (at least 1).
+        Count: int64
+    }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The one command that runs every test: restore (locked), build, check formatting, run every suite,
+# print one closing line "N passed, N failed, N skipped" (the sum over suites), exit non-zero on failure.
+# Servers the suites need (PostgreSQL, SMTP, Chromium) are installed when missing (as root, with
+# apt-get), started on 127.0.0.1 for this run only, and stopped when it ends, pass or fail.
+set -uo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+export TEST_OUTPUT="$ROOT/test-output"
+rm -rf "$TEST_OUTPUT"
+mkdir -p "$TEST_OUTPUT"
+
+SERVICE_PIDS=()
+CLEANUP=()
+cleanup() {
+    for pid in "${SERVICE_PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done
+    for cmd in "${CLEANUP[@]:-}"; do [ -n "$cmd" ] && eval "$cmd" >/dev/null 2>&1; done
+    return 0
+}
+trap cleanup EXIT
+
+say() { printf '\n== %s\n' "$*"; }
+
+apt_updated=0
+# Installs Debian packages that are missing, when running as root.
+ensure_packages() {
+    local missing=()
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+        return 1
+    fi
+    if [ $apt_updated = 0 ]; then apt-get update -qq >/dev/null 2>&1; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# Each services/*.sh file defines a start function for one server the suites need.
+for f in "$ROOT"/.ci/services/*.sh; do [ -f "$f" ] && . "$f"; done
+
+say "restore (locked)"
+dotnet tool restore >/dev/null || { echo "dotnet tool restore failed"; exit 1; }
+dotnet restore ErrorMonitor.sln --locked-mode || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
+say "build"
+dotnet build ErrorMonitor.sln --no-restore -c Debug -warnaserror -nologo -clp:ErrorsOnly || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
+passed=0; failed=0; skipped=0
+
+say "formatting"
+fmt_ok=1
+dotnet fantomas --check src tests samples benchmarks || { echo "F# formatting differs: run 'dotnet fantomas src tests samples benchmarks'"; fmt_ok=0; }
+for proj in $(git ls-files '*.csproj'); do
+    dotnet format "$proj" --verify-no-changes --no-restore || { echo "C# formatting differs in $proj: run 'dotnet format $proj'"; fmt_ok=0; }
+done
+if [ $fmt_ok = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
+# Runs one Expecto suite (a console project) and adds its closing line to the totals.
+run_expecto() {
+    local proj=$1; shift
+    local name; name=$(basename "$proj")
+    say "suite $name"
+    local log="$TEST_OUTPUT/$name.log"
+    dotnet run --no-build --project "$proj" -- --colours 0 --no-spinner --summary "$@" 2>&1 | tee "$log"
+    local line
+    line=$(grep -aoE '[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "suite $name printed no closing line: counted as one failure"
+        failed=$((failed + 1)); return
+    fi
+    read -r p f s <<<"$(echo "$line" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')"
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+}
+
+# Runs one xunit project (C#) with dotnet test and adds its counts.
+run_xunit() {
+    local proj=$1
+    local name; name=$(basename "$(dirname "$proj")")
+    say "suite $name"
+    local log="$TEST_OUTPUT/$name.log"
+    dotnet test "$proj" --no-build --nologo 2>&1 | tee "$log"
+    local line
+    line=$(grep -aoE 'Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "suite $name printed no counts: counted as one failure"
+        failed=$((failed + 1)); return
+    fi
+    read -r f p s <<<"$(echo "$line" | sed -E 's/Failed: +([0-9]+), Passed: +([0-9]+), Skipped: +([0-9]+)/\1 \2 \3/')"
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+}
+
+# Suites, in dependency order. Each suites/*.sh hook may start a service first (see .ci/services).
+run_expecto tests/ErrorMonitor.Core.Tests
+[ -f tests/ErrorMonitor.Web.Tests/ErrorMonitor.Web.Tests.fsproj ] && { start_services_for_web || true; run_expecto tests/ErrorMonitor.Web.Tests; }
+[ -f tests/ErrorMonitor.Facade.Tests/ErrorMonitor.Facade.Tests.csproj ] && run_xunit tests/ErrorMonitor.Facade.Tests/ErrorMonitor.Facade.Tests.csproj
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

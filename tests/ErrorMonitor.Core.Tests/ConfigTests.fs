@@ -1,0 +1,135 @@
+module ErrorMonitor.Core.Tests.ConfigTests
+
+open Expecto
+open FsCheck
+open FsCheck.FSharp
+open ErrorMonitor.Core
+open ErrorMonitor.Core.Tests.Generators
+
+let private email = plainWord |> Gen.map (fun w -> w + "@example.com")
+
+let private settings: Gen<Settings> =
+    gen {
+        let! enabled = Gen.elements [ true; false ]
+        let! send = Gen.elements [ true; false ]
+        let! recipients = Gen.listOf email |> Gen.map (List.truncate 3)
+        let! prefix = Gen.oneof [ Gen.constant ""; plainWord ]
+        let! maskWith = plainWord
+        let! words = Gen.listOf plainWord |> Gen.map (List.truncate 4)
+        let! path = Gen.listOf plainWord |> Gen.map (List.truncate 3)
+        let! sender = Gen.oneof [ Gen.constant None; email |> Gen.map Some ]
+        let! size = Gen.choose (1, 1000)
+        let! store = Gen.elements [ StoreKind.Sqlite; StoreKind.Memory; StoreKind.Postgres ]
+        let! table = Gen.elements [ "app_error"; "errors"; "Errors_2" ]
+
+        let sender =
+            if send && not recipients.IsEmpty && sender.IsNone then
+                Some "ops@example.com"
+            else
+                sender
+
+        return
+            {
+                Enabled = enabled
+                SendNotification = send
+                RecipientEmails = recipients
+                SubjectPrefix = prefix
+                MaskWith = maskWith
+                MaskedKeyHas = words
+                UrlPrefix = "/" + String.concat "/" path
+                EmailSender = sender
+                DefaultListSize = size
+                Store = store
+                TableName = table
+            }
+    }
+
+let private parse (pairs: (string * string) list) = Config.parse (Map.ofList pairs)
+
+let private errorKeys (pairs: (string * string) list) =
+    match parse pairs with
+    | Ok _ -> []
+    | Error errors -> errors |> List.map (fun e -> e.Key)
+
+[<Tests>]
+let tests =
+    testList
+        "configuration"
+        [
+            property "settings written as key/value pairs read back to the same settings"
+            <| Prop.forAll (arb settings) (fun s -> Config.parse (Config.toMap s) = Ok s)
+
+            test "no keys give the seed's defaults" {
+                Expect.equal (parse []) (Ok Config.defaults) "defaults"
+                Expect.equal Config.defaults.MaskWith "**************" "mask text"
+                Expect.equal Config.defaults.MaskedKeyHas [ "password"; "secret" ] "masked words"
+                Expect.equal Config.defaults.UrlPrefix "/dev/error" "prefix"
+                Expect.equal Config.defaults.DefaultListSize 20 "list size"
+            }
+
+            test "recipients as one string, a comma-separated string or an indexed list" {
+                let recipients pairs =
+                    match parse pairs with
+                    | Ok s -> s.RecipientEmails
+                    | Error e -> failwithf "%A" e
+
+                Expect.equal (recipients [ "APP_ERROR_RECIPIENT_EMAIL", "a@x.io" ]) [ "a@x.io" ] "single"
+
+                Expect.equal
+                    (recipients [ "APP_ERROR_RECIPIENT_EMAIL", "('a@x.io', 'b@x.io')" ])
+                    [ "a@x.io"; "b@x.io" ]
+                    "tuple-like"
+
+                Expect.equal
+                    (recipients [ "APP_ERROR_RECIPIENT_EMAIL:0", "a@x.io"; "APP_ERROR_RECIPIENT_EMAIL:1", "b@x.io" ])
+                    [ "a@x.io"; "b@x.io" ]
+                    "indexed"
+            }
+
+            test "APP_ERROR_MASKED_KEY_HAS = None disables the key rule" {
+                match parse [ "APP_ERROR_MASKED_KEY_HAS", "None" ] with
+                | Ok s -> Expect.equal s.MaskedKeyHas [] "no words"
+                | Error e -> failwithf "%A" e
+            }
+
+            test "notifications on with recipients but no sender name APP_ERROR_EMAIL_SENDER" {
+                let keys =
+                    errorKeys [ "APP_ERROR_SEND_NOTIFICATION", "true"; "APP_ERROR_RECIPIENT_EMAIL", "a@x.io" ]
+
+                Expect.equal keys [ "APP_ERROR_EMAIL_SENDER" ] "the sender key"
+            }
+
+            test "every problem is reported, each with its key" {
+                let keys =
+                    errorKeys
+                        [
+                            "APP_DEFAULT_LIST_SIZE", "0"
+                            "APP_ERROR_URL_PREFIX", "dev/error"
+                            "APP_ERROR_STORE", "mongo"
+                            "APP_ERROR_SEND_NOTIFICATION", "maybe"
+                        ]
+
+                Expect.equal
+                    (List.sort keys)
+                    (List.sort
+                        [
+                            "APP_DEFAULT_LIST_SIZE"
+                            "APP_ERROR_URL_PREFIX"
+                            "APP_ERROR_STORE"
+                            "APP_ERROR_SEND_NOTIFICATION"
+                        ])
+                    "all four"
+            }
+
+            test "the message names the key" {
+                match parse [ "APP_DEFAULT_LIST_SIZE", "-3" ] with
+                | Error e -> Expect.stringContains (Config.describe e) "APP_DEFAULT_LIST_SIZE" "named"
+                | Ok _ -> failtest "accepted"
+            }
+
+            test "keys are read whatever their case, and a trailing slash on the prefix is dropped" {
+                match parse [ "app_error_url_prefix", "/ops/errors/" ] with
+                | Ok s -> Expect.equal s.UrlPrefix "/ops/errors" "trimmed"
+                | Error e -> failwithf "%A" e
+            }
+        ]

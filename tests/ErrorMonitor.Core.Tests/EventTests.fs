@@ -1,0 +1,148 @@
+module ErrorMonitor.Core.Tests.EventTests
+
+open System
+open Expecto
+open FsCheck
+open FsCheck.FSharp
+open ErrorMonitor.Core
+open ErrorMonitor.Core.Tests.Generators
+
+let private at = DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero)
+let private settings = Config.defaults
+let private rule = Config.maskingRule settings
+
+let private isSensitive (k: string) =
+    let l = k.ToLowerInvariant()
+    sensitiveWords |> List.exists (fun w -> l.Contains w)
+
+/// Replaces every value under a sensitive key by a recognisable token.
+let private tagPairs (ps: (string * string) list) =
+    ps
+    |> List.mapi (fun i (k, v) -> k, (if isSensitive k then sprintf "S3CR3T-%d" i else v))
+
+let private tagRequest (r: RequestContext) =
+    let tagObject fields =
+        match tagLeaves isSensitive (Data.Object fields) with
+        | Data.Object f -> f
+        | _ -> []
+
+    { r with
+        Query = tagPairs r.Query
+        Headers = tagPairs r.Headers @ [ "Authorization", "Basic S3CR3T-auth" ]
+        Form = tagPairs r.Form
+        Cookies = tagPairs r.Cookies
+        RouteValues = tagPairs r.RouteValues
+        Body =
+            r.Body
+            |> Option.map (function
+                | Body.Json d -> Body.Json(tagLeaves isSensitive d)
+                | b -> b)
+        Custom = tagObject r.Custom
+    }
+
+let private exceptionEvent (req: RequestContext option) =
+    let e =
+        {
+            TypeName = "System.Exception"
+            Message = "boom"
+            Frames = []
+            FramesOmitted = 0
+            Data = []
+            Inner = []
+            InnerOmitted = 0
+        }
+
+    Events.build
+        settings
+        rule
+        Limits.defaults
+        None
+        {
+            Request = req
+            Subject = Subject.Exception e
+            Extra = []
+            OccurredAt = at
+        }
+
+[<Tests>]
+let tests =
+    testList
+        "occurrences"
+        [
+            property "no masked value reaches the request data or the traceback"
+            <| Prop.forAll (arb request) (fun r ->
+                let e = exceptionEvent (Some(tagRequest r))
+                not (e.RequestData.Contains "S3CR3T" || e.Traceback.Contains "S3CR3T"))
+
+            property "request data is always valid JSON"
+            <| Prop.forAll (arb request) (fun r ->
+                let e = exceptionEvent (Some r)
+                Result.isOk (Json.parse Limits.defaults e.RequestData))
+
+            property "coalesced occurrences add up to their number once applied"
+            <| Prop.forAll (arb (Gen.zip (Gen.choose (1, 50)) (Gen.choose (0, 40)))) (fun (n, existing) ->
+                let e = exceptionEvent None
+
+                let events =
+                    [
+                        for i in 1..n ->
+                            { e with
+                                OccurredAt = at.AddSeconds(float i)
+                            }
+                    ]
+
+                let delta =
+                    events |> List.fold (fun d ev -> Some(Events.coalesce d ev)) None |> Option.get
+
+                let before =
+                    if existing = 0 then
+                        None
+                    else
+                        Some
+                            { Events.apply None { delta with Count = int64 existing } with
+                                CreatedOn = at.AddDays -1.0
+                            }
+
+                let after = Events.apply before delta
+
+                after.Count = int64 (n + existing)
+                && after.LastSeen = at.AddSeconds(float n)
+                && after.CreatedOn = (if existing = 0 then at.AddSeconds 1.0 else at.AddDays -1.0))
+
+            test "an app's fingerprint function decides the group" {
+                let byPath: FingerprintFunction = fun _ r -> r |> Option.map (fun r -> r.Path)
+
+                let build path =
+                    Events.build
+                        settings
+                        rule
+                        Limits.defaults
+                        (Some byPath)
+                        {
+                            Request =
+                                Some
+                                    {
+                                        Method = "GET"
+                                        Scheme = "http"
+                                        Host = "h"
+                                        Path = path
+                                        Query = []
+                                        Headers = []
+                                        Form = []
+                                        Cookies = []
+                                        RouteValues = []
+                                        UserName = None
+                                        TraceId = None
+                                        Body = None
+                                        Custom = []
+                                    }
+                            Subject = Subject.Message "m"
+                            Extra = []
+                            OccurredAt = at
+                        }
+
+                Expect.notEqual (build "/a").Hash (build "/b").Hash "grouped by path"
+                Expect.equal (build "/a").Hash (build "/a").Hash "same path, same group"
+                Expect.isTrue (Fingerprint.isValid (build "/a").Hash) "still a fingerprint"
+            }
+        ]

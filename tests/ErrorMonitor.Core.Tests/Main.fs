@@ -1,0 +1,18 @@
+module ErrorMonitor.Core.Tests.Main
+
+open Expecto
+
+[<EntryPoint>]
+let main argv =
+    testList
+        "core"
+        [
+            MaskingTests.tests
+            ExceptionTests.tests
+            FingerprintTests.tests
+            TracebackTests.tests
+            ConfigTests.tests
+            PagingTests.tests
+            EventTests.tests
+        ]
+    |> ErrorMonitor.Tests.TestMain.run argv

@@ -1,0 +1,99 @@
+module ErrorMonitor.Core.Tests.MaskingTests
+
+open Expecto
+open FsCheck
+open FsCheck.FSharp
+open ErrorMonitor.Core
+open ErrorMonitor.Core.Tests.Generators
+
+let private maskWith = "**************"
+let private rule = Masking.keyRule sensitiveWords maskWith
+
+let private isSensitive (k: string) =
+    let l = k.ToLowerInvariant()
+    sensitiveWords |> List.exists (fun w -> l.Contains w)
+
+let rec private hasSensitiveKey (d: Data) =
+    match d with
+    | Data.Object fields -> fields |> List.exists (fun (k, v) -> isSensitive k || hasSensitiveKey v)
+    | Data.Array items -> items |> List.exists hasSensitiveKey
+    | _ -> false
+
+[<Tests>]
+let tests =
+    testList
+        "masking"
+        [
+            property "no value under a key containing a configured word survives, at any depth, in any case"
+            <| Prop.forAll (arb objectData) (fun d ->
+                let tagged = tagLeaves isSensitive d
+                let json = Json.serialize (Masking.data rule tagged)
+                not (json.Contains "S3CR3T"))
+
+            property "masking is idempotent"
+            <| Prop.forAll (arb objectData) (fun d -> Masking.data rule (Masking.data rule d) = Masking.data rule d)
+
+            property "a tree without sensitive keys is left untouched"
+            <| Prop.forAll (arb (objectData |> Gen.filter (hasSensitiveKey >> not))) (fun d -> Masking.data rule d = d)
+
+            property "keys are never changed, only values"
+            <| Prop.forAll (arb pairs) (fun ps -> Masking.pairs rule ps |> List.map fst = (ps |> List.map fst))
+
+            property "a sensitive key in any letter case is masked with the configured text"
+            <| Prop.forAll (arb sensitiveKey) (fun k -> rule k = MaskDecision.MaskWith maskWith)
+
+            test "masks a form field whose name contains Secret" {
+                let masked = Masking.pairs rule [ "ClientSecret", "hunter2"; "name", "bob" ]
+                Expect.equal masked [ "ClientSecret", maskWith; "name", "bob" ] "only the secret field is masked"
+            }
+
+            test "configured words match whatever their own case is" {
+                let r = Masking.keyRule [ "Card" ] "#"
+                Expect.equal (r "CREDITCARD") (MaskDecision.MaskWith "#") "upper-case key masked"
+                Expect.equal (r "name") MaskDecision.Keep "other key kept"
+            }
+
+            test "an empty word list disables the key rule" {
+                let r = Masking.keyRule [] maskWith
+                Expect.equal (r "password") MaskDecision.Keep "nothing masked"
+            }
+
+            test "credential headers are masked even when the key rule is off" {
+                let headers =
+                    [
+                        "Authorization", "Bearer abc"
+                        "cookie", "a=b"
+                        "X-Api-Key", "k"
+                        "Proxy-Authorization", "p"
+                        "Set-Cookie", "s"
+                        "Accept", "text/html"
+                    ]
+
+                let masked = Masking.headers Masking.keepAll "###" headers
+                let values = masked |> List.map snd
+                Expect.equal values [ "###"; "###"; "###"; "###"; "###"; "text/html" ] "credentials masked"
+            }
+
+            test "Exception.Data is masked at every level of the exception tree" {
+                let leaf =
+                    {
+                        TypeName = "E"
+                        Message = ""
+                        Frames = []
+                        FramesOmitted = 0
+                        Data = [ "dbPassword", Data.String "pw1" ]
+                        Inner = []
+                        InnerOmitted = 0
+                    }
+
+                let outer =
+                    { leaf with
+                        Data = [ "apiSecret", Data.String "pw2" ]
+                        Inner = [ leaf ]
+                    }
+
+                let text = Traceback.format Limits.defaults (Masking.exceptionInfo rule outer)
+                Expect.isFalse (text.Contains "pw1" || text.Contains "pw2") "no secret in the traceback"
+                Expect.stringContains text maskWith "the mask text is shown"
+            }
+        ]
