@@ -1,0 +1,69 @@
+using ErrorMonitor;
+
+var builder = WebApplication.CreateBuilder(args);
+
+// The demo listens on http://127.0.0.1:5000 unless --urls (or ASPNETCORE_URLS) says otherwise.
+if (string.IsNullOrEmpty(builder.Configuration["urls"]))
+{
+    builder.WebHost.UseUrls("http://127.0.0.1:5000");
+}
+
+builder.Services.AddAntiforgery();
+builder.Services.AddErrorMonitor(options =>
+{
+    // Failures of /group/{id} group by their id (a custom fingerprint); everything else by the default.
+    options.Fingerprint = (exception, context) =>
+        context?.Request.RouteValues["groupId"] is { } id && exception is not null ? $"group:{id}" : null;
+});
+
+var app = builder.Build();
+
+app.UseErrorMonitor();
+app.UseAntiforgery();
+app.MapErrorMonitor();
+
+app.MapGet("/", () => "No Exception!");
+
+app.MapMethods("/value-error", ["GET", "POST"], (HttpContext _) =>
+{
+    throw new ArgumentException("Value error: the value is not valid");
+});
+
+app.MapPost("/post-view", async (HttpRequest request) =>
+{
+    var form = await request.ReadFormAsync();
+    var lookup = form.ToDictionary(kv => kv.Key, kv => kv.Value.ToString());
+    return lookup["missing-key"];
+}).DisableAntiforgery();
+
+app.MapGet("/handled", (AppErrorMonitor monitor, HttpContext context) =>
+{
+    try
+    {
+        throw new InvalidOperationException("Handled and recorded");
+    }
+    catch (InvalidOperationException ex)
+    {
+        monitor.RecordException(ex, context);
+    }
+
+    return "Recorded a handled exception";
+});
+
+app.MapGet("/message", (AppErrorMonitor monitor) =>
+{
+    monitor.CaptureMessage("A message from the demo app");
+    return "Recorded a message";
+});
+
+app.MapGet("/group/{groupId}", (string groupId) =>
+{
+    throw new InvalidOperationException($"Failure of group {groupId}");
+});
+
+app.Run();
+
+/// <summary>The demo app (visible to tests that host it).</summary>
+public partial class Program
+{
+}

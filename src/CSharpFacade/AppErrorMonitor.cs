@@ -1,0 +1,222 @@
+using ErrorMonitor.Web;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ErrorMonitor;
+
+/// <summary>
+/// The monitor of one app. Register it with <c>builder.Services.AddErrorMonitor()</c> and take it from
+/// dependency injection, or create it the seed's way: <c>new AppErrorMonitor(app)</c>, or
+/// <c>new AppErrorMonitor()</c> followed by <see cref="InitApp"/> ("configure at the end").
+/// Recording never throws into the app: ErrorMonitor's own failures are logged.
+/// </summary>
+public sealed class AppErrorMonitor
+{
+    private readonly object _gate = new();
+    private Engine? _engine;
+    private IHttpContextAccessor? _accessor;
+
+    /// <summary>A monitor to be initialised later with <see cref="InitApp"/>.</summary>
+    public AppErrorMonitor()
+    {
+    }
+
+    /// <summary>A monitor of <paramref name="app"/>: captures its unhandled exceptions and serves its pages.</summary>
+    /// <param name="app">The built app.</param>
+    /// <param name="store">A store of the app's own; default from APP_ERROR_STORE.</param>
+    /// <param name="contextBuilder">Adds app context to each occurrence.</param>
+    /// <param name="masking">A masking rule of the app's own; default from APP_ERROR_MASKED_KEY_HAS.</param>
+    /// <param name="configure">Options in code; they win over configuration keys.</param>
+    public AppErrorMonitor(
+        WebApplication app,
+        IErrorStore? store = null,
+        IContextBuilder? contextBuilder = null,
+        IMaskingRule? masking = null,
+        Action<ErrorMonitorOptions>? configure = null)
+    {
+        InitApp(app, store, contextBuilder, masking, configure);
+    }
+
+    internal AppErrorMonitor(Engine engine, IHttpContextAccessor? accessor)
+    {
+        _engine = engine;
+        _accessor = accessor;
+    }
+
+    /// <summary>True once the monitor is initialised.</summary>
+    public bool IsInitialized => _engine is not null;
+
+    /// <summary>The store the monitor writes to.</summary>
+    public IErrorStore Store => Engine.Store;
+
+    internal Engine Engine =>
+        _engine ?? throw new ErrorMonitorConfigException(
+            "This AppErrorMonitor is not initialised: call InitApp(app) or register it with AddErrorMonitor().");
+
+    /// <summary>
+    /// Initialises the monitor for <paramref name="app"/> (the seed's init_app): reads configuration, adds the
+    /// capture middleware and the pages, and starts the background writer with the app's lifetime.
+    /// </summary>
+    /// <param name="app">The built app.</param>
+    /// <param name="store">A store of the app's own; default from APP_ERROR_STORE.</param>
+    /// <param name="contextBuilder">Adds app context to each occurrence.</param>
+    /// <param name="masking">A masking rule of the app's own; default from APP_ERROR_MASKED_KEY_HAS.</param>
+    /// <param name="configure">Options in code; they win over configuration keys.</param>
+    /// <exception cref="ErrorMonitorConfigException">No app, initialised twice, or a bad configuration.</exception>
+    public void InitApp(
+        WebApplication app,
+        IErrorStore? store = null,
+        IContextBuilder? contextBuilder = null,
+        IMaskingRule? masking = null,
+        Action<ErrorMonitorOptions>? configure = null)
+    {
+        if (app is null)
+        {
+            throw new ErrorMonitorConfigException("AppErrorMonitor needs the app: pass the WebApplication to InitApp.");
+        }
+
+        lock (_gate)
+        {
+            if (_engine is not null)
+            {
+                throw new ErrorMonitorConfigException("This AppErrorMonitor is initialised already: InitApp may be called once.");
+            }
+
+            var options = new ErrorMonitorOptions { ErrorStore = store, ContextBuilder = contextBuilder, MaskingRule = masking };
+            configure?.Invoke(options);
+            var logger = app.Services.GetService<ILoggerFactory>()?.CreateLogger("ErrorMonitor");
+            var engine = EngineBuilder.Build(app.Configuration, options, app.Environment.ContentRootPath, logger);
+
+            _accessor = app.Services.GetService<IHttpContextAccessor>();
+            app.UseMiddleware<ErrorMonitorMiddleware>(engine);
+            ErrorMonitorEndpoints.Map(app, engine, options);
+            engine.Start();
+            app.Lifetime.ApplicationStopping.Register(
+                () => engine.StopAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult());
+            _engine = engine;
+        }
+    }
+
+    private HttpContext? Current(HttpContext? context) => context ?? _accessor?.HttpContext;
+
+    /// <summary>Records an exception (the seed's record_exception). Returns its group's hash, or null when
+    /// capture is off or failed.</summary>
+    /// <param name="exception">The exception.</param>
+    /// <param name="context">The request it happened in; default the current request, if any.</param>
+    public string? RecordException(Exception exception, HttpContext? context = null)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        var result = Engine.Record(exception, Current(context));
+        return result?.Value.Item1;
+    }
+
+    /// <summary>Records an exception and completes once its occurrence is stored.</summary>
+    /// <param name="exception">The exception.</param>
+    /// <param name="context">The request it happened in; default the current request, if any.</param>
+    /// <param name="cancellationToken">Stops waiting (the occurrence is still written).</param>
+    public async Task<string?> RecordExceptionAsync(
+        Exception exception,
+        HttpContext? context = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        var result = Engine.Record(exception, Current(context));
+        if (result is null)
+        {
+            return null;
+        }
+
+        await Engine.WaitStoredAsync(result.Value.Item2, cancellationToken).ConfigureAwait(false);
+        return result.Value.Item1;
+    }
+
+    /// <summary>Records a message (no exception). Returns its group's hash, or null when capture is off.</summary>
+    /// <param name="message">The text; digits, GUIDs and hex runs do not split its group.</param>
+    /// <param name="context">The request it belongs to; default the current request, if any.</param>
+    public string? CaptureMessage(string message, HttpContext? context = null)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var result = Engine.RecordMessage(message, Current(context));
+        return result?.Value.Item1;
+    }
+
+    /// <summary>Runs <paramref name="action"/>, recording what it throws (the seed's track_exception).</summary>
+    /// <param name="action">The work.</param>
+    /// <param name="silent">True: record and swallow the exception; false: record and rethrow.</param>
+    public void Track(Action action, bool silent = false)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        Track<object?>(() =>
+        {
+            action();
+            return null;
+        }, silent);
+    }
+
+    /// <summary>Runs <paramref name="action"/>, recording what it throws.</summary>
+    /// <param name="action">The work.</param>
+    /// <param name="silent">True: record, swallow and return the default value; false: record and rethrow.</param>
+    public T? Track<T>(Func<T> action, bool silent = false)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        try
+        {
+            return action();
+        }
+        catch (Exception ex)
+        {
+            RecordException(ex);
+            if (!silent)
+            {
+                throw;
+            }
+
+            return default;
+        }
+    }
+
+    /// <summary>Runs <paramref name="action"/>, recording what it throws.</summary>
+    /// <param name="action">The work.</param>
+    /// <param name="silent">True: record and swallow the exception; false: record and rethrow.</param>
+    public Task TrackAsync(Func<Task> action, bool silent = false)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        return TrackAsync<object?>(async () =>
+        {
+            await action().ConfigureAwait(false);
+            return null;
+        }, silent);
+    }
+
+    /// <summary>Runs <paramref name="action"/>, recording what it throws.</summary>
+    /// <param name="action">The work.</param>
+    /// <param name="silent">True: record, swallow and return the default value; false: record and rethrow.</param>
+    public async Task<T?> TrackAsync<T>(Func<Task<T>> action, bool silent = false)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            RecordException(ex);
+            if (!silent)
+            {
+                throw;
+            }
+
+            return default;
+        }
+    }
+
+    /// <summary>Opens a scope whose extras are added to whatever is recorded inside it (on this async flow).</summary>
+    public ErrorScope BeginScope() => ErrorScope.Begin();
+
+    /// <summary>Completes once everything recorded so far is stored.</summary>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    public Task FlushAsync(CancellationToken cancellationToken = default) => Engine.FlushAsync(cancellationToken);
+}

@@ -1,0 +1,327 @@
+namespace ErrorMonitor
+
+open System
+open System.Collections.Generic
+open System.Threading
+
+/// Extra context for whatever is recorded while the scope is open (on this async flow). Dispose to close.
+[<AllowNullLiteral>]
+type ErrorScope internal (parent: ErrorScope) =
+    static let current = AsyncLocal<ErrorScope>()
+    let gate = obj ()
+    let extras = List<KeyValuePair<string, obj>>()
+    let mutable disposed = false
+
+    /// Adds (or replaces) an entry; returns the scope, so calls chain.
+    member this.SetExtra(key: string, value: obj) : ErrorScope =
+        ArgumentNullException.ThrowIfNull key
+
+        lock gate (fun () ->
+            extras.RemoveAll(fun kv -> kv.Key = key) |> ignore
+            extras.Add(KeyValuePair(key, value)))
+
+        this
+
+    member internal _.Parent = parent
+
+    member internal _.Entries = lock gate (fun () -> List.ofSeq extras)
+
+    /// Opens a scope inside the current one.
+    static member Begin() : ErrorScope =
+        let s = new ErrorScope(current.Value)
+        current.Value <- s
+        s
+
+    /// Every extra of the open scopes, outermost first (inner scopes win on the same key).
+    static member internal CurrentExtras() : (string * obj) list =
+        let rec chain (s: ErrorScope) acc =
+            if isNull s then acc else chain s.Parent (s :: acc)
+
+        chain current.Value []
+        |> List.collect (fun s -> s.Entries |> List.map (fun kv -> kv.Key, kv.Value))
+        |> List.rev
+        |> List.distinctBy fst
+        |> List.rev
+
+    interface IDisposable with
+        member this.Dispose() =
+            if not disposed then
+                disposed <- true
+
+                if Object.ReferenceEquals(current.Value, this) then
+                    current.Value <- parent
+
+namespace ErrorMonitor.Web
+
+open System
+open System.Collections.Generic
+open System.Diagnostics
+open System.IO
+open System.Runtime.CompilerServices
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Http
+open Microsoft.Data.Sqlite
+open Microsoft.Extensions.Logging
+open ErrorMonitor
+open ErrorMonitor.Core
+open ErrorMonitor.Web.Stores
+
+/// Everything an engine is made of.
+type EngineParts =
+    {
+        /// Validated settings.
+        Settings: Settings
+        /// Size limits.
+        Limits: Limits
+        /// The masking rule.
+        Masking: MaskingRule
+        /// An app-supplied grouping, if any: a group key from the exception (null for messages) and the
+        /// request (null outside one), or None for the default fingerprint.
+        Fingerprint: (exn -> HttpContext -> string option) option
+        /// An app-supplied context builder, if any.
+        ContextBuilder: IContextBuilder option
+        /// The store.
+        Store: IErrorStore
+        /// Where "now" comes from.
+        Clock: TimeProvider
+        /// Where ErrorMonitor logs its own failures.
+        Logger: ILogger
+        /// Most distinct groups held in memory while waiting to be written.
+        MaxPendingGroups: int
+    }
+
+/// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
+/// them in the background. Capture never throws into the app.
+type Engine(parts: EngineParts) =
+    let queue = CaptureQueue(parts.MaxPendingGroups)
+    let writer = Writer(queue, parts.Store, parts.Logger)
+    let recorded = ConditionalWeakTable<exn, string>()
+    let stopping = new CancellationTokenSource()
+    let mutable loop: Task = null
+
+    let stackTrace (e: exn) = StackTrace(e, true)
+
+    let extras (http: HttpContext) : (string * Data) list =
+        let scoped = ErrorScope.CurrentExtras()
+
+        let built =
+            match parts.ContextBuilder with
+            | None -> []
+            | Some b ->
+                try
+                    let d = Dictionary<string, obj>()
+                    b.BuildContext(http, d)
+                    d |> Seq.map (fun kv -> kv.Key, kv.Value) |> List.ofSeq
+                with ex ->
+                    parts.Logger.LogWarning(EventId(1003, "ContextBuilderFailed"), ex, "ErrorMonitor's context builder failed")
+                    []
+
+        built @ scoped |> List.map (fun (k, v) -> k, DataOf.value parts.Limits v)
+
+    let capture (raw: exn) (subject: unit -> Subject) (http: HttpContext) : (string * int64) option =
+        if not parts.Settings.Enabled then
+            None
+        else
+            try
+                let c =
+                    {
+                        Request = if isNull http then None else Some(RequestReader.read parts.Limits http)
+                        Subject = subject ()
+                        Extra = extras http
+                        OccurredAt = parts.Clock.GetUtcNow()
+                    }
+
+                let fingerprint =
+                    parts.Fingerprint
+                    |> Option.map (fun f ->
+                        let key =
+                            try
+                                f raw http
+                            with ex ->
+                                parts.Logger.LogWarning(EventId(1007, "FingerprintFailed"), ex, "ErrorMonitor's fingerprint function failed")
+                                None
+
+                        fun (_: ExceptionInfo option) (_: RequestContext option) -> key)
+
+                let e = Events.build parts.Settings parts.Masking parts.Limits fingerprint c
+
+                match queue.Enqueue e with
+                | Some sequence -> Some(e.Hash, sequence)
+                | None ->
+                    parts.Logger.LogWarning(
+                        EventId(1004, "QueueFull"),
+                        "ErrorMonitor's queue is full: an occurrence of {Hash} was dropped ({Dropped} in all)",
+                        e.Hash,
+                        queue.Dropped
+                    )
+
+                    Some(e.Hash, -1L)
+            with ex ->
+                parts.Logger.LogError(EventId(1005, "CaptureFailed"), ex, "ErrorMonitor could not record an occurrence")
+                None
+
+    /// The settings in force.
+    member _.Settings = parts.Settings
+
+    /// The store.
+    member _.Store = parts.Store
+
+    /// The queue (for metrics and tests).
+    member _.Queue = queue
+
+    /// The writer (for metrics and tests).
+    member _.Writer = writer
+
+    /// Records an exception (once per exception object); returns its group's hash and sequence number.
+    member _.Record(ex: exn, http: HttpContext) : (string * int64) option =
+        if isNull ex then
+            None
+        else
+            match recorded.TryGetValue ex with
+            | true, hash -> Some(hash, 0L)
+            | _ ->
+                let result =
+                    capture ex (fun () -> Subject.Exception(ExceptionInfo.capture parts.Limits stackTrace ex)) http
+
+                match result with
+                | Some(hash, _) -> recorded.AddOrUpdate(ex, hash)
+                | None -> ()
+
+                result
+
+    /// True when this exception object was recorded already.
+    member _.WasRecorded(ex: exn) =
+        not (isNull ex) && fst (recorded.TryGetValue ex)
+
+    /// Records a message.
+    member _.RecordMessage(text: string, http: HttpContext) : (string * int64) option =
+        capture null (fun () -> Subject.Message(if isNull text then "" else text)) http
+
+    /// Completes when occurrence `sequence` is stored.
+    member _.WaitStoredAsync(sequence: int64, ct: CancellationToken) : Task =
+        if sequence <= 0L then
+            Task.CompletedTask
+        else
+            writer.WaitStoredAsync(sequence, ct)
+
+    /// Completes when everything recorded so far is stored.
+    member _.FlushAsync(ct: CancellationToken) : Task =
+        writer.WaitStoredAsync(queue.LastSequence, ct)
+
+    /// Starts the background writer.
+    member _.Start() =
+        lock stopping (fun () ->
+            if isNull loop then
+                loop <- Task.Run(fun () -> writer.RunAsync stopping.Token))
+
+    /// Stops the writer, writing what is pending within `timeout`.
+    member _.StopAsync(timeout: TimeSpan) : Task =
+        task {
+            stopping.Cancel()
+
+            if not (isNull loop) then
+                do! loop
+
+            use cts = new CancellationTokenSource(timeout)
+            let mutable ok = false
+
+            while queue.Length > 0 && not cts.IsCancellationRequested do
+                let! wrote = writer.FlushOnceAsync cts.Token
+                ok <- wrote
+
+                if not wrote then
+                    try
+                        do! Task.Delay(100, cts.Token)
+                    with :? OperationCanceledException ->
+                        ()
+
+            if queue.Length > 0 then
+                parts.Logger.LogError(
+                    EventId(1006, "UnflushedOnStop"),
+                    "ErrorMonitor stopped with {Groups} groups not written",
+                    queue.Length
+                )
+        }
+
+/// Building an engine from flat configuration and app-supplied parts (used by the C# facade and F# apps).
+[<RequireQualifiedAccess>]
+module EngineFactory =
+
+    /// The default SQLite connection string: a file next to the app.
+    [<Literal>]
+    let DefaultSqlite = "Data Source=errormonitor.db"
+
+    /// The store the settings choose. A relative SQLite file is placed in `contentRoot`.
+    let store (settings: Settings) (connectionString: string) (contentRoot: string) : IErrorStore =
+        match settings.Store with
+        | StoreKind.Memory -> MemoryStore() :> IErrorStore
+        | StoreKind.Sqlite ->
+            let b =
+                try
+                    SqliteConnectionStringBuilder(
+                        if String.IsNullOrWhiteSpace connectionString then
+                            DefaultSqlite
+                        else
+                            connectionString
+                    )
+                with ex ->
+                    raise (ErrorMonitorConfigException(sprintf "ConnectionStrings:ErrorMonitor is not a valid SQLite connection string: %s" ex.Message))
+
+            if b.DataSource <> ":memory:" && not (Path.IsPathRooted b.DataSource) && not (String.IsNullOrEmpty contentRoot) then
+                b.DataSource <- Path.Combine(contentRoot, b.DataSource)
+
+            SqliteStore(b.ConnectionString, settings.TableName) :> IErrorStore
+        | StoreKind.Postgres ->
+            raise (ErrorMonitorConfigException("APP_ERROR_STORE=postgres is not available in this version"))
+
+    /// A masking rule from a C# delegate: null keeps the value, any text masks it with that text.
+    let maskingOf (f: Func<string, string>) : MaskingRule =
+        fun key ->
+            match f.Invoke key with
+            | null -> MaskDecision.Keep
+            | text -> MaskDecision.MaskWith text
+
+    /// A fingerprint function from a C# delegate: null falls back to the default fingerprint. The delegate
+    /// gets the exception (null for messages) and the request (null outside one).
+    let fingerprintOf (f: Func<exn, HttpContext, string>) : exn -> HttpContext -> string option =
+        fun e http -> Option.ofObj (f.Invoke(e, http))
+
+    /// Parses settings; throws ErrorMonitorConfigException naming every key at fault.
+    let settings (values: IReadOnlyDictionary<string, string>) : Settings =
+        let map =
+            values
+            |> Seq.filter (fun kv -> not (isNull kv.Value))
+            |> Seq.map (fun kv -> kv.Key, kv.Value)
+            |> Map.ofSeq
+
+        match Config.parse map with
+        | Ok s -> s
+        | Error errors -> raise (ErrorMonitorConfigException(Config.describe errors))
+
+    /// Builds an engine from flat configuration (APP_ERROR_* keys) and optional parts; null means the
+    /// default for each part. Throws ErrorMonitorConfigException naming the key at fault.
+    let create
+        (values: IReadOnlyDictionary<string, string>)
+        (connectionString: string)
+        (contentRoot: string)
+        (masking: Func<string, string>)
+        (fingerprint: Func<exn, HttpContext, string>)
+        (contextBuilder: IContextBuilder)
+        (customStore: IErrorStore)
+        (logger: ILogger)
+        : Engine =
+        let s = settings values
+
+        Engine
+            {
+                Settings = s
+                Limits = Limits.defaults
+                Masking = if isNull masking then Config.maskingRule s else maskingOf masking
+                Fingerprint = if isNull fingerprint then None else Some(fingerprintOf fingerprint)
+                ContextBuilder = if isNull (box contextBuilder) then None else Some contextBuilder
+                Store = if isNull (box customStore) then store s connectionString contentRoot else customStore
+                Clock = TimeProvider.System
+                Logger = if isNull logger then Abstractions.NullLogger.Instance :> ILogger else logger
+                MaxPendingGroups = 10000
+            }

@@ -1,0 +1,33 @@
+namespace ErrorMonitor.Web
+
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Http
+
+/// Giraffe's handler shapes, declared here because the Giraffe package is not available: the same type
+/// abbreviations, so ErrorMonitor's handlers compose with Giraffe's `>=>` unchanged.
+[<AutoOpen>]
+module Giraffe =
+
+    /// The result of a handler: Some context to go on, None to stop.
+    type HttpFuncResult = Task<HttpContext option>
+
+    /// The rest of the pipeline.
+    type HttpFunc = HttpContext -> HttpFuncResult
+
+    /// A handler: given what comes next, a function of the request.
+    type HttpHandler = HttpFunc -> HttpFunc
+
+    /// A pipeline that ends the request successfully.
+    let earlyReturn: HttpFunc = Some >> Task.FromResult
+
+    /// A pipeline that skips: no handler answered.
+    let skipPipeline: HttpFuncResult = Task.FromResult None
+
+    /// Runs `handler1`, then `handler2` on what it passes on.
+    let compose (handler1: HttpHandler) (handler2: HttpHandler) : HttpHandler =
+        fun final ->
+            let func = final |> handler2 |> handler1
+            fun ctx -> if ctx.Response.HasStarted then final ctx else func ctx
+
+    /// Alias of `compose`.
+    let (>=>) = compose

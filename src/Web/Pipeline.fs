@@ -1,0 +1,161 @@
+namespace ErrorMonitor.Web
+
+open System
+open System.Collections.Generic
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.Extensions.Logging
+open ErrorMonitor
+open ErrorMonitor.Core
+
+/// The bounded in-memory queue between the request thread and the writer. Repeats of one fingerprint
+/// coalesce into one pending delta, so memory is bounded by the number of distinct pending groups.
+type CaptureQueue(maxGroups: int) =
+    let gate = obj ()
+    let mutable pending = Dictionary<string, GroupDelta>()
+    let mutable enqueued = 0L
+    let mutable dropped = 0L
+    let doorbell = new SemaphoreSlim(0, 1)
+
+    let ring () =
+        try
+            if doorbell.CurrentCount = 0 then
+                doorbell.Release() |> ignore
+        with :? SemaphoreFullException ->
+            ()
+
+    /// Adds an occurrence; returns its sequence number, or None when the queue is full and it was dropped.
+    member _.Enqueue(e: ErrorEvent) : int64 option =
+        let result =
+            lock gate (fun () ->
+                match pending.TryGetValue e.Hash with
+                | true, d ->
+                    pending.[e.Hash] <- Events.coalesce (Some d) e
+                    enqueued <- enqueued + 1L
+                    Some enqueued
+                | _ when pending.Count >= maxGroups ->
+                    dropped <- dropped + 1L
+                    None
+                | _ ->
+                    pending.[e.Hash] <- Events.coalesce None e
+                    enqueued <- enqueued + 1L
+                    Some enqueued)
+
+        ring ()
+        result
+
+    /// Takes everything pending, with the sequence number of the last occurrence it holds.
+    member _.TakeAll() : GroupDelta list * int64 =
+        lock gate (fun () ->
+            if pending.Count = 0 then
+                [], enqueued
+            else
+                let batch = List.ofSeq pending.Values
+                pending <- Dictionary<string, GroupDelta>()
+                batch, enqueued)
+
+    /// Puts back a batch that could not be written, merging it with what came in meanwhile.
+    member _.PutBack(batch: GroupDelta list) =
+        lock gate (fun () ->
+            for d in batch do
+                match pending.TryGetValue d.Latest.Hash with
+                | true, newer -> pending.[d.Latest.Hash] <- Events.merge d newer
+                | _ -> pending.[d.Latest.Hash] <- d)
+
+    /// Occurrences dropped because the queue was full.
+    member _.Dropped = Interlocked.Read &dropped
+
+    /// Distinct groups waiting to be written.
+    member _.Length = lock gate (fun () -> pending.Count)
+
+    /// Sequence number of the latest occurrence accepted.
+    member _.LastSequence = lock gate (fun () -> enqueued)
+
+    /// Waits until something is enqueued, or the timeout passes.
+    member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = doorbell.WaitAsync(timeout, ct)
+
+/// Writes what the queue holds to the store, in batches, retrying with backoff while the store fails.
+/// Callers can wait until a given occurrence is stored.
+type Writer(queue: CaptureQueue, store: IErrorStore, logger: ILogger) =
+    let gate = obj ()
+    let mutable stored = 0L
+    let mutable initialized = false
+    let waiters = List<int64 * TaskCompletionSource<unit>>()
+    let mutable failures = 0
+
+    let release (upTo: int64) =
+        let ready =
+            lock gate (fun () ->
+                stored <- max stored upTo
+                let r = waiters |> Seq.filter (fun (s, _) -> s <= stored) |> List.ofSeq
+                waiters.RemoveAll(fun (s, _) -> s <= stored) |> ignore
+                r)
+
+        for _, tcs in ready do
+            tcs.TrySetResult() |> ignore
+
+    /// Sequence number of the last occurrence known to be stored.
+    member _.StoredUpTo = lock gate (fun () -> stored)
+
+    /// Consecutive failed writes (0 when the store is healthy).
+    member _.Failures = failures
+
+    /// Completes when occurrence `sequence` is stored.
+    member _.WaitStoredAsync(sequence: int64, ct: CancellationToken) : Task =
+        let tcs = TaskCompletionSource<unit>(TaskCreationOptions.RunContinuationsAsynchronously)
+
+        lock gate (fun () ->
+            if sequence <= stored then
+                tcs.TrySetResult() |> ignore
+            else
+                waiters.Add(sequence, tcs))
+
+        tcs.Task.WaitAsync ct
+
+    /// Writes one batch: everything pending now. Returns false when the store failed (the batch is kept).
+    member _.FlushOnceAsync(ct: CancellationToken) : Task<bool> =
+        task {
+            let batch, upTo = queue.TakeAll()
+
+            try
+                if not initialized then
+                    do! store.InitializeAsync ct
+                    initialized <- true
+
+                if not batch.IsEmpty then
+                    do! store.UpsertAsync(batch |> Array.ofList :> IReadOnlyList<GroupDelta>, ct)
+
+                failures <- 0
+                release upTo
+                return true
+            with ex ->
+                queue.PutBack batch
+                failures <- failures + 1
+
+                if failures = 1 || failures % 50 = 0 then
+                    logger.LogWarning(
+                        EventId(1001, "StoreWriteFailed"),
+                        ex,
+                        "ErrorMonitor could not write {Groups} groups to its store (attempt {Attempt}); they are kept and retried",
+                        batch.Length,
+                        failures
+                    )
+
+                return false
+        }
+
+    /// The writer loop: waits for occurrences, writes them, backs off while the store fails.
+    member this.RunAsync(ct: CancellationToken) : Task =
+        task {
+            while not ct.IsCancellationRequested do
+                try
+                    let! _ = queue.WaitAsync(TimeSpan.FromMilliseconds 200.0, ct)
+                    let! ok = this.FlushOnceAsync ct
+
+                    if not ok then
+                        let delay = Math.Min(30000.0, 100.0 * Math.Pow(2.0, float (min failures 10)))
+                        do! Task.Delay(TimeSpan.FromMilliseconds delay, ct)
+                with
+                | :? OperationCanceledException -> ()
+                | ex -> logger.LogError(EventId(1002, "WriterFailed"), ex, "ErrorMonitor's writer loop failed")
+        }

@@ -1,0 +1,129 @@
+namespace ErrorMonitor.Web
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Text
+open Microsoft.AspNetCore.Http
+open Microsoft.AspNetCore.Http.Features
+open ErrorMonitor.Core
+
+/// Reads an HttpContext into plain data for the core. Reads only what the app already has: a form the app
+/// read, a body the app buffered. Leaves the app's streams as it found them. Never throws.
+[<RequireQualifiedAccess>]
+module RequestReader =
+
+    let private attempt fallback f =
+        try
+            f ()
+        with _ ->
+            fallback
+
+    let private take (limits: Limits) (pairs: seq<string * string>) =
+        // One more than the limit, so the core can say that entries were left out.
+        pairs |> Seq.truncate (limits.MaxEntries + 1) |> List.ofSeq
+
+    let private isJson (contentType: string) =
+        not (isNull contentType)
+        && (contentType.Contains("application/json", StringComparison.OrdinalIgnoreCase)
+            || contentType.Contains("+json", StringComparison.OrdinalIgnoreCase))
+
+    let private isText (contentType: string) =
+        not (isNull contentType)
+        && (contentType.StartsWith("text/", StringComparison.OrdinalIgnoreCase)
+            || contentType.Contains("xml", StringComparison.OrdinalIgnoreCase))
+
+    /// A body excerpt, only when the app buffered the body (a seekable stream); its position is restored.
+    let private body (limits: Limits) (request: HttpRequest) : Body option =
+        attempt None (fun () ->
+            let contentType = request.ContentType
+            let stream = request.Body
+
+            if isNull stream || not stream.CanSeek || not (isJson contentType || isText contentType) then
+                None
+            else
+                let before = stream.Position
+
+                try
+                    stream.Position <- 0L
+                    let buffer = Array.zeroCreate<byte> (limits.MaxBody + 4)
+                    let mutable read = 0
+                    let mutable last = -1
+
+                    while last <> 0 && read < buffer.Length do
+                        last <- stream.Read(buffer, read, buffer.Length - read)
+                        read <- read + last
+
+                    let text = Encoding.UTF8.GetString(buffer, 0, Math.Min(read, limits.MaxBody))
+                    let cut = read > limits.MaxBody
+
+                    if isJson contentType && not cut then
+                        match Json.parse limits text with
+                        | Ok d -> Some(Body.Json d)
+                        | Error _ -> Some(Body.Text text)
+                    else
+                        Some(Body.Text(if cut then text + Text.marker (read - limits.MaxBody) else text))
+                finally
+                    stream.Position <- before)
+
+    /// The form, only when the app already read it.
+    let private form (limits: Limits) (ctx: HttpContext) =
+        attempt [] (fun () ->
+            let feature = ctx.Features.Get<IFormFeature>()
+
+            if isNull feature || isNull feature.Form then
+                []
+            else
+                seq {
+                    for kv in feature.Form do
+                        for v in kv.Value do
+                            yield kv.Key, (if isNull v then "" else v)
+
+                    for f in feature.Form.Files do
+                        yield f.Name, sprintf "<file %s, %d bytes>" f.FileName f.Length
+                }
+                |> take limits)
+
+    /// The request as plain data.
+    let read (limits: Limits) (ctx: HttpContext) : RequestContext =
+        let r = ctx.Request
+
+        {
+            Method = attempt "" (fun () -> r.Method)
+            Scheme = attempt "http" (fun () -> r.Scheme)
+            Host = attempt "" (fun () -> r.Host.Value)
+            Path = attempt "" (fun () -> r.PathBase.Add(r.Path).Value)
+            Query =
+                attempt [] (fun () ->
+                    seq {
+                        for kv in r.Query do
+                            for v in kv.Value do
+                                yield kv.Key, (if isNull v then "" else v)
+                    }
+                    |> take limits)
+            Headers =
+                attempt [] (fun () ->
+                    r.Headers |> Seq.map (fun kv -> kv.Key, string kv.Value) |> take limits)
+            Form = form limits ctx
+            Cookies = attempt [] (fun () -> r.Cookies |> Seq.map (fun kv -> kv.Key, kv.Value) |> take limits)
+            RouteValues =
+                attempt [] (fun () ->
+                    r.RouteValues
+                    |> Seq.map (fun kv -> kv.Key, (if isNull kv.Value then "" else string kv.Value))
+                    |> take limits)
+            UserName =
+                attempt None (fun () ->
+                    let u = ctx.User
+
+                    if not (isNull u) && not (isNull u.Identity) && u.Identity.IsAuthenticated then
+                        Option.ofObj u.Identity.Name
+                    else
+                        None)
+            TraceId =
+                attempt None (fun () ->
+                    match Activity.Current with
+                    | null -> Option.ofObj ctx.TraceIdentifier
+                    | a -> Some a.Id)
+            Body = body limits r
+            Custom = []
+        }

@@ -1,0 +1,177 @@
+namespace ErrorMonitor.Web.Stores
+
+open System
+open System.Collections.Generic
+open System.Globalization
+open System.Threading.Tasks
+open Microsoft.Data.Sqlite
+open ErrorMonitor
+open ErrorMonitor.Core
+
+/// The embedded store: one SQLite file, WAL mode, one-statement upserts, pages by an index on last_seen.
+/// `table` must be a plain identifier (the configuration checks it).
+type SqliteStore(connectionString: string, table: string) =
+    let columns =
+        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen"
+
+    // Times are stored as fixed-width ISO 8601 UTC text: readable, and ordered as text as they are in time.
+    let time (t: DateTimeOffset) =
+        t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture)
+
+    let parseTime (s: string) =
+        DateTimeOffset.ParseExact(s, "yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal)
+
+    let upsertSql =
+        $"""INSERT INTO {table} ({columns})
+VALUES ($hash, $host, $path, $method, $request_data, $exception_name, $message, $traceback, $count, $created_on, $last_seen)
+ON CONFLICT (hash) DO UPDATE SET
+  request_data = excluded.request_data,
+  message = excluded.message,
+  traceback = excluded.traceback,
+  count = {table}.count + excluded.count,
+  created_on = min({table}.created_on, excluded.created_on),
+  last_seen = max({table}.last_seen, excluded.last_seen)"""
+
+    let openConnection () =
+        task {
+            let c = new SqliteConnection(connectionString)
+            do! c.OpenAsync()
+            use pragma = c.CreateCommand()
+            pragma.CommandText <- "PRAGMA busy_timeout = 5000;"
+            let! _ = pragma.ExecuteNonQueryAsync()
+            return c
+        }
+
+    let read (r: SqliteDataReader) : ErrorRecord =
+        {
+            Hash = r.GetString 0
+            Host = r.GetString 1
+            Path = r.GetString 2
+            Method = r.GetString 3
+            RequestData = r.GetString 4
+            ExceptionName = r.GetString 5
+            Message = r.GetString 6
+            Traceback = r.GetString 7
+            Count = r.GetInt64 8
+            CreatedOn = parseTime (r.GetString 9)
+            LastSeen = parseTime (r.GetString 10)
+        }
+
+    /// The connection string this store uses.
+    member _.ConnectionString = connectionString
+
+    interface IErrorStore with
+        member _.InitializeAsync ct =
+            task {
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+
+                cmd.CommandText <-
+                    $"""PRAGMA journal_mode = WAL;
+CREATE TABLE IF NOT EXISTS {table} (
+  hash TEXT NOT NULL PRIMARY KEY,
+  host TEXT NOT NULL,
+  path TEXT NOT NULL,
+  method TEXT NOT NULL,
+  request_data TEXT NOT NULL,
+  exception_name TEXT NOT NULL,
+  message TEXT NOT NULL,
+  traceback TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  created_on TEXT NOT NULL,
+  last_seen TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
+
+                let! _ = cmd.ExecuteNonQueryAsync ct
+                ()
+            }
+
+        member _.UpsertAsync(batch, ct) =
+            task {
+                if batch.Count > 0 then
+                    use! c = openConnection ()
+                    use tx = c.BeginTransaction()
+                    use cmd = c.CreateCommand()
+                    cmd.Transaction <- tx
+                    cmd.CommandText <- upsertSql
+
+                    let p name =
+                        cmd.Parameters.Add(SqliteParameter(name, null))
+
+                    let ps =
+                        [|
+                            p "$hash"
+                            p "$host"
+                            p "$path"
+                            p "$method"
+                            p "$request_data"
+                            p "$exception_name"
+                            p "$message"
+                            p "$traceback"
+                            p "$count"
+                            p "$created_on"
+                            p "$last_seen"
+                        |]
+
+                    for d in batch do
+                        let e = d.Latest
+                        ps.[0].Value <- e.Hash
+                        ps.[1].Value <- e.Host
+                        ps.[2].Value <- e.Path
+                        ps.[3].Value <- e.Method
+                        ps.[4].Value <- e.RequestData
+                        ps.[5].Value <- e.ExceptionName
+                        ps.[6].Value <- e.Message
+                        ps.[7].Value <- e.Traceback
+                        ps.[8].Value <- d.Count
+                        ps.[9].Value <- time d.FirstAt
+                        ps.[10].Value <- time e.OccurredAt
+                        let! _ = cmd.ExecuteNonQueryAsync ct
+                        ()
+
+                    do! tx.CommitAsync ct
+            }
+            :> Task
+
+        member _.GetAsync(hash, ct) =
+            task {
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+                cmd.CommandText <- $"SELECT {columns} FROM {table} WHERE hash = $hash"
+                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash)) |> ignore
+                use! r = cmd.ExecuteReaderAsync ct
+                let! found = r.ReadAsync ct
+                return if found then read r else Unchecked.defaultof<ErrorRecord>
+            }
+
+        member _.ListAsync(offset, count, ct) =
+            task {
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+
+                cmd.CommandText <-
+                    $"SELECT {columns} FROM {table} ORDER BY last_seen DESC, hash LIMIT $count OFFSET $offset"
+
+                cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
+                cmd.Parameters.AddWithValue("$offset", max 0L offset) |> ignore
+                use! r = cmd.ExecuteReaderAsync ct
+                let acc = ResizeArray()
+                let mutable more = true
+
+                while more do
+                    let! next = r.ReadAsync ct
+
+                    if next then acc.Add(read r) else more <- false
+
+                return acc :> IReadOnlyList<ErrorRecord>
+            }
+
+        member _.DeleteAsync(hash, ct) =
+            task {
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+                cmd.CommandText <- $"DELETE FROM {table} WHERE hash = $hash"
+                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash)) |> ignore
+                let! n = cmd.ExecuteNonQueryAsync ct
+                return n > 0
+            }
