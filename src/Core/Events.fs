@@ -261,7 +261,15 @@ module Events =
     /// Merges two deltas of the same group (an older batch put back, and a newer one).
     let merge (older: GroupDelta) (newer: GroupDelta) : GroupDelta =
         {
-            Latest = if newer.Latest.OccurredAt >= older.Latest.OccurredAt then newer.Latest else older.Latest
-            FirstAt = if older.FirstAt < newer.FirstAt then older.FirstAt else newer.FirstAt
+            Latest =
+                if newer.Latest.OccurredAt >= older.Latest.OccurredAt then
+                    newer.Latest
+                else
+                    older.Latest
+            FirstAt =
+                if older.FirstAt < newer.FirstAt then
+                    older.FirstAt
+                else
+                    newer.FirstAt
             Count = older.Count + newer.Count
         }

@@ -85,7 +85,8 @@ module Masking =
             Query = pairs rule r.Query
             Headers = headers rule maskWith r.Headers
             Form = pairs rule r.Form
-            Cookies = pairs rule r.Cookies
+            // Cookies are credentials (the Cookie header is masked whatever the rule says): only names are kept.
+            Cookies = r.Cookies |> List.map (fun (k, _) -> k, maskWith)
             RouteValues = pairs rule r.RouteValues
             Body =
                 r.Body

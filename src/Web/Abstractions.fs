@@ -20,7 +20,8 @@ type IErrorStore =
     abstract GetAsync: hash: string * cancellationToken: CancellationToken -> Task<ErrorRecord>
 
     /// Groups newest `LastSeen` first (ties by hash), skipping `offset`, at most `count` of them.
-    abstract ListAsync: offset: int64 * count: int * cancellationToken: CancellationToken -> Task<IReadOnlyList<ErrorRecord>>
+    abstract ListAsync:
+        offset: int64 * count: int * cancellationToken: CancellationToken -> Task<IReadOnlyList<ErrorRecord>>
 
     /// Deletes a group; true when it existed.
     abstract DeleteAsync: hash: string * cancellationToken: CancellationToken -> Task<bool>
@@ -40,8 +41,7 @@ type DefaultContextBuilder() =
         context.["machine"] <- Environment.MachineName
 
     interface IContextBuilder with
-        member this.BuildContext(httpContext, context) =
-            this.BuildContext(httpContext, context)
+        member this.BuildContext(httpContext, context) = this.BuildContext(httpContext, context)
 
 /// A configuration that cannot work: thrown at start-up, naming the key at fault.
 type ErrorMonitorConfigException(message: string) =

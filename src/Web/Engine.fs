@@ -114,7 +114,12 @@ type Engine(parts: EngineParts) =
                     b.BuildContext(http, d)
                     d |> Seq.map (fun kv -> kv.Key, kv.Value) |> List.ofSeq
                 with ex ->
-                    parts.Logger.LogWarning(EventId(1003, "ContextBuilderFailed"), ex, "ErrorMonitor's context builder failed")
+                    parts.Logger.LogWarning(
+                        EventId(1003, "ContextBuilderFailed"),
+                        ex,
+                        "ErrorMonitor's context builder failed"
+                    )
+
                     []
 
         built @ scoped |> List.map (fun (k, v) -> k, DataOf.value parts.Limits v)
@@ -126,7 +131,11 @@ type Engine(parts: EngineParts) =
             try
                 let c =
                     {
-                        Request = if isNull http then None else Some(RequestReader.read parts.Limits http)
+                        Request =
+                            if isNull http then
+                                None
+                            else
+                                Some(RequestReader.read parts.Limits http)
                         Subject = subject ()
                         Extra = extras http
                         OccurredAt = parts.Clock.GetUtcNow()
@@ -139,7 +148,12 @@ type Engine(parts: EngineParts) =
                             try
                                 f raw http
                             with ex ->
-                                parts.Logger.LogWarning(EventId(1007, "FingerprintFailed"), ex, "ErrorMonitor's fingerprint function failed")
+                                parts.Logger.LogWarning(
+                                    EventId(1007, "FingerprintFailed"),
+                                    ex,
+                                    "ErrorMonitor's fingerprint function failed"
+                                )
+
                                 None
 
                         fun (_: ExceptionInfo option) (_: RequestContext option) -> key)
@@ -266,9 +280,19 @@ module EngineFactory =
                             connectionString
                     )
                 with ex ->
-                    raise (ErrorMonitorConfigException(sprintf "ConnectionStrings:ErrorMonitor is not a valid SQLite connection string: %s" ex.Message))
+                    raise (
+                        ErrorMonitorConfigException(
+                            sprintf
+                                "ConnectionStrings:ErrorMonitor is not a valid SQLite connection string: %s"
+                                ex.Message
+                        )
+                    )
 
-            if b.DataSource <> ":memory:" && not (Path.IsPathRooted b.DataSource) && not (String.IsNullOrEmpty contentRoot) then
+            if
+                b.DataSource <> ":memory:"
+                && not (Path.IsPathRooted b.DataSource)
+                && not (String.IsNullOrEmpty contentRoot)
+            then
                 b.DataSource <- Path.Combine(contentRoot, b.DataSource)
 
             SqliteStore(b.ConnectionString, settings.TableName) :> IErrorStore
@@ -317,11 +341,31 @@ module EngineFactory =
             {
                 Settings = s
                 Limits = Limits.defaults
-                Masking = if isNull masking then Config.maskingRule s else maskingOf masking
-                Fingerprint = if isNull fingerprint then None else Some(fingerprintOf fingerprint)
-                ContextBuilder = if isNull (box contextBuilder) then None else Some contextBuilder
-                Store = if isNull (box customStore) then store s connectionString contentRoot else customStore
+                Masking =
+                    if isNull masking then
+                        Config.maskingRule s
+                    else
+                        maskingOf masking
+                Fingerprint =
+                    if isNull fingerprint then
+                        None
+                    else
+                        Some(fingerprintOf fingerprint)
+                ContextBuilder =
+                    if isNull (box contextBuilder) then
+                        None
+                    else
+                        Some contextBuilder
+                Store =
+                    if isNull (box customStore) then
+                        store s connectionString contentRoot
+                    else
+                        customStore
                 Clock = TimeProvider.System
-                Logger = if isNull logger then Abstractions.NullLogger.Instance :> ILogger else logger
+                Logger =
+                    if isNull logger then
+                        Abstractions.NullLogger.Instance :> ILogger
+                    else
+                        logger
                 MaxPendingGroups = 10000
             }

@@ -31,3 +31,23 @@ module Giraffe =
 
     /// Alias of `compose`.
     let (>=>) = compose
+
+    /// Writes `body` as text/plain and ends the request.
+    let text (body: string) : HttpHandler =
+        fun _ ctx ->
+            task {
+                ctx.Response.ContentType <- "text/plain; charset=utf-8"
+                do! ctx.Response.WriteAsync body
+                return Some ctx
+            }
+
+    /// Sets the response status code.
+    let setStatusCode (code: int) : HttpHandler =
+        fun next ctx ->
+            ctx.Response.StatusCode <- code
+            next ctx
+
+    /// A handler as an ASP.NET Core RequestDelegate (for endpoint routing).
+    let toRequestDelegate (handler: HttpHandler) : RequestDelegate =
+        let func = handler earlyReturn
+        RequestDelegate(fun ctx -> func ctx :> Task)

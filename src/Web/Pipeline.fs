@@ -102,7 +102,8 @@ type Writer(queue: CaptureQueue, store: IErrorStore, logger: ILogger) =
 
     /// Completes when occurrence `sequence` is stored.
     member _.WaitStoredAsync(sequence: int64, ct: CancellationToken) : Task =
-        let tcs = TaskCompletionSource<unit>(TaskCreationOptions.RunContinuationsAsynchronously)
+        let tcs =
+            TaskCompletionSource<unit>(TaskCreationOptions.RunContinuationsAsynchronously)
 
         lock gate (fun () ->
             if sequence <= stored then

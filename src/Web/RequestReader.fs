@@ -39,14 +39,18 @@ module RequestReader =
             let contentType = request.ContentType
             let stream = request.Body
 
-            if isNull stream || not stream.CanSeek || not (isJson contentType || isText contentType) then
+            if
+                isNull stream
+                || not stream.CanSeek
+                || not (isJson contentType || isText contentType)
+            then
                 None
             else
                 let before = stream.Position
 
                 try
                     stream.Position <- 0L
-                    let buffer = Array.zeroCreate<byte> (limits.MaxBody + 4)
+                    let buffer = Array.zeroCreate<byte>(limits.MaxBody + 4)
                     let mutable read = 0
                     let mutable last = -1
 
@@ -62,7 +66,14 @@ module RequestReader =
                         | Ok d -> Some(Body.Json d)
                         | Error _ -> Some(Body.Text text)
                     else
-                        Some(Body.Text(if cut then text + Text.marker (read - limits.MaxBody) else text))
+                        Some(
+                            Body.Text(
+                                if cut then
+                                    text + Text.marker (read - limits.MaxBody)
+                                else
+                                    text
+                            )
+                        )
                 finally
                     stream.Position <- before)
 
@@ -101,9 +112,7 @@ module RequestReader =
                                 yield kv.Key, (if isNull v then "" else v)
                     }
                     |> take limits)
-            Headers =
-                attempt [] (fun () ->
-                    r.Headers |> Seq.map (fun kv -> kv.Key, string kv.Value) |> take limits)
+            Headers = attempt [] (fun () -> r.Headers |> Seq.map (fun kv -> kv.Key, string kv.Value) |> take limits)
             Form = form limits ctx
             Cookies = attempt [] (fun () -> r.Cookies |> Seq.map (fun kv -> kv.Key, kv.Value) |> take limits)
             RouteValues =

@@ -19,7 +19,12 @@ type SqliteStore(connectionString: string, table: string) =
         t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture)
 
     let parseTime (s: string) =
-        DateTimeOffset.ParseExact(s, "yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal)
+        DateTimeOffset.ParseExact(
+            s,
+            "yyyy-MM-ddTHH:mm:ss.fffffffZ",
+            CultureInfo.InvariantCulture,
+            DateTimeStyles.AssumeUniversal
+        )
 
     let upsertSql =
         $"""INSERT INTO {table} ({columns})
@@ -57,17 +62,16 @@ ON CONFLICT (hash) DO UPDATE SET
             LastSeen = parseTime (r.GetString 10)
         }
 
-    /// The connection string this store uses.
-    member _.ConnectionString = connectionString
+    let gate = obj ()
+    let mutable schema: Task = null
 
-    interface IErrorStore with
-        member _.InitializeAsync ct =
-            task {
-                use! c = openConnection ()
-                use cmd = c.CreateCommand()
+    let createSchema () =
+        task {
+            use! c = openConnection ()
+            use cmd = c.CreateCommand()
 
-                cmd.CommandText <-
-                    $"""PRAGMA journal_mode = WAL;
+            cmd.CommandText <-
+                $"""PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS {table} (
   hash TEXT NOT NULL PRIMARY KEY,
   host TEXT NOT NULL,
@@ -82,12 +86,29 @@ CREATE TABLE IF NOT EXISTS {table} (
   last_seen TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
 
-                let! _ = cmd.ExecuteNonQueryAsync ct
-                ()
-            }
+            let! _ = cmd.ExecuteNonQueryAsync()
+            ()
+        }
+        :> Task
+
+    // The schema is created once per store, before its first use; a failed attempt is retried next time.
+    let ensure () : Task =
+        lock gate (fun () ->
+            if isNull schema || schema.IsFaulted || schema.IsCanceled then
+                schema <- createSchema ()
+
+            schema)
+
+    /// The connection string this store uses.
+    member _.ConnectionString = connectionString
+
+    interface IErrorStore with
+        member _.InitializeAsync _ = ensure ()
 
         member _.UpsertAsync(batch, ct) =
             task {
+                do! ensure ()
+
                 if batch.Count > 0 then
                     use! c = openConnection ()
                     use tx = c.BeginTransaction()
@@ -135,10 +156,14 @@ CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash
 
         member _.GetAsync(hash, ct) =
             task {
+                do! ensure ()
                 use! c = openConnection ()
                 use cmd = c.CreateCommand()
                 cmd.CommandText <- $"SELECT {columns} FROM {table} WHERE hash = $hash"
-                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash)) |> ignore
+
+                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash))
+                |> ignore
+
                 use! r = cmd.ExecuteReaderAsync ct
                 let! found = r.ReadAsync ct
                 return if found then read r else Unchecked.defaultof<ErrorRecord>
@@ -146,6 +171,7 @@ CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash
 
         member _.ListAsync(offset, count, ct) =
             task {
+                do! ensure ()
                 use! c = openConnection ()
                 use cmd = c.CreateCommand()
 
@@ -168,10 +194,14 @@ CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash
 
         member _.DeleteAsync(hash, ct) =
             task {
+                do! ensure ()
                 use! c = openConnection ()
                 use cmd = c.CreateCommand()
                 cmd.CommandText <- $"DELETE FROM {table} WHERE hash = $hash"
-                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash)) |> ignore
+
+                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash))
+                |> ignore
+
                 let! n = cmd.ExecuteNonQueryAsync ct
                 return n > 0
             }

@@ -1,0 +1,145 @@
+using System.Collections.Concurrent;
+using System.Net;
+using ErrorMonitor.Core;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Xunit;
+
+namespace ErrorMonitor.Facade.Tests;
+
+/// <summary>A store of the app's own (the seed's custom model), implemented in C#.</summary>
+public sealed class DictionaryStore : IErrorStore
+{
+    private readonly ConcurrentDictionary<string, ErrorRecord> _records = new();
+
+    public int Upserts;
+
+    public Task InitializeAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task UpsertAsync(IReadOnlyList<GroupDelta> batch, CancellationToken cancellationToken)
+    {
+        foreach (var delta in batch)
+        {
+            Interlocked.Increment(ref Upserts);
+            _records.AddOrUpdate(
+                delta.Latest.Hash,
+                _ => new ErrorRecord(delta.Latest.Hash, delta.Latest.Host, delta.Latest.Path, delta.Latest.Method,
+                    delta.Latest.RequestData, delta.Latest.ExceptionName, delta.Latest.Message, delta.Latest.Traceback,
+                    delta.Count, delta.FirstAt, delta.Latest.OccurredAt),
+                (_, old) => new ErrorRecord(old.Hash, old.Host, old.Path, old.Method, delta.Latest.RequestData,
+                    old.ExceptionName, delta.Latest.Message, delta.Latest.Traceback, old.Count + delta.Count,
+                    old.CreatedOn, delta.Latest.OccurredAt));
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task<ErrorRecord> GetAsync(string hash, CancellationToken cancellationToken) =>
+        Task.FromResult(_records.TryGetValue(hash, out var r) ? r : null!);
+
+    public Task<IReadOnlyList<ErrorRecord>> ListAsync(long offset, int count, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<ErrorRecord>>(
+            _records.Values.OrderByDescending(r => r.LastSeen).Skip((int)offset).Take(count).ToList());
+
+    public Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken) =>
+        Task.FromResult(_records.TryRemove(hash, out _));
+}
+
+/// <summary>Masks keys that mention a card.</summary>
+public sealed class CardMasking : IMaskingRule
+{
+    public MaskDecision Decide(string key) =>
+        key.Contains("card", StringComparison.OrdinalIgnoreCase) ? MaskDecision.MaskWith("###") : MaskDecision.Keep;
+}
+
+/// <summary>Extends the default context builder, as the seed's example does.</summary>
+public sealed class DataCenterContext : DefaultContextBuilder
+{
+    public override void BuildContext(HttpContext httpContext, IDictionary<string, object> context)
+    {
+        base.BuildContext(httpContext, context);
+        context["dataCenter"] = "eu-west";
+    }
+}
+
+public sealed class SeedStyleTests
+{
+    [Fact]
+    public async Task New_AppErrorMonitor_with_app_and_plug_ins_captures_into_the_apps_store()
+    {
+        var app = TestHost.Builder().Build();
+        var store = new DictionaryStore();
+        var monitor = new AppErrorMonitor(app, store: store, contextBuilder: new DataCenterContext(), masking: new CardMasking());
+        app.MapPost("/pay", async (HttpRequest request) =>
+        {
+            await request.ReadFormAsync();
+            throw new InvalidOperationException("declined");
+        });
+        await using var host = await TestHost.StartAsync(app);
+
+        using var form = new FormUrlEncodedContent(new Dictionary<string, string> { ["creditCard"] = "4111-1111", ["password"] = "kept-by-custom-rule" });
+        var response = await host.Client.PostAsync("/pay", form);
+        await monitor.FlushAsync();
+
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        Assert.True(monitor.IsInitialized);
+        var record = Assert.Single(await store.ListAsync(0, 10, CancellationToken.None));
+        Assert.Equal(1, store.Upserts);
+        Assert.Contains("\"creditCard\":\"###\"", record.RequestData, StringComparison.Ordinal);
+        Assert.Contains("kept-by-custom-rule", record.RequestData, StringComparison.Ordinal);
+        Assert.Contains("\"dataCenter\":\"eu-west\"", record.RequestData, StringComparison.Ordinal);
+        Assert.Contains("\"machine\":", record.RequestData, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Configure_at_the_end_with_InitApp_and_a_masking_function()
+    {
+        var monitor = new AppErrorMonitor();
+        Assert.False(monitor.IsInitialized);
+        var app = TestHost.Builder(new Dictionary<string, string?> { ["APP_ERROR_STORE"] = "memory" }).Build();
+        monitor.InitApp(app, configure: o => o.Masking = key => key == "pin" ? MaskDecision.MaskWith("----") : MaskDecision.Keep);
+        app.MapGet("/pin", string () => throw new UnauthorizedAccessException("bad pin"));
+        await using var host = await TestHost.StartAsync(app);
+
+        await host.Client.GetAsync("/pin?pin=1234&password=visible");
+        await monitor.FlushAsync();
+
+        var record = Assert.Single(await monitor.Store.ListAsync(0, 10, CancellationToken.None));
+        Assert.Contains("\"pin\":\"----\"", record.RequestData, StringComparison.Ordinal);
+        Assert.Contains("visible", record.RequestData, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Initialising_twice_or_without_an_app_throws_a_configuration_exception()
+    {
+        var monitor = new AppErrorMonitor();
+        var none = Assert.Throws<ErrorMonitorConfigException>(() => monitor.InitApp(null!));
+        Assert.Contains("needs the app", none.Message, StringComparison.Ordinal);
+
+        var app = TestHost.Builder(new Dictionary<string, string?> { ["APP_ERROR_STORE"] = "memory" }).Build();
+        monitor.InitApp(app);
+        var twice = Assert.Throws<ErrorMonitorConfigException>(() => monitor.InitApp(app));
+        Assert.Contains("initialised already", twice.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Recording_before_initialisation_says_what_to_do()
+    {
+        var monitor = new AppErrorMonitor();
+        var ex = Assert.Throws<ErrorMonitorConfigException>(() => monitor.RecordException(new InvalidOperationException()));
+        Assert.Contains("InitApp", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_bad_configuration_names_the_key()
+    {
+        var app = TestHost.Builder(new Dictionary<string, string?>
+        {
+            ["APP_ERROR_SEND_NOTIFICATION"] = "true",
+            ["APP_ERROR_RECIPIENT_EMAIL"] = "ops@example.com",
+        }).Build();
+
+        var ex = Assert.Throws<ErrorMonitorConfigException>(() => new AppErrorMonitor(app));
+        Assert.Contains("APP_ERROR_EMAIL_SENDER", ex.Message, StringComparison.Ordinal);
+    }
+}

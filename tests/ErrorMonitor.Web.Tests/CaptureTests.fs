@@ -1,0 +1,287 @@
+module ErrorMonitor.Web.Tests.CaptureTests
+
+open System
+open System.IO
+open System.Net
+open System.Net.Http
+open System.Text
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Http
+open Microsoft.Data.Sqlite
+open Microsoft.Extensions.DependencyInjection
+open Expecto
+open ErrorMonitor
+open ErrorMonitor.Web.Tests.TestApp
+
+let private throwingRoutes (app: WebApplication) =
+    app.MapGet(
+        "/orders/{id}",
+        Func<string, string>(fun id -> raise (InvalidOperationException(sprintf "order %s failed" id)))
+    )
+    |> ignore
+
+    app.MapGet("/payments", Func<string>(fun () -> raise (ArgumentException "payment failed")))
+    |> ignore
+
+    app.MapGet("/ok", Func<string>(fun () -> "fine")) |> ignore
+
+/// An app with ErrorMonitor on SQLite and the capture middleware.
+let private monitored (extra: WebApplication -> unit) =
+    start [] (fun s -> s.AddErrorMonitor() |> ignore) (fun app ->
+        app.UseErrorMonitor() |> ignore
+        extra app
+        throwingRoutes app)
+
+let private get (app: RunningApp) (path: string) =
+    task {
+        use! r = app.Client.GetAsync(path)
+        return r.StatusCode
+    }
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList
+        "capture"
+        [
+            testTask' "an unhandled exception yields one record with the right fields"
+            <| fun () ->
+                task {
+                    use! app = monitored ignore
+                    let! status = get app "/orders/17?x=1"
+                    Expect.equal status HttpStatusCode.InternalServerError "the app's own 500"
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+                    Expect.equal all.Length 1 "one record"
+                    let r = all.Head
+                    Expect.equal r.Path "/orders/17" "path"
+                    Expect.equal r.Method "GET" "method"
+                    Expect.equal r.ExceptionName "System.InvalidOperationException" "exception name"
+                    Expect.equal r.Message "order 17 failed" "message"
+                    Expect.equal r.Count 1L "count"
+                    Expect.stringStarts r.Host "127.0.0.1:" "host"
+                    Expect.stringContains r.Traceback "System.InvalidOperationException: order 17 failed" "traceback"
+                    Expect.stringContains r.RequestData "\"x\":\"1\"" "query args kept"
+                    Expect.isTrue (ErrorMonitor.Core.Fingerprint.isValid r.Hash) "hash"
+                }
+
+            testTask' "the same failure twice is one record with count 2, whatever the ids in its message"
+            <| fun () ->
+                task {
+                    use! app = monitored ignore
+                    let! _ = get app "/orders/1"
+                    let! _ = get app "/orders/2"
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+                    Expect.equal (all |> List.map (fun r -> r.Count)) [ 2L ] "one group, two occurrences"
+                }
+
+            testTask' "200 concurrent identical failures give a count of exactly 200"
+            <| fun () ->
+                task {
+                    use! app = monitored ignore
+                    let! statuses = Task.WhenAll [ for i in 1..200 -> get app (sprintf "/orders/%d" i) ]
+                    Expect.allEqual statuses HttpStatusCode.InternalServerError "every request failed as the app would"
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+                    Expect.equal (all |> List.map (fun r -> r.Count)) [ 200L ] "exact count"
+                }
+
+            testTask' "two different throw sites give two records"
+            <| fun () ->
+                task {
+                    use! app = monitored ignore
+                    let! _ = get app "/orders/1"
+                    let! _ = get app "/payments"
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+
+                    Expect.equal
+                        (all |> List.map (fun r -> r.ExceptionName) |> List.sort)
+                        [ "System.ArgumentException"; "System.InvalidOperationException" ]
+                        "two groups"
+                }
+
+            testTask' "masked values never reach the database file"
+            <| fun () ->
+                task {
+                    use! app =
+                        monitored (fun app ->
+                            app.MapPost(
+                                "/signup",
+                                Func<HttpContext, Task<string>>(fun ctx ->
+                                    task {
+                                        let! _ = ctx.Request.ReadFormAsync()
+                                        return raise (InvalidOperationException "signup failed")
+                                    })
+                            )
+                            |> ignore
+
+                            app.MapPost(
+                                "/api/login",
+                                Func<HttpContext, Task<string>>(fun ctx ->
+                                    task {
+                                        ctx.Request.EnableBuffering()
+
+                                        use reader =
+                                            new StreamReader(ctx.Request.Body, Encoding.UTF8, false, 1024, true)
+
+                                        let! _ = reader.ReadToEndAsync()
+                                        return raise (InvalidOperationException "login failed")
+                                    })
+                            )
+                            |> ignore)
+
+                    use form =
+                        new FormUrlEncodedContent(
+                            dict [ "user", "bob"; "Password", "FORM-PW-1"; "client_secret", "FORM-SECRET-2" ]
+                        )
+
+                    use req =
+                        new HttpRequestMessage(
+                            HttpMethod.Post,
+                            "/signup?apiSecret=QUERY-SECRET-3&page=2",
+                            Content = form
+                        )
+
+                    req.Headers.Add("Authorization", "Bearer AUTH-TOKEN-4")
+                    req.Headers.Add("X-Secret-Header", "HEADER-SECRET-5")
+                    req.Headers.Add("Cookie", "session=COOKIE-6; my_password=COOKIE-PW-7")
+                    use! r1 = app.Client.SendAsync req
+                    Expect.equal r1.StatusCode HttpStatusCode.InternalServerError "failed"
+
+                    use json =
+                        new StringContent(
+                            """{"user":"bob","credentials":{"password":"JSON-PW-8","list":[{"secretKey":"JSON-SECRET-9"}]}}""",
+                            Encoding.UTF8,
+                            "application/json"
+                        )
+
+                    use! r2 = app.Client.PostAsync("/api/login", json)
+                    Expect.equal r2.StatusCode HttpStatusCode.InternalServerError "failed"
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+                    Expect.equal all.Length 2 "both recorded"
+
+                    // Everything SQLite wrote: the database, its WAL and shared-memory files.
+                    SqliteConnection.ClearAllPools()
+
+                    let bytes =
+                        Directory.GetFiles(app.Folder, "errormonitor.db*")
+                        |> Array.map (fun f ->
+                            use s = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
+                            use ms = new MemoryStream()
+                            s.CopyTo ms
+                            Encoding.UTF8.GetString(ms.ToArray()))
+                        |> String.concat "\n"
+
+                    for secret in
+                        [
+                            "FORM-PW-1"
+                            "FORM-SECRET-2"
+                            "QUERY-SECRET-3"
+                            "AUTH-TOKEN-4"
+                            "HEADER-SECRET-5"
+                            "COOKIE-6"
+                            "COOKIE-PW-7"
+                            "JSON-PW-8"
+                            "JSON-SECRET-9"
+                        ] do
+                        Expect.isFalse (bytes.Contains secret) (sprintf "%s is not in the database files" secret)
+
+                    let login = all |> List.find (fun r -> r.Path = "/api/login")
+                    Expect.stringContains login.RequestData "\"user\":\"bob\"" "the rest of the JSON body is kept"
+                    let signup = all |> List.find (fun r -> r.Path = "/signup")
+                    Expect.stringContains signup.RequestData "\"user\":\"bob\"" "other form fields are kept"
+                    Expect.stringContains signup.RequestData "**************" "masked with the default text"
+                }
+
+            testTask' "the app's response is identical with and without ErrorMonitor"
+            <| fun () ->
+                task {
+                    let appRoutes (withMonitor: bool) (app: WebApplication) =
+                        app.UseExceptionHandler(
+                            Action<IApplicationBuilder>(fun eh ->
+                                eh.Run(fun ctx ->
+                                    ctx.Response.StatusCode <- 503
+                                    ctx.Response.Headers.["X-Handled"] <- "yes"
+                                    ctx.Response.WriteAsync "handled by the app"))
+                        )
+                        |> ignore
+
+                        if withMonitor then
+                            app.UseErrorMonitor() |> ignore
+
+                        throwingRoutes app
+
+                    use! plain = start [] ignore (appRoutes false)
+
+                    use! monitoredApp =
+                        start [] (fun s -> s.AddErrorMonitor() |> ignore) (appRoutes true)
+
+                    for path in [ "/orders/5"; "/payments"; "/ok"; "/missing" ] do
+                        use! a = plain.Client.GetAsync path
+                        use! b = monitoredApp.Client.GetAsync path
+                        let! bodyA = a.Content.ReadAsStringAsync()
+                        let! bodyB = b.Content.ReadAsStringAsync()
+                        Expect.equal b.StatusCode a.StatusCode (sprintf "status of %s" path)
+                        Expect.equal bodyB bodyA (sprintf "body of %s" path)
+
+                        Expect.equal
+                            (b.Headers.Contains "X-Handled")
+                            (a.Headers.Contains "X-Handled")
+                            (sprintf "the app's handler ran for %s" path)
+
+                    do! monitoredApp.Monitor.FlushAsync()
+                    let! all = records monitoredApp.Store
+                    Expect.equal all.Length 2 "and both failures were recorded, once each"
+
+                    Expect.allEqual
+                        (all |> List.map (fun r -> r.Count))
+                        1L
+                        "recorded once, not again by the exception handler"
+                }
+
+            testTask' "a bad configuration stops start-up with one message naming the key"
+            <| fun () ->
+                task {
+                    let! (result: exn option) =
+                        task {
+                            try
+                                use! _ =
+                                    start
+                                        [
+                                            "APP_DEFAULT_LIST_SIZE", "0"
+                                            "ErrorMonitor:APP_ERROR_URL_PREFIX", "no-slash"
+                                        ]
+                                        (fun s -> s.AddErrorMonitor() |> ignore)
+                                        (fun app -> app.UseErrorMonitor() |> ignore)
+
+                                return None
+                            with ex ->
+                                return Some ex
+                        }
+
+                    match result with
+                    | Some(:? ErrorMonitorConfigException as e) ->
+                        Expect.stringContains e.Message "APP_DEFAULT_LIST_SIZE" "names the list size key"
+                        Expect.stringContains e.Message "APP_ERROR_URL_PREFIX" "and the prefix key from the section"
+                    | other -> failtestf "expected ErrorMonitorConfigException, got %A" other
+                }
+
+            testTask' "APP_ERROR_ENABLED=false records nothing and changes nothing"
+            <| fun () ->
+                task {
+                    use! app =
+                        start [ "APP_ERROR_ENABLED", "false" ] (fun s -> s.AddErrorMonitor() |> ignore) (fun app ->
+                            app.UseErrorMonitor() |> ignore
+                            throwingRoutes app)
+
+                    let! status = get app "/orders/3"
+                    Expect.equal status HttpStatusCode.InternalServerError "same failure"
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+                    Expect.isEmpty all "nothing recorded"
+                }
+        ]

@@ -1,0 +1,129 @@
+module ErrorMonitor.Web.Tests.DemoAppTests
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Net
+open System.Net.Http
+open System.Net.Sockets
+open System.Threading.Tasks
+open Expecto
+open ErrorMonitor.Web.Tests.TestApp
+
+/// The demo app's built DLL, next to this suite's build output.
+let demoDll () =
+    let config =
+        if AppContext.BaseDirectory.Contains "/Release/" then
+            "Release"
+        else
+            "Debug"
+
+    Path.GetFullPath(
+        Path.Combine(AppContext.BaseDirectory, "../../../../../samples/DemoApp/bin", config, "net10.0/DemoApp.dll")
+    )
+
+/// A free port on 127.0.0.1.
+let freePort () =
+    let l = new TcpListener(IPAddress.Loopback, 0)
+    l.Start()
+    let port = (l.LocalEndpoint :?> IPEndPoint).Port
+    l.Stop()
+    port
+
+/// A demo app process on 127.0.0.1, its content root (and so its database) in `folder`.
+type DemoProcess(folder: string, env: (string * string) list) =
+    let port = freePort ()
+    let url = sprintf "http://127.0.0.1:%d" port
+
+    let proc =
+        let psi =
+            ProcessStartInfo("dotnet", sprintf "\"%s\" --urls %s --contentRoot \"%s\"" (demoDll ()) url folder)
+
+        psi.RedirectStandardOutput <- true
+        psi.RedirectStandardError <- true
+        psi.UseShellExecute <- false
+        psi.Environment.["ASPNETCORE_ENVIRONMENT"] <- "Production"
+
+        for k, v in env do
+            psi.Environment.[k] <- v
+
+        let p = Process.Start psi
+        p.OutputDataReceived.Add ignore
+        p.ErrorDataReceived.Add ignore
+        p.BeginOutputReadLine()
+        p.BeginErrorReadLine()
+        p
+
+    let client = new HttpClient(BaseAddress = Uri url)
+
+    member _.Url = url
+    member _.Client = client
+    member _.Process = proc
+
+    /// Waits until the app answers.
+    member _.WaitReadyAsync() =
+        task {
+            let sw = Stopwatch.StartNew()
+            let mutable ready = false
+
+            while not ready do
+                if proc.HasExited then
+                    failwithf "the demo app exited with code %d" proc.ExitCode
+
+                if sw.Elapsed > TimeSpan.FromSeconds 60.0 then
+                    failwith "the demo app did not answer within 60 s"
+
+                try
+                    use! r = client.GetAsync "/"
+                    ready <- r.StatusCode = HttpStatusCode.OK
+                with _ ->
+                    do! Task.Delay 100
+        }
+
+    /// Stops it gracefully (SIGTERM) and waits for it to exit.
+    member _.StopAsync() =
+        task {
+            if not proc.HasExited then
+                Process.Start("kill", sprintf "-TERM %d" proc.Id).WaitForExit()
+                let! _ = proc.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds 30.0)
+                ()
+        }
+
+    interface IDisposable with
+        member _.Dispose() =
+            client.Dispose()
+
+            if not proc.HasExited then
+                proc.Kill true
+
+            proc.Dispose()
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList
+        "demo app"
+        [
+            testTask' "/value-error twice gives one group with count 2 in errormonitor.db"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+                    use demo = new DemoProcess(folder, [])
+                    do! demo.WaitReadyAsync()
+                    let! home = demo.Client.GetStringAsync "/"
+                    Expect.equal home "No Exception!" "the home page"
+
+                    for _ in 1..2 do
+                        use! r = demo.Client.GetAsync "/value-error"
+                        Expect.equal r.StatusCode HttpStatusCode.InternalServerError "fails"
+
+                    do! demo.StopAsync()
+
+                    let store =
+                        ErrorMonitor.Web.Stores.SqliteStore($"Data Source={folder}/errormonitor.db", "app_error")
+
+                    let! all = records store
+                    let valueErrors = all |> List.filter (fun r -> r.Path = "/value-error")
+                    Expect.equal (valueErrors |> List.map (fun r -> r.Count)) [ 2L ] "one group, count 2"
+                }
+        ]

@@ -1,0 +1,8 @@
+module ErrorMonitor.Web.Tests.Main
+
+open Expecto
+
+[<EntryPoint>]
+let main argv =
+    testList "web" [ CaptureTests.tests; DemoAppTests.tests ]
+    |> ErrorMonitor.Tests.TestMain.run argv
