@@ -33,6 +33,7 @@ public static class ErrorMonitorServiceCollectionExtensions
         }
 
         services.AddHttpContextAccessor();
+        services.AddAntiforgery();
         services.TryAddSingleton(sp => EngineBuilder.Build(
             sp.GetService<IConfiguration>(),
             sp.GetRequiredService<IOptions<ErrorMonitorOptions>>().Value,

@@ -181,6 +181,9 @@ type Engine(parts: EngineParts) =
     /// The store.
     member _.Store = parts.Store
 
+    /// The current time (UTC).
+    member _.Now() = parts.Clock.GetUtcNow()
+
     /// The queue (for metrics and tests).
     member _.Queue = queue
 

@@ -6,7 +6,7 @@ open Microsoft.AspNetCore.Http
 /// Giraffe's handler shapes, declared here because the Giraffe package is not available: the same type
 /// abbreviations, so ErrorMonitor's handlers compose with Giraffe's `>=>` unchanged.
 [<AutoOpen>]
-module Giraffe =
+module HttpHandlers =
 
     /// The result of a handler: Some context to go on, None to stop.
     type HttpFuncResult = Task<HttpContext option>

@@ -1,0 +1,365 @@
+namespace ErrorMonitor.Web
+
+open System
+open System.IO
+open System.Net
+open System.Text
+open System.Text.Json
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Antiforgery
+open Microsoft.AspNetCore.Authorization
+open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Http
+open Microsoft.AspNetCore.Routing
+open Microsoft.Extensions.DependencyInjection
+open Microsoft.Extensions.Logging
+open ErrorMonitor
+open ErrorMonitor.Core
+
+/// What the pages need: the engine, and who may look.
+type BrowseOptions =
+    {
+        /// The engine whose store is shown.
+        Engine: Engine
+        /// Who may browse and delete; None means the default: requests from the local machine only, unless
+        /// the endpoints carry ASP.NET Core authorization (then that decides).
+        Permission: Func<HttpContext, bool> option
+    }
+
+/// The pages and JSON API as Giraffe-shaped handlers. The C# routes map to these same handlers.
+[<RequireQualifiedAccess>]
+module Browse =
+
+    let private prefix (b: BrowseOptions) = b.Engine.Settings.UrlPrefix.TrimEnd '/'
+
+    let private html (status: int) (node: Giraffe.ViewEngine.HtmlElements.XmlNode) : HttpHandler =
+        fun _ ctx ->
+            task {
+                ctx.Response.StatusCode <- status
+                ctx.Response.ContentType <- "text/html; charset=utf-8"
+                ctx.Response.Headers.["Cache-Control"] <- "no-store"
+                ctx.Response.Headers.["X-Content-Type-Options"] <- "nosniff"
+
+                ctx.Response.Headers.["Content-Security-Policy"] <-
+                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+                do! ctx.Response.WriteAsync(Views.render node)
+                return Some ctx
+            }
+
+    let private jsonBytes (write: Utf8JsonWriter -> unit) : byte array =
+        use ms = new MemoryStream()
+
+        (use w = new Utf8JsonWriter(ms)
+         write w)
+
+        ms.ToArray()
+
+    let private json (status: int) (contentType: string) (write: Utf8JsonWriter -> unit) : HttpHandler =
+        fun _ ctx ->
+            task {
+                ctx.Response.StatusCode <- status
+                ctx.Response.ContentType <- contentType
+                ctx.Response.Headers.["Cache-Control"] <- "no-store"
+                do! ctx.Response.Body.WriteAsync(jsonBytes write)
+                return Some ctx
+            }
+
+    let private problem (status: int) (title: string) (detail: string) : HttpHandler =
+        json status "application/problem+json" (fun w ->
+            w.WriteStartObject()
+            w.WriteString("type", sprintf "https://httpstatuses.io/%d" status)
+            w.WriteString("title", title)
+            w.WriteNumber("status", status)
+            w.WriteString("detail", detail)
+            w.WriteEndObject())
+
+    let private isLocal (ctx: HttpContext) =
+        let remote = ctx.Connection.RemoteIpAddress
+
+        isNull remote && isNull ctx.Connection.LocalIpAddress // in-process test servers have no addresses
+        || (not (isNull remote) && IPAddress.IsLoopback remote)
+
+    let private hasAuthorization (ctx: HttpContext) =
+        match ctx.GetEndpoint() with
+        | null -> false
+        | e -> not (isNull (e.Metadata.GetMetadata<IAuthorizeData>()))
+
+    /// True when this request may browse: the permission function if set; else ASP.NET Core authorization
+    /// if the endpoint has it (it has already run); else the request must come from the local machine.
+    let allowed (b: BrowseOptions) (ctx: HttpContext) : bool =
+        match b.Permission with
+        | Some f ->
+            try
+                f.Invoke ctx
+            with _ ->
+                false
+        | None -> hasAuthorization ctx || isLocal ctx
+
+    /// Refuses (403) requests that may not browse.
+    let guard (b: BrowseOptions) : HttpHandler =
+        fun next ctx ->
+            if allowed b ctx then
+                next ctx
+            elif ctx.Request.Path.Value.Contains("/api/", StringComparison.Ordinal) then
+                problem 403 "Forbidden" "Browsing errors is not allowed from here." earlyReturn ctx
+            else
+                html
+                    403
+                    (Views.message (prefix b) "Forbidden" "Browsing errors is allowed from the local machine only.")
+                    earlyReturn
+                    ctx
+
+    let private antiforgery (ctx: HttpContext) : Views.Antiforgery option =
+        match ctx.RequestServices.GetService<IAntiforgery>() with
+        | null -> None
+        | af ->
+            let t = af.GetAndStoreTokens ctx
+
+            Some
+                {
+                    FieldName = t.FormFieldName
+                    Token = t.RequestToken
+                }
+
+    let private pageOf (b: BrowseOptions) (ctx: HttpContext) : Task<Page<ErrorRecord>> =
+        task {
+            let number =
+                match ctx.Request.Query.TryGetValue "page" with
+                | true, v -> Paging.parsePage (Some(string v))
+                | _ -> 1
+
+            let size = b.Engine.Settings.DefaultListSize
+
+            let! rows =
+                b.Engine.Store.ListAsync(Paging.offset number size, size + 1, ctx.RequestAborted)
+
+            return Paging.ofFetched number size (List.ofSeq rows)
+        }
+
+    let private banner (b: BrowseOptions) =
+        match b.Engine.Queue.Dropped with
+        | 0L -> None
+        | n -> Some(sprintf "%d occurrences were dropped because ErrorMonitor's queue was full." n)
+
+    /// The list page: newest last-seen first, `APP_DEFAULT_LIST_SIZE` a page.
+    let list (b: BrowseOptions) : HttpHandler =
+        fun next ctx ->
+            task {
+                let! page = pageOf b ctx
+                return! html 200 (Views.list (prefix b) (b.Engine.Now()) (antiforgery ctx) (banner b) page) next ctx
+            }
+
+    let private find (b: BrowseOptions) (ctx: HttpContext) (hash: string) : Task<ErrorRecord option> =
+        task {
+            if not (Fingerprint.isValid hash) then
+                return None
+            else
+                let! r = b.Engine.Store.GetAsync(hash, ctx.RequestAborted)
+                return if isNull (box r) then None else Some r
+        }
+
+    /// The detail page of one group; 404 when unknown.
+    let detail (b: BrowseOptions) (hash: string) : HttpHandler =
+        fun next ctx ->
+            task {
+                match! find b ctx hash with
+                | Some r -> return! html 200 (Views.detail (prefix b) (b.Engine.Now()) (antiforgery ctx) r) next ctx
+                | None ->
+                    return!
+                        html 404 (Views.message (prefix b) "Not found" "There is no error group with this id.") next ctx
+            }
+
+    /// Deletes a group (POST with a valid antiforgery token), then goes back to the list.
+    let delete (b: BrowseOptions) (hash: string) : HttpHandler =
+        fun next ctx ->
+            task {
+                if not (HttpMethods.IsPost ctx.Request.Method) then
+                    ctx.Response.Headers.Allow <- "POST"
+
+                    return!
+                        html
+                            405
+                            (Views.message
+                                (prefix b)
+                                "Method not allowed"
+                                "Deleting needs a POST from the delete button.")
+                            next
+                            ctx
+                else
+                    let af = ctx.RequestServices.GetService<IAntiforgery>()
+
+                    let! valid =
+                        task {
+                            if isNull af then
+                                return false
+                            else
+                                try
+                                    do! af.ValidateRequestAsync ctx
+                                    return true
+                                with :? AntiforgeryValidationException ->
+                                    return false
+                        }
+
+                    if not valid then
+                        let why =
+                            if isNull af then
+                                "Deleting needs ASP.NET Core antiforgery: call builder.Services.AddAntiforgery()."
+                            else
+                                "The form's antiforgery token is missing or invalid: reload the page and try again."
+
+                        return! html 400 (Views.message (prefix b) "Bad request" why) next ctx
+                    else
+                        if Fingerprint.isValid hash then
+                            let! _ = b.Engine.Store.DeleteAsync(hash, ctx.RequestAborted)
+                            ()
+
+                        ctx.Response.Redirect(prefix b + "/")
+                        return Some ctx
+            }
+
+    let private writeItem (w: Utf8JsonWriter) (r: ErrorRecord) =
+        w.WriteString("hash", r.Hash)
+        w.WriteString("host", r.Host)
+        w.WriteString("path", r.Path)
+        w.WriteString("method", r.Method)
+        w.WriteString("exceptionName", r.ExceptionName)
+        w.WriteString("message", r.Message)
+        w.WriteNumber("count", r.Count)
+        w.WriteString("createdOn", r.CreatedOn.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
+        w.WriteString("lastSeen", r.LastSeen.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
+
+    /// The list as JSON: items, page, pageSize, hasNext (an older page), hasPrevious (a newer page).
+    let apiList (b: BrowseOptions) : HttpHandler =
+        fun next ctx ->
+            task {
+                let! page = pageOf b ctx
+
+                return!
+                    json
+                        200
+                        "application/json; charset=utf-8"
+                        (fun w ->
+                            w.WriteStartObject()
+                            w.WriteStartArray "items"
+
+                            for r in page.Items do
+                                w.WriteStartObject()
+                                writeItem w r
+                                w.WriteEndObject()
+
+                            w.WriteEndArray()
+                            w.WriteNumber("page", page.Number)
+                            w.WriteNumber("pageSize", page.Size)
+                            w.WriteBoolean("hasNext", page.HasOlder)
+                            w.WriteBoolean("hasPrevious", page.HasNewer)
+                            w.WriteEndObject())
+                        next
+                        ctx
+            }
+
+    /// One group as JSON, with requestData (an object) and traceback; 404 problem details when unknown.
+    let apiDetail (b: BrowseOptions) (hash: string) : HttpHandler =
+        fun next ctx ->
+            task {
+                match! find b ctx hash with
+                | Some r ->
+                    return!
+                        json
+                            200
+                            "application/json; charset=utf-8"
+                            (fun w ->
+                                w.WriteStartObject()
+                                writeItem w r
+                                w.WritePropertyName "requestData"
+
+                                try
+                                    use doc = JsonDocument.Parse r.RequestData
+                                    doc.RootElement.WriteTo w
+                                with _ ->
+                                    w.WriteStartObject()
+                                    w.WriteString("raw", r.RequestData)
+                                    w.WriteEndObject()
+
+                                w.WriteString("traceback", r.Traceback)
+                                w.WriteEndObject())
+                            next
+                            ctx
+                | None ->
+                    return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
+            }
+
+    let private route (ctx: HttpContext) (name: string) =
+        match ctx.GetRouteValue name with
+        | null -> ""
+        | v -> string v
+
+    /// Maps the pages and the JSON API under the prefix; returns the route group (for RequireAuthorization).
+    let mapEndpoints (endpoints: IEndpointRouteBuilder) (b: BrowseOptions) : RouteGroupBuilder =
+        let group = endpoints.MapGroup(prefix b)
+
+        let run (handler: HttpContext -> HttpHandler) =
+            RequestDelegate(fun ctx -> (guard b >=> handler ctx) earlyReturn ctx :> Task)
+
+        group.MapGet("/", run (fun _ -> list b)) |> ignore
+        group.MapGet("/api/errors", run (fun _ -> apiList b)) |> ignore
+
+        group.MapGet("/api/errors/{hash}", run (fun ctx -> apiDetail b (route ctx "hash")))
+        |> ignore
+
+        group.MapGet("/{hash}", run (fun ctx -> detail b (route ctx "hash"))) |> ignore
+
+        group.MapMethods("/delete/{hash}", [ "GET"; "POST" ], run (fun ctx -> delete b (route ctx "hash")))
+        |> ignore
+
+        group
+
+    /// The pages as one Giraffe-shaped handler, for F# apps that route without endpoints: answers the paths
+    /// under the prefix, passes on (skips) every other path.
+    let router (b: BrowseOptions) : HttpHandler =
+        fun next ctx ->
+            let p = prefix b
+            let path = ctx.Request.Path.Value
+
+            let rest =
+                if path = p then
+                    Some ""
+                elif path.StartsWith(p + "/", StringComparison.Ordinal) then
+                    Some(path.Substring(p.Length + 1))
+                else
+                    None
+
+            let handler: HttpHandler option =
+                match rest with
+                | None -> None
+                | Some rest ->
+                    match rest.TrimEnd('/').Split('/') with
+                    | [| "" |] -> Some(list b)
+                    | [| "api"; "errors" |] -> Some(apiList b)
+                    | [| "api"; "errors"; hash |] -> Some(apiDetail b hash)
+                    | [| "delete"; hash |] -> Some(delete b hash)
+                    | [| hash |] -> Some(detail b hash)
+                    | _ -> None
+
+            match handler with
+            | Some h when HttpMethods.IsGet ctx.Request.Method || HttpMethods.IsPost ctx.Request.Method ->
+                (guard b >=> h) next ctx
+            | _ -> skipPipeline
+
+    /// An error handler of Giraffe's shape (`exn -> ILogger -> HttpHandler`) that records the exception, logs
+    /// it, and answers 500.
+    let errorHandler (engine: Engine) : exn -> ILogger -> HttpHandler =
+        fun ex logger ->
+            fun _ ctx ->
+                task {
+                    engine.Record(ex, ctx) |> ignore
+                    logger.LogError(EventId(1010, "UnhandledException"), ex, "An unhandled exception has occurred")
+
+                    if not ctx.Response.HasStarted then
+                        ctx.Response.Clear()
+                        ctx.Response.StatusCode <- 500
+                        ctx.Response.ContentType <- "text/plain; charset=utf-8"
+                        do! ctx.Response.WriteAsync "An error occurred."
+
+                    return Some ctx
+                }

@@ -1,0 +1,254 @@
+namespace ErrorMonitor.Web
+
+open System
+open System.Text.Json
+open Giraffe.ViewEngine
+open ErrorMonitor.Core
+
+/// The HTML pages. Every value from a request or an exception goes through `str` (HTML-encoded); the only
+/// `rawText` is the constant style sheet below.
+[<RequireQualifiedAccess>]
+module Views =
+
+    /// A delete form's antiforgery field: its name and token.
+    type Antiforgery = { FieldName: string; Token: string }
+
+    let private css =
+        """
+:root { color-scheme: light dark; --fg:#1d2330; --muted:#667085; --line:#d0d5dd; --bg:#fff; --accent:#b42318; }
+@media (prefers-color-scheme: dark) { :root { --fg:#e6e8ec; --muted:#98a2b3; --line:#344054; --bg:#101828; } }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
+header { padding: 12px 16px; border-bottom: 1px solid var(--line); display: flex; gap: 12px; align-items: baseline; flex-wrap: wrap; }
+header h1 { font-size: 18px; margin: 0; }
+header a { color: inherit; text-decoration: none; }
+main { padding: 16px; max-width: 1200px; margin: 0 auto; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-size: 13px; color: var(--muted); font-weight: 600; }
+td.count { text-align: right; font-variant-numeric: tabular-nums; }
+td.path { max-width: 320px; overflow-wrap: anywhere; }
+pre { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: pre-wrap; overflow-wrap: anywhere; background: rgba(127,127,127,.08); padding: 12px; border-radius: 6px; }
+.muted { color: var(--muted); }
+.pager { display: flex; gap: 16px; margin: 16px 0; }
+button.delete { background: none; border: 1px solid var(--accent); color: var(--accent); border-radius: 4px; padding: 2px 8px; cursor: pointer; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+.banner { border: 1px solid var(--accent); color: var(--accent); padding: 8px 12px; border-radius: 6px; margin-bottom: 12px; }
+h2 { font-size: 16px; margin: 24px 0 8px; }
+"""
+
+    let private layout (prefix: string) (pageTitle: string) (content: XmlNode list) =
+        html
+            [ _lang "en" ]
+            [
+                head
+                    []
+                    [
+                        meta [ _charset "utf-8" ]
+                        meta [ _name "viewport"; _content "width=device-width, initial-scale=1" ]
+                        meta [ _name "robots"; _content "noindex" ]
+                        title [] [ str pageTitle ]
+                        style [] [ rawText css ]
+                    ]
+                body
+                    []
+                    [
+                        header
+                            []
+                            [
+                                h1 [] [ a [ _href (prefix + "/") ] [ str "ErrorMonitor" ] ]
+                                span [ _class "muted" ] [ str pageTitle ]
+                            ]
+                        main [] content
+                    ]
+            ]
+
+    let private time (now: DateTimeOffset) (t: DateTimeOffset) =
+        span [ _title (Display.exact t); attr "data-utc" (t.UtcDateTime.ToString "O") ] [ str (Display.relative now t) ]
+
+    let private deleteForm (prefix: string) (token: Antiforgery option) (hash: string) =
+        form
+            [ _method "post"; _action (sprintf "%s/delete/%s" prefix hash); _class "delete-form" ]
+            [
+                match token with
+                | Some t -> input [ _type "hidden"; _name t.FieldName; _value t.Token ]
+                | None -> ()
+                button [ _type "submit"; _class "delete" ] [ str "Delete" ]
+            ]
+
+    /// The list page.
+    let list
+        (prefix: string)
+        (now: DateTimeOffset)
+        (token: Antiforgery option)
+        (banner: string option)
+        (page: Page<ErrorRecord>)
+        : XmlNode =
+        let rows =
+            page.Items
+            |> List.map (fun r ->
+                tr
+                    []
+                    [
+                        td [] [ str r.Host ]
+                        td [] [ str r.Method ]
+                        td [ _class "path"; _title r.Path ] [ str (Display.shorten 60 r.Path) ]
+                        td
+                            []
+                            [
+                                a
+                                    [ _href (sprintf "%s/%s" prefix r.Hash); _class "detail-link" ]
+                                    [ str r.ExceptionName ]
+                            ]
+                        td [] [ time now r.LastSeen ]
+                        td [ _class "count" ] [ str (string r.Count) ]
+                        td [] [ deleteForm prefix token r.Hash ]
+                    ])
+
+        let pager =
+            div
+                [ _class "pager" ]
+                [
+                    if page.HasNewer then
+                        a
+                            [ _href (sprintf "%s/?page=%d" prefix (page.Number - 1)); _rel "prev"; _class "newer" ]
+                            [ str "← Newer" ]
+                    if page.HasOlder then
+                        a
+                            [ _href (sprintf "%s/?page=%d" prefix (page.Number + 1)); _rel "next"; _class "older" ]
+                            [ str "Older →" ]
+                ]
+
+        layout
+            prefix
+            (sprintf "Errors, page %d" page.Number)
+            [
+                match banner with
+                | Some b -> div [ _class "banner"; attr "role" "alert" ] [ str b ]
+                | None -> ()
+                if page.Items.IsEmpty then
+                    p
+                        [ _class "empty" ]
+                        [
+                            str (
+                                if page.Number = 1 then
+                                    "No errors recorded."
+                                else
+                                    "No errors on this page. "
+                            )
+                            if page.Number > 1 then
+                                a [ _href (prefix + "/?page=1") ] [ str "Back to the first page" ]
+                        ]
+                else
+                    div
+                        [ _class "table-wrap" ]
+                        [
+                            table
+                                []
+                                [
+                                    thead
+                                        []
+                                        [
+                                            tr
+                                                []
+                                                [
+                                                    th [] [ str "Host" ]
+                                                    th [] [ str "Method" ]
+                                                    th [] [ str "Path" ]
+                                                    th [] [ str "Exception" ]
+                                                    th [] [ str "Last seen" ]
+                                                    th [] [ str "Occurrences" ]
+                                                    th [] []
+                                                ]
+                                        ]
+                                    tbody [] rows
+                                ]
+                        ]
+                pager
+            ]
+
+    let rec private jsonNode (e: JsonElement) : XmlNode =
+        match e.ValueKind with
+        | JsonValueKind.Object when e.EnumerateObject() |> Seq.isEmpty -> span [ _class "muted" ] [ str "(none)" ]
+        | JsonValueKind.Object ->
+            table
+                [ _class "data" ]
+                [
+                    tbody
+                        []
+                        [
+                            for p in e.EnumerateObject() do
+                                tr [] [ th [] [ str p.Name ]; td [] [ jsonNode p.Value ] ]
+                        ]
+                ]
+        | JsonValueKind.Array -> ul [] [ for i in e.EnumerateArray() -> li [] [ jsonNode i ] ]
+        | JsonValueKind.String -> str (e.GetString())
+        | _ -> code [] [ str (e.GetRawText()) ]
+
+    /// The request data as nested tables (falls back to the raw text when it is not JSON).
+    let requestData (json: string) : XmlNode =
+        try
+            use doc = JsonDocument.Parse(json)
+            jsonNode (doc.RootElement.Clone())
+        with _ ->
+            pre [] [ str json ]
+
+    /// The detail page of one group.
+    let detail (prefix: string) (now: DateTimeOffset) (token: Antiforgery option) (r: ErrorRecord) : XmlNode =
+        let url =
+            try
+                use doc = JsonDocument.Parse(r.RequestData)
+
+                match doc.RootElement.TryGetProperty "url" with
+                | true, u when u.ValueKind = JsonValueKind.String -> u.GetString()
+                | _ -> r.Host + r.Path
+            with _ ->
+                r.Host + r.Path
+
+        layout
+            prefix
+            r.ExceptionName
+            [
+                dl
+                    [ _class "facts" ]
+                    [
+                        dt [] [ str "URL" ]
+                        dd [ _class "url" ] [ str url ]
+                        dt [] [ str "Method" ]
+                        dd [] [ str r.Method ]
+                        dt [] [ str "Exception" ]
+                        dd [] [ str r.ExceptionName ]
+                        dt [] [ str "Message" ]
+                        dd [ _class "message" ] [ str r.Message ]
+                        dt [] [ str "First seen" ]
+                        dd [] [ time now r.CreatedOn ]
+                        dt [] [ str "Last seen" ]
+                        dd [] [ time now r.LastSeen ]
+                        dt [] [ str "Occurrences" ]
+                        dd [ _class "count" ] [ str (string r.Count) ]
+                    ]
+                h2 [] [ str "Exception" ]
+                pre [ _class "traceback" ] [ str r.Traceback ]
+                h2 [] [ str "Request data" ]
+                div [ _class "table-wrap request-data" ] [ requestData r.RequestData ]
+                h2 [] [ str "Actions" ]
+                deleteForm prefix token r.Hash
+                p [] [ a [ _href (prefix + "/") ] [ str "← All errors" ] ]
+            ]
+
+    /// A plain page with a heading and a sentence (not found, forbidden, bad request).
+    let message (prefix: string) (heading: string) (text: string) : XmlNode =
+        layout
+            prefix
+            heading
+            [
+                h2 [] [ str heading ]
+                p [] [ str text ]
+                p [] [ a [ _href (prefix + "/") ] [ str "← All errors" ] ]
+            ]
+
+    /// The HTML text of a page.
+    let render (node: XmlNode) : string = RenderView.AsString.htmlDocument node
