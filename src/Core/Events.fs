@@ -104,7 +104,7 @@ module Events =
             | q ->
                 "?"
                 + (q
-                   |> List.map (fun (k, v) -> Uri.EscapeDataString k + "=" + Uri.EscapeDataString v)
+                   |> List.map (fun (k, v) -> Net.WebUtility.UrlEncode k + "=" + Net.WebUtility.UrlEncode v)
                    |> String.concat "&")
 
         sprintf "%s://%s%s%s" r.Scheme r.Host r.Path query

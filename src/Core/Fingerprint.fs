@@ -13,18 +13,41 @@ module Fingerprint =
         let bytes = Encoding.UTF8.GetBytes(if isNull text then "" else text)
         Convert.ToHexStringLower(SHA256.HashData bytes)
 
-    /// The text a fingerprint hashes: the type chain and each frame's type and method; the normalised message
-    /// only for an exception with no frames. Never the message otherwise, never line numbers.
+    let private ownNamespaces =
+        set [ "ErrorMonitor"; "ErrorMonitor.Core"; "ErrorMonitor.Web"; "ErrorMonitor.Web.Stores" ]
+
+    let private namespaceOf (typeName: string) =
+        let outer = typeName.Split('+').[0]
+        let dot = outer.LastIndexOf '.'
+        if dot < 0 then "" else outer.Substring(0, dot)
+
+    /// True for a frame of the app's own code: not of the runtime (System.*), the framework (Microsoft.*) or
+    /// ErrorMonitor itself. Only these frames group, when there are any: a framework upgrade or a change in
+    /// the middleware around the app must not split its groups.
+    let isAppFrame (f: Frame) : bool =
+        let ns = namespaceOf f.Type
+
+        let under (root: string) =
+            ns = root || ns.StartsWith(root + ".", System.StringComparison.Ordinal)
+
+        not (under "System" || under "Microsoft" || ownNamespaces.Contains ns)
+
+    /// The text a fingerprint hashes: the type chain and each frame's type and method (the app's own frames
+    /// when there are any); the normalised message only for an exception with no frames. Never the message
+    /// otherwise, never line numbers.
     let material (e: ExceptionInfo) : string =
         let sb = StringBuilder()
 
         for ex in ExceptionInfo.flatten e do
             sb.Append("type ").Append(ex.TypeName).Append('\n') |> ignore
 
-            if List.isEmpty ex.Frames then
+            let appFrames = ex.Frames |> List.filter isAppFrame
+            let frames = if List.isEmpty appFrames then ex.Frames else appFrames
+
+            if List.isEmpty frames then
                 sb.Append("message ").Append(Text.normalise ex.Message).Append('\n') |> ignore
             else
-                for f in ex.Frames do
+                for f in frames do
                     sb.Append("at ").Append(f.Type).Append('.').Append(f.Method).Append('\n')
                     |> ignore
 

@@ -38,6 +38,9 @@ dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .banner { border: 1px solid var(--accent); color: var(--accent); padding: 8px 12px; border-radius: 6px; margin-bottom: 12px; }
 h2 { font-size: 16px; margin: 24px 0 8px; }
+table.data th { width: 1%; white-space: nowrap; color: var(--muted); }
+table.data table.data { margin: -4px 0; }
+table.data td { overflow-wrap: anywhere; }
 """
 
     let private layout (prefix: string) (pageTitle: string) (content: XmlNode list) =

@@ -58,6 +58,60 @@ let tests =
                 Fingerprint.ofException e
                 <> Fingerprint.ofException { e with TypeName = e.TypeName + "X" })
 
+            test "frames of the runtime, the framework and ErrorMonitor do not split a group" {
+                let frame t m =
+                    {
+                        Type = t
+                        Method = m
+                        File = None
+                        Line = None
+                        Column = None
+                    }
+
+                let e frames =
+                    {
+                        TypeName = "System.InvalidOperationException"
+                        Message = "m"
+                        Frames = frames
+                        FramesOmitted = 0
+                        Data = []
+                        Inner = []
+                        InnerOmitted = 0
+                    }
+
+                let app = frame "Shop.Orders" "Save"
+
+                let viaSync =
+                    e
+                        [
+                            app
+                            frame "Microsoft.AspNetCore.Routing.EndpointMiddleware" "Invoke"
+                            frame "ErrorMonitor.Web.ErrorMonitorMiddleware" "InvokeAsync"
+                        ]
+
+                let viaAsync =
+                    e
+                        [
+                            app
+                            frame "System.Runtime.ExceptionServices.ExceptionDispatchInfo" "Throw"
+                            frame "ErrorMonitor.Web.ErrorMonitorMiddleware" "awaitAndRecord"
+                        ]
+
+                Expect.equal
+                    (Fingerprint.ofException viaSync)
+                    (Fingerprint.ofException viaAsync)
+                    "same app frames, same group"
+
+                Expect.notEqual
+                    (Fingerprint.ofException (e [ frame "System.Text.Json.JsonSerializer" "Deserialize" ]))
+                    (Fingerprint.ofException (e [ frame "System.Text.Json.JsonSerializer" "Serialize" ]))
+                    "with no app frame, the framework's frames decide"
+
+                Expect.isTrue
+                    (Fingerprint.isAppFrame (frame "ErrorMonitor.Core.Tests.Sites" "Save"))
+                    "a namespace below ours is an app's"
+            }
+
             test "without frames, ids, GUIDs and hex runs in the message do not split a group" {
                 let h (m: string) =
                     Fingerprint.ofException (capture (Exception m))

@@ -4,5 +4,5 @@ open Expecto
 
 [<EntryPoint>]
 let main argv =
-    testList "web" [ CaptureTests.tests; DemoAppTests.tests; BrowseTests.tests ]
+    testList "web" [ CaptureTests.tests; DemoAppTests.tests; BrowseTests.tests; BrowserTests.tests ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -1,0 +1,297 @@
+/// Real Chromium (Debian's, at /usr/bin/chromium) driven by Playwright: nothing is downloaded.
+module ErrorMonitor.Web.Tests.BrowserTests
+
+open System
+open System.IO
+open System.Net.Http
+open System.Text.Json
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Http
+open Microsoft.Extensions.DependencyInjection
+open Microsoft.Playwright
+open Expecto
+open ErrorMonitor
+open ErrorMonitor.Web.Tests.TestApp
+open ErrorMonitor.Web.Tests.DemoAppTests
+
+/// Where screenshots go (./test.sh sets TEST_OUTPUT).
+let outputFolder () =
+    let d =
+        match Environment.GetEnvironmentVariable "TEST_OUTPUT" with
+        | null
+        | "" -> Path.Combine(Path.GetTempPath(), "errormonitor-test-output")
+        | d -> d
+
+    Directory.CreateDirectory d |> ignore
+    d
+
+/// A headless Chromium with a fresh profile, and every dialog it opens.
+type Browser(context: IBrowserContext, playwright: IPlaywright) =
+    let dialogs = Collections.Concurrent.ConcurrentQueue<string>()
+
+    static member LaunchAsync() =
+        task {
+            let! pw = Playwright.CreateAsync()
+            let profile = tempFolder ()
+
+            let options =
+                BrowserTypeLaunchPersistentContextOptions(
+                    ExecutablePath = "/usr/bin/chromium",
+                    Headless = true,
+                    Args =
+                        [
+                            "--no-sandbox"
+                            "--disable-gpu"
+                            "--disable-quic"
+                            "--no-first-run"
+                            "--disable-background-networking"
+                            "--disable-component-update"
+                            "--disable-sync"
+                        ],
+                    ViewportSize = ViewportSize(Width = 1200, Height = 800)
+                )
+
+            let! context = pw.Chromium.LaunchPersistentContextAsync(profile, options)
+            return new Browser(context, pw)
+        }
+
+    /// Dialogs (alert, confirm, prompt) any page opened: script from recorded data would open them.
+    member _.Dialogs = List.ofSeq dialogs
+
+    /// A new page whose dialogs are recorded and dismissed.
+    member _.NewPageAsync() =
+        task {
+            let! page = context.NewPageAsync()
+
+            page.add_Dialog (fun _ d ->
+                dialogs.Enqueue d.Message
+                d.DismissAsync() |> ignore)
+
+            return page
+        }
+
+    interface IAsyncDisposable with
+        member _.DisposeAsync() =
+            task {
+                do! context.CloseAsync()
+                playwright.Dispose()
+            }
+            |> ValueTask
+
+/// Waits until the JSON list holds `groups` groups whose counts add up to `occurrences`.
+let waitForGroups (client: HttpClient) (prefix: string) (groups: int) (occurrences: int64) =
+    task {
+        let deadline = DateTime.UtcNow.AddSeconds 30.0
+        let mutable ok = false
+
+        while not ok do
+            let mutable page = 1
+            let mutable more = true
+            let mutable seen = 0
+            let mutable total = 0L
+
+            while more do
+                let! body = client.GetStringAsync(sprintf "%s/api/errors?page=%d" prefix page)
+                use doc = JsonDocument.Parse body
+
+                for i in doc.RootElement.GetProperty("items").EnumerateArray() do
+                    seen <- seen + 1
+                    total <- total + i.GetProperty("count").GetInt64()
+
+                more <- doc.RootElement.GetProperty("hasNext").GetBoolean()
+                page <- page + 1
+
+            ok <- seen = groups && total = occurrences
+
+            if not ok then
+                if DateTime.UtcNow > deadline then
+                    failwithf "expected %d groups and %d occurrences, saw %d and %d" groups occurrences seen total
+
+                do! Task.Delay 50
+    }
+
+let private rows (page: IPage) = page.Locator("tbody tr").CountAsync()
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList
+        "browser"
+        [
+            testTask' "a person lists the groups, opens one, reads it and deletes it"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+                    use demo = new DemoProcess(folder, [])
+                    do! demo.WaitReadyAsync()
+
+                    for path in [ "/value-error"; "/value-error?password=hunter2"; "/handled"; "/message" ] do
+                        let! _ = demo.Client.GetAsync path
+                        ()
+
+                    do! waitForGroups demo.Client "/dev/error" 3 4L
+                    let! browser = Browser.LaunchAsync()
+
+                    use _ =
+                        { new IDisposable with
+                            member _.Dispose() =
+                                (browser :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
+                        }
+
+                    let! page = browser.NewPageAsync()
+                    let! _ = page.GotoAsync(demo.Url + "/dev/error")
+                    let! count = rows page
+                    Expect.equal count 3 "three groups listed"
+
+                    let! _ =
+                        page.ScreenshotAsync(
+                            PageScreenshotOptions(Path = Path.Combine(outputFolder (), "list.png"), FullPage = true)
+                        )
+
+                    do! page.GetByText("System.ArgumentException").ClickAsync()
+                    do! page.WaitForURLAsync("**/dev/error/*")
+                    let! occurrences = page.Locator("dd.count").InnerTextAsync()
+                    Expect.equal occurrences "2" "two occurrences"
+                    let! traceback = page.Locator("pre.traceback").InnerTextAsync()
+
+                    Expect.stringContains
+                        traceback
+                        "System.ArgumentException: Value error"
+                        "the exception, line breaks kept"
+
+                    Expect.stringContains traceback "\n   at " "frames on their own lines"
+                    let! data = page.Locator(".request-data").InnerTextAsync()
+                    Expect.isFalse (data.Contains "hunter2") "the password is masked"
+
+                    let! _ =
+                        page.ScreenshotAsync(
+                            PageScreenshotOptions(Path = Path.Combine(outputFolder (), "detail.png"), FullPage = true)
+                        )
+
+                    do! page.Locator("form.delete-form button").ClickAsync()
+                    do! page.WaitForURLAsync("**/dev/error/")
+                    let! after = rows page
+                    Expect.equal after 2 "one group fewer"
+                    let! gone = page.GetByText("System.ArgumentException").CountAsync()
+                    Expect.equal gone 0 "the deleted group is gone"
+                    Expect.isEmpty browser.Dialogs "no dialog"
+                }
+
+            testTask' "45 groups with a page size of 20 give 3 pages with working Newer and Older links"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+                    use demo = new DemoProcess(folder, [ "APP_DEFAULT_LIST_SIZE", "20" ])
+                    do! demo.WaitReadyAsync()
+
+                    for i in 1..45 do
+                        let! _ = demo.Client.GetAsync(sprintf "/group/%d" i)
+                        ()
+
+                    do! waitForGroups demo.Client "/dev/error" 45 45L
+                    let! browser = Browser.LaunchAsync()
+
+                    use _ =
+                        { new IDisposable with
+                            member _.Dispose() =
+                                (browser :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
+                        }
+
+                    let! page = browser.NewPageAsync()
+                    let! _ = page.GotoAsync(demo.Url + "/dev/error")
+
+                    let expectPage (n: int) (count: int) (newer: bool) (older: bool) =
+                        task {
+                            let! c = rows page
+                            Expect.equal c count (sprintf "rows on page %d" n)
+                            let! hasNewer = page.Locator("a.newer").CountAsync()
+                            let! hasOlder = page.Locator("a.older").CountAsync()
+                            Expect.equal (hasNewer = 1) newer (sprintf "newer link on page %d" n)
+                            Expect.equal (hasOlder = 1) older (sprintf "older link on page %d" n)
+                        }
+
+                    do! expectPage 1 20 false true
+                    let! href = page.Locator("a.older").GetAttributeAsync "href"
+                    Expect.equal href "/dev/error/?page=2" "href form"
+                    do! page.Locator("a.older").ClickAsync()
+                    do! page.WaitForURLAsync("**/dev/error/?page=2")
+                    do! expectPage 2 20 true true
+                    do! page.Locator("a.older").ClickAsync()
+                    do! page.WaitForURLAsync("**/dev/error/?page=3")
+                    do! expectPage 3 5 true false
+                    do! page.Locator("a.newer").ClickAsync()
+                    do! page.WaitForURLAsync("**/dev/error/?page=2")
+                    do! expectPage 2 20 true true
+                }
+
+            testTask' "script in a path, query, header, form field or message shows as text and never runs"
+            <| fun () ->
+                task {
+                    use! app =
+                        start [] (fun s -> s.AddErrorMonitor() |> ignore) (fun app ->
+                            app.UseErrorMonitor() |> ignore
+                            app.MapErrorMonitor() |> ignore
+
+                            app.MapPost(
+                                "/xss/{tail}",
+                                Func<HttpContext, Task<string>>(fun ctx ->
+                                    task {
+                                        let! _ = ctx.Request.ReadFormAsync()
+
+                                        return
+                                            raise (
+                                                InvalidOperationException(string ctx.Request.Headers.["X-Message"])
+                                            )
+                                    })
+                            )
+                            |> ignore)
+
+                    let payload (n: int) =
+                        sprintf "<img src=x onerror=alert(%d)><script>alert(%d)</script>" n n
+
+                    use form = new FormUrlEncodedContent(dict [ "comment", payload 4 ])
+
+                    use req =
+                        new HttpRequestMessage(
+                            HttpMethod.Post,
+                            "/xss/"
+                            + Uri.EscapeDataString(payload 1)
+                            + "?q="
+                            + Uri.EscapeDataString(payload 2),
+                            Content = form
+                        )
+
+                    req.Headers.TryAddWithoutValidation("X-Evil", payload 3) |> ignore
+                    req.Headers.TryAddWithoutValidation("X-Message", payload 5) |> ignore
+                    let! _ = app.Client.SendAsync req
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+                    let record = all |> List.exactlyOne
+
+                    let! browser = Browser.LaunchAsync()
+
+                    use _ =
+                        { new IDisposable with
+                            member _.Dispose() =
+                                (browser :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
+                        }
+
+                    let! page = browser.NewPageAsync()
+                    let! _ = page.GotoAsync(app.BaseUrl.TrimEnd('/') + "/dev/error")
+                    let! listText = page.Locator("tbody").InnerTextAsync()
+                    Expect.stringContains listText "onerror" "the path shows as text"
+                    let! _ = page.GotoAsync(app.BaseUrl.TrimEnd('/') + "/dev/error/" + record.Hash)
+                    let! text = page.Locator("main").InnerTextAsync()
+
+                    for n in 2..5 do
+                        Expect.stringContains text (sprintf "alert(%d)" n) (sprintf "payload %d is shown as text" n)
+
+                    Expect.stringContains text (payload 5) "the message, literally"
+                    let! images = page.Locator("main img").CountAsync()
+                    let! scripts = page.Locator("script").CountAsync()
+                    Expect.equal images 0 "no element was injected"
+                    Expect.equal scripts 0 "no script element"
+                    Expect.isEmpty browser.Dialogs "no dialog fired"
+                }
+        ]
