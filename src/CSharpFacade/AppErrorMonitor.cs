@@ -90,6 +90,13 @@ public sealed class AppErrorMonitor
             var logger = app.Services.GetService<ILoggerFactory>()?.CreateLogger("ErrorMonitor");
             var engine = EngineBuilder.Build(app.Configuration, options, app.Environment.ContentRootPath, logger);
 
+            if (app.Services.GetService<Microsoft.AspNetCore.Antiforgery.IAntiforgery>() is null)
+            {
+                logger?.LogWarning(
+                    new EventId(1011, "NoAntiforgery"),
+                    "ErrorMonitor's delete button needs ASP.NET Core antiforgery: call builder.Services.AddAntiforgery()");
+            }
+
             _accessor = app.Services.GetService<IHttpContextAccessor>();
             app.UseMiddleware<ErrorMonitorMiddleware>(engine);
             ErrorMonitorEndpoints.Map(app, engine, options);
