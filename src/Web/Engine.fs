@@ -300,7 +300,23 @@ module EngineFactory =
 
             SqliteStore(b.ConnectionString, settings.TableName) :> IErrorStore
         | StoreKind.Postgres ->
-            raise (ErrorMonitorConfigException("APP_ERROR_STORE=postgres is not available in this version"))
+            if String.IsNullOrWhiteSpace connectionString then
+                raise (
+                    ErrorMonitorConfigException(
+                        "APP_ERROR_STORE=postgres needs ConnectionStrings:ErrorMonitor (an Npgsql connection string)"
+                    )
+                )
+
+            try
+                PostgresStore.Create(connectionString, settings.TableName) :> IErrorStore
+            with ex ->
+                raise (
+                    ErrorMonitorConfigException(
+                        sprintf
+                            "ConnectionStrings:ErrorMonitor is not a valid PostgreSQL connection string: %s"
+                            ex.Message
+                    )
+                )
 
     /// A masking rule from a C# delegate: null keeps the value, any text masks it with that text.
     let maskingOf (f: Func<string, string>) : MaskingRule =

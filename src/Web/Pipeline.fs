@@ -154,7 +154,7 @@ type Writer(queue: CaptureQueue, store: IErrorStore, logger: ILogger) =
                     let! ok = this.FlushOnceAsync ct
 
                     if not ok then
-                        let delay = Math.Min(30000.0, 100.0 * Math.Pow(2.0, float (min failures 10)))
+                        let delay = Math.Min(5000.0, 100.0 * Math.Pow(2.0, float (min failures 10)))
                         do! Task.Delay(TimeSpan.FromMilliseconds delay, ct)
                 with
                 | :? OperationCanceledException -> ()

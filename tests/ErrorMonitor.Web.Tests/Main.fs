@@ -4,5 +4,14 @@ open Expecto
 
 [<EntryPoint>]
 let main argv =
-    testList "web" [ CaptureTests.tests; DemoAppTests.tests; BrowseTests.tests; BrowserTests.tests ]
+    testList
+        "web"
+        [
+            CaptureTests.tests
+            DemoAppTests.tests
+            BrowseTests.tests
+            BrowserTests.tests
+            StoreContractTests.tests
+            PostgresTests.tests
+        ]
     |> ErrorMonitor.Tests.TestMain.run argv

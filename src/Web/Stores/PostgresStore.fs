@@ -1,0 +1,220 @@
+namespace ErrorMonitor.Web.Stores
+
+open System
+open System.Collections.Generic
+open System.Threading
+open System.Threading.Tasks
+open Npgsql
+open ErrorMonitor
+open ErrorMonitor.Core
+
+/// The store for many app instances: one PostgreSQL database. Upserts are one statement a batch (counts add up
+/// exactly across processes); the schema is created and migrated on start under an advisory lock, so
+/// instances starting together do not collide. The SQL stays within what a distributed PostgreSQL (Citus,
+/// with `hash` as the distribution column) accepts. `table` must be a plain identifier.
+type PostgresStore(dataSource: NpgsqlDataSource, table: string) =
+    let columns =
+        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen"
+
+    /// Each migration, in order; the version table remembers how many ran.
+    let migrations =
+        [
+            $"""CREATE TABLE IF NOT EXISTS {table} (
+  hash text COLLATE "C" NOT NULL PRIMARY KEY,
+  host text NOT NULL,
+  path text NOT NULL,
+  method text NOT NULL,
+  request_data text NOT NULL,
+  exception_name text NOT NULL,
+  message text NOT NULL,
+  traceback text NOT NULL,
+  count bigint NOT NULL,
+  created_on timestamptz NOT NULL,
+  last_seen timestamptz NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash)"""
+        ]
+
+    let upsertSql =
+        $"""INSERT INTO {table} AS t ({columns})
+SELECT * FROM unnest(@hash, @host, @path, @method, @request_data, @exception_name, @message, @traceback, @count, @created_on, @last_seen)
+ON CONFLICT (hash) DO UPDATE SET
+  request_data = EXCLUDED.request_data,
+  message = EXCLUDED.message,
+  traceback = EXCLUDED.traceback,
+  count = t.count + EXCLUDED.count,
+  created_on = LEAST(t.created_on, EXCLUDED.created_on),
+  last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen)"""
+
+    let read (r: NpgsqlDataReader) : ErrorRecord =
+        {
+            Hash = r.GetString 0
+            Host = r.GetString 1
+            Path = r.GetString 2
+            Method = r.GetString 3
+            RequestData = r.GetString 4
+            ExceptionName = r.GetString 5
+            Message = r.GetString 6
+            Traceback = r.GetString 7
+            Count = r.GetInt64 8
+            CreatedOn = Sql.time r 9
+            LastSeen = Sql.time r 10
+        }
+
+    let gate = obj ()
+    let mutable schema: Task = null
+
+    let migrate () : Task =
+        task {
+            use! conn = dataSource.OpenConnectionAsync()
+            use! tx = conn.BeginTransactionAsync()
+            let none = CancellationToken.None
+
+            let! _ =
+                Sql.execute
+                    conn
+                    tx
+                    "SELECT pg_advisory_xact_lock(hashtext(@key))"
+                    [ Sql.text "key" ("errormonitor:" + table) ]
+                    none
+
+            let! _ =
+                Sql.execute conn tx $"CREATE TABLE IF NOT EXISTS {table}_schema (version integer NOT NULL)" [] none
+
+            let! versions =
+                Sql.query
+                    conn
+                    tx
+                    $"SELECT coalesce(max(version), 0) FROM {table}_schema"
+                    []
+                    (fun r -> r.GetInt32 0)
+                    none
+
+            let current = versions.[0]
+
+            for i, sql in List.indexed migrations do
+                if i + 1 > current then
+                    let! _ = Sql.execute conn tx sql [] none
+                    ()
+
+            if current < migrations.Length then
+                let! _ = Sql.execute conn tx $"DELETE FROM {table}_schema" [] none
+
+                let! _ =
+                    Sql.execute
+                        conn
+                        tx
+                        $"INSERT INTO {table}_schema (version) VALUES (@v)"
+                        [ Sql.int "v" migrations.Length ]
+                        none
+
+                ()
+
+            do! tx.CommitAsync()
+        }
+
+    // Created once per store, before first use; a failed attempt (database down) is retried next time.
+    let ensure () : Task =
+        lock gate (fun () ->
+            if isNull schema || schema.IsFaulted || schema.IsCanceled then
+                schema <- migrate ()
+
+            schema)
+
+    /// Opens a store on an Npgsql connection string (throws ArgumentException when it is malformed).
+    static member Create(connectionString: string, table: string) =
+        let builder = NpgsqlDataSourceBuilder(connectionString)
+        new PostgresStore(builder.Build(), table)
+
+    interface IErrorStore with
+        member _.InitializeAsync _ = ensure ()
+
+        member _.UpsertAsync(batch, ct) =
+            task {
+                do! ensure ()
+
+                if batch.Count > 0 then
+                    // One row a hash, in hash order, so concurrent writers lock rows in the same order.
+                    let rows = batch |> Seq.sortBy (fun d -> d.Latest.Hash) |> Array.ofSeq
+                    let col f = rows |> Array.map f
+                    use! conn = dataSource.OpenConnectionAsync ct
+
+                    let! _ =
+                        Sql.execute
+                            conn
+                            null
+                            upsertSql
+                            [
+                                Sql.textArray "hash" (col (fun d -> d.Latest.Hash))
+                                Sql.textArray "host" (col (fun d -> d.Latest.Host))
+                                Sql.textArray "path" (col (fun d -> d.Latest.Path))
+                                Sql.textArray "method" (col (fun d -> d.Latest.Method))
+                                Sql.textArray "request_data" (col (fun d -> d.Latest.RequestData))
+                                Sql.textArray "exception_name" (col (fun d -> d.Latest.ExceptionName))
+                                Sql.textArray "message" (col (fun d -> d.Latest.Message))
+                                Sql.textArray "traceback" (col (fun d -> d.Latest.Traceback))
+                                Sql.bigintArray "count" (col (fun d -> d.Count))
+                                Sql.timeArray "created_on" (col (fun d -> d.FirstAt))
+                                Sql.timeArray "last_seen" (col (fun d -> d.Latest.OccurredAt))
+                            ]
+                            ct
+
+                    ()
+            }
+            :> Task
+
+        member _.GetAsync(hash, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let! rows =
+                    Sql.query
+                        conn
+                        null
+                        $"SELECT {columns} FROM {table} WHERE hash = @hash"
+                        [ Sql.text "hash" (if isNull hash then "" else hash) ]
+                        read
+                        ct
+
+                return
+                    if rows.Count = 0 then
+                        Unchecked.defaultof<ErrorRecord>
+                    else
+                        rows.[0]
+            }
+
+        member _.ListAsync(offset, count, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let! rows =
+                    Sql.query
+                        conn
+                        null
+                        $"SELECT {columns} FROM {table} ORDER BY last_seen DESC, hash LIMIT @count OFFSET @offset"
+                        [ Sql.int "count" (max 0 count); Sql.bigint "offset" (max 0L offset) ]
+                        read
+                        ct
+
+                return rows :> IReadOnlyList<ErrorRecord>
+            }
+
+        member _.DeleteAsync(hash, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let! n =
+                    Sql.execute
+                        conn
+                        null
+                        $"DELETE FROM {table} WHERE hash = @hash"
+                        [ Sql.text "hash" (if isNull hash then "" else hash) ]
+                        ct
+
+                return n > 0
+            }
+
+    interface IDisposable with
+        member _.Dispose() = dataSource.Dispose()

@@ -1,0 +1,159 @@
+/// One contract, three stores: random sequences of upsert / get / page / delete give the same observable
+/// results on the in-memory, SQLite and PostgreSQL stores as on a plain Map model.
+module ErrorMonitor.Web.Tests.StoreContractTests
+
+open System
+open System.IO
+open System.Threading
+open Expecto
+open FsCheck
+open FsCheck.FSharp
+open ErrorMonitor
+open ErrorMonitor.Core
+open ErrorMonitor.Web.Stores
+open ErrorMonitor.Web.Tests.TestApp
+
+/// The PostgreSQL connection string ./test.sh passes; a clear failure when it is missing.
+let postgres () =
+    match Environment.GetEnvironmentVariable "ERRORMONITOR_TEST_POSTGRES" with
+    | null
+    | "" -> failwith "ERRORMONITOR_TEST_POSTGRES is not set: run the suites with ./test.sh, which starts PostgreSQL"
+    | cs -> cs
+
+type Op =
+    /// (group, occurrences, seconds after the base time) for each group in one batch.
+    | Upsert of (int * int * int) list
+    | Get of int
+    | Page of number: int * size: int
+    | Delete of int
+
+/// What an operation showed.
+type Seen =
+    | Nothing
+    | Record of ErrorRecord option
+    | Listed of ErrorRecord list * bool * bool
+    | Deleted of bool
+
+let private baseTime = DateTimeOffset(2026, 3, 1, 12, 0, 0, TimeSpan.Zero)
+
+let private hashOf (g: int) =
+    Fingerprint.sha256Hex (sprintf "group %d" g)
+
+let private event (g: int) (seconds: int) (n: int) =
+    {
+        Hash = hashOf g
+        Host = sprintf "host-%d" g
+        Path = sprintf "/path/%d" g
+        Method = "GET"
+        RequestData = sprintf """{"n":%d}""" n
+        ExceptionName = sprintf "App.Error%d" g
+        Message = sprintf "message %d" seconds
+        Traceback = sprintf "trace %d" seconds
+        OccurredAt = baseTime.AddSeconds(float seconds)
+    }
+
+/// A batch with one delta a group, as the queue produces.
+let private batch (items: (int * int * int) list) : GroupDelta list =
+    items
+    |> List.groupBy (fun (g, _, _) -> g)
+    |> List.map (fun (g, xs) ->
+        xs
+        |> List.collect (fun (_, n, s) -> [ for i in 1..n -> event g (s + i) i ])
+        |> List.fold (fun d e -> Some(Events.coalesce d e)) None
+        |> Option.get)
+
+let private opGen: Gen<Op> =
+    let group = Gen.choose (0, 5)
+
+    Gen.frequency
+        [
+            4,
+            Gen.listOf (Gen.zip3 group (Gen.choose (1, 4)) (Gen.choose (0, 200)))
+            |> Gen.map (List.truncate 6 >> Upsert)
+            2, group |> Gen.map Get
+            2, Gen.zip (Gen.choose (1, 4)) (Gen.choose (1, 4)) |> Gen.map Page
+            1, group |> Gen.map Delete
+        ]
+
+/// The model's answer and next state.
+let private model (state: Map<string, ErrorRecord>) (op: Op) : Map<string, ErrorRecord> * Seen =
+    match op with
+    | Upsert items ->
+        let next =
+            batch items
+            |> List.fold
+                (fun (m: Map<string, ErrorRecord>) d -> m.Add(d.Latest.Hash, Events.apply (m.TryFind d.Latest.Hash) d))
+                state
+
+        next, Nothing
+    | Get g -> state, Record(state.TryFind(hashOf g))
+    | Page(number, size) ->
+        let page = Paging.ofList number size (MemoryStore.Order state.Values |> List.ofSeq)
+        state, Listed(page.Items, page.HasNewer, page.HasOlder)
+    | Delete g -> state.Remove(hashOf g), Deleted(state.ContainsKey(hashOf g))
+
+/// The store's answer.
+let private run (store: IErrorStore) (op: Op) : Seen =
+    let ct = CancellationToken.None
+
+    match op with
+    | Upsert items ->
+        store.UpsertAsync(batch items |> Array.ofList, ct).GetAwaiter().GetResult()
+        Nothing
+    | Get g ->
+        let r = store.GetAsync(hashOf g, ct).GetAwaiter().GetResult()
+        Record(if isNull (box r) then None else Some r)
+    | Page(number, size) ->
+        let rows =
+            store.ListAsync(Paging.offset number size, size + 1, ct).GetAwaiter().GetResult()
+
+        let page = Paging.ofFetched number size (List.ofSeq rows)
+        Listed(page.Items, page.HasNewer, page.HasOlder)
+    | Delete g -> Deleted(store.DeleteAsync(hashOf g, ct).GetAwaiter().GetResult())
+
+let private contract (name: string) (fresh: unit -> IErrorStore) =
+    testPropertyWithConfig
+        { FsCheckConfig.defaultConfig with
+            maxTest = 200
+        }
+        (sprintf "%s store agrees with the Map model on random operations" name)
+    <| Prop.forAll (Arb.fromGen (Gen.listOf opGen |> Gen.map (List.truncate 25))) (fun ops ->
+        let store = fresh ()
+
+        try
+            store.InitializeAsync(CancellationToken.None).GetAwaiter().GetResult()
+
+            let _, mismatches =
+                ops
+                |> List.fold
+                    (fun (state, bad) op ->
+                        let next, expected = model state op
+                        let actual = run store op
+
+                        next,
+                        (if actual = expected then
+                             bad
+                         else
+                             (op, expected, actual) :: bad))
+                    (Map.empty, [])
+
+            match mismatches with
+            | [] -> true
+            | (op, expected, actual) :: _ -> failwithf "%A: expected %A, got %A" op expected actual
+        finally
+            match store with
+            | :? IDisposable as d -> d.Dispose()
+            | _ -> ())
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList
+        "store contract"
+        [
+            contract "the in-memory" (fun () -> MemoryStore())
+            contract "the SQLite" (fun () ->
+                SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error"))
+            contract "the PostgreSQL" (fun () ->
+                PostgresStore.Create(postgres (), "contract_" + Guid.NewGuid().ToString "N"))
+        ]
