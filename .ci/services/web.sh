@@ -6,5 +6,6 @@ start_services_for_web() {
         ensure_packages chromium || { echo "Chromium is missing and could not be installed"; ok=1; }
     fi
     start_postgres || ok=1
+    start_smtp || ok=1
     return $ok
 }

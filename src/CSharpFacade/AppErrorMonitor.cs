@@ -27,17 +27,21 @@ public sealed class AppErrorMonitor
     /// <summary>A monitor of <paramref name="app"/>: captures its unhandled exceptions and serves its pages.</summary>
     /// <param name="app">The built app.</param>
     /// <param name="store">A store of the app's own; default from APP_ERROR_STORE.</param>
+    /// <param name="notifier">A notifier of the app's own (with APP_ERROR_SEND_NOTIFICATION).</param>
+    /// <param name="ticketing">Raises tickets, once a group.</param>
     /// <param name="contextBuilder">Adds app context to each occurrence.</param>
     /// <param name="masking">A masking rule of the app's own; default from APP_ERROR_MASKED_KEY_HAS.</param>
     /// <param name="configure">Options in code; they win over configuration keys.</param>
     public AppErrorMonitor(
         WebApplication app,
         IErrorStore? store = null,
+        INotifier? notifier = null,
+        ITicketing? ticketing = null,
         IContextBuilder? contextBuilder = null,
         IMaskingRule? masking = null,
         Action<ErrorMonitorOptions>? configure = null)
     {
-        InitApp(app, store, contextBuilder, masking, configure);
+        InitApp(app, store, notifier, ticketing, contextBuilder, masking, configure);
     }
 
     internal AppErrorMonitor(Engine engine, IHttpContextAccessor? accessor)
@@ -62,6 +66,8 @@ public sealed class AppErrorMonitor
     /// </summary>
     /// <param name="app">The built app.</param>
     /// <param name="store">A store of the app's own; default from APP_ERROR_STORE.</param>
+    /// <param name="notifier">A notifier of the app's own (with APP_ERROR_SEND_NOTIFICATION).</param>
+    /// <param name="ticketing">Raises tickets, once a group.</param>
     /// <param name="contextBuilder">Adds app context to each occurrence.</param>
     /// <param name="masking">A masking rule of the app's own; default from APP_ERROR_MASKED_KEY_HAS.</param>
     /// <param name="configure">Options in code; they win over configuration keys.</param>
@@ -69,6 +75,8 @@ public sealed class AppErrorMonitor
     public void InitApp(
         WebApplication app,
         IErrorStore? store = null,
+        INotifier? notifier = null,
+        ITicketing? ticketing = null,
         IContextBuilder? contextBuilder = null,
         IMaskingRule? masking = null,
         Action<ErrorMonitorOptions>? configure = null)
@@ -85,10 +93,17 @@ public sealed class AppErrorMonitor
                 throw new ErrorMonitorConfigException("This AppErrorMonitor is initialised already: InitApp may be called once.");
             }
 
-            var options = new ErrorMonitorOptions { ErrorStore = store, ContextBuilder = contextBuilder, MaskingRule = masking };
+            var options = new ErrorMonitorOptions
+            {
+                ErrorStore = store,
+                Notifier = notifier,
+                Ticketing = ticketing,
+                ContextBuilder = contextBuilder,
+                MaskingRule = masking,
+            };
             configure?.Invoke(options);
             var logger = app.Services.GetService<ILoggerFactory>()?.CreateLogger("ErrorMonitor");
-            var engine = EngineBuilder.Build(app.Configuration, options, app.Environment.ContentRootPath, logger);
+            var engine = EngineBuilder.Build(app.Configuration, options, app.Environment.ContentRootPath, logger, app.Services);
 
             if (app.Services.GetService<Microsoft.AspNetCore.Antiforgery.IAntiforgery>() is null)
             {

@@ -1,6 +1,7 @@
 using ErrorMonitor.Web;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace ErrorMonitor;
@@ -54,6 +55,13 @@ internal static class EngineBuilder
         Put(values, Core.Config.DefaultListSizeKey, options.DefaultListSize);
         Put(values, Core.Config.StoreKey, options.Store);
         Put(values, Core.Config.TableKey, options.TableName);
+        Put(values, Core.Config.SmtpHostKey, options.SmtpHost);
+        Put(values, Core.Config.SmtpPortKey, options.SmtpPort);
+        Put(values, Core.Config.SmtpUserKey, options.SmtpUser);
+        Put(values, Core.Config.SmtpPasswordKey, options.SmtpPassword);
+        Put(values, Core.Config.SmtpSecurityKey, options.SmtpSecurity);
+        Put(values, Core.Config.WebhookUrlKey, options.WebhookUrl);
+        Put(values, Core.Config.BaseUrlKey, options.BaseUrl);
         return values;
     }
 
@@ -116,7 +124,8 @@ internal static class EngineBuilder
         IConfiguration? configuration,
         ErrorMonitorOptions options,
         string? contentRoot,
-        ILogger? logger)
+        ILogger? logger,
+        IServiceProvider? services = null)
     {
         var values = Values(configuration, options);
         var connectionString = options.ConnectionString ?? configuration?.GetConnectionString(Section);
@@ -133,6 +142,26 @@ internal static class EngineBuilder
 
         Func<Exception?, HttpContext?, string?>? fingerprint = options.Fingerprint;
 
+        var notifiers = new List<INotifier>();
+        var ticketing = new List<ITicketing>();
+        if (options.Notifier is { } notifier)
+        {
+            notifiers.Add(notifier);
+        }
+
+        if (options.Ticketing is { } tickets)
+        {
+            ticketing.Add(tickets);
+        }
+
+        if (services is not null)
+        {
+            notifiers.AddRange(services.GetServices<INotifier>());
+            ticketing.AddRange(services.GetServices<ITicketing>());
+        }
+
+        var clock = options.TimeProvider ?? services?.GetService<TimeProvider>();
+
         return EngineFactory.create(
             values,
             connectionString!,
@@ -141,6 +170,9 @@ internal static class EngineBuilder
             fingerprint!,
             options.ContextBuilder!,
             options.ErrorStore!,
+            notifiers,
+            ticketing,
+            clock!,
             logger!);
     }
 }

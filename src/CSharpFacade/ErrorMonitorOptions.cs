@@ -48,6 +48,37 @@ public sealed class ErrorMonitorOptions
     /// <summary>A store of the app's own (the seed's custom model); replaces APP_ERROR_STORE.</summary>
     public IErrorStore? ErrorStore { get; set; }
 
+    /// <summary>APP_ERROR_SMTP_HOST: turns on the built-in email notifier (with SendNotification).</summary>
+    public string? SmtpHost { get; set; }
+
+    /// <summary>APP_ERROR_SMTP_PORT. Default 25, 587 or 465 by <see cref="SmtpSecurity"/>.</summary>
+    public int? SmtpPort { get; set; }
+
+    /// <summary>APP_ERROR_SMTP_USER: authenticates when set.</summary>
+    public string? SmtpUser { get; set; }
+
+    /// <summary>APP_ERROR_SMTP_PASSWORD.</summary>
+    public string? SmtpPassword { get; set; }
+
+    /// <summary>APP_ERROR_SMTP_SECURITY: "none", "starttls" (default) or "tls".</summary>
+    public string? SmtpSecurity { get; set; }
+
+    /// <summary>APP_ERROR_WEBHOOK_URL: turns on the built-in webhook notifier (with SendNotification).</summary>
+    public string? WebhookUrl { get; set; }
+
+    /// <summary>APP_ERROR_BASE_URL: the app's public address, for links to detail pages in notifications.</summary>
+    public string? BaseUrl { get; set; }
+
+    /// <summary>A notifier of the app's own (the seed's NotificationMixin); notifiers registered as
+    /// <see cref="INotifier"/> services are used too.</summary>
+    public INotifier? Notifier { get; set; }
+
+    /// <summary>Raises tickets (the seed's TicketingMixin); <see cref="ITicketing"/> services are used too.</summary>
+    public ITicketing? Ticketing { get; set; }
+
+    /// <summary>Where "now" comes from; default the <see cref="TimeProvider"/> service, else the system clock.</summary>
+    public TimeProvider? TimeProvider { get; set; }
+
     /// <summary>Adds app context to each occurrence (the seed's context builder).</summary>
     public IContextBuilder? ContextBuilder { get; set; }
 

@@ -38,7 +38,8 @@ public static class ErrorMonitorServiceCollectionExtensions
             sp.GetService<IConfiguration>(),
             sp.GetRequiredService<IOptions<ErrorMonitorOptions>>().Value,
             sp.GetService<IHostEnvironment>()?.ContentRootPath,
-            sp.GetService<ILoggerFactory>()?.CreateLogger("ErrorMonitor")));
+            sp.GetService<ILoggerFactory>()?.CreateLogger("ErrorMonitor"),
+            sp));
         services.TryAddSingleton(sp => new AppErrorMonitor(
             sp.GetRequiredService<Engine>(),
             sp.GetService<IHttpContextAccessor>()));

@@ -13,6 +13,47 @@ type StoreKind =
     /// A PostgreSQL database shared by many app instances.
     | Postgres
 
+/// How the built-in email notifier talks to its SMTP server.
+[<RequireQualifiedAccess>]
+type SmtpSecurity =
+    /// Plain SMTP (port 25 by default).
+    | None
+    /// STARTTLS after connecting (port 587 by default).
+    | StartTls
+    /// TLS from the first byte (port 465 by default).
+    | Tls
+
+/// Notification channels and the notification policy.
+type NotifySettings =
+    {
+        /// APP_ERROR_SMTP_HOST: turns the email notifier on (with APP_ERROR_SEND_NOTIFICATION). Default none.
+        SmtpHost: string option
+        /// APP_ERROR_SMTP_PORT. Default 25, 587 or 465 by security.
+        SmtpPort: int
+        /// APP_ERROR_SMTP_USER: authenticates when set. Default none.
+        SmtpUser: string option
+        /// APP_ERROR_SMTP_PASSWORD. Default none.
+        SmtpPassword: string option
+        /// APP_ERROR_SMTP_SECURITY: none | starttls | tls. Default starttls.
+        SmtpSecurity: SmtpSecurity
+        /// APP_ERROR_WEBHOOK_URL: turns the webhook notifier on (with APP_ERROR_SEND_NOTIFICATION). Default none.
+        WebhookUrl: string option
+        /// APP_ERROR_BASE_URL: the app's public address, for links to detail pages. Default none.
+        BaseUrl: string option
+        /// APP_ERROR_NOTIFY_EVERY_OCCURRENCE: the seed's behaviour, a notification a written batch. Default false.
+        EveryOccurrence: bool
+        /// APP_ERROR_NOTIFY_QUIET_PERIOD: a group quiet this long notifies again when it comes back. Default 24 h.
+        QuietPeriod: TimeSpan
+        /// APP_ERROR_NOTIFY_INTERVAL: at most one notification a group, and the window of the overall cap. Default 30 min.
+        Interval: TimeSpan
+        /// APP_ERROR_NOTIFY_MAX_PER_INTERVAL: notifications an interval in all; then one summary. Default 10.
+        MaxPerInterval: int
+        /// APP_ERROR_TICKET_PER_REGRESSION: raise a ticket again for a regression. Default false (once a group).
+        TicketPerRegression: bool
+        /// APP_ERROR_NOTIFY_TIMEOUT: how long one notifier or ticketing call may take. Default 10 s.
+        Timeout: TimeSpan
+    }
+
 /// ErrorMonitor's settings, read from the seed's APP_ERROR_* keys.
 type Settings =
     {
@@ -39,6 +80,8 @@ type Settings =
         Store: StoreKind
         /// APP_ERROR_TABLE: the table name. Default "app_error".
         TableName: string
+        /// Notification channels and policy.
+        Notify: NotifySettings
     }
 
 /// One problem with the configuration, naming its key.
@@ -87,6 +130,45 @@ module Config =
     [<Literal>]
     let TableKey = "APP_ERROR_TABLE"
 
+    [<Literal>]
+    let SmtpHostKey = "APP_ERROR_SMTP_HOST"
+
+    [<Literal>]
+    let SmtpPortKey = "APP_ERROR_SMTP_PORT"
+
+    [<Literal>]
+    let SmtpUserKey = "APP_ERROR_SMTP_USER"
+
+    [<Literal>]
+    let SmtpPasswordKey = "APP_ERROR_SMTP_PASSWORD"
+
+    [<Literal>]
+    let SmtpSecurityKey = "APP_ERROR_SMTP_SECURITY"
+
+    [<Literal>]
+    let WebhookUrlKey = "APP_ERROR_WEBHOOK_URL"
+
+    [<Literal>]
+    let BaseUrlKey = "APP_ERROR_BASE_URL"
+
+    [<Literal>]
+    let EveryOccurrenceKey = "APP_ERROR_NOTIFY_EVERY_OCCURRENCE"
+
+    [<Literal>]
+    let QuietPeriodKey = "APP_ERROR_NOTIFY_QUIET_PERIOD"
+
+    [<Literal>]
+    let IntervalKey = "APP_ERROR_NOTIFY_INTERVAL"
+
+    [<Literal>]
+    let MaxPerIntervalKey = "APP_ERROR_NOTIFY_MAX_PER_INTERVAL"
+
+    [<Literal>]
+    let TicketPerRegressionKey = "APP_ERROR_TICKET_PER_REGRESSION"
+
+    [<Literal>]
+    let NotifyTimeoutKey = "APP_ERROR_NOTIFY_TIMEOUT"
+
     /// Every key this module reads.
     let keys =
         [
@@ -101,6 +183,19 @@ module Config =
             DefaultListSizeKey
             StoreKey
             TableKey
+            SmtpHostKey
+            SmtpPortKey
+            SmtpUserKey
+            SmtpPasswordKey
+            SmtpSecurityKey
+            WebhookUrlKey
+            BaseUrlKey
+            EveryOccurrenceKey
+            QuietPeriodKey
+            IntervalKey
+            MaxPerIntervalKey
+            TicketPerRegressionKey
+            NotifyTimeoutKey
         ]
 
     /// The defaults of the seed (and of this project's own keys).
@@ -117,7 +212,51 @@ module Config =
             DefaultListSize = 20
             Store = StoreKind.Sqlite
             TableName = "app_error"
+            Notify =
+                {
+                    SmtpHost = None
+                    SmtpPort = 587
+                    SmtpUser = None
+                    SmtpPassword = None
+                    SmtpSecurity = SmtpSecurity.StartTls
+                    WebhookUrl = None
+                    BaseUrl = None
+                    EveryOccurrence = false
+                    QuietPeriod = TimeSpan.FromHours 24.0
+                    Interval = TimeSpan.FromMinutes 30.0
+                    MaxPerInterval = 10
+                    TicketPerRegression = false
+                    Timeout = TimeSpan.FromSeconds 10.0
+                }
         }
+
+    /// A duration: "90s", "30m", "24h", "2d", a TimeSpan ("00:30:00", "1.00:00:00"), or a number of seconds.
+    let parseDuration (text: string) : TimeSpan option =
+        let t = if isNull text then "" else text.Trim().ToLowerInvariant()
+
+        let number (s: string) =
+            match Double.TryParse(s, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+            | true, v when v >= 0.0 && not (Double.IsInfinity v) -> Some v
+            | _ -> None
+
+        let unit (suffix: string) (make: float -> TimeSpan) =
+            if t.EndsWith suffix then
+                number (t.Substring(0, t.Length - suffix.Length)) |> Option.map make
+            else
+                None
+
+        [
+            unit "ms" TimeSpan.FromMilliseconds
+            unit "s" TimeSpan.FromSeconds
+            unit "m" TimeSpan.FromMinutes
+            unit "h" TimeSpan.FromHours
+            unit "d" TimeSpan.FromDays
+            (match TimeSpan.TryParse(t, Globalization.CultureInfo.InvariantCulture) with
+             | true, v when t.Contains ':' && v >= TimeSpan.Zero -> Some v
+             | _ -> None)
+            number t |> Option.map TimeSpan.FromSeconds
+        ]
+        |> List.tryPick id
 
     /// Word that turns a list setting off (the seed's `None`).
     let private noneWords = set [ "none"; "null"; "false" ]
@@ -306,6 +445,103 @@ module Config =
 
                 defaults.TableName
 
+        let optional key =
+            match get key with
+            | Some v when v.Trim() <> "" -> Some(v.Trim())
+            | _ -> None
+
+        let duration key (fallback: TimeSpan) =
+            match get key with
+            | None -> fallback
+            | Some v ->
+                match parseDuration v with
+                | Some d when d > TimeSpan.Zero -> d
+                | _ ->
+                    errors.Add
+                        {
+                            Key = key
+                            Problem =
+                                sprintf "must be a positive duration such as 30s, 30m, 24h or 00:30:00, got '%s'" v
+                        }
+
+                    fallback
+
+        let whole key (low: int) (high: int) (fallback: int) =
+            match get key with
+            | None -> fallback
+            | Some v ->
+                match Int32.TryParse(v.Trim()) with
+                | true, n when n >= low && n <= high -> n
+                | _ ->
+                    errors.Add
+                        {
+                            Key = key
+                            Problem = sprintf "must be a whole number from %d to %d, got '%s'" low high v
+                        }
+
+                    fallback
+
+        let security =
+            match get SmtpSecurityKey |> Option.map (fun v -> v.Trim().ToLowerInvariant()) with
+            | None
+            | Some "" -> defaults.Notify.SmtpSecurity
+            | Some "none" -> SmtpSecurity.None
+            | Some "starttls" -> SmtpSecurity.StartTls
+            | Some("tls" | "ssl") -> SmtpSecurity.Tls
+            | Some other ->
+                errors.Add
+                    {
+                        Key = SmtpSecurityKey
+                        Problem = sprintf "must be none, starttls or tls, got '%s'" other
+                    }
+
+                defaults.Notify.SmtpSecurity
+
+        let defaultPort =
+            match security with
+            | SmtpSecurity.None -> 25
+            | SmtpSecurity.StartTls -> 587
+            | SmtpSecurity.Tls -> 465
+
+        let absoluteUrl key =
+            match optional key with
+            | None -> None
+            | Some v ->
+                match Uri.TryCreate(v, UriKind.Absolute) with
+                | true, u when u.Scheme = "http" || u.Scheme = "https" -> Some v
+                | _ ->
+                    errors.Add
+                        {
+                            Key = key
+                            Problem = sprintf "must be an absolute http or https URL, got '%s'" v
+                        }
+
+                    None
+
+        let notify =
+            {
+                SmtpHost = optional SmtpHostKey
+                SmtpPort = whole SmtpPortKey 1 65535 defaultPort
+                SmtpUser = optional SmtpUserKey
+                SmtpPassword = get SmtpPasswordKey |> Option.filter (fun v -> v <> "")
+                SmtpSecurity = security
+                WebhookUrl = absoluteUrl WebhookUrlKey
+                BaseUrl = absoluteUrl BaseUrlKey |> Option.map (fun u -> u.TrimEnd '/')
+                EveryOccurrence = bool EveryOccurrenceKey defaults.Notify.EveryOccurrence
+                QuietPeriod = duration QuietPeriodKey defaults.Notify.QuietPeriod
+                Interval = duration IntervalKey defaults.Notify.Interval
+                MaxPerInterval = whole MaxPerIntervalKey 1 1000000 defaults.Notify.MaxPerInterval
+                TicketPerRegression = bool TicketPerRegressionKey defaults.Notify.TicketPerRegression
+                Timeout = duration NotifyTimeoutKey defaults.Notify.Timeout
+            }
+
+        if send && notify.SmtpHost.IsSome && List.isEmpty recipients then
+            errors.Add
+                {
+                    Key = RecipientEmailKey
+                    Problem = sprintf "is required when %s is true and %s is set" SendNotificationKey SmtpHostKey
+                }
+
         let settings =
             {
                 Enabled = enabled
@@ -319,6 +555,7 @@ module Config =
                 DefaultListSize = listSize
                 Store = store
                 TableName = table
+                Notify = notify
             }
 
         if errors.Count = 0 then
@@ -353,6 +590,27 @@ module Config =
                  | StoreKind.Postgres -> "postgres")
             ]
             [ TableKey, s.TableName ]
+            (s.Notify.SmtpHost |> Option.map (fun h -> SmtpHostKey, h) |> Option.toList)
+            [ SmtpPortKey, string s.Notify.SmtpPort ]
+            (s.Notify.SmtpUser |> Option.map (fun u -> SmtpUserKey, u) |> Option.toList)
+            (s.Notify.SmtpPassword
+             |> Option.map (fun p -> SmtpPasswordKey, p)
+             |> Option.toList)
+            [
+                SmtpSecurityKey,
+                (match s.Notify.SmtpSecurity with
+                 | SmtpSecurity.None -> "none"
+                 | SmtpSecurity.StartTls -> "starttls"
+                 | SmtpSecurity.Tls -> "tls")
+            ]
+            (s.Notify.WebhookUrl |> Option.map (fun u -> WebhookUrlKey, u) |> Option.toList)
+            (s.Notify.BaseUrl |> Option.map (fun u -> BaseUrlKey, u) |> Option.toList)
+            [ EveryOccurrenceKey, (if s.Notify.EveryOccurrence then "true" else "false") ]
+            [ QuietPeriodKey, s.Notify.QuietPeriod.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
+            [ IntervalKey, s.Notify.Interval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
+            [ MaxPerIntervalKey, string s.Notify.MaxPerInterval ]
+            [ TicketPerRegressionKey, (if s.Notify.TicketPerRegression then "true" else "false") ]
+            [ NotifyTimeoutKey, s.Notify.Timeout.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
         ]
         |> List.concat
         |> Map.ofList

@@ -25,6 +25,38 @@ module Notification =
         // A subject is one line: drop any line break a URL or name may carry.
         (String.Join(" ", parts)).Replace('\r', ' ').Replace('\n', ' ')
 
+    /// The URL of a record's request: the "url" of its request data, else host and path ("" outside a request).
+    let recordUrl (record: ErrorRecord) : string =
+        let fallback =
+            if record.Host = "" then
+                record.Path
+            else
+                record.Host + record.Path
+
+        try
+            use doc = System.Text.Json.JsonDocument.Parse(record.RequestData)
+
+            match doc.RootElement.TryGetProperty "url" with
+            | true, u when u.ValueKind = System.Text.Json.JsonValueKind.String -> u.GetString()
+            | _ -> fallback
+        with _ ->
+            fallback
+
+    /// The detail page of a group when the app's public address is known.
+    let detailLink (baseUrl: string option) (prefix: string) (hash: string) : string option =
+        baseUrl
+        |> Option.map (fun b -> sprintf "%s%s/%s" (b.TrimEnd '/') (prefix.TrimEnd '/') hash)
+
+    /// The subject of a record's notification.
+    let subjectOf (prefix: string) (record: ErrorRecord) : string =
+        let request =
+            if String.IsNullOrEmpty record.Method then
+                None
+            else
+                Some(record.Method, recordUrl record)
+
+        subject prefix request record.ExceptionName
+
     /// A plain-text body: where, how often, the traceback (masked, as stored), and a link when a base URL is set.
     let body (record: ErrorRecord) (url: string) (detailLink: string option) : string =
         let sb = StringBuilder()

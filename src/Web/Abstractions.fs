@@ -7,14 +7,46 @@ open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 open ErrorMonitor.Core
 
+/// What a store reports of one group it wrote: enough for the notification policy.
+type GroupWritten =
+    {
+        /// The group.
+        Hash: string
+        /// Its last occurrence before this write; null when the write created the group.
+        PreviousSeen: Nullable<DateTimeOffset>
+        /// When it was last notified (claimed); null if never.
+        LastNotified: Nullable<DateTimeOffset>
+        /// When its ticket was last raised (claimed); null if never.
+        TicketRaised: Nullable<DateTimeOffset>
+    }
+
+/// Which right a store claims for a group.
+type ClaimKind =
+    /// The right to notify about the group now.
+    | Notification = 0
+    /// The right to raise the group's ticket now.
+    | Ticket = 1
+
 /// Where groups of failures are kept (the seed's model). Implement it to bring your own store.
 /// Every method may be called from several threads at once.
 type IErrorStore =
     /// Creates or migrates the schema. Called before the first write, and again after a failure.
     abstract InitializeAsync: cancellationToken: CancellationToken -> Task
 
-    /// Adds a batch of coalesced occurrences: one upsert a group; counts add up exactly.
-    abstract UpsertAsync: batch: IReadOnlyList<GroupDelta> * cancellationToken: CancellationToken -> Task
+    /// Adds a batch of coalesced occurrences (one delta a group): counts add up exactly. Reports, for each
+    /// group, its last occurrence before the write and its notification state.
+    abstract UpsertAsync:
+        batch: IReadOnlyList<GroupDelta> * cancellationToken: CancellationToken -> Task<IReadOnlyList<GroupWritten>>
+
+    /// Claims a right for a group with a conditional update: sets its time to `now` only if it still is
+    /// `expected` (null: never claimed). True when this caller won the claim; false when another did.
+    abstract TryClaimAsync:
+        hash: string *
+        kind: ClaimKind *
+        expected: Nullable<DateTimeOffset> *
+        now: DateTimeOffset *
+        cancellationToken: CancellationToken ->
+            Task<bool>
 
     /// One group by its hash, or null.
     abstract GetAsync: hash: string * cancellationToken: CancellationToken -> Task<ErrorRecord>
@@ -25,6 +57,38 @@ type IErrorStore =
 
     /// Deletes a group; true when it existed.
     abstract DeleteAsync: hash: string * cancellationToken: CancellationToken -> Task<bool>
+
+/// A notification about a group: what a notifier sends (the seed's notify gets the message and the record).
+type Notification =
+    {
+        /// The subject, in the seed's format: `[prefix] [METHOD] url ExceptionName`.
+        Subject: string
+        /// A plain-text body: URL, counts, traceback (masked, as stored), link to the detail page if known.
+        Body: string
+        /// APP_ERROR_EMAIL_SENDER, or null.
+        Sender: string
+        /// APP_ERROR_RECIPIENT_EMAIL.
+        Recipients: IReadOnlyList<string>
+        /// The group as stored; null for a summary of held-back notifications.
+        Record: ErrorRecord
+        /// The URL of the failing request ("" outside a request).
+        Url: string
+        /// The detail page's address when APP_ERROR_BASE_URL is set, else null.
+        DetailLink: string
+        /// Why: "first-seen", "regression", "occurrence" or "summary".
+        Reason: string
+    }
+
+/// Sends notifications (the seed's NotificationMixin). Runs after the record is stored, off the request
+/// path, with a timeout; a failure is logged and retried, never felt by the app.
+type INotifier =
+    /// Sends one notification.
+    abstract NotifyAsync: notification: Notification * cancellationToken: CancellationToken -> Task
+
+/// Raises tickets in Jira, Bugzilla and the like (the seed's TicketingMixin): once a group by default.
+type ITicketing =
+    /// Raises a ticket for a group.
+    abstract RaiseTicketAsync: record: ErrorRecord * cancellationToken: CancellationToken -> Task
 
 /// Adds app-specific context to what is recorded in a request (the seed's context builder). Whatever it
 /// adds passes through masking like the rest.

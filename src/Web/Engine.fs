@@ -89,13 +89,30 @@ type EngineParts =
         Logger: ILogger
         /// Most distinct groups held in memory while waiting to be written.
         MaxPendingGroups: int
+        /// Who hears about new and returning groups (when APP_ERROR_SEND_NOTIFICATION is on).
+        Notifiers: INotifier list
+        /// Who raises tickets.
+        Ticketing: ITicketing list
     }
 
 /// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
 /// them in the background. Capture never throws into the app.
 type Engine(parts: EngineParts) =
     let queue = CaptureQueue(parts.MaxPendingGroups)
-    let writer = Writer(queue, parts.Store, parts.Logger)
+
+    let dispatcher =
+        Dispatcher(parts.Settings, parts.Store, parts.Notifiers, parts.Ticketing, parts.Clock, parts.Logger)
+
+    let writer =
+        Writer(
+            queue,
+            parts.Store,
+            parts.Logger,
+            (fun rows written ->
+                if dispatcher.Active then
+                    dispatcher.Post rows written)
+        )
+
     let recorded = ConditionalWeakTable<exn, string>()
     let stopping = new CancellationTokenSource()
     let mutable loop: Task = null
@@ -222,6 +239,14 @@ type Engine(parts: EngineParts) =
         else
             writer.WaitStoredAsync(sequence, ct)
 
+    /// Completes when everything recorded so far is stored and its notifications and tickets are done (sent,
+    /// or given up after their retries).
+    member this.SettleAsync(ct: CancellationToken) : Task =
+        task {
+            do! this.FlushAsync ct
+            do! dispatcher.WaitIdleAsync ct
+        }
+
     /// Completes when everything recorded so far is stored.
     member _.FlushAsync(ct: CancellationToken) : Task =
         writer.WaitStoredAsync(queue.LastSequence, ct)
@@ -230,6 +255,7 @@ type Engine(parts: EngineParts) =
     member _.Start() =
         lock stopping (fun () ->
             if isNull loop then
+                dispatcher.Start()
                 loop <- Task.Run(fun () -> writer.RunAsync stopping.Token))
 
     /// Stops the writer, writing what is pending within `timeout`.
@@ -252,6 +278,8 @@ type Engine(parts: EngineParts) =
                         do! Task.Delay(100, cts.Token)
                     with :? OperationCanceledException ->
                         ()
+
+            dispatcher.Stop()
 
             if queue.Length > 0 then
                 parts.Logger.LogError(
@@ -330,6 +358,10 @@ module EngineFactory =
     let fingerprintOf (f: Func<exn, HttpContext, string>) : exn -> HttpContext -> string option =
         fun e http -> Option.ofObj (f.Invoke(e, http))
 
+    /// One HTTP client for every webhook notifier of the process.
+    let private webhookClient =
+        lazy (new Net.Http.HttpClient(Timeout = TimeSpan.FromSeconds 30.0))
+
     /// Parses settings; throws ErrorMonitorConfigException naming every key at fault.
     let settings (values: IReadOnlyDictionary<string, string>) : Settings =
         let map =
@@ -352,9 +384,27 @@ module EngineFactory =
         (fingerprint: Func<exn, HttpContext, string>)
         (contextBuilder: IContextBuilder)
         (customStore: IErrorStore)
+        (notifiers: seq<INotifier>)
+        (ticketing: seq<ITicketing>)
+        (clock: TimeProvider)
         (logger: ILogger)
         : Engine =
         let s = settings values
+
+        let builtIn: INotifier list =
+            [
+                if s.Notify.SmtpHost.IsSome then
+                    EmailNotifier(s.Notify) :> INotifier
+                match s.Notify.WebhookUrl with
+                | Some url -> WebhookNotifier(url, webhookClient.Value) :> INotifier
+                | None -> ()
+            ]
+
+        let some (xs: seq<'T>) =
+            if isNull (box xs) then
+                []
+            else
+                xs |> Seq.filter (box >> isNull >> not) |> List.ofSeq
 
         Engine
             {
@@ -380,11 +430,13 @@ module EngineFactory =
                         store s connectionString contentRoot
                     else
                         customStore
-                Clock = TimeProvider.System
+                Clock = if isNull clock then TimeProvider.System else clock
                 Logger =
                     if isNull logger then
                         Abstractions.NullLogger.Instance :> ILogger
                     else
                         logger
                 MaxPendingGroups = 10000
+                Notifiers = builtIn @ some notifiers
+                Ticketing = some ticketing
             }

@@ -76,7 +76,14 @@ type CaptureQueue(maxGroups: int) =
 
 /// Writes what the queue holds to the store, in batches, retrying with backoff while the store fails.
 /// Callers can wait until a given occurrence is stored.
-type Writer(queue: CaptureQueue, store: IErrorStore, logger: ILogger) =
+/// `onWritten` gets each written batch with what the store reported of it (the notification dispatcher).
+type Writer
+    (
+        queue: CaptureQueue,
+        store: IErrorStore,
+        logger: ILogger,
+        onWritten: GroupDelta array -> IReadOnlyList<GroupWritten> -> unit
+    ) =
     let gate = obj ()
     let mutable stored = 0L
     let mutable initialized = false
@@ -123,8 +130,19 @@ type Writer(queue: CaptureQueue, store: IErrorStore, logger: ILogger) =
                     do! store.InitializeAsync ct
                     initialized <- true
 
-                if not batch.IsEmpty then
-                    do! store.UpsertAsync(batch |> Array.ofList :> IReadOnlyList<GroupDelta>, ct)
+                let rows = Array.ofList batch
+
+                if rows.Length > 0 then
+                    let! written = store.UpsertAsync(rows :> IReadOnlyList<GroupDelta>, ct)
+
+                    try
+                        onWritten rows written
+                    with ex ->
+                        logger.LogError(
+                            EventId(1008, "AfterWriteFailed"),
+                            ex,
+                            "ErrorMonitor could not hand a written batch to its notifiers"
+                        )
 
                 failures <- 0
                 release upTo

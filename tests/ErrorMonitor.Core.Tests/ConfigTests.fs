@@ -1,5 +1,6 @@
 module ErrorMonitor.Core.Tests.ConfigTests
 
+open System
 open Expecto
 open FsCheck
 open FsCheck.FSharp
@@ -22,6 +23,37 @@ let private settings: Gen<Settings> =
         let! store = Gen.elements [ StoreKind.Sqlite; StoreKind.Memory; StoreKind.Postgres ]
         let! table = Gen.elements [ "app_error"; "errors"; "Errors_2" ]
 
+        let! smtpHost =
+            Gen.oneof [ Gen.constant None; plainWord |> Gen.map (fun w -> Some(w + ".example.com")) ]
+
+        let! port = Gen.choose (1, 65535)
+        let! user = Gen.oneof [ Gen.constant None; plainWord |> Gen.map Some ]
+        let! password = Gen.oneof [ Gen.constant None; plainWord |> Gen.map Some ]
+
+        let! security =
+            Gen.elements [ SmtpSecurity.None; SmtpSecurity.StartTls; SmtpSecurity.Tls ]
+
+        let! webhook =
+            Gen.oneof [ Gen.constant None; plainWord |> Gen.map (fun w -> Some("https://hooks.example.com/" + w)) ]
+
+        let! baseUrl =
+            Gen.oneof [ Gen.constant None; Gen.constant (Some "https://shop.example.com") ]
+
+        let! every = Gen.elements [ true; false ]
+
+        let! seconds =
+            Gen.zip3 (Gen.choose (1, 100000)) (Gen.choose (1, 100000)) (Gen.choose (1, 600))
+
+        let! cap = Gen.choose (1, 1000)
+        let! perRegression = Gen.elements [ true; false ]
+        let quiet, interval, timeout = seconds
+
+        let recipients =
+            if send && smtpHost.IsSome && recipients.IsEmpty then
+                [ "ops@example.com" ]
+            else
+                recipients
+
         let sender =
             if send && not recipients.IsEmpty && sender.IsNone then
                 Some "ops@example.com"
@@ -41,6 +73,22 @@ let private settings: Gen<Settings> =
                 DefaultListSize = size
                 Store = store
                 TableName = table
+                Notify =
+                    {
+                        SmtpHost = smtpHost
+                        SmtpPort = port
+                        SmtpUser = user
+                        SmtpPassword = password
+                        SmtpSecurity = security
+                        WebhookUrl = webhook
+                        BaseUrl = baseUrl
+                        EveryOccurrence = every
+                        QuietPeriod = TimeSpan.FromSeconds(float quiet)
+                        Interval = TimeSpan.FromSeconds(float interval)
+                        MaxPerInterval = cap
+                        TicketPerRegression = perRegression
+                        Timeout = TimeSpan.FromSeconds(float timeout)
+                    }
             }
     }
 

@@ -14,5 +14,6 @@ let main argv =
             ConfigTests.tests
             PagingTests.tests
             EventTests.tests
+            PolicyTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -16,11 +16,13 @@ public sealed class DictionaryStore : IErrorStore
 
     public Task InitializeAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public Task UpsertAsync(IReadOnlyList<GroupDelta> batch, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<GroupWritten>> UpsertAsync(IReadOnlyList<GroupDelta> batch, CancellationToken cancellationToken)
     {
+        var written = new List<GroupWritten>();
         foreach (var delta in batch)
         {
             Interlocked.Increment(ref Upserts);
+            DateTimeOffset? previous = _records.TryGetValue(delta.Latest.Hash, out var before) ? before.LastSeen : null;
             _records.AddOrUpdate(
                 delta.Latest.Hash,
                 _ => new ErrorRecord(delta.Latest.Hash, delta.Latest.Host, delta.Latest.Path, delta.Latest.Method,
@@ -29,9 +31,28 @@ public sealed class DictionaryStore : IErrorStore
                 (_, old) => new ErrorRecord(old.Hash, old.Host, old.Path, old.Method, delta.Latest.RequestData,
                     old.ExceptionName, delta.Latest.Message, delta.Latest.Traceback, old.Count + delta.Count,
                     old.CreatedOn, delta.Latest.OccurredAt));
+            written.Add(new GroupWritten(delta.Latest.Hash, previous, Claimed(delta.Latest.Hash, ClaimKind.Notification), Claimed(delta.Latest.Hash, ClaimKind.Ticket)));
         }
 
-        return Task.CompletedTask;
+        return Task.FromResult<IReadOnlyList<GroupWritten>>(written);
+    }
+
+    private readonly ConcurrentDictionary<(string, ClaimKind), DateTimeOffset> _claims = new();
+
+    private DateTimeOffset? Claimed(string hash, ClaimKind kind) => _claims.TryGetValue((hash, kind), out var t) ? t : null;
+
+    public Task<bool> TryClaimAsync(string hash, ClaimKind kind, DateTimeOffset? expected, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        lock (_claims)
+        {
+            if (Claimed(hash, kind) != expected)
+            {
+                return Task.FromResult(false);
+            }
+
+            _claims[(hash, kind)] = now;
+            return Task.FromResult(true);
+        }
     }
 
     public Task<ErrorRecord> GetAsync(string hash, CancellationToken cancellationToken) =>

@@ -59,6 +59,21 @@ type HeaderAuthentication
             Task.FromResult(Microsoft.AspNetCore.Authentication.AuthenticateResult.Success ticket)
         | _ -> Task.FromResult(Microsoft.AspNetCore.Authentication.AuthenticateResult.NoResult())
 
+/// `n` exceptions of `n` different groups (distinct type chains, so the default fingerprint splits them).
+let distinctFailures (n: int) : exn list =
+    [
+        for i in 1..n ->
+            let mutable e: exn = InvalidOperationException "root"
+
+            for _ in 1 .. (i % 7) do
+                e <- ArgumentException("wrap", e)
+
+            for _ in 1 .. (i / 7) do
+                e <- FormatException("wrap", e)
+
+            e
+    ]
+
 let private failing (app: WebApplication) =
     app.MapGet("/fail/{n}", Func<string, string>(fun n -> raise (InvalidOperationException(sprintf "failure %s" n))))
     |> ignore

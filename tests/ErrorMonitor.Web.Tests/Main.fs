@@ -13,5 +13,6 @@ let main argv =
             BrowserTests.tests
             StoreContractTests.tests
             PostgresTests.tests
+            NotificationTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -26,10 +26,13 @@ type Op =
     | Get of int
     | Page of number: int * size: int
     | Delete of int
+    /// Claim a right for a group: with the current value as expected (true) or a stale one (false).
+    | Claim of group: int * ticket: bool * current: bool * at: int
 
 /// What an operation showed.
 type Seen =
-    | Nothing
+    | Written of (string * DateTimeOffset option * DateTimeOffset option * DateTimeOffset option) list
+    | Claimed of bool
     | Record of ErrorRecord option
     | Listed of ErrorRecord list * bool * bool
     | Deleted of bool
@@ -73,24 +76,82 @@ let private opGen: Gen<Op> =
             2, group |> Gen.map Get
             2, Gen.zip (Gen.choose (1, 4)) (Gen.choose (1, 4)) |> Gen.map Page
             1, group |> Gen.map Delete
+            2,
+            Gen.zip
+                (Gen.zip group (Gen.elements [ true; false ]))
+                (Gen.zip (Gen.frequency [ 4, Gen.constant true; 1, Gen.constant false ]) (Gen.choose (0, 500)))
+            |> Gen.map (fun ((g, t), (c, at)) -> Claim(g, t, c, at))
         ]
 
+/// The model: records and claimed rights.
+type Model =
+    {
+        Records: Map<string, ErrorRecord>
+        Claims: Map<string * ClaimKind, DateTimeOffset>
+    }
+
+let private kindOf ticket =
+    if ticket then ClaimKind.Ticket else ClaimKind.Notification
+
+let private stale = DateTimeOffset(2000, 1, 1, 0, 0, 0, TimeSpan.Zero)
+
+
 /// The model's answer and next state.
-let private model (state: Map<string, ErrorRecord>) (op: Op) : Map<string, ErrorRecord> * Seen =
+let private model (state: Model) (op: Op) : Model * Seen =
     match op with
     | Upsert items ->
-        let next =
+        let next, written =
             batch items
             |> List.fold
-                (fun (m: Map<string, ErrorRecord>) d -> m.Add(d.Latest.Hash, Events.apply (m.TryFind d.Latest.Hash) d))
-                state
+                (fun (m: Model, acc) d ->
+                    let hash = d.Latest.Hash
+                    let before = m.Records.TryFind hash
 
-        next, Nothing
-    | Get g -> state, Record(state.TryFind(hashOf g))
+                    let claims =
+                        if before.IsNone then
+                            m.Claims.Remove((hash, ClaimKind.Notification)).Remove((hash, ClaimKind.Ticket))
+                        else
+                            m.Claims
+
+                    let row =
+                        hash,
+                        before |> Option.map (fun r -> r.LastSeen),
+                        claims.TryFind((hash, ClaimKind.Notification)),
+                        claims.TryFind((hash, ClaimKind.Ticket))
+
+                    {
+                        Records = m.Records.Add(hash, Events.apply before d)
+                        Claims = claims
+                    },
+                    row :: acc)
+                (state, [])
+
+        next, Written(List.sortBy (fun (h, _, _, _) -> h) written)
+    | Get g -> state, Record(state.Records.TryFind(hashOf g))
     | Page(number, size) ->
-        let page = Paging.ofList number size (MemoryStore.Order state.Values |> List.ofSeq)
+        let page =
+            Paging.ofList number size (MemoryStore.Order state.Records.Values |> List.ofSeq)
+
         state, Listed(page.Items, page.HasNewer, page.HasOlder)
-    | Delete g -> state.Remove(hashOf g), Deleted(state.ContainsKey(hashOf g))
+    | Delete g ->
+        let h = hashOf g
+
+        {
+            Records = state.Records.Remove h
+            Claims = state.Claims.Remove((h, ClaimKind.Notification)).Remove((h, ClaimKind.Ticket))
+        },
+        Deleted(state.Records.ContainsKey h)
+    | Claim(g, ticket, current, at) ->
+        let key = hashOf g, kindOf ticket
+        let now = baseTime.AddSeconds(float (1000 + at))
+
+        if current && state.Records.ContainsKey(fst key) then
+            { state with
+                Claims = state.Claims.Add(key, now)
+            },
+            Claimed true
+        else
+            state, Claimed false
 
 /// The store's answer.
 let private run (store: IErrorStore) (op: Op) : Seen =
@@ -98,8 +159,14 @@ let private run (store: IErrorStore) (op: Op) : Seen =
 
     match op with
     | Upsert items ->
+        let opt (v: Nullable<DateTimeOffset>) =
+            if v.HasValue then Some v.Value else None
+
         store.UpsertAsync(batch items |> Array.ofList, ct).GetAwaiter().GetResult()
-        Nothing
+        |> Seq.map (fun w -> w.Hash, opt w.PreviousSeen, opt w.LastNotified, opt w.TicketRaised)
+        |> Seq.sortBy (fun (h, _, _, _) -> h)
+        |> List.ofSeq
+        |> Written
     | Get g ->
         let r = store.GetAsync(hashOf g, ct).GetAwaiter().GetResult()
         Record(if isNull (box r) then None else Some r)
@@ -110,6 +177,26 @@ let private run (store: IErrorStore) (op: Op) : Seen =
         let page = Paging.ofFetched number size (List.ofSeq rows)
         Listed(page.Items, page.HasNewer, page.HasOlder)
     | Delete g -> Deleted(store.DeleteAsync(hashOf g, ct).GetAwaiter().GetResult())
+    | Claim _ -> failwith "claims run through `claim`, which needs the model's current value"
+
+/// A claim against the store, with the expected value taken from the model (current) or a stale one.
+let private claim (store: IErrorStore) (state: Model) (g: int) (ticket: bool) (current: bool) (at: int) : Seen =
+    let key = hashOf g, kindOf ticket
+
+    let expected =
+        if current then
+            match state.Claims.TryFind key with
+            | Some t -> Nullable t
+            | None -> Nullable()
+        else
+            Nullable stale
+
+    Claimed(
+        store
+            .TryClaimAsync(fst key, snd key, expected, baseTime.AddSeconds(float (1000 + at)), CancellationToken.None)
+            .GetAwaiter()
+            .GetResult()
+    )
 
 let private contract (name: string) (fresh: unit -> IErrorStore) =
     testPropertyWithConfig
@@ -128,14 +215,22 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
                 |> List.fold
                     (fun (state, bad) op ->
                         let next, expected = model state op
-                        let actual = run store op
+
+                        let actual =
+                            match op with
+                            | Claim(g, t, c, at) -> claim store state g t c at
+                            | _ -> run store op
 
                         next,
                         (if actual = expected then
                              bad
                          else
                              (op, expected, actual) :: bad))
-                    (Map.empty, [])
+                    ({
+                        Records = Map.empty
+                        Claims = Map.empty
+                     },
+                     [])
 
             match mismatches with
             | [] -> true

@@ -1,5 +1,6 @@
 namespace ErrorMonitor.Web.Stores
 
+open System
 open System.Collections.Generic
 open System.Threading.Tasks
 open ErrorMonitor
@@ -9,6 +10,12 @@ open ErrorMonitor.Core
 type MemoryStore() =
     let gate = obj ()
     let mutable records = Map.empty<string, ErrorRecord>
+    let mutable claims = Map.empty<string * ClaimKind, DateTimeOffset>
+
+    let claimed hash kind =
+        match claims.TryFind(hash, kind) with
+        | Some t -> Nullable t
+        | None -> Nullable()
 
     /// Newest last-seen first, ties by hash: the order every store lists in.
     static member Order(all: seq<ErrorRecord>) =
@@ -18,11 +25,42 @@ type MemoryStore() =
         member _.InitializeAsync _ = Task.CompletedTask
 
         member _.UpsertAsync(batch, _) =
-            lock gate (fun () ->
-                for d in batch do
-                    records <- records.Add(d.Latest.Hash, Events.apply (records.TryFind d.Latest.Hash) d))
+            let written =
+                lock gate (fun () ->
+                    [|
+                        for d in batch do
+                            let hash = d.Latest.Hash
+                            let before = records.TryFind hash
 
-            Task.CompletedTask
+                            if before.IsNone then
+                                claims <-
+                                    claims.Remove((hash, ClaimKind.Notification)).Remove((hash, ClaimKind.Ticket))
+
+                            records <- records.Add(hash, Events.apply before d)
+
+                            {
+                                Hash = hash
+                                PreviousSeen =
+                                    match before with
+                                    | Some r -> Nullable r.LastSeen
+                                    | None -> Nullable()
+                                LastNotified = claimed hash ClaimKind.Notification
+                                TicketRaised = claimed hash ClaimKind.Ticket
+                            }
+                    |])
+
+            Task.FromResult(written :> IReadOnlyList<GroupWritten>)
+
+        member _.TryClaimAsync(hash, kind, expected, now, _) =
+            let won =
+                lock gate (fun () ->
+                    if records.ContainsKey hash && claimed hash kind = expected then
+                        claims <- claims.Add((hash, kind), now)
+                        true
+                    else
+                        false)
+
+            Task.FromResult won
 
         member _.GetAsync(hash, _) =
             let found = lock gate (fun () -> records.TryFind(if isNull hash then "" else hash))
@@ -45,6 +83,7 @@ type MemoryStore() =
                     let k = if isNull hash then "" else hash
                     let had = records.ContainsKey k
                     records <- records.Remove k
+                    claims <- claims.Remove((k, ClaimKind.Notification)).Remove((k, ClaimKind.Ticket))
                     had)
 
             Task.FromResult existed

@@ -32,6 +32,9 @@ type PostgresStore(dataSource: NpgsqlDataSource, table: string) =
   created_on timestamptz NOT NULL,
   last_seen timestamptz NOT NULL);
 CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash)"""
+            $"""ALTER TABLE {table} ADD COLUMN IF NOT EXISTS previous_seen timestamptz NULL;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS notified_at timestamptz NULL;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ticket_at timestamptz NULL"""
         ]
 
     let upsertSql =
@@ -43,7 +46,9 @@ ON CONFLICT (hash) DO UPDATE SET
   traceback = EXCLUDED.traceback,
   count = t.count + EXCLUDED.count,
   created_on = LEAST(t.created_on, EXCLUDED.created_on),
-  last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen)"""
+  previous_seen = t.last_seen,
+  last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen)
+RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
 
     let read (r: NpgsqlDataReader) : ErrorRecord =
         {
@@ -56,8 +61,8 @@ ON CONFLICT (hash) DO UPDATE SET
             Message = r.GetString 6
             Traceback = r.GetString 7
             Count = r.GetInt64 8
-            CreatedOn = Sql.time r 9
-            LastSeen = Sql.time r 10
+            CreatedOn = Sql.timeAt r 9
+            LastSeen = Sql.timeAt r 10
         }
 
     let gate = obj ()
@@ -138,8 +143,8 @@ ON CONFLICT (hash) DO UPDATE SET
                     let col f = rows |> Array.map f
                     use! conn = dataSource.OpenConnectionAsync ct
 
-                    let! _ =
-                        Sql.execute
+                    let! written =
+                        Sql.query
                             conn
                             null
                             upsertSql
@@ -156,11 +161,45 @@ ON CONFLICT (hash) DO UPDATE SET
                                 Sql.timeArray "created_on" (col (fun d -> d.FirstAt))
                                 Sql.timeArray "last_seen" (col (fun d -> d.Latest.OccurredAt))
                             ]
+                            (fun r ->
+                                {
+                                    Hash = r.GetString 0
+                                    PreviousSeen = Sql.nullableTime r 1
+                                    LastNotified = Sql.nullableTime r 2
+                                    TicketRaised = Sql.nullableTime r 3
+                                })
                             ct
 
-                    ()
+                    return written :> IReadOnlyList<GroupWritten>
+                else
+                    return Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>
             }
-            :> Task
+
+        member _.TryClaimAsync(hash, kind, expected, now, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let column =
+                    if kind = ClaimKind.Ticket then
+                        "ticket_at"
+                    else
+                        "notified_at"
+
+                let! n =
+                    Sql.execute
+                        conn
+                        null
+                        $"UPDATE {table} SET {column} = @now WHERE hash = @hash AND {column} IS NOT DISTINCT FROM @expected"
+                        [
+                            Sql.time "now" now
+                            Sql.text "hash" (if isNull hash then "" else hash)
+                            Sql.nullableTimeParam "expected" expected
+                        ]
+                        ct
+
+                return n = 1
+            }
 
         member _.GetAsync(hash, ct) =
             task {

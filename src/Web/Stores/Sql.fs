@@ -79,6 +79,26 @@ module Sql =
             return rows
         }
 
+    /// A timestamptz parameter.
+    let time (name: string) (v: DateTimeOffset) : Param =
+        name, box v.UtcDateTime, NpgsqlDbType.TimestampTz
+
+    /// A timestamptz parameter that may be null.
+    let nullableTimeParam (name: string) (v: Nullable<DateTimeOffset>) : Param =
+        name,
+        (if v.HasValue then
+             box v.Value.UtcDateTime
+         else
+             box DBNull.Value),
+        NpgsqlDbType.TimestampTz
+
+    /// A UTC timestamp column that may be null.
+    let nullableTime (r: NpgsqlDataReader) (i: int) : Nullable<DateTimeOffset> =
+        if r.IsDBNull i then
+            Nullable()
+        else
+            Nullable(DateTimeOffset(DateTime.SpecifyKind(r.GetDateTime i, DateTimeKind.Utc)))
+
     /// A UTC timestamp column as a DateTimeOffset.
-    let time (r: NpgsqlDataReader) (i: int) : DateTimeOffset =
+    let timeAt (r: NpgsqlDataReader) (i: int) : DateTimeOffset =
         DateTimeOffset(DateTime.SpecifyKind(r.GetDateTime i, DateTimeKind.Utc))

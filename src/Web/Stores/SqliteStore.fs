@@ -35,7 +35,9 @@ ON CONFLICT (hash) DO UPDATE SET
   traceback = excluded.traceback,
   count = {table}.count + excluded.count,
   created_on = min({table}.created_on, excluded.created_on),
-  last_seen = max({table}.last_seen, excluded.last_seen)"""
+  previous_seen = {table}.last_seen,
+  last_seen = max({table}.last_seen, excluded.last_seen)
+RETURNING previous_seen, notified_at, ticket_at"""
 
     let openConnection () =
         task {
@@ -65,14 +67,10 @@ ON CONFLICT (hash) DO UPDATE SET
     let gate = obj ()
     let mutable schema: Task = null
 
-    let createSchema () =
-        task {
-            use! c = openConnection ()
-            use cmd = c.CreateCommand()
-
-            cmd.CommandText <-
-                $"""PRAGMA journal_mode = WAL;
-CREATE TABLE IF NOT EXISTS {table} (
+    /// Each migration, in order; SQLite's user_version remembers how many ran.
+    let migrations =
+        [
+            $"""CREATE TABLE IF NOT EXISTS {table} (
   hash TEXT NOT NULL PRIMARY KEY,
   host TEXT NOT NULL,
   path TEXT NOT NULL,
@@ -85,9 +83,40 @@ CREATE TABLE IF NOT EXISTS {table} (
   created_on TEXT NOT NULL,
   last_seen TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
+            $"""ALTER TABLE {table} ADD COLUMN previous_seen TEXT NULL;
+ALTER TABLE {table} ADD COLUMN notified_at TEXT NULL;
+ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
+        ]
 
-            let! _ = cmd.ExecuteNonQueryAsync()
-            ()
+    let createSchema () =
+        task {
+            use! c = openConnection ()
+            use wal = c.CreateCommand()
+            wal.CommandText <- "PRAGMA journal_mode = WAL;"
+            let! _ = wal.ExecuteNonQueryAsync()
+            use tx = c.BeginTransaction(Data.IsolationLevel.Serializable)
+            use version = c.CreateCommand()
+            version.Transaction <- tx
+            version.CommandText <- "PRAGMA user_version;"
+            let! v = version.ExecuteScalarAsync()
+            let current = Convert.ToInt32 v
+
+            for i, sql in List.indexed migrations do
+                if i + 1 > current then
+                    use cmd = c.CreateCommand()
+                    cmd.Transaction <- tx
+                    cmd.CommandText <- sql
+                    let! _ = cmd.ExecuteNonQueryAsync()
+                    ()
+
+            if current < migrations.Length then
+                use set = c.CreateCommand()
+                set.Transaction <- tx
+                set.CommandText <- sprintf "PRAGMA user_version = %d;" migrations.Length
+                let! _ = set.ExecuteNonQueryAsync()
+                ()
+
+            do! tx.CommitAsync()
         }
         :> Task
 
@@ -134,6 +163,14 @@ CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash
                             p "$last_seen"
                         |]
 
+                    let written = ResizeArray<GroupWritten>()
+
+                    let nullableTime (r: SqliteDataReader) (i: int) =
+                        if r.IsDBNull i then
+                            Nullable()
+                        else
+                            Nullable(parseTime (r.GetString i))
+
                     for d in batch do
                         let e = d.Latest
                         ps.[0].Value <- e.Hash
@@ -147,12 +184,53 @@ CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash
                         ps.[8].Value <- d.Count
                         ps.[9].Value <- time d.FirstAt
                         ps.[10].Value <- time e.OccurredAt
-                        let! _ = cmd.ExecuteNonQueryAsync ct
-                        ()
+                        use! r = cmd.ExecuteReaderAsync ct
+                        let! _ = r.ReadAsync ct
+
+                        written.Add
+                            {
+                                Hash = e.Hash
+                                PreviousSeen = nullableTime r 0
+                                LastNotified = nullableTime r 1
+                                TicketRaised = nullableTime r 2
+                            }
 
                     do! tx.CommitAsync ct
+                    return written :> IReadOnlyList<GroupWritten>
+                else
+                    return Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>
             }
-            :> Task
+
+        member _.TryClaimAsync(hash, kind, expected, now, ct) =
+            task {
+                do! ensure ()
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+
+                let column =
+                    if kind = ClaimKind.Ticket then
+                        "ticket_at"
+                    else
+                        "notified_at"
+
+                cmd.CommandText <- $"UPDATE {table} SET {column} = $now WHERE hash = $hash AND {column} IS $expected"
+                cmd.Parameters.AddWithValue("$now", time now) |> ignore
+
+                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash))
+                |> ignore
+
+                cmd.Parameters.AddWithValue(
+                    "$expected",
+                    (if expected.HasValue then
+                         box (time expected.Value)
+                     else
+                         box DBNull.Value)
+                )
+                |> ignore
+
+                let! n = cmd.ExecuteNonQueryAsync ct
+                return n = 1
+            }
 
         member _.GetAsync(hash, ct) =
             task {

@@ -1,0 +1,395 @@
+namespace ErrorMonitor.Web
+
+open System
+open System.Collections.Generic
+open System.Net.Http
+open System.Text
+open System.Text.Json
+open System.Threading
+open System.Threading.Channels
+open System.Threading.Tasks
+open MailKit.Net.Smtp
+open MailKit.Security
+open Microsoft.Extensions.Logging
+open MimeKit
+open ErrorMonitor
+open ErrorMonitor.Core
+
+/// The built-in email notifier: SMTP through MailKit, configured by the APP_ERROR_SMTP_* keys.
+type EmailNotifier(n: NotifySettings) =
+    interface INotifier with
+        member _.NotifyAsync(notification, ct) =
+            task {
+                let message = new MimeMessage()
+                message.From.Add(MailboxAddress.Parse notification.Sender)
+
+                for r in notification.Recipients do
+                    message.To.Add(MailboxAddress.Parse r)
+
+                message.Subject <- notification.Subject
+                message.Body <- new TextPart("plain", Text = notification.Body)
+                use client = new SmtpClient()
+
+                let security =
+                    match n.SmtpSecurity with
+                    | SmtpSecurity.None -> SecureSocketOptions.None
+                    | SmtpSecurity.StartTls -> SecureSocketOptions.StartTls
+                    | SmtpSecurity.Tls -> SecureSocketOptions.SslOnConnect
+
+                do! client.ConnectAsync(Option.get n.SmtpHost, n.SmtpPort, security, ct)
+
+                match n.SmtpUser with
+                | Some user -> do! client.AuthenticateAsync(user, Option.defaultValue "" n.SmtpPassword, ct)
+                | None -> ()
+
+                let! _ = client.SendAsync(message, ct)
+                do! client.DisconnectAsync(true, ct)
+            }
+            :> Task
+
+/// The built-in webhook notifier: POSTs JSON with a Slack-compatible `text` and the record's fields.
+type WebhookNotifier(url: string, client: HttpClient) =
+
+    /// The JSON message for a notification.
+    static member Payload(notification: Notification) : byte array =
+        use ms = new IO.MemoryStream()
+
+        (use w = new Utf8JsonWriter(ms)
+         w.WriteStartObject()
+
+         let text =
+             match notification.DetailLink with
+             | null -> notification.Subject
+             | link -> sprintf "%s\n%s" notification.Subject link
+
+         w.WriteString("text", text)
+         w.WriteString("reason", notification.Reason)
+         w.WriteString("subject", notification.Subject)
+         w.WriteString("url", notification.Url)
+
+         match notification.DetailLink with
+         | null -> ()
+         | link -> w.WriteString("detailLink", link)
+
+         match box notification.Record with
+         | null -> ()
+         | _ ->
+             let r = notification.Record
+             w.WriteString("hash", r.Hash)
+             w.WriteString("host", r.Host)
+             w.WriteString("path", r.Path)
+             w.WriteString("method", r.Method)
+             w.WriteString("exceptionName", r.ExceptionName)
+             w.WriteString("message", r.Message)
+             w.WriteNumber("count", r.Count)
+             w.WriteString("createdOn", r.CreatedOn.UtcDateTime.ToString "O")
+             w.WriteString("lastSeen", r.LastSeen.UtcDateTime.ToString "O")
+             w.WriteString("traceback", r.Traceback)
+
+         w.WriteEndObject())
+
+        ms.ToArray()
+
+    interface INotifier with
+        member _.NotifyAsync(notification, ct) =
+            task {
+                use content = new ByteArrayContent(WebhookNotifier.Payload notification)
+                content.Headers.ContentType <- Headers.MediaTypeHeaderValue("application/json")
+                use! response = client.PostAsync(url, content, ct)
+                response.EnsureSuccessStatusCode() |> ignore
+            }
+            :> Task
+
+/// Runs notifiers and ticketing after groups are written: the policy (Core) decides, the store's conditional
+/// update makes one instance the sender, and each call runs with a timeout and retries, off the request path.
+type Dispatcher
+    (
+        settings: Settings,
+        store: IErrorStore,
+        notifiers: INotifier list,
+        ticketing: ITicketing list,
+        clock: TimeProvider,
+        logger: ILogger
+    ) =
+    let n = settings.Notify
+    let notifying = settings.SendNotification && not notifiers.IsEmpty
+
+    let channel =
+        Channel.CreateBounded<GroupDelta * GroupWritten>(
+            BoundedChannelOptions(10000, FullMode = BoundedChannelFullMode.DropWrite)
+        )
+
+    let gate = obj ()
+    let mutable window = Policy.openWindow (clock.GetUtcNow())
+    let mutable dropped = 0L
+    let mutable posted = 0L
+    let mutable handled = 0L
+    let mutable running = 0L
+    let inFlight = new SemaphoreSlim(8)
+    let stopping = new CancellationTokenSource()
+    let mutable loops: Task list = []
+
+    let attempts = 3
+
+    /// Runs one plug-in call with a timeout (also for calls that ignore their token) and retries.
+    let call (what: string) (hash: string) (f: CancellationToken -> Task) : Task =
+        task {
+            let mutable attempt = 1
+            let mutable fin = false
+
+            while not fin do
+                use cts = new CancellationTokenSource(n.Timeout)
+
+                try
+                    do! (f cts.Token).WaitAsync(n.Timeout)
+                    fin <- true
+                with ex ->
+                    if attempt >= attempts then
+                        logger.LogError(
+                            EventId(1020, "PlugInFailed"),
+                            ex,
+                            "ErrorMonitor's {What} failed for {Hash} after {Attempts} attempts",
+                            what,
+                            hash,
+                            attempts
+                        )
+
+                        fin <- true
+                    else
+                        logger.LogWarning(
+                            EventId(1021, "PlugInRetry"),
+                            ex,
+                            "ErrorMonitor's {What} failed for {Hash} (attempt {Attempt}); retrying",
+                            what,
+                            hash,
+                            attempt
+                        )
+
+                        attempt <- attempt + 1
+
+                        try
+                            do!
+                                Task.Delay(
+                                    TimeSpan.FromMilliseconds(200.0 * Math.Pow(2.0, float attempt)),
+                                    stopping.Token
+                                )
+                        with :? OperationCanceledException ->
+                            fin <- true
+        }
+
+    /// Starts a call without waiting for it (at most 8 at once), so one slow plug-in holds up nothing else.
+    let launch (what: string) (hash: string) (f: CancellationToken -> Task) =
+        Interlocked.Increment &running |> ignore
+
+        Task.Run(fun () ->
+            task {
+                try
+                    do! inFlight.WaitAsync()
+
+                    try
+                        do! call what hash f
+                    finally
+                        inFlight.Release() |> ignore
+                finally
+                    Interlocked.Decrement &running |> ignore
+            }
+            :> Task)
+        |> ignore
+
+    let notification
+        (reason: string)
+        (record: ErrorRecord)
+        (subject: string)
+        (body: string)
+        (url: string)
+        (link: string option)
+        =
+        {
+            Subject = subject
+            Body = body
+            Sender = Option.toObj settings.EmailSender
+            Recipients = settings.RecipientEmails |> Array.ofList :> IReadOnlyList<string>
+            Record = record
+            Url = url
+            DetailLink = Option.toObj link
+            Reason = reason
+        }
+
+    let send (note: Notification) =
+        let hash =
+            if isNull (box note.Record) then
+                "summary"
+            else
+                note.Record.Hash
+
+        for notifier in notifiers do
+            launch (notifier.GetType().Name) hash (fun ct -> notifier.NotifyAsync(note, ct))
+
+    let sendSummary (ended: NotifyWindow) =
+        match Policy.summary settings.SubjectPrefix n ended with
+        | Some(subject, body) -> send (notification "summary" Unchecked.defaultof<ErrorRecord> subject body "" None)
+        | None -> ()
+
+    /// Closes the window when its interval is over, sending its summary.
+    let rollWindow (now: DateTimeOffset) =
+        let ended =
+            lock gate (fun () ->
+                let next, ended = Policy.roll n now window
+                window <- next
+                ended)
+
+        ended |> Option.iter sendSummary
+
+    let toOption (v: Nullable<DateTimeOffset>) =
+        if v.HasValue then Some v.Value else None
+
+    let handle (delta: GroupDelta, written: GroupWritten) : Task =
+        task {
+            let now = clock.GetUtcNow()
+            rollWindow now
+
+            let write =
+                {
+                    PreviousSeen = toOption written.PreviousSeen
+                    FirstAt = delta.FirstAt
+                    LastNotified = toOption written.LastNotified
+                    TicketRaised = toOption written.TicketRaised
+                }
+
+            let reason = Policy.reason n now write
+
+            let! record = store.GetAsync(written.Hash, stopping.Token)
+
+            if not (isNull (box record)) then
+                if notifying then
+                    match reason with
+                    | Some r ->
+                        let! won =
+                            if n.EveryOccurrence then
+                                Task.FromResult true
+                            else
+                                store.TryClaimAsync(
+                                    written.Hash,
+                                    ClaimKind.Notification,
+                                    written.LastNotified,
+                                    now,
+                                    stopping.Token
+                                )
+
+                        if won then
+                            let admitted =
+                                lock gate (fun () ->
+                                    let next, ok =
+                                        Policy.admit n (sprintf "%s %s" record.ExceptionName record.Path) window
+
+                                    window <- next
+                                    ok)
+
+                            if admitted then
+                                let url = Notification.recordUrl record
+                                let link = Notification.detailLink n.BaseUrl settings.UrlPrefix record.Hash
+
+                                let name =
+                                    match r with
+                                    | NotifyReason.FirstSeen -> "first-seen"
+                                    | NotifyReason.Regression -> "regression"
+                                    | NotifyReason.Occurrence -> "occurrence"
+
+                                send (
+                                    notification
+                                        name
+                                        record
+                                        (Notification.subjectOf settings.SubjectPrefix record)
+                                        (Notification.body record url link)
+                                        url
+                                        link
+                                )
+                    | None -> ()
+
+                if not ticketing.IsEmpty && Policy.ticket n write reason then
+                    let! won =
+                        store.TryClaimAsync(written.Hash, ClaimKind.Ticket, written.TicketRaised, now, stopping.Token)
+
+                    if won then
+                        for t in ticketing do
+                            launch (t.GetType().Name) record.Hash (fun ct -> t.RaiseTicketAsync(record, ct))
+        }
+
+    let run () : Task =
+        task {
+            let reader = channel.Reader
+
+            try
+                while not stopping.IsCancellationRequested do
+                    let! more = reader.WaitToReadAsync(stopping.Token)
+
+                    if not more then
+                        stopping.Cancel()
+
+                    let mutable item = Unchecked.defaultof<GroupDelta * GroupWritten>
+
+                    while reader.TryRead(&item) do
+                        try
+                            try
+                                do! handle item
+                            with
+                            | :? OperationCanceledException -> ()
+                            | ex ->
+                                logger.LogError(
+                                    EventId(1022, "NotifyFailed"),
+                                    ex,
+                                    "ErrorMonitor could not process notifications"
+                                )
+                        finally
+                            Interlocked.Increment &handled |> ignore
+            with :? OperationCanceledException ->
+                ()
+        }
+
+    let tick () : Task =
+        task {
+            try
+                while not stopping.IsCancellationRequested do
+                    do! Task.Delay(TimeSpan.FromSeconds 1.0, stopping.Token)
+                    rollWindow (clock.GetUtcNow())
+            with :? OperationCanceledException ->
+                ()
+        }
+
+    /// True when there is anything to run.
+    member _.Active = notifying || not ticketing.IsEmpty
+
+    /// Notifications dropped because the dispatcher's queue was full.
+    member _.Dropped = Interlocked.Read &dropped
+
+    /// Hands a written batch over (never blocks the writer).
+    member _.Post (rows: GroupDelta array) (written: IReadOnlyList<GroupWritten>) =
+        let byHash = rows |> Array.map (fun d -> d.Latest.Hash, d) |> dict
+
+        for w in written do
+            match byHash.TryGetValue w.Hash with
+            | true, d ->
+                if channel.Writer.TryWrite((d, w)) then
+                    Interlocked.Increment &posted |> ignore
+                else
+                    Interlocked.Increment &dropped |> ignore
+            | _ -> ()
+
+    /// Completes when everything posted so far is handled and no plug-in call is running (or still retrying).
+    member _.WaitIdleAsync(ct: CancellationToken) : Task =
+        task {
+            while Interlocked.Read &handled < Interlocked.Read &posted
+                  || Interlocked.Read &running > 0L do
+                do! Task.Delay(20, ct)
+        }
+
+    /// Starts the dispatcher.
+    member _.Start() =
+        lock gate (fun () ->
+            if loops.IsEmpty then
+                loops <- [ Task.Run(fun () -> run ()); Task.Run(fun () -> tick ()) ])
+
+    /// Stops it.
+    member _.Stop() =
+        channel.Writer.TryComplete() |> ignore
+        stopping.Cancel()

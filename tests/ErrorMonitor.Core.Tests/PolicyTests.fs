@@ -1,0 +1,142 @@
+module ErrorMonitor.Core.Tests.PolicyTests
+
+open System
+open Expecto
+open FsCheck
+open FsCheck.FSharp
+open ErrorMonitor.Core
+open ErrorMonitor.Core.Tests.Generators
+
+let private n = Config.defaults.Notify
+let private t0 = DateTimeOffset(2026, 5, 1, 0, 0, 0, TimeSpan.Zero)
+let private minutes (m: int) = t0.AddMinutes(float m)
+
+/// A group write: previous occurrence, first occurrence of the batch, last notification (minutes after t0).
+let private write: Gen<GroupWrite * DateTimeOffset> =
+    gen {
+        let! previous = Gen.oneof [ Gen.constant None; Gen.choose (0, 5000) |> Gen.map Some ]
+        let! gap = Gen.choose (0, 3000)
+        let! notified = Gen.oneof [ Gen.constant None; Gen.choose (0, 5000) |> Gen.map Some ]
+        let! lag = Gen.choose (0, 60)
+        let first = (defaultArg previous 0) + gap
+
+        return
+            {
+                PreviousSeen = previous |> Option.map minutes
+                FirstAt = minutes first
+                LastNotified = notified |> Option.map minutes
+                TicketRaised = None
+            },
+            minutes (first + lag)
+    }
+
+[<Tests>]
+let tests =
+    testList
+        "notification policy"
+        [
+            property "a group never notified is notified, as first seen"
+            <| Prop.forAll (arb write) (fun (w, now) ->
+                Policy.reason n now { w with LastNotified = None } = Some NotifyReason.FirstSeen)
+
+            property "a group is never notified twice within the interval"
+            <| Prop.forAll (arb write) (fun (w, now) ->
+                match w.LastNotified with
+                | Some last when now - last < n.Interval -> Policy.reason n now w = None
+                | _ -> true)
+
+            property "a notified group notifies again only after a quiet period, as a regression"
+            <| Prop.forAll (arb write) (fun (w, now) ->
+                match w.LastNotified, Policy.reason n now w with
+                | None, _ -> true
+                | Some _, None -> true
+                | Some last, Some r ->
+                    r = NotifyReason.Regression
+                    && now - last >= n.Interval
+                    && (match w.PreviousSeen with
+                        | Some p -> w.FirstAt - p >= n.QuietPeriod
+                        | None -> false))
+
+            property "the seed's mode notifies every write"
+            <| Prop.forAll (arb write) (fun (w, now) ->
+                Policy.reason { n with EveryOccurrence = true } now w = Some NotifyReason.Occurrence)
+
+            property "the cap sends at most N a window and counts the rest for one summary"
+            <| Prop.forAll (arb (Gen.zip (Gen.choose (1, 30)) (Gen.choose (0, 80)))) (fun (cap, k) ->
+                let settings = { n with MaxPerInterval = cap }
+
+                let w, sent =
+                    [ 1..k ]
+                    |> List.fold
+                        (fun (w, sent) i ->
+                            let w, ok = Policy.admit settings (sprintf "g%d" i) w
+                            w, (if ok then sent + 1 else sent))
+                        (Policy.openWindow t0, 0)
+
+                sent = min cap k
+                && w.Held = k - sent
+                && (Policy.summary "" settings w).IsSome = (k > cap))
+
+            test "a window rolls over after the interval and hands back the one that ended" {
+                let w = { Policy.openWindow t0 with Held = 3 }
+                let same, ended = Policy.roll n (t0.AddMinutes 29.0) w
+                Expect.equal same w "still open"
+                Expect.isNone ended "nothing ended"
+                let next, ended = Policy.roll n (t0.AddMinutes 31.0) w
+                Expect.equal next.Sent 0 "a new window"
+                Expect.equal (ended |> Option.map (fun e -> e.Held)) (Some 3) "the old one, for its summary"
+            }
+
+            test "a ticket is raised once a group, and again on regressions only when allowed" {
+                let w =
+                    {
+                        PreviousSeen = None
+                        FirstAt = t0
+                        LastNotified = None
+                        TicketRaised = None
+                    }
+
+                Expect.isTrue (Policy.ticket n w (Some NotifyReason.FirstSeen)) "first time"
+                let raised = { w with TicketRaised = Some t0 }
+                Expect.isFalse (Policy.ticket n raised (Some NotifyReason.Regression)) "once by default"
+
+                Expect.isTrue
+                    (Policy.ticket { n with TicketPerRegression = true } raised (Some NotifyReason.Regression))
+                    "again on a regression when allowed"
+            }
+
+            test "durations read as 90s, 30m, 24h, 2d, 00:30:00 or seconds" {
+                for text, expected in
+                    [
+                        "90s", TimeSpan.FromSeconds 90.0
+                        "30m", TimeSpan.FromMinutes 30.0
+                        "24h", TimeSpan.FromHours 24.0
+                        "2d", TimeSpan.FromDays 2.0
+                        "00:30:00", TimeSpan.FromMinutes 30.0
+                        "1.00:00:00", TimeSpan.FromDays 1.0
+                        "15", TimeSpan.FromSeconds 15.0
+                    ] do
+                    Expect.equal (Config.parseDuration text) (Some expected) text
+
+                Expect.isNone (Config.parseDuration "soon") "not a duration"
+            }
+
+            test "a bad notification setting names its key" {
+                match
+                    Config.parse (
+                        Map.ofList
+                            [
+                                "APP_ERROR_SMTP_SECURITY", "ssl3"
+                                "APP_ERROR_WEBHOOK_URL", "ftp://x"
+                                "APP_ERROR_NOTIFY_INTERVAL", "-5m"
+                            ]
+                    )
+                with
+                | Error errors ->
+                    Expect.equal
+                        (errors |> List.map (fun e -> e.Key) |> List.sort)
+                        [ "APP_ERROR_NOTIFY_INTERVAL"; "APP_ERROR_SMTP_SECURITY"; "APP_ERROR_WEBHOOK_URL" ]
+                        "all three"
+                | Ok _ -> failtest "accepted"
+            }
+        ]
