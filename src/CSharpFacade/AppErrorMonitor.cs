@@ -117,7 +117,7 @@ public sealed class AppErrorMonitor
             ErrorMonitorEndpoints.Map(app, engine, options);
             engine.Start();
             app.Lifetime.ApplicationStopping.Register(
-                () => engine.StopAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult());
+                () => engine.StopAsync(engine.Settings.ShutdownTimeout).GetAwaiter().GetResult());
             _engine = engine;
         }
     }

@@ -15,7 +15,8 @@ public static class ErrorMonitorServiceCollectionExtensions
 {
     /// <summary>
     /// Adds ErrorMonitor: the <see cref="AppErrorMonitor"/>, its background writer, and an
-    /// <see cref="IExceptionHandler"/> so apps using <c>UseExceptionHandler</c> are recorded too. Settings come
+    /// <see cref="IExceptionHandler"/> so apps using <c>UseExceptionHandler</c> are recorded too, and a health
+    /// check named "errormonitor" for the store (<c>app.MapHealthChecks("/health")</c> shows it). Settings come
     /// from the APP_ERROR_* keys (root or <c>ErrorMonitor</c> section) and from <paramref name="configure"/>;
     /// a bad configuration stops start-up with an <see cref="ErrorMonitorConfigException"/> naming the key.
     /// </summary>
@@ -45,6 +46,7 @@ public static class ErrorMonitorServiceCollectionExtensions
             sp.GetService<IHttpContextAccessor>()));
         services.AddHostedService(sp => new EngineHostedService(sp.GetRequiredService<Engine>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IExceptionHandler, ErrorMonitorExceptionHandler>());
+        services.AddHealthChecks().AddCheck<ErrorMonitorHealthCheck>("errormonitor", tags: ["errormonitor"]);
         return services;
     }
 }

@@ -82,6 +82,17 @@ type Settings =
         TableName: string
         /// Notification channels and policy.
         Notify: NotifySettings
+        /// APP_ERROR_MAX_PENDING_GROUPS: distinct groups held in memory while the store is slow or down; past
+        /// it, occurrences of new groups are counted as dropped. Default 10,000.
+        MaxPendingGroups: int
+        /// APP_ERROR_SHUTDOWN_TIMEOUT: how long a graceful stop may spend writing what is pending. Default 5 s.
+        ShutdownTimeout: TimeSpan
+        /// APP_ERROR_FLUSH_INTERVAL: how often pending occurrences are saved to the spill file while the store
+        /// is down, so a hard kill loses at most this much. Default 200 ms.
+        FlushInterval: TimeSpan
+        /// APP_ERROR_SPILL_FILE: where unwritten occurrences wait for the next start; relative to the content
+        /// root; "none" turns spilling off. Default "errormonitor.spill.jsonl".
+        SpillFile: string option
     }
 
 /// One problem with the configuration, naming its key.
@@ -129,6 +140,18 @@ module Config =
 
     [<Literal>]
     let TableKey = "APP_ERROR_TABLE"
+
+    [<Literal>]
+    let MaxPendingGroupsKey = "APP_ERROR_MAX_PENDING_GROUPS"
+
+    [<Literal>]
+    let ShutdownTimeoutKey = "APP_ERROR_SHUTDOWN_TIMEOUT"
+
+    [<Literal>]
+    let FlushIntervalKey = "APP_ERROR_FLUSH_INTERVAL"
+
+    [<Literal>]
+    let SpillFileKey = "APP_ERROR_SPILL_FILE"
 
     [<Literal>]
     let SmtpHostKey = "APP_ERROR_SMTP_HOST"
@@ -196,6 +219,10 @@ module Config =
             MaxPerIntervalKey
             TicketPerRegressionKey
             NotifyTimeoutKey
+            MaxPendingGroupsKey
+            ShutdownTimeoutKey
+            FlushIntervalKey
+            SpillFileKey
         ]
 
     /// The defaults of the seed (and of this project's own keys).
@@ -228,6 +255,10 @@ module Config =
                     TicketPerRegression = false
                     Timeout = TimeSpan.FromSeconds 10.0
                 }
+            MaxPendingGroups = 10000
+            ShutdownTimeout = TimeSpan.FromSeconds 5.0
+            FlushInterval = TimeSpan.FromMilliseconds 200.0
+            SpillFile = Some "errormonitor.spill.jsonl"
         }
 
     /// A duration: "90s", "30m", "24h", "2d", a TimeSpan ("00:30:00", "1.00:00:00"), or a number of seconds.
@@ -556,6 +587,14 @@ module Config =
                 Store = store
                 TableName = table
                 Notify = notify
+                MaxPendingGroups = whole MaxPendingGroupsKey 1 10000000 defaults.MaxPendingGroups
+                ShutdownTimeout = duration ShutdownTimeoutKey defaults.ShutdownTimeout
+                FlushInterval = duration FlushIntervalKey defaults.FlushInterval
+                SpillFile =
+                    match get SpillFileKey |> Option.map (fun v -> v.Trim()) with
+                    | None -> defaults.SpillFile
+                    | Some v when noneWords.Contains(v.ToLowerInvariant()) || v = "" -> None
+                    | Some v -> Some v
             }
 
         if errors.Count = 0 then
@@ -611,6 +650,10 @@ module Config =
             [ MaxPerIntervalKey, string s.Notify.MaxPerInterval ]
             [ TicketPerRegressionKey, (if s.Notify.TicketPerRegression then "true" else "false") ]
             [ NotifyTimeoutKey, s.Notify.Timeout.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
+            [ MaxPendingGroupsKey, string s.MaxPendingGroups ]
+            [ ShutdownTimeoutKey, s.ShutdownTimeout.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
+            [ FlushIntervalKey, s.FlushInterval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
+            [ SpillFileKey, defaultArg s.SpillFile "none" ]
         ]
         |> List.concat
         |> Map.ofList

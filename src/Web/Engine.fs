@@ -87,21 +87,23 @@ type EngineParts =
         Clock: TimeProvider
         /// Where ErrorMonitor logs its own failures.
         Logger: ILogger
-        /// Most distinct groups held in memory while waiting to be written.
-        MaxPendingGroups: int
         /// Who hears about new and returning groups (when APP_ERROR_SEND_NOTIFICATION is on).
         Notifiers: INotifier list
         /// Who raises tickets.
         Ticketing: ITicketing list
+        /// The spill file's full path, if spilling is on.
+        SpillPath: string option
     }
 
 /// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
 /// them in the background. Capture never throws into the app.
 type Engine(parts: EngineParts) =
-    let queue = CaptureQueue(parts.MaxPendingGroups)
+    let queue = CaptureQueue(parts.Settings.MaxPendingGroups)
 
     let dispatcher =
         Dispatcher(parts.Settings, parts.Store, parts.Notifiers, parts.Ticketing, parts.Clock, parts.Logger)
+
+    let spill = parts.SpillPath |> Option.map (fun p -> SpillFile(p, parts.Logger))
 
     let writer =
         Writer(
@@ -110,8 +112,12 @@ type Engine(parts: EngineParts) =
             parts.Logger,
             (fun rows written ->
                 if dispatcher.Active then
-                    dispatcher.Post rows written)
+                    dispatcher.Post rows written),
+            spill,
+            parts.Settings.FlushInterval
         )
+
+    do Metrics.queues.[queue :> obj] <- Func<int64>(fun () -> int64 queue.Length)
 
     let recorded = ConditionalWeakTable<exn, string>()
     let stopping = new CancellationTokenSource()
@@ -177,15 +183,21 @@ type Engine(parts: EngineParts) =
 
                 let e = Events.build parts.Settings parts.Masking parts.Limits fingerprint c
 
+                Metrics.captured.Add 1L
+
                 match queue.Enqueue e with
                 | Some sequence -> Some(e.Hash, sequence)
                 | None ->
-                    parts.Logger.LogWarning(
-                        EventId(1004, "QueueFull"),
-                        "ErrorMonitor's queue is full: an occurrence of {Hash} was dropped ({Dropped} in all)",
-                        e.Hash,
-                        queue.Dropped
-                    )
+                    let dropped = queue.Dropped
+
+                    if dropped = 1L || dropped % 1000L = 0L then
+                        parts.Logger.LogWarning(
+                            EventId(1004, "QueueFull"),
+                            "ErrorMonitor's queue holds {Groups} groups, its bound: an occurrence of {Hash} was dropped ({Dropped} in all)",
+                            parts.Settings.MaxPendingGroups,
+                            e.Hash,
+                            dropped
+                        )
 
                     Some(e.Hash, -1L)
             with ex ->
@@ -255,10 +267,26 @@ type Engine(parts: EngineParts) =
     member _.Start() =
         lock stopping (fun () ->
             if isNull loop then
+                match spill with
+                | Some f ->
+                    let waiting = f.Load()
+
+                    if not waiting.IsEmpty then
+                        queue.PutBack waiting
+
+                        parts.Logger.LogInformation(
+                            EventId(1033, "SpillReplayed"),
+                            "ErrorMonitor replays {Groups} groups ({Occurrences} occurrences) from {Path}",
+                            waiting.Length,
+                            waiting |> List.sumBy (fun d -> d.Count),
+                            f.Path
+                        )
+                | None -> ()
+
                 dispatcher.Start()
                 loop <- Task.Run(fun () -> writer.RunAsync stopping.Token))
 
-    /// Stops the writer, writing what is pending within `timeout`.
+    /// Stops the writer, writing what is pending within `timeout`, then saving what is left to the spill file.
     member _.StopAsync(timeout: TimeSpan) : Task =
         task {
             stopping.Cancel()
@@ -280,13 +308,25 @@ type Engine(parts: EngineParts) =
                         ()
 
             dispatcher.Stop()
+            Metrics.queues.TryRemove(queue :> obj) |> ignore
 
             if queue.Length > 0 then
-                parts.Logger.LogError(
-                    EventId(1006, "UnflushedOnStop"),
-                    "ErrorMonitor stopped with {Groups} groups not written",
-                    queue.Length
-                )
+                writer.Spill()
+
+                match spill with
+                | Some f ->
+                    parts.Logger.LogWarning(
+                        EventId(1006, "SpilledOnStop"),
+                        "ErrorMonitor stopped with {Groups} groups not written; they wait in {Path} for the next start",
+                        queue.Length,
+                        f.Path
+                    )
+                | None ->
+                    parts.Logger.LogError(
+                        EventId(1007, "LostOnStop"),
+                        "ErrorMonitor stopped with {Groups} groups not written and spilling off: they are lost",
+                        queue.Length
+                    )
         }
 
 /// Building an engine from flat configuration and app-supplied parts (used by the C# facade and F# apps).
@@ -436,7 +476,13 @@ module EngineFactory =
                         Abstractions.NullLogger.Instance :> ILogger
                     else
                         logger
-                MaxPendingGroups = 10000
+                SpillPath =
+                    s.SpillFile
+                    |> Option.map (fun f ->
+                        if IO.Path.IsPathRooted f || String.IsNullOrEmpty contentRoot then
+                            f
+                        else
+                            IO.Path.Combine(contentRoot, f))
                 Notifiers = builtIn @ some notifiers
                 Ticketing = some ticketing
             }

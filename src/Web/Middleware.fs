@@ -35,14 +35,44 @@ type ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
         else
             awaitAndRecord ctx pending
 
-/// Runs an engine's background writer for the lifetime of the host, and writes what is pending on stop.
+/// Runs an engine's background writer for the lifetime of the host; on stop, writes what is pending within
+/// APP_ERROR_SHUTDOWN_TIMEOUT and spills the rest.
 type EngineHostedService(engine: Engine) =
-    /// How long a graceful stop may spend writing what is pending. Default 5 s.
-    member val FlushTimeout = TimeSpan.FromSeconds 5.0 with get, set
-
     interface IHostedService with
         member _.StartAsync(_: CancellationToken) =
             engine.Start()
             Task.CompletedTask
 
-        member this.StopAsync(_: CancellationToken) = engine.StopAsync this.FlushTimeout
+        member _.StopAsync(_: CancellationToken) =
+            engine.StopAsync engine.Settings.ShutdownTimeout
+
+/// The store's health for ASP.NET Core health checks: healthy while writes succeed.
+type ErrorMonitorHealthCheck(engine: Engine) =
+    interface Microsoft.Extensions.Diagnostics.HealthChecks.IHealthCheck with
+        member _.CheckHealthAsync(_, _) =
+            let data =
+                dict
+                    [
+                        "pendingGroups", box engine.Queue.Length
+                        "dropped", box engine.Queue.Dropped
+                        "failedWrites", box engine.Writer.Failures
+                    ]
+                |> Collections.Generic.Dictionary
+                :> Collections.Generic.IReadOnlyDictionary<string, obj>
+
+            let result =
+                if engine.Writer.Failures = 0 then
+                    Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy(
+                        "ErrorMonitor's store accepts writes",
+                        data
+                    )
+                else
+                    Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy(
+                        sprintf
+                            "ErrorMonitor's store failed %d writes in a row; occurrences wait in memory"
+                            engine.Writer.Failures,
+                        null,
+                        data
+                    )
+
+            Task.FromResult result

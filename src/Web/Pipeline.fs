@@ -32,9 +32,11 @@ type CaptureQueue(maxGroups: int) =
                 | true, d ->
                     pending.[e.Hash] <- Events.coalesce (Some d) e
                     enqueued <- enqueued + 1L
+                    Metrics.coalesced.Add 1L
                     Some enqueued
                 | _ when pending.Count >= maxGroups ->
                     dropped <- dropped + 1L
+                    Metrics.dropped.Add 1L
                     None
                 | _ ->
                     pending.[e.Hash] <- Events.coalesce None e
@@ -62,6 +64,10 @@ type CaptureQueue(maxGroups: int) =
                 | true, newer -> pending.[d.Latest.Hash] <- Events.merge d newer
                 | _ -> pending.[d.Latest.Hash] <- d)
 
+    /// A copy of what is pending (for the spill file).
+    member _.Snapshot() : GroupDelta list =
+        lock gate (fun () -> List.ofSeq pending.Values)
+
     /// Occurrences dropped because the queue was full.
     member _.Dropped = Interlocked.Read &dropped
 
@@ -74,21 +80,84 @@ type CaptureQueue(maxGroups: int) =
     /// Waits until something is enqueued, or the timeout passes.
     member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = doorbell.WaitAsync(timeout, ct)
 
-/// Writes what the queue holds to the store, in batches, retrying with backoff while the store fails.
-/// Callers can wait until a given occurrence is stored.
-/// `onWritten` gets each written batch with what the store reported of it (the notification dispatcher).
+/// The spill file: what could not be written waits here for the next start. Saved whole, atomically
+/// (a temp file renamed over it); removed once everything in it is written.
+type SpillFile(path: string, logger: ILogger) =
+    let gate = obj ()
+
+    /// Its path.
+    member _.Path = path
+
+    /// True when it exists.
+    member _.Exists = IO.File.Exists path
+
+    /// Replaces its content with `pending`; deletes it when there is nothing pending.
+    member _.Save(pending: GroupDelta list) =
+        lock gate (fun () ->
+            try
+                if pending.IsEmpty then
+                    if IO.File.Exists path then
+                        IO.File.Delete path
+                else
+                    let dir = IO.Path.GetDirectoryName(IO.Path.GetFullPath path)
+                    IO.Directory.CreateDirectory dir |> ignore
+                    let temp = path + ".tmp"
+                    IO.File.WriteAllText(temp, Spill.serialize pending)
+                    IO.File.Move(temp, path, true)
+            with ex ->
+                logger.LogError(
+                    EventId(1030, "SpillFailed"),
+                    ex,
+                    "ErrorMonitor could not save its spill file {Path}",
+                    path
+                ))
+
+    /// The pending groups it holds (empty when there is none).
+    member _.Load() : GroupDelta list =
+        lock gate (fun () ->
+            try
+                if IO.File.Exists path then
+                    let groups, bad = Spill.parse (IO.File.ReadAllText path)
+
+                    if bad > 0 then
+                        logger.LogWarning(
+                            EventId(1031, "SpillLinesUnreadable"),
+                            "ErrorMonitor skipped {Lines} unreadable lines of {Path}",
+                            bad,
+                            path
+                        )
+
+                    groups
+                else
+                    []
+            with ex ->
+                logger.LogError(
+                    EventId(1032, "SpillUnreadable"),
+                    ex,
+                    "ErrorMonitor could not read its spill file {Path}",
+                    path
+                )
+
+                [])
+
+/// Writes what the queue holds to the store, in batches, retrying with backoff while the store fails; while
+/// it fails, saves what is pending to the spill file every flush interval. Callers can wait until a given
+/// occurrence is stored. `onWritten` gets each written batch with what the store reported of it.
 type Writer
     (
         queue: CaptureQueue,
         store: IErrorStore,
         logger: ILogger,
-        onWritten: GroupDelta array -> IReadOnlyList<GroupWritten> -> unit
+        onWritten: GroupDelta array -> IReadOnlyList<GroupWritten> -> unit,
+        spill: SpillFile option,
+        flushInterval: TimeSpan
     ) =
     let gate = obj ()
     let mutable stored = 0L
     let mutable initialized = false
     let waiters = List<int64 * TaskCompletionSource<unit>>()
     let mutable failures = 0
+    let mutable spilledAt = -1L
 
     let release (upTo: int64) =
         let ready =
@@ -100,6 +169,17 @@ type Writer
 
         for _, tcs in ready do
             tcs.TrySetResult() |> ignore
+
+    /// Saves what is pending to the spill file, when anything came in since the last save.
+    let saveSpill (force: bool) =
+        match spill with
+        | Some f ->
+            let seen = queue.LastSequence
+
+            if force || seen <> spilledAt then
+                f.Save(queue.Snapshot())
+                spilledAt <- seen
+        | None -> ()
 
     /// Sequence number of the last occurrence known to be stored.
     member _.StoredUpTo = lock gate (fun () -> stored)
@@ -120,10 +200,14 @@ type Writer
 
         tcs.Task.WaitAsync ct
 
+    /// Saves what is pending to the spill file now (on stop).
+    member _.Spill() = saveSpill true
+
     /// Writes one batch: everything pending now. Returns false when the store failed (the batch is kept).
     member _.FlushOnceAsync(ct: CancellationToken) : Task<bool> =
         task {
             let batch, upTo = queue.TakeAll()
+            let started = Diagnostics.Stopwatch.GetTimestamp()
 
             try
                 if not initialized then
@@ -134,6 +218,8 @@ type Writer
 
                 if rows.Length > 0 then
                     let! written = store.UpsertAsync(rows :> IReadOnlyList<GroupDelta>, ct)
+                    Metrics.storeLatency.Record(Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds)
+                    Metrics.stored.Add(rows |> Array.sumBy (fun d -> d.Count))
 
                     try
                         onWritten rows written
@@ -144,12 +230,25 @@ type Writer
                             "ErrorMonitor could not hand a written batch to its notifiers"
                         )
 
+                if failures > 0 then
+                    logger.LogInformation(
+                        EventId(1009, "StoreBack"),
+                        "ErrorMonitor's store is back after {Attempts} failed attempts",
+                        failures
+                    )
+
                 failures <- 0
                 release upTo
+
+                match spill with
+                | Some f when f.Exists -> saveSpill true
+                | _ -> ()
+
                 return true
             with ex ->
                 queue.PutBack batch
                 failures <- failures + 1
+                Metrics.storeFailures.Add 1L
 
                 if failures = 1 || failures % 50 = 0 then
                     logger.LogWarning(
@@ -160,20 +259,28 @@ type Writer
                         failures
                     )
 
+                saveSpill false
                 return false
         }
 
-    /// The writer loop: waits for occurrences, writes them, backs off while the store fails.
+    /// The writer loop: waits for occurrences, writes them; while the store fails, retries with backoff
+    /// (100 ms doubling, at most 5 s) and keeps the spill file current every flush interval.
     member this.RunAsync(ct: CancellationToken) : Task =
         task {
+            let mutable retryAt = DateTime.MinValue
+
             while not ct.IsCancellationRequested do
                 try
-                    let! _ = queue.WaitAsync(TimeSpan.FromMilliseconds 200.0, ct)
-                    let! ok = this.FlushOnceAsync ct
+                    let! _ = queue.WaitAsync(flushInterval, ct)
 
-                    if not ok then
-                        let delay = Math.Min(5000.0, 100.0 * Math.Pow(2.0, float (min failures 10)))
-                        do! Task.Delay(TimeSpan.FromMilliseconds delay, ct)
+                    if failures = 0 || DateTime.UtcNow >= retryAt then
+                        let! ok = this.FlushOnceAsync ct
+
+                        if not ok then
+                            let delay = Math.Min(5000.0, 100.0 * Math.Pow(2.0, float (min failures 10)))
+                            retryAt <- DateTime.UtcNow.AddMilliseconds delay
+                    else
+                        saveSpill false
                 with
                 | :? OperationCanceledException -> ()
                 | ex -> logger.LogError(EventId(1002, "WriterFailed"), ex, "ErrorMonitor's writer loop failed")

@@ -89,6 +89,10 @@ let private settings: Gen<Settings> =
                         TicketPerRegression = perRegression
                         Timeout = TimeSpan.FromSeconds(float timeout)
                     }
+                MaxPendingGroups = cap * 10
+                ShutdownTimeout = TimeSpan.FromSeconds(float timeout)
+                FlushInterval = TimeSpan.FromMilliseconds(float (interval % 5000 + 1))
+                SpillFile = if every then None else Some("spill/" + maskWith + ".jsonl")
             }
     }
 

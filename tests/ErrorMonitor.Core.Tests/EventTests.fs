@@ -146,3 +146,51 @@ let tests =
                 Expect.isTrue (Fingerprint.isValid (build "/a").Hash) "still a fingerprint"
             }
         ]
+
+[<Tests>]
+let spillTests =
+    testList
+        "spill file"
+        [
+            property "pending groups written to the spill file read back the same"
+            <| Prop.forAll
+                (arb (
+                    Gen.listOf (Gen.zip plainWord (Gen.choose (1, 100000)))
+                    |> Gen.map (List.truncate 20)
+                ))
+                (fun items ->
+                    let deltas =
+                        items
+                        |> List.mapi (fun i (word, count) ->
+                            {
+                                Latest =
+                                    {
+                                        Hash = Fingerprint.sha256Hex (string i)
+                                        Host = "h"
+                                        Path = "/" + word
+                                        Method = "GET"
+                                        RequestData = sprintf """{"w":"%s\n"}""" word
+                                        ExceptionName = "E"
+                                        Message = word + "\n\"quoted\""
+                                        Traceback = "line1\nline2"
+                                        OccurredAt = at.AddSeconds(float count)
+                                    }
+                                FirstAt = at
+                                Count = int64 count
+                            })
+
+                    Spill.parse (Spill.serialize deltas) = (deltas, 0))
+
+            test "a torn last line is skipped and counted" {
+                let d =
+                    {
+                        Latest = (exceptionEvent None)
+                        FirstAt = at
+                        Count = 3L
+                    }
+
+                let text = Spill.serialize [ d; d ]
+                let torn = text.Substring(0, text.Length - 10)
+                Expect.equal (Spill.parse torn) ([ d ], 1) "one group read, one line skipped"
+            }
+        ]

@@ -15,5 +15,6 @@ let main argv =
             PagingTests.tests
             EventTests.tests
             PolicyTests.tests
+            EventTests.spillTests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

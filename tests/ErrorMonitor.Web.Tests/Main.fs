@@ -14,5 +14,7 @@ let main argv =
             StoreContractTests.tests
             PostgresTests.tests
             NotificationTests.tests
+            ReliabilityTests.tests
+            BadInputTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -1,0 +1,94 @@
+namespace ErrorMonitor.Core
+
+open System
+open System.Globalization
+open System.IO
+open System.Text
+open System.Text.Json
+
+/// The spill file's format: one JSON object a pending group, one a line. Pure: text in, text out.
+[<RequireQualifiedAccess>]
+module Spill =
+
+    let private time (t: DateTimeOffset) =
+        t.UtcDateTime.ToString("O", CultureInfo.InvariantCulture)
+
+    /// One line of the spill file.
+    let line (d: GroupDelta) : string =
+        use ms = new MemoryStream()
+
+        (use w = new Utf8JsonWriter(ms)
+         let e = d.Latest
+         w.WriteStartObject()
+         w.WriteNumber("v", 1)
+         w.WriteString("hash", e.Hash)
+         w.WriteString("host", e.Host)
+         w.WriteString("path", e.Path)
+         w.WriteString("method", e.Method)
+         w.WriteString("requestData", e.RequestData)
+         w.WriteString("exceptionName", e.ExceptionName)
+         w.WriteString("message", e.Message)
+         w.WriteString("traceback", e.Traceback)
+         w.WriteString("occurredAt", time e.OccurredAt)
+         w.WriteString("firstAt", time d.FirstAt)
+         w.WriteNumber("count", d.Count)
+         w.WriteEndObject())
+
+        Encoding.UTF8.GetString(ms.ToArray())
+
+    /// The whole file for these pending groups.
+    let serialize (pending: GroupDelta seq) : string =
+        let sb = StringBuilder()
+
+        for d in pending do
+            sb.Append(line d).Append('\n') |> ignore
+
+        sb.ToString()
+
+    let private parseLine (text: string) : GroupDelta option =
+        try
+            use doc = JsonDocument.Parse text
+            let r = doc.RootElement
+            let s (name: string) = r.GetProperty(name).GetString()
+
+            let t (name: string) =
+                DateTimeOffset.Parse(s name, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal)
+
+            let hash = s "hash"
+            let count = r.GetProperty("count").GetInt64()
+
+            if
+                r.GetProperty("v").GetInt32() <> 1
+                || not (Fingerprint.isValid hash)
+                || count < 1L
+            then
+                None
+            else
+                Some
+                    {
+                        Latest =
+                            {
+                                Hash = hash
+                                Host = s "host"
+                                Path = s "path"
+                                Method = s "method"
+                                RequestData = s "requestData"
+                                ExceptionName = s "exceptionName"
+                                Message = s "message"
+                                Traceback = s "traceback"
+                                OccurredAt = t "occurredAt"
+                            }
+                        FirstAt = t "firstAt"
+                        Count = count
+                    }
+        with _ ->
+            None
+
+    /// The pending groups of a spill file, and how many lines could not be read (a torn last line after a
+    /// hard kill, say).
+    let parse (text: string) : GroupDelta list * int =
+        let lines =
+            (if isNull text then "" else text).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+
+        let parsed = lines |> Array.map parseLine
+        (parsed |> Array.choose id |> List.ofArray), (parsed |> Array.filter Option.isNone |> Array.length)

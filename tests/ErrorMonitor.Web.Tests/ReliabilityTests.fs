@@ -1,0 +1,313 @@
+/// Never lose an error, never break the app: outages, shutdown, bad input, limits, floods.
+module ErrorMonitor.Web.Tests.ReliabilityTests
+
+open System
+open System.Collections.Generic
+open System.Diagnostics
+open System.Diagnostics.Metrics
+open System.IO
+open System.Net
+open System.Net.Http
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Http
+open Microsoft.Data.Sqlite
+open Microsoft.Extensions.DependencyInjection
+open Expecto
+open ErrorMonitor
+open ErrorMonitor.Core
+open ErrorMonitor.Web
+open ErrorMonitor.Web.Stores
+open ErrorMonitor.Web.Tests.TestApp
+open ErrorMonitor.Web.Tests.DemoAppTests
+open ErrorMonitor.Web.Tests.BrowseTests
+open ErrorMonitor.Web.Tests.StoreContractTests
+
+/// A real SQLite store whose writes fail while `Down` is set: a database that is away.
+type FaultyStore(inner: IErrorStore) =
+    member val Down = false with get, set
+
+    interface IErrorStore with
+        member this.InitializeAsync ct =
+            if this.Down then
+                raise (IOException "store is down")
+            else
+                inner.InitializeAsync ct
+
+        member this.UpsertAsync(batch, ct) =
+            if this.Down then
+                raise (IOException "store is down")
+            else
+                inner.UpsertAsync(batch, ct)
+
+        member _.TryClaimAsync(hash, kind, expected, now, ct) =
+            inner.TryClaimAsync(hash, kind, expected, now, ct)
+
+        member _.GetAsync(hash, ct) = inner.GetAsync(hash, ct)
+        member _.ListAsync(offset, count, ct) = inner.ListAsync(offset, count, ct)
+        member _.DeleteAsync(hash, ct) = inner.DeleteAsync(hash, ct)
+
+/// Waits for a condition, failing with `what` after 30 s.
+let waitUntil (what: string) (condition: unit -> Task<bool>) =
+    task {
+        let sw = Stopwatch.StartNew()
+        let mutable ok = false
+
+        while not ok do
+            let! c = condition ()
+            ok <- c
+
+            if not ok then
+                if sw.Elapsed > TimeSpan.FromSeconds 30.0 then
+                    failwithf "timed out waiting until %s" what
+
+                do! Task.Delay 20
+    }
+
+/// Sum of counts of a store's groups, by exception name.
+let countsByName (store: IErrorStore) =
+    task {
+        let! all = records store
+        return all |> List.map (fun r -> r.ExceptionName, r.Count) |> List.sort
+    }
+
+let private sqliteIn (folder: string) =
+    SqliteStore("Data Source=" + Path.Combine(folder, "errormonitor.db"), "app_error") :> IErrorStore
+
+/// An app on a faulty SQLite store in `folder`.
+let private faultyApp (folder: string option) (settings: (string * string) list) =
+    task {
+        let folder = defaultArg folder (tempFolder ())
+        let store = FaultyStore(sqliteIn folder)
+
+        let! app =
+            start
+                (settings
+                 @ [ "APP_ERROR_SPILL_FILE", Path.Combine(folder, "errormonitor.spill.jsonl") ])
+                (fun s -> s.AddErrorMonitor(fun o -> o.ErrorStore <- store) |> ignore)
+                (fun app ->
+                    app.UseErrorMonitor() |> ignore
+                    app.MapErrorMonitor() |> ignore
+                    app.MapHealthChecks("/health") |> ignore)
+
+        return app, store, folder
+    }
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList
+        "reliability"
+        [
+            testTask' "a queue past its bound counts exactly what it dropped, shows it, and keeps the rest"
+            <| fun () ->
+                task {
+                    let droppedSeen = ref 0L
+                    use listener = new MeterListener()
+
+                    listener.InstrumentPublished <-
+                        fun i l ->
+                            if i.Meter.Name = "ErrorMonitor" && i.Name = "errormonitor.dropped" then
+                                l.EnableMeasurementEvents i
+
+                    listener.SetMeasurementEventCallback<int64>(fun _ v _ _ ->
+                        Interlocked.Add(droppedSeen, v) |> ignore)
+
+                    listener.Start()
+
+                    let! (app: RunningApp), store, _ =
+                        faultyApp None [ "APP_ERROR_MAX_PENDING_GROUPS", "5" ]
+
+                    use _ = app
+                    store.Down <- true
+
+                    for e in distinctFailures 20 do
+                        app.Monitor.RecordException e |> ignore
+
+                    let engine = app.App.Services.GetRequiredService<Engine>()
+                    Expect.equal engine.Queue.Dropped 15L "exactly fifteen dropped"
+                    Expect.equal droppedSeen.Value 15L "the dropped metric says fifteen"
+                    do! waitUntil "the store's failure is seen" (fun () -> Task.FromResult(engine.Writer.Failures > 0))
+                    use! health = app.Client.GetAsync "/health"
+
+                    Expect.equal
+                        health.StatusCode
+                        HttpStatusCode.ServiceUnavailable
+                        "the health check says the store fails"
+
+                    let! page = app.Client.GetStringAsync "/dev/error"
+                    Expect.stringContains page "15 occurrences were dropped" "the list page shows it"
+                    store.Down <- false
+                    do! app.Monitor.FlushAsync()
+                    let! all = records store
+                    Expect.equal all.Length 5 "the five kept groups are written"
+                    use! healthy = app.Client.GetAsync "/health"
+                    Expect.equal healthy.StatusCode HttpStatusCode.OK "healthy again"
+                }
+
+            testTask' "graceful stop with the store down spills what is pending; the next start stores it exactly"
+            <| fun () ->
+                task {
+                    let! (app: RunningApp), store, folder =
+                        faultyApp None [ "APP_ERROR_SHUTDOWN_TIMEOUT", "1s" ]
+
+                    store.Down <- true
+
+                    for i in 1..3 do
+                        app.Monitor.RecordException(InvalidOperationException(sprintf "a %d" i))
+                        |> ignore
+
+                    for i in 1..2 do
+                        app.Monitor.RecordException(FormatException(sprintf "b %d" i)) |> ignore
+
+                    do! (app :> IAsyncDisposable).DisposeAsync()
+                    let spill = Path.Combine(folder, "errormonitor.spill.jsonl")
+                    Expect.isTrue (File.Exists spill) "the spill file holds what was pending"
+                    let! before = countsByName (sqliteIn folder)
+                    Expect.isEmpty before "nothing was written"
+
+                    let! (again: RunningApp), healthy, _ = faultyApp (Some folder) []
+                    use _ = again
+
+                    do!
+                        waitUntil "the spilled occurrences are stored" (fun () ->
+                            task {
+                                let! counts = countsByName healthy
+
+                                return
+                                    counts = [ "System.FormatException", 2L; "System.InvalidOperationException", 3L ]
+                            })
+
+                    do! waitUntil "the spill file is gone" (fun () -> Task.FromResult(not (File.Exists spill)))
+                }
+
+            testTask' "a locked SQLite file: failures keep coming, then every one is counted"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+
+                    use! app =
+                        start [] (fun s -> s.AddErrorMonitor() |> ignore) (fun app ->
+                            app.UseErrorMonitor() |> ignore
+
+                            app.MapGet("/fail", Func<string>(fun () -> raise (InvalidOperationException "locked")))
+                            |> ignore)
+
+                    let! _ = app.Client.GetAsync "/fail"
+                    do! app.Monitor.FlushAsync()
+                    use locker = new SqliteConnection($"Data Source={app.DbPath}")
+                    locker.Open()
+                    use lockCmd = locker.CreateCommand()
+                    lockCmd.CommandText <- "BEGIN EXCLUSIVE;"
+                    lockCmd.ExecuteNonQuery() |> ignore
+
+                    let! statuses =
+                        Task.WhenAll
+                            [
+                                for _ in 1..199 ->
+                                    task {
+                                        use! r = app.Client.GetAsync "/fail"
+                                        return r.StatusCode
+                                    }
+                            ]
+
+                    Expect.allEqual statuses HttpStatusCode.InternalServerError "the app answers as it would"
+                    use commit = locker.CreateCommand()
+                    commit.CommandText <- "COMMIT;"
+                    commit.ExecuteNonQuery() |> ignore
+                    locker.Close()
+                    do! app.Monitor.FlushAsync()
+                    let! counts = countsByName app.Store
+                    Expect.equal counts [ "System.InvalidOperationException", 200L ] "exactly 200"
+                }
+
+            testTask' "after a hard kill with the database down, the next start stores what the spill file held"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+                    let table = "kill_" + Guid.NewGuid().ToString "N"
+
+                    let envs =
+                        [
+                            "APP_ERROR_STORE", "postgres"
+                            "ConnectionStrings__ErrorMonitor", postgres () + ";Timeout=2"
+                            "APP_ERROR_TABLE", table
+                        ]
+
+                    let spill = Path.Combine(folder, "errormonitor.spill.jsonl")
+                    use first = new DemoProcess(folder, envs)
+                    do! first.WaitReadyAsync()
+                    PostgresTests.shell "ERRORMONITOR_TEST_PG_STOP"
+
+                    try
+                        for _ in 1..50 do
+                            use! r = first.Client.GetAsync "/value-error"
+                            Expect.equal r.StatusCode HttpStatusCode.InternalServerError "fails as it would"
+
+                        do!
+                            waitUntil "the spill file holds all 50" (fun () ->
+                                task {
+                                    if not (File.Exists spill) then
+                                        return false
+                                    else
+                                        try
+                                            let groups, _ = Spill.parse (File.ReadAllText spill)
+                                            return groups |> List.sumBy (fun d -> d.Count) = 50L
+                                        with :? IOException ->
+                                            return false
+                                })
+
+                        first.Process.Kill()
+                        first.Process.WaitForExit()
+                    finally
+                        PostgresTests.shell "ERRORMONITOR_TEST_PG_START"
+
+                    use second = new DemoProcess(folder, envs)
+                    do! second.WaitReadyAsync()
+                    do! ErrorMonitor.Web.Tests.BrowserTests.waitForGroups second.Client "/dev/error" 1 50L
+                    do! waitUntil "the spill file is gone" (fun () -> Task.FromResult(not (File.Exists spill)))
+                }
+
+            testTask' "1,000,000 occurrences of 100 groups: exact counts, bounded memory"
+            <| fun () ->
+                task {
+                    use! app =
+                        start
+                            []
+                            (fun s ->
+                                s.AddErrorMonitor(fun o ->
+                                    o.Fingerprint <-
+                                        Func<exn, HttpContext, string>(fun e _ ->
+                                            if isNull e then null else e.Message))
+                                |> ignore)
+                            ignore
+
+                    GC.Collect()
+                    GC.WaitForPendingFinalizers()
+                    let before = GC.GetTotalMemory true
+                    let sw = Stopwatch.StartNew()
+
+                    let work (from: int) =
+                        Task.Run(fun () ->
+                            for i in from..2..999_999 do
+                                app.Monitor.RecordException(InvalidOperationException(sprintf "group %d" (i % 100)))
+                                |> ignore)
+
+                    do! Task.WhenAll [ work 0; work 1 ]
+                    do! app.Monitor.FlushAsync()
+                    let elapsed = sw.Elapsed
+                    let after = GC.GetTotalMemory true
+                    let! all = records app.Store
+                    Expect.equal all.Length 100 "a hundred groups"
+                    Expect.allEqual (all |> List.map (fun r -> r.Count)) 10_000L "ten thousand each, exactly"
+                    let growth = float (after - before) / 1048576.0
+
+                    printfn
+                        "flood: 1,000,000 occurrences in %.1f s, managed memory growth %.1f MB"
+                        elapsed.TotalSeconds
+                        growth
+
+                    Expect.isLessThan growth 50.0 "memory stays bounded"
+                }
+        ]
