@@ -1,5 +1,7 @@
 namespace ErrorMonitor.Core
 
+open System
+
 /// What a masking rule decides for one key.
 [<RequireQualifiedAccess>]
 type MaskDecision =
@@ -79,6 +81,141 @@ module Masking =
                 | MaskDecision.MaskWith m -> k, m
                 | MaskDecision.Keep -> k, v)
 
+    let private jsonString (s: string) =
+        "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""
+
+    /// Index just past a JSON string starting at `i` (a quote), or the end of the text when it is cut.
+    let private skipString (t: string) (i: int) =
+        let mutable j = i + 1
+        let mutable fin = false
+
+        while not fin && j < t.Length do
+            match t.[j] with
+            | '\\' -> j <- j + 2
+            | '"' ->
+                j <- j + 1
+                fin <- true
+            | _ -> j <- j + 1
+
+        min j t.Length
+
+    /// Index just past the JSON value starting at `i`: a string, a bracketed structure (strings inside it
+    /// honoured), or a bare word; the end of the text when it is cut.
+    let private skipValue (t: string) (i: int) =
+        if i >= t.Length then
+            i
+        else
+            match t.[i] with
+            | '"' -> skipString t i
+            | '{'
+            | '[' ->
+                let mutable depth = 0
+                let mutable j = i
+                let mutable fin = false
+
+                while not fin && j < t.Length do
+                    match t.[j] with
+                    | '"' -> j <- skipString t j
+                    | '{'
+                    | '[' ->
+                        depth <- depth + 1
+                        j <- j + 1
+                    | '}'
+                    | ']' ->
+                        depth <- depth - 1
+                        j <- j + 1
+
+                        if depth = 0 then
+                            fin <- true
+                    | _ -> j <- j + 1
+
+                j
+            | _ ->
+                let mutable j = i
+
+                while j < t.Length
+                      && not (t.[j] = ',' || t.[j] = '}' || t.[j] = ']' || Char.IsWhiteSpace t.[j]) do
+                    j <- j + 1
+
+                j
+
+    /// Masks JSON-like text by key, tolerating text that is cut, too deep or not quite JSON: after a quoted
+    /// key and a colon, the whole value (nested structures included) is replaced when the rule masks the key.
+    let jsonText (rule: MaskingRule) (text: string) : string =
+        let t = if isNull text then "" else text
+        let sb = Text.StringBuilder(t.Length)
+        let mutable i = 0
+
+        while i < t.Length do
+            if t.[i] = '"' then
+                let fin = skipString t i
+                let token = t.Substring(i, fin - i)
+                sb.Append token |> ignore
+                let mutable k = fin
+
+                while k < t.Length && Char.IsWhiteSpace t.[k] do
+                    k <- k + 1
+
+                if k < t.Length && t.[k] = ':' then
+                    let key = token.Trim('"')
+
+                    match rule key with
+                    | MaskDecision.MaskWith m ->
+                        let mutable v = k + 1
+
+                        while v < t.Length && Char.IsWhiteSpace t.[v] do
+                            v <- v + 1
+
+                        sb.Append(':').Append(jsonString m) |> ignore
+                        i <- skipValue t v
+                    | MaskDecision.Keep -> i <- fin
+                else
+                    i <- fin
+            else
+                sb.Append t.[i] |> ignore
+                i <- i + 1
+
+        sb.ToString()
+
+    let private formPair =
+        Text.RegularExpressions.Regex(
+            @"(?<![\w.\-\[\]])(?<key>[\w.\-\[\]]{1,256})(?<sep>\s*[=:]\s*)(?<value>[^&\r\n]*)",
+            Text.RegularExpressions.RegexOptions.CultureInvariant,
+            TimeSpan.FromMilliseconds 200.0
+        )
+
+    let private xmlElement =
+        Text.RegularExpressions.Regex(
+            @"<(?<key>[A-Za-z_][\w.\-:]{0,255})(?<attrs>[^<>]*)>(?<value>[^<]*)",
+            Text.RegularExpressions.RegexOptions.CultureInvariant,
+            TimeSpan.FromMilliseconds 200.0
+        )
+
+    /// Masks free text by key, as far as keys can be seen in it: JSON-like `"key": value`, form-like
+    /// `key=value` and `key: value`, XML-like `<key>value`. Text that cannot be checked in time is replaced.
+    let text (rule: MaskingRule) (text: string) : string =
+        try
+            let t = jsonText rule text
+
+            let t =
+                formPair.Replace(
+                    t,
+                    fun m ->
+                        match rule m.Groups.["key"].Value with
+                        | MaskDecision.MaskWith mask -> m.Groups.["key"].Value + m.Groups.["sep"].Value + mask
+                        | MaskDecision.Keep -> m.Value
+                )
+
+            xmlElement.Replace(
+                t,
+                fun m ->
+                    match rule m.Groups.["key"].Value with
+                    | MaskDecision.MaskWith mask -> "<" + m.Groups.["key"].Value + m.Groups.["attrs"].Value + ">" + mask
+                    | MaskDecision.Keep -> m.Value
+            )
+        with :? Text.RegularExpressions.RegexMatchTimeoutException ->
+            "…[text could not be checked for masked keys in time, so it is not kept]"
+
     /// Masks every keyed part of a request.
     let request (rule: MaskingRule) (maskWith: string) (r: RequestContext) : RequestContext =
         { r with
@@ -92,7 +229,7 @@ module Masking =
                 r.Body
                 |> Option.map (function
                     | Body.Json d -> Body.Json(data rule d)
-                    | Body.Text t -> Body.Text t)
+                    | Body.Text t -> Body.Text(text rule t))
             Custom = entries rule r.Custom
         }
 

@@ -17,6 +17,25 @@ type Page<'T> =
         HasOlder: bool
     }
 
+/// Which way a cursor reads from its row.
+type CursorDirection =
+    /// Rows after the cursor's row: older ones (the next page).
+    | Older = 0
+    /// Rows before the cursor's row: newer ones (the previous page).
+    | Newer = 1
+
+/// A position in the newest-first list: a row's last-seen time and hash. Reading from a cursor uses the
+/// index on (last_seen, hash), so a deep page costs what page 1 costs (keyset pagination).
+type PageCursor =
+    {
+        /// The row's last-seen time.
+        LastSeen: DateTimeOffset
+        /// The row's hash (ties on last-seen order by hash).
+        Hash: string
+        /// Which way to read from it.
+        Direction: CursorDirection
+    }
+
 /// Page arithmetic.
 [<RequireQualifiedAccess>]
 module Paging =
@@ -58,3 +77,61 @@ module Paging =
                 all |> List.skip (int off)
 
         ofFetched number size (rest |> List.truncate (Math.Max(1, size) + 1))
+
+    /// A cursor as URL text: "<UTC ticks>.<hash>".
+    let formatCursor (lastSeen: DateTimeOffset) (hash: string) : string = sprintf "%d.%s" lastSeen.UtcTicks hash
+
+    /// A cursor from URL text; None when it is not one (then the page number alone decides).
+    let parseCursor (direction: CursorDirection) (text: string) : PageCursor option =
+        match (if isNull text then "" else text).Split('.') with
+        | [| ticks; hash |] when Fingerprint.isValid hash ->
+            match Int64.TryParse ticks with
+            | true, t when t >= DateTimeOffset.MinValue.UtcTicks && t <= DateTimeOffset.MaxValue.UtcTicks ->
+                Some
+                    {
+                        LastSeen = DateTimeOffset(t, TimeSpan.Zero)
+                        Hash = hash
+                        Direction = direction
+                    }
+            | _ -> None
+        | _ -> None
+
+    /// Whether a row comes after the cursor's row in newest-first order (for Older), or before it (Newer).
+    let beyond (c: PageCursor) (lastSeen: DateTimeOffset) (hash: string) : bool =
+        match c.Direction with
+        | CursorDirection.Older ->
+            lastSeen < c.LastSeen
+            || (lastSeen = c.LastSeen && String.CompareOrdinal(hash, c.Hash) > 0)
+        | _ ->
+            lastSeen > c.LastSeen
+            || (lastSeen = c.LastSeen && String.CompareOrdinal(hash, c.Hash) < 0)
+
+    /// A page read from a cursor, asking for at most size + 1 rows (newest first). Reading older, the extra
+    /// row says an older page exists; reading newer, the page is the last `size` rows before the cursor.
+    let ofCursor (number: int) (size: int) (direction: CursorDirection) (fetched: 'T list) : Page<'T> =
+        let size = Math.Max(1, size)
+        let number = Math.Max(1, number)
+
+        match direction with
+        | CursorDirection.Older ->
+            {
+                Items = fetched |> List.truncate size
+                Number = number
+                Size = size
+                HasNewer = true
+                HasOlder = fetched.Length > size
+            }
+        | _ ->
+            let extra = fetched.Length > size
+
+            {
+                Items =
+                    if extra then
+                        List.skip (fetched.Length - size) fetched
+                    else
+                        fetched
+                Number = number
+                Size = size
+                HasNewer = extra || number > 1
+                HasOlder = true
+            }

@@ -55,6 +55,11 @@ type IErrorStore =
     abstract ListAsync:
         offset: int64 * count: int * cancellationToken: CancellationToken -> Task<IReadOnlyList<ErrorRecord>>
 
+    /// Up to `count` groups beyond a cursor's row (older, or newer), newest `LastSeen` first (ties by hash), read
+    /// through the index on (last_seen, hash) so a deep page costs what page 1 costs.
+    abstract ListFromAsync:
+        cursor: PageCursor * count: int * cancellationToken: CancellationToken -> Task<IReadOnlyList<ErrorRecord>>
+
     /// Deletes a group; true when it existed.
     abstract DeleteAsync: hash: string * cancellationToken: CancellationToken -> Task<bool>
 

@@ -122,20 +122,54 @@ module Browse =
                     Token = t.RequestToken
                 }
 
+    let private query (ctx: HttpContext) (name: string) =
+        match ctx.Request.Query.TryGetValue name with
+        | true, v -> Some(string v)
+        | _ -> None
+
+    /// The page a request asks for: by a cursor from a Newer/Older link when it has one (keyset: a deep
+    /// page costs what page 1 costs), else by its number.
     let private pageOf (b: BrowseOptions) (ctx: HttpContext) : Task<Page<ErrorRecord>> =
         task {
-            let number =
-                match ctx.Request.Query.TryGetValue "page" with
-                | true, v -> Paging.parsePage (Some(string v))
-                | _ -> 1
-
+            let number = Paging.parsePage (query ctx "page")
             let size = b.Engine.Settings.DefaultListSize
 
-            let! rows =
-                b.Engine.Store.ListAsync(Paging.offset number size, size + 1, ctx.RequestAborted)
+            let cursor =
+                match query ctx "after" |> Option.bind (Paging.parseCursor CursorDirection.Older) with
+                | Some c -> Some c
+                | None -> query ctx "before" |> Option.bind (Paging.parseCursor CursorDirection.Newer)
 
-            return Paging.ofFetched number size (List.ofSeq rows)
+            match cursor with
+            | Some c when number > 1 || c.Direction = CursorDirection.Newer ->
+                let! rows = b.Engine.Store.ListFromAsync(c, size + 1, ctx.RequestAborted)
+                return Paging.ofCursor number size c.Direction (List.ofSeq rows)
+            | _ ->
+                let! rows =
+                    b.Engine.Store.ListAsync(Paging.offset number size, size + 1, ctx.RequestAborted)
+
+                return Paging.ofFetched number size (List.ofSeq rows)
         }
+
+    /// The Newer and Older links of a page: `{prefix}/?page=N`, with the cursor of the edge row.
+    let private links (b: BrowseOptions) (page: Page<ErrorRecord>) : string option * string option =
+        let p = prefix b
+
+        let newer =
+            match page.Items with
+            | first :: _ when page.HasNewer && page.Number > 2 ->
+                Some(
+                    sprintf "%s/?page=%d&before=%s" p (page.Number - 1) (Paging.formatCursor first.LastSeen first.Hash)
+                )
+            | _ when page.HasNewer -> Some(sprintf "%s/?page=%d" p (max 1 (page.Number - 1)))
+            | _ -> None
+
+        let older =
+            match List.tryLast page.Items with
+            | Some last when page.HasOlder ->
+                Some(sprintf "%s/?page=%d&after=%s" p (page.Number + 1) (Paging.formatCursor last.LastSeen last.Hash))
+            | _ -> None
+
+        newer, older
 
     let private banner (b: BrowseOptions) =
         match b.Engine.Queue.Dropped with
@@ -147,7 +181,14 @@ module Browse =
         fun next ctx ->
             task {
                 let! page = pageOf b ctx
-                return! html 200 (Views.list (prefix b) (b.Engine.Now()) (antiforgery ctx) (banner b) page) next ctx
+                let newer, older = links b page
+
+                return!
+                    html
+                        200
+                        (Views.list (prefix b) (b.Engine.Now()) (antiforgery ctx) (banner b) newer older page)
+                        next
+                        ctx
             }
 
     let private find (b: BrowseOptions) (ctx: HttpContext) (hash: string) : Task<ErrorRecord option> =
@@ -229,7 +270,8 @@ module Browse =
         w.WriteString("createdOn", r.CreatedOn.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
         w.WriteString("lastSeen", r.LastSeen.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
 
-    /// The list as JSON: items, page, pageSize, hasNext (an older page), hasPrevious (a newer page).
+    /// The list as JSON: items, page, pageSize, hasNext (an older page), hasPrevious (a newer page), and the
+    /// next / previous URLs (with cursors).
     let apiList (b: BrowseOptions) : HttpHandler =
         fun next ctx ->
             task {
@@ -253,6 +295,19 @@ module Browse =
                             w.WriteNumber("pageSize", page.Size)
                             w.WriteBoolean("hasNext", page.HasOlder)
                             w.WriteBoolean("hasPrevious", page.HasNewer)
+                            let newer, older = links b page
+
+                            let api (href: string) =
+                                href.Replace(prefix b + "/?", prefix b + "/api/errors?")
+
+                            match older with
+                            | Some o -> w.WriteString("next", api o)
+                            | None -> w.WriteNull "next"
+
+                            match newer with
+                            | Some n -> w.WriteString("previous", api n)
+                            | None -> w.WriteNull "previous"
+
                             w.WriteEndObject())
                         next
                         ctx

@@ -88,6 +88,8 @@ table.data td { overflow-wrap: anywhere; }
         (now: DateTimeOffset)
         (token: Antiforgery option)
         (banner: string option)
+        (newerHref: string option)
+        (olderHref: string option)
         (page: Page<ErrorRecord>)
         : XmlNode =
         let rows =
@@ -115,14 +117,12 @@ table.data td { overflow-wrap: anywhere; }
             div
                 [ _class "pager" ]
                 [
-                    if page.HasNewer then
-                        a
-                            [ _href (sprintf "%s/?page=%d" prefix (page.Number - 1)); _rel "prev"; _class "newer" ]
-                            [ str "← Newer" ]
-                    if page.HasOlder then
-                        a
-                            [ _href (sprintf "%s/?page=%d" prefix (page.Number + 1)); _rel "next"; _class "older" ]
-                            [ str "Older →" ]
+                    match newerHref with
+                    | Some href -> a [ _href href; _rel "prev"; _class "newer" ] [ str "← Newer" ]
+                    | None -> ()
+                    match olderHref with
+                    | Some href -> a [ _href href; _rel "next"; _class "older" ] [ str "Older →" ]
+                    | None -> ()
                 ]
 
         layout

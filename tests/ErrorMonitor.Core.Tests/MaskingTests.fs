@@ -42,6 +42,41 @@ let tests =
             property "a sensitive key in any letter case is masked with the configured text"
             <| Prop.forAll (arb sensitiveKey) (fun k -> rule k = MaskDecision.MaskWith maskWith)
 
+            property "JSON text cut anywhere keeps no value of a masked key"
+            <| Prop.forAll (arb (Gen.zip objectData (Gen.choose (0, 1000)))) (fun (d, cut) ->
+                let json = Json.serialize (tagLeaves isSensitive d)
+                let text = json.Substring(0, min cut json.Length)
+                not ((Masking.text rule text).Contains "S3CR3T"))
+
+            property "masking text leaves text without masked keys as it is"
+            <| Prop.forAll (arb (objectData |> Gen.filter (hasSensitiveKey >> not))) (fun d ->
+                let json = Json.serialize d
+                Masking.text rule json = json)
+
+            test "JSON nested past any parser's depth, forms and XML are masked by key" {
+                let deep =
+                    String.replicate 5000 "{\"a\":"
+                    + "{\"Password\":\"DEEP-1\"}"
+                    + String.replicate 5000 "}"
+
+                for text in
+                    [
+                        deep
+                        "user=bob&password=FORM-2&x=1"
+                        "<login><user>bob</user><secretCode>XML-3</secretCode></login>"
+                        "password: LINE-4\nuser: bob"
+                        "{\"secret\": {\"nested\": [\"ARR-5\", {\"x\": \"ARR-6\"}]}, \"user\": \"bob\"}"
+                    ] do
+                    let masked = Masking.text rule text
+
+                    for s in [ "DEEP-1"; "FORM-2"; "XML-3"; "LINE-4"; "ARR-5"; "ARR-6" ] do
+                        Expect.isFalse
+                            (masked.Contains s)
+                            (sprintf "%s is masked in %s" s (masked.Substring(0, min 80 masked.Length)))
+
+                    Expect.isTrue (masked.Contains "bob" || masked = Masking.text rule deep) "other values stay"
+            }
+
             test "masks a form field whose name contains Secret" {
                 let masked = Masking.pairs rule [ "ClientSecret", "hunter2"; "name", "bob" ]
                 Expect.equal masked [ "ClientSecret", maskWith; "name", "bob" ] "only the secret field is masked"

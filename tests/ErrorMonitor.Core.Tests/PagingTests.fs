@@ -28,6 +28,74 @@ let tests =
                     && page.HasNewer = (number > 1)
                     && page.HasOlder = (number < chunks.Length))
 
+            property "walking Older then Newer links with cursors gives the pages of List.chunkBySize"
+            <| Prop.forAll (arb (Gen.zip (Gen.choose (0, 90)) (Gen.choose (1, 12)))) (fun (n, size) ->
+                // Rows newest first: (last seen, hash), with ties on last seen ordered by hash.
+                let rows =
+                    [
+                        for i in 0 .. n - 1 ->
+                            System
+                                .DateTimeOffset(2026, 1, 1, 0, 0, 0, System.TimeSpan.Zero)
+                                .AddSeconds(float (1000 - i / 3)),
+                            Fingerprint.sha256Hex (string i)
+                    ]
+                    |> List.sortBy (fun (t, h) -> -t.UtcTicks, h)
+
+                let fetch (c: PageCursor) count =
+                    let beyond = rows |> List.filter (fun (t, h) -> Paging.beyond c t h)
+
+                    if c.Direction = CursorDirection.Older then
+                        List.truncate count beyond
+                    else
+                        List.skip (max 0 (beyond.Length - count)) beyond
+
+                let chunks = List.chunkBySize size rows
+                let first = Paging.ofList 1 size rows
+
+                let forward =
+                    List.unfold
+                        (fun (p: Page<_>) ->
+                            if p.HasOlder then
+                                let t, h = List.last p.Items
+                                let c = (Paging.parseCursor CursorDirection.Older (Paging.formatCursor t h)).Value
+
+                                let next =
+                                    Paging.ofCursor (p.Number + 1) size CursorDirection.Older (fetch c (size + 1))
+
+                                Some(next, next)
+                            else
+                                None)
+                        first
+
+                let pages = first :: forward
+
+                let backward =
+                    pages
+                    |> List.tail
+                    |> List.map (fun p ->
+                        let t, h = List.head p.Items
+                        let c = (Paging.parseCursor CursorDirection.Newer (Paging.formatCursor t h)).Value
+                        (Paging.ofCursor (p.Number - 1) size CursorDirection.Newer (fetch c (size + 1))).Items)
+
+                (pages |> List.map (fun p -> p.Items)) = (if chunks.IsEmpty then [ [] ] else chunks)
+                && backward =
+                    (if chunks.IsEmpty then
+                         []
+                     else
+                         List.take (chunks.Length - 1) chunks))
+
+            test "a cursor that is not one is ignored" {
+                for text in
+                    [
+                        ""
+                        "abc"
+                        "12.xyz"
+                        "x." + Fingerprint.sha256Hex "a"
+                        "99999999999999999999." + Fingerprint.sha256Hex "a"
+                    ] do
+                    Expect.isNone (Paging.parseCursor CursorDirection.Older text) text
+            }
+
             test "a page that is not a positive number is page 1" {
                 for raw in [ None; Some ""; Some "abc"; Some "0"; Some "-4"; Some "1.5" ] do
                     Expect.equal (Paging.parsePage raw) 1 (sprintf "%A" raw)

@@ -62,6 +62,17 @@ public sealed class DictionaryStore : IErrorStore
         Task.FromResult<IReadOnlyList<ErrorRecord>>(
             _records.Values.OrderByDescending(r => r.LastSeen).Skip((int)offset).Take(count).ToList());
 
+    public Task<IReadOnlyList<ErrorRecord>> ListFromAsync(PageCursor cursor, int count, CancellationToken cancellationToken)
+    {
+        var beyond = _records.Values
+            .OrderByDescending(r => r.LastSeen).ThenBy(r => r.Hash, StringComparer.Ordinal)
+            .Where(r => Paging.beyond(cursor, r.LastSeen, r.Hash))
+            .ToList();
+        return Task.FromResult<IReadOnlyList<ErrorRecord>>(cursor.Direction == CursorDirection.Older
+            ? beyond.Take(count).ToList()
+            : beyond.Skip(Math.Max(0, beyond.Count - count)).ToList());
+    }
+
     public Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken) =>
         Task.FromResult(_records.TryRemove(hash, out _));
 }

@@ -370,7 +370,7 @@ let tests =
                         Regex.Replace(s, "name=\"__RequestVerificationToken\" value=\"[^\"]+\"", "")
 
                     Expect.equal (strip first) (strip one) "page=abc is page 1"
-                    Expect.stringContains one "href=\"/dev/error/?page=2\"" "an older page"
+                    Expect.stringContains one "href=\"/dev/error/?page=2&amp;after=" "an older page, with its cursor"
                     Expect.isFalse (one.Contains "page=0") "no newer page"
                 }
 

@@ -46,6 +46,7 @@ type FaultyStore(inner: IErrorStore) =
 
         member _.GetAsync(hash, ct) = inner.GetAsync(hash, ct)
         member _.ListAsync(offset, count, ct) = inner.ListAsync(offset, count, ct)
+        member _.ListFromAsync(cursor, count, ct) = inner.ListFromAsync(cursor, count, ct)
         member _.DeleteAsync(hash, ct) = inner.DeleteAsync(hash, ct)
 
 /// Waits for a condition, failing with `what` after 30 s.

@@ -26,6 +26,8 @@ type Op =
     | Get of int
     | Page of number: int * size: int
     | Delete of int
+    /// Read from a cursor: (seconds after the base time, group, older?, count).
+    | From of seconds: int * group: int * older: bool * count: int
     /// Claim a right for a group: with the current value as expected (true) or a stale one (false).
     | Claim of group: int * ticket: bool * current: bool * at: int
 
@@ -76,6 +78,9 @@ let private opGen: Gen<Op> =
             2, group |> Gen.map Get
             2, Gen.zip (Gen.choose (1, 4)) (Gen.choose (1, 4)) |> Gen.map Page
             1, group |> Gen.map Delete
+            2,
+            Gen.zip (Gen.zip (Gen.choose (0, 210)) group) (Gen.zip (Gen.elements [ true; false ]) (Gen.choose (0, 4)))
+            |> Gen.map (fun ((s, g), (o, c)) -> From(s, g, o, c))
             2,
             Gen.zip
                 (Gen.zip group (Gen.elements [ true; false ]))
@@ -133,6 +138,30 @@ let private model (state: Model) (op: Op) : Model * Seen =
             Paging.ofList number size (MemoryStore.Order state.Records.Values |> List.ofSeq)
 
         state, Listed(page.Items, page.HasNewer, page.HasOlder)
+    | From(seconds, g, older, count) ->
+        let c =
+            {
+                LastSeen = baseTime.AddSeconds(float seconds)
+                Hash = hashOf g
+                Direction =
+                    if older then
+                        CursorDirection.Older
+                    else
+                        CursorDirection.Newer
+            }
+
+        let beyond =
+            MemoryStore.Order state.Records.Values
+            |> Seq.filter (fun r -> Paging.beyond c r.LastSeen r.Hash)
+            |> List.ofSeq
+
+        let rows =
+            if older then
+                List.truncate count beyond
+            else
+                List.skip (max 0 (beyond.Length - count)) beyond
+
+        state, Listed(rows, older, not older)
     | Delete g ->
         let h = hashOf g
 
@@ -177,6 +206,19 @@ let private run (store: IErrorStore) (op: Op) : Seen =
         let page = Paging.ofFetched number size (List.ofSeq rows)
         Listed(page.Items, page.HasNewer, page.HasOlder)
     | Delete g -> Deleted(store.DeleteAsync(hashOf g, ct).GetAwaiter().GetResult())
+    | From(seconds, g, older, count) ->
+        let c =
+            {
+                LastSeen = baseTime.AddSeconds(float seconds)
+                Hash = hashOf g
+                Direction =
+                    if older then
+                        CursorDirection.Older
+                    else
+                        CursorDirection.Newer
+            }
+
+        Listed(List.ofSeq (store.ListFromAsync(c, count, ct).GetAwaiter().GetResult()), older, not older)
     | Claim _ -> failwith "claims run through `claim`, which needs the model's current value"
 
 /// A claim against the store, with the expected value taken from the model (current) or a stale one.

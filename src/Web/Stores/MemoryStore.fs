@@ -77,6 +77,22 @@ type MemoryStore() =
 
             Task.FromResult(page :> IReadOnlyList<ErrorRecord>)
 
+        member _.ListFromAsync(cursor, count, _) =
+            let all = lock gate (fun () -> records)
+
+            let beyond =
+                MemoryStore.Order all.Values
+                |> Seq.filter (fun r -> Paging.beyond cursor r.LastSeen r.Hash)
+                |> Array.ofSeq
+
+            let page =
+                if cursor.Direction = CursorDirection.Older then
+                    beyond |> Array.truncate (max 0 count)
+                else
+                    beyond |> Array.skip (max 0 (beyond.Length - max 0 count))
+
+            Task.FromResult(page :> IReadOnlyList<ErrorRecord>)
+
         member _.DeleteAsync(hash, _) =
             let existed =
                 lock gate (fun () ->

@@ -239,6 +239,36 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                 return rows :> IReadOnlyList<ErrorRecord>
             }
 
+        member _.ListFromAsync(cursor, count, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let sql =
+                    if cursor.Direction = CursorDirection.Older then
+                        $"SELECT {columns} FROM {table} WHERE last_seen <= @ls AND (last_seen < @ls OR hash > @hash) ORDER BY last_seen DESC, hash LIMIT @count"
+                    else
+                        $"SELECT {columns} FROM {table} WHERE last_seen >= @ls AND (last_seen > @ls OR hash < @hash) ORDER BY last_seen, hash DESC LIMIT @count"
+
+                let! rows =
+                    Sql.query
+                        conn
+                        null
+                        sql
+                        [
+                            Sql.time "ls" cursor.LastSeen
+                            Sql.text "hash" (if isNull cursor.Hash then "" else cursor.Hash)
+                            Sql.int "count" (max 0 count)
+                        ]
+                        read
+                        ct
+
+                if cursor.Direction = CursorDirection.Newer then
+                    rows.Reverse()
+
+                return rows :> IReadOnlyList<ErrorRecord>
+            }
+
         member _.DeleteAsync(hash, ct) =
             task {
                 do! ensure ()

@@ -270,6 +270,39 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                 return acc :> IReadOnlyList<ErrorRecord>
             }
 
+        member _.ListFromAsync(cursor, count, ct) =
+            task {
+                do! ensure ()
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+
+                cmd.CommandText <-
+                    if cursor.Direction = CursorDirection.Older then
+                        $"SELECT {columns} FROM {table} WHERE last_seen <= $ls AND (last_seen < $ls OR hash > $hash) ORDER BY last_seen DESC, hash LIMIT $count"
+                    else
+                        $"SELECT {columns} FROM {table} WHERE last_seen >= $ls AND (last_seen > $ls OR hash < $hash) ORDER BY last_seen, hash DESC LIMIT $count"
+
+                cmd.Parameters.AddWithValue("$ls", time cursor.LastSeen) |> ignore
+
+                cmd.Parameters.AddWithValue("$hash", (if isNull cursor.Hash then "" else cursor.Hash))
+                |> ignore
+
+                cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
+                use! r = cmd.ExecuteReaderAsync ct
+                let acc = ResizeArray()
+                let mutable more = true
+
+                while more do
+                    let! next = r.ReadAsync ct
+
+                    if next then acc.Add(read r) else more <- false
+
+                if cursor.Direction = CursorDirection.Newer then
+                    acc.Reverse()
+
+                return acc :> IReadOnlyList<ErrorRecord>
+            }
+
         member _.DeleteAsync(hash, ct) =
             task {
                 do! ensure ()

@@ -1,0 +1,163 @@
+using System.Runtime.CompilerServices;
+using BenchmarkDotNet.Attributes;
+using ErrorMonitor.Web;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Primitives;
+using Sentry;
+using Sentry.Extensibility;
+using Sentry.Protocol.Envelopes;
+
+namespace ErrorMonitor.Benchmarks;
+
+/// <summary>A Sentry transport that discards envelopes: no network in the measurement.</summary>
+internal sealed class DiscardTransport : ITransport
+{
+    public Task SendEnvelopeAsync(Envelope envelope, CancellationToken cancellationToken = default) => Task.CompletedTask;
+}
+
+/// <summary>
+/// The cost of one typical failure: an exception thrown through 10 frames with one inner exception, in a
+/// request with 20 headers, 10 query args and 10 form fields. Every variant throws afresh, so the bare
+/// throw + catch is the floor each one pays.
+/// </summary>
+[MemoryDiagnoser]
+public class CaptureBenchmarks
+{
+    private HttpContext _context = null!;
+    private Engine _engine = null!;
+    private IDisposable? _sentry;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _context = Request.Typical();
+        _engine = EngineFactory.create(
+            new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
+            null!, null!, null!, null!, null!, null!, [], [], null!, null!);
+        _sentry = SentrySdk.Init(o =>
+        {
+            o.Dsn = "https://public@127.0.0.1/1";
+            o.Transport = new DiscardTransport();
+            o.AutoSessionTracking = false;
+            o.IsGlobalModeEnabled = true;
+            o.SendDefaultPii = false;
+        });
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _sentry?.Dispose();
+
+    [Benchmark(Baseline = true, Description = "bare throw + catch")]
+    public Exception ThrowCatch() => Failure.Throw();
+
+    [Benchmark(Description = "ErrorMonitor, request thread")]
+    public object? ErrorMonitorRequestThread() => _engine.Record(Failure.Throw(), _context);
+
+    [Benchmark(Description = "ErrorMonitor, whole (stored)")]
+    public bool ErrorMonitorWhole()
+    {
+        _engine.Record(Failure.Throw(), _context);
+        return _engine.Writer.FlushOnceAsync(CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    [Benchmark(Description = "Sentry CaptureException")]
+    public SentryId SentryCaptureException()
+    {
+        var ex = Failure.Throw();
+        return SentrySdk.CaptureException(ex, scope =>
+        {
+            scope.Request = Request.ForSentry(_context);
+            foreach (var (key, value) in _context.Request.Query)
+            {
+                scope.SetTag(key, value.ToString());
+            }
+        });
+    }
+}
+
+/// <summary>The typical request.</summary>
+internal static class Request
+{
+    internal static HttpContext Typical()
+    {
+        var context = new DefaultHttpContext();
+        var r = context.Request;
+        r.Method = "POST";
+        r.Scheme = "https";
+        r.Host = new HostString("shop.example.com");
+        r.Path = "/orders/checkout";
+        r.QueryString = new QueryString("?" + string.Join("&", Enumerable.Range(1, 10).Select(i => $"arg{i}=value{i}")));
+        for (var i = 1; i <= 18; i++)
+        {
+            r.Headers[$"X-Header-{i}"] = $"header value {i}";
+        }
+
+        r.Headers.Authorization = "Bearer secret-token";
+        r.Headers.UserAgent = "Mozilla/5.0 (X11; Linux x86_64)";
+        r.ContentType = "application/x-www-form-urlencoded";
+        var form = new FormCollection(Enumerable.Range(1, 10).ToDictionary(i => i == 1 ? "password" : $"field{i}", i => new StringValues($"form value {i}")));
+        context.Features.Set<IFormFeature>(new FormFeature(form));
+        return context;
+    }
+
+    internal static SentryRequest ForSentry(HttpContext context)
+    {
+        var r = context.Request;
+        var sentry = new SentryRequest
+        {
+            Method = r.Method,
+            Url = $"{r.Scheme}://{r.Host}{r.Path}",
+            QueryString = r.QueryString.Value,
+            Data = r.Form.ToDictionary(kv => kv.Key, kv => kv.Value.ToString()),
+        };
+        foreach (var (key, value) in r.Headers)
+        {
+            sentry.Headers[key] = value.ToString();
+        }
+
+        return sentry;
+    }
+}
+
+/// <summary>Throws through 10 frames, wrapping an inner exception.</summary>
+internal static class Failure
+{
+    internal static Exception Throw()
+    {
+        try
+        {
+            Outer();
+        }
+        catch (Exception ex)
+        {
+            return ex;
+        }
+
+        throw new InvalidOperationException("unreachable");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Outer()
+    {
+        try
+        {
+            Level(9);
+        }
+        catch (ArgumentException inner)
+        {
+            throw new InvalidOperationException("Checkout failed for order 42", inner);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Level(int n)
+    {
+        if (n == 0)
+        {
+            throw new ArgumentException("Quantity must be positive");
+        }
+
+        Level(n - 1);
+    }
+}
