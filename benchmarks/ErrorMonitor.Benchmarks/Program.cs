@@ -7,6 +7,11 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "alloc")
+        {
+            return AllocationSteps.Run();
+        }
+
         if (args.Length > 0 && args[0] == "store")
         {
             return StoreFigures.Run(args[1..]).GetAwaiter().GetResult();

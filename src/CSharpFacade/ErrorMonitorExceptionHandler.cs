@@ -9,7 +9,7 @@ internal sealed class ErrorMonitorExceptionHandler(Engine engine) : IExceptionHa
 {
     public ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
-        engine.Record(exception, httpContext);
+        engine.RecordDeferred(exception, httpContext);
         return ValueTask.FromResult(false);
     }
 }

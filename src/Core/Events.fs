@@ -28,17 +28,27 @@ module Events =
     let MessageName = "Message"
 
     let private boundPairs (maxValue: int) (maxEntries: int) (pairs: (string * string) list) =
-        let kept =
+        // Most requests are within every bound: keep the list as it is then.
+        let within =
+            pairs.Length <= maxEntries
+            && pairs
+               |> List.forall (fun (k, v) -> (isNull k || k.Length <= 256) && (isNull v || v.Length <= maxValue))
+
+        if within then
             pairs
-            |> List.truncate maxEntries
-            |> List.map (fun (k, v) -> Text.truncate 256 k, Text.truncate maxValue v)
-
-        let omitted = pairs.Length - kept.Length
-
-        if omitted > 0 then
-            kept @ [ "…", sprintf "[%d more entries not shown]" omitted ]
         else
-            kept
+
+            let kept =
+                pairs
+                |> List.truncate maxEntries
+                |> List.map (fun (k, v) -> Text.truncate 256 k, Text.truncate maxValue v)
+
+            let omitted = pairs.Length - kept.Length
+
+            if omitted > 0 then
+                kept @ [ "…", sprintf "[%d more entries not shown]" omitted ]
+            else
+                kept
 
     let rec private boundData (limits: Limits) (depth: int) (d: Data) : Data =
         match d with
@@ -98,16 +108,19 @@ module Events =
 
     /// The URL of a (masked) request, its query rebuilt from the masked query values.
     let url (r: RequestContext) : string =
-        let query =
-            match r.Query with
-            | [] -> ""
-            | q ->
-                "?"
-                + (q
-                   |> List.map (fun (k, v) -> Net.WebUtility.UrlEncode k + "=" + Net.WebUtility.UrlEncode v)
-                   |> String.concat "&")
+        let sb = Text.StringBuilder(256)
+        sb.Append(r.Scheme).Append("://").Append(r.Host).Append(r.Path) |> ignore
 
-        sprintf "%s://%s%s%s" r.Scheme r.Host r.Path query
+        r.Query
+        |> List.iteri (fun i (k, v) ->
+            sb
+                .Append(if i = 0 then '?' else '&')
+                .Append(Net.WebUtility.UrlEncode k)
+                .Append('=')
+                .Append(Net.WebUtility.UrlEncode v)
+            |> ignore)
+
+        sb.ToString()
 
     /// The request data of a record: a JSON-like object of the masked request and extra context.
     let requestData (request: RequestContext option) (extra: (string * Data) list) : Data =

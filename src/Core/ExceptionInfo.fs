@@ -195,24 +195,24 @@ module ExceptionInfo =
                 | null -> []
                 | inner -> [ inner ])
 
-    /// Converts an exception into bounded plain data. `stackTraceOf` takes the stack trace (the shell passes
-    /// one with file info, which reads symbol files; tests may pass one without). Never throws.
-    let capture (limits: Limits) (stackTraceOf: exn -> StackTrace) (ex: exn) : ExceptionInfo =
+    /// The frames of a stack trace within the frame limit, and how many were left out.
+    let framesOf (limits: Limits) (st: StackTrace) : Frame list * int =
+        if isNull st then
+            [], 0
+        else
+            let all = st.GetFrames()
+            let take = Math.Min(all.Length, Math.Max(0, limits.MaxFrames))
+            all.[.. take - 1] |> Array.choose frameOf |> List.ofArray, all.Length - take
+
+    /// Converts an exception into bounded plain data; `frames` reads an exception's frames within the limit
+    /// (the shell's reader caches source positions). Never throws.
+    let captureWith (limits: Limits) (frames: exn -> Frame list * int) (ex: exn) : ExceptionInfo =
         let mutable budget = Math.Max(1, limits.MaxExceptions)
 
         let rec go (depth: int) (ex: exn) : ExceptionInfo =
             budget <- budget - 1
 
-            let kept, framesOmitted =
-                attempt ([], 0) (fun () ->
-                    let st = stackTraceOf ex
-
-                    if isNull st then
-                        [], 0
-                    else
-                        let all = st.GetFrames()
-                        let take = Math.Min(all.Length, Math.Max(0, limits.MaxFrames))
-                        all.[.. take - 1] |> Array.choose frameOf |> List.ofArray, all.Length - take)
+            let kept, framesOmitted = attempt ([], 0) (fun () -> frames ex)
 
             let message =
                 attempt "<Message could not be read>" (fun () ->
@@ -256,6 +256,11 @@ module ExceptionInfo =
             }
         else
             go 0 ex
+
+    /// Converts an exception into bounded plain data, reading frames from `stackTraceOf` (with file info, it
+    /// reads symbol files). Never throws.
+    let capture (limits: Limits) (stackTraceOf: exn -> StackTrace) (ex: exn) : ExceptionInfo =
+        captureWith limits (fun e -> framesOf limits (stackTraceOf e)) ex
 
     /// Every exception of the tree, outermost first (depth-first).
     let rec flatten (e: ExceptionInfo) : ExceptionInfo list = e :: (e.Inner |> List.collect flatten)

@@ -36,7 +36,7 @@ module Fingerprint =
     /// when there are any); the normalised message only for an exception with no frames. Never the message
     /// otherwise, never line numbers.
     let material (e: ExceptionInfo) : string =
-        let sb = StringBuilder()
+        let sb = StringBuilder(1024)
 
         for ex in ExceptionInfo.flatten e do
             sb.Append("type ").Append(ex.TypeName).Append('\n') |> ignore
@@ -53,8 +53,53 @@ module Fingerprint =
 
         sb.ToString()
 
-    /// The fingerprint of an exception.
-    let ofException (e: ExceptionInfo) : string = sha256Hex (material e)
+    /// The fingerprint of an exception: `sha256Hex (material e)`, hashed piece by piece without building the
+    /// text (it runs for every occurrence).
+    let ofException (e: ExceptionInfo) : string =
+        use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+        let buffer = Buffers.ArrayPool<byte>.Shared.Rent 4096
+
+        try
+            let mutable used = 0
+
+            let flush () =
+                hash.AppendData(buffer, 0, used)
+                used <- 0
+
+            let add (s: string) =
+                let s = if isNull s then "" else s
+
+                if Encoding.UTF8.GetMaxByteCount s.Length > buffer.Length - used then
+                    flush ()
+
+                if Encoding.UTF8.GetMaxByteCount s.Length > buffer.Length then
+                    hash.AppendData(Encoding.UTF8.GetBytes s)
+                else
+                    used <- used + Encoding.UTF8.GetBytes(s, 0, s.Length, buffer, used)
+
+            for ex in ExceptionInfo.flatten e do
+                add "type "
+                add ex.TypeName
+                add "\n"
+                let appFrames = ex.Frames |> List.filter isAppFrame
+                let frames = if List.isEmpty appFrames then ex.Frames else appFrames
+
+                if List.isEmpty frames then
+                    add "message "
+                    add (Text.normalise ex.Message)
+                    add "\n"
+                else
+                    for f in frames do
+                        add "at "
+                        add f.Type
+                        add "."
+                        add f.Method
+                        add "\n"
+
+            flush ()
+            Convert.ToHexStringLower(hash.GetHashAndReset())
+        finally
+            Buffers.ArrayPool<byte>.Shared.Return buffer
 
     /// The fingerprint of a captured message (digits, GUIDs and hex runs normalised).
     let ofMessage (text: string) : string =

@@ -10,8 +10,6 @@ open System.Text.Json
 [<RequireQualifiedAccess>]
 module Json =
 
-    let private options =
-        JsonWriterOptions(Indented = false, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
 
     let rec private writeData (w: Utf8JsonWriter) (d: Data) =
         match d with
@@ -38,12 +36,11 @@ module Json =
 
     /// JSON text of a data tree.
     let serialize (d: Data) : string =
-        use ms = new MemoryStream()
-
-        (use w = new Utf8JsonWriter(ms, options)
-         writeData w d)
-
-        Encoding.UTF8.GetString(ms.ToArray())
+        let buffer = Buffers.Bytes()
+        let w = Buffers.JsonWriter buffer
+        writeData w d
+        w.Flush()
+        Encoding.UTF8.GetString(buffer.WrittenSpan)
 
     let rec private ofElement (limits: Limits) (depth: int) (e: JsonElement) : Data =
         if depth > limits.MaxDataDepth then
@@ -102,10 +99,23 @@ module Json =
 
     /// String pairs as a JSON-like object; a key given more than once becomes an array of its values.
     let ofPairs (pairs: (string * string) list) : Data =
-        pairs
-        |> List.groupBy fst
-        |> List.map (fun (k, vs) ->
-            match vs with
-            | [ _, v ] -> k, Data.String v
-            | many -> k, Data.Array(many |> List.map (snd >> Data.String)))
-        |> Data.Object
+        let rec distinct (ps: (string * string) list) =
+            match ps with
+            | [] -> true
+            | (k, _) :: rest ->
+                not (
+                    rest
+                    |> List.exists (fun (k2, _) -> String.Equals(k, k2, StringComparison.Ordinal))
+                )
+                && distinct rest
+
+        if distinct pairs then
+            pairs |> List.map (fun (k, v) -> k, Data.String v) |> Data.Object
+        else
+            pairs
+            |> List.groupBy fst
+            |> List.map (fun (k, vs) ->
+                match vs with
+                | [ _, v ] -> k, Data.String v
+                | many -> k, Data.Array(many |> List.map (snd >> Data.String)))
+            |> Data.Object

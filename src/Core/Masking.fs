@@ -41,18 +41,31 @@ module Masking =
     /// A rule that keeps everything.
     let keepAll: MaskingRule = fun _ -> MaskDecision.Keep
 
-    /// Masks a data tree: an object field whose key the rule masks is replaced whole; the rest is walked.
-    let rec data (rule: MaskingRule) (value: Data) : Data =
+    let rec private anyMasked (rule: MaskingRule) (value: Data) : bool =
         match value with
         | Data.Object fields ->
             fields
-            |> List.map (fun (k, v) ->
-                match rule k with
-                | MaskDecision.MaskWith m -> k, Data.String m
-                | MaskDecision.Keep -> k, data rule v)
-            |> Data.Object
-        | Data.Array items -> items |> List.map (data rule) |> Data.Array
-        | other -> other
+            |> List.exists (fun (k, v) -> rule k <> MaskDecision.Keep || anyMasked rule v)
+        | Data.Array items -> items |> List.exists (anyMasked rule)
+        | _ -> false
+
+    /// Masks a data tree: an object field whose key the rule masks is replaced whole; the rest is walked. A
+    /// tree with nothing to mask is returned as it is.
+    let rec data (rule: MaskingRule) (value: Data) : Data =
+        if not (anyMasked rule value) then
+            value
+        else
+
+            match value with
+            | Data.Object fields ->
+                fields
+                |> List.map (fun (k, v) ->
+                    match rule k with
+                    | MaskDecision.MaskWith m -> k, Data.String m
+                    | MaskDecision.Keep -> k, data rule v)
+                |> Data.Object
+            | Data.Array items -> items |> List.map (data rule) |> Data.Array
+            | other -> other
 
     /// Masks keyed data entries (custom context, Exception.Data).
     let entries (rule: MaskingRule) (fields: (string * Data) list) : (string * Data) list =
@@ -62,11 +75,15 @@ module Masking =
 
     /// Masks string pairs (query, form, cookies, route values).
     let pairs (rule: MaskingRule) (fields: (string * string) list) : (string * string) list =
-        fields
-        |> List.map (fun (k, v) ->
-            match rule k with
-            | MaskDecision.MaskWith m -> k, m
-            | MaskDecision.Keep -> k, v)
+        if fields |> List.forall (fun (k, _) -> rule k = MaskDecision.Keep) then
+            fields
+        else
+
+            fields
+            |> List.map (fun (k, v) ->
+                match rule k with
+                | MaskDecision.MaskWith m -> k, m
+                | MaskDecision.Keep -> k, v)
 
     /// Masks headers: credential headers always (with `maskWith`), the others by the rule.
     let headers (rule: MaskingRule) (maskWith: string) (fields: (string * string) list) : (string * string) list =

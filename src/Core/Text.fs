@@ -43,3 +43,57 @@ module Text =
         let s = guid.Replace(s, "<guid>")
         let s = hex.Replace(s, "<hex>")
         digits.Replace(s, "<n>")
+
+/// Per-thread scratch buffers for the text every occurrence builds (traceback, JSON): reused, not
+/// reallocated. Pure in effect: each call starts from an empty buffer and returns a fresh string.
+[<AbstractClass; Sealed>]
+type Buffers =
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private sb: Text.StringBuilder
+
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private bytesBuffer: Buffers.ArrayBufferWriter<byte>
+
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private writer: Text.Json.Utf8JsonWriter
+
+    /// An empty string builder (the thread's own; do not keep it).
+    static member Builder() : Text.StringBuilder =
+        match Buffers.sb with
+        | null ->
+            Buffers.sb <- Text.StringBuilder(4096)
+            Buffers.sb
+        | b when b.Capacity > 1048576 ->
+            Buffers.sb <- Text.StringBuilder(4096)
+            Buffers.sb
+        | b -> b.Clear()
+
+    /// An empty byte buffer (the thread's own; do not keep it).
+    static member Bytes() : Buffers.ArrayBufferWriter<byte> =
+        match Buffers.bytesBuffer with
+        | null ->
+            Buffers.bytesBuffer <- Buffers.ArrayBufferWriter<byte>(8192)
+            Buffers.bytesBuffer
+        | b when b.Capacity > 1048576 ->
+            Buffers.bytesBuffer <- Buffers.ArrayBufferWriter<byte>(8192)
+            Buffers.bytesBuffer
+        | b ->
+            b.ResetWrittenCount()
+            b
+
+    /// A JSON writer over `buffer`, reset to write from its start (the thread's own; do not keep it).
+    static member JsonWriter(buffer: Buffers.ArrayBufferWriter<byte>) : Text.Json.Utf8JsonWriter =
+        match Buffers.writer with
+        | null ->
+            Buffers.writer <-
+                new Text.Json.Utf8JsonWriter(
+                    buffer,
+                    Text.Json.JsonWriterOptions(
+                        Encoder = Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping
+                    )
+                )
+
+            Buffers.writer
+        | w ->
+            w.Reset buffer
+            w

@@ -71,6 +71,13 @@ module Traceback =
 
     /// Formats an exception (already masked) as text of at most `limits.MaxTraceback` characters plus a marker.
     let format (limits: Limits) (e: ExceptionInfo) : string =
-        let sb = StringBuilder()
+        let sb = Buffers.Builder()
         write sb "" e
-        Text.truncate limits.MaxTraceback (sb.ToString().TrimEnd('\n'))
+
+        while sb.Length > 0 && sb.[sb.Length - 1] = '\n' do
+            sb.Length <- sb.Length - 1
+
+        if sb.Length <= limits.MaxTraceback then
+            sb.ToString()
+        else
+            Text.truncate limits.MaxTraceback (sb.ToString())

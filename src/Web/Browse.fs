@@ -407,7 +407,7 @@ module Browse =
         fun ex logger ->
             fun _ ctx ->
                 task {
-                    engine.Record(ex, ctx) |> ignore
+                    engine.RecordDeferred(ex, ctx)
                     logger.LogError(EventId(1010, "UnhandledException"), ex, "An unhandled exception has occurred")
 
                     if not ctx.Response.HasStarted then

@@ -59,6 +59,7 @@ open System.Diagnostics
 open System.IO
 open System.Runtime.CompilerServices
 open System.Threading
+open System.Threading.Channels
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 open Microsoft.Data.Sqlite
@@ -66,6 +67,77 @@ open Microsoft.Extensions.Logging
 open ErrorMonitor
 open ErrorMonitor.Core
 open ErrorMonitor.Web.Stores
+
+/// The request-thread copy of an occurrence, waiting for the rest of its work.
+type Snapshot =
+    {
+        /// The exception (null for a message).
+        Exception: exn
+        /// The message (for a message).
+        Message: string
+        Request: RequestContext option
+        Extra: (string * Data) list
+        OccurredAt: DateTimeOffset
+        /// The app's group key, if it has a fingerprint function.
+        Key: string option
+    }
+
+/// Repeats of one throw site waiting for their background work: the first one's snapshot, and the count.
+type ShapeEntry =
+    {
+        Snapshot: Snapshot
+        mutable Count: int64
+        mutable LastAt: DateTimeOffset
+    }
+
+/// A cheap identity of a throw site, read on the request path without formatting anything.
+[<RequireQualifiedAccess>]
+module ThrowSite =
+
+    /// The exception types and each frame's method and IL offset, down the inner chain, mixed into 128 bits;
+    /// ValueNone when that cannot be had cheaply and exactly (a frameless exception, an AggregateException,
+    /// a dynamic method), so the occurrence takes the ordinary path.
+    let shapeOf (ex: exn) : struct (int64 * int64) voption =
+        try
+            let mutable a = 1469598103934665603L
+            let mutable b = 7809847782465536322L
+            let mutable e = ex
+            let mutable ok = true
+            let mutable depth = 0
+
+            let mix (v: int64) =
+                a <- (a ^^^ v) * 1099511628211L
+                b <- (b + v) * -7046029254386353131L
+                b <- b ^^^ (b >>> 29)
+
+            while ok && not (isNull e) && depth < 20 do
+                match e with
+                | :? AggregateException -> ok <- false
+                | _ ->
+                    mix (int64 (e.GetType().TypeHandle.Value))
+                    let frames = StackTrace(e, false).GetFrames()
+
+                    if frames.Length = 0 then
+                        ok <- false
+                    else
+                        for f in frames do
+                            let m = f.GetMethod()
+
+                            if isNull m then
+                                ok <- false
+                            else
+                                mix (int64 (m.MethodHandle.Value))
+                                mix (int64 (f.GetILOffset()))
+
+                    e <- e.InnerException
+                    depth <- depth + 1
+
+            if ok && isNull e then
+                ValueSome(struct (a, b))
+            else
+                ValueNone
+        with _ ->
+            ValueNone
 
 /// Everything an engine is made of.
 type EngineParts =
@@ -123,7 +195,6 @@ type Engine(parts: EngineParts) =
     let stopping = new CancellationTokenSource()
     let mutable loop: Task = null
 
-    let stackTrace (e: exn) = StackTrace(e, true)
 
     let extras (http: HttpContext) : (string * Data) list =
         let scoped = ErrorScope.CurrentExtras()
@@ -147,62 +218,236 @@ type Engine(parts: EngineParts) =
 
         built @ scoped |> List.map (fun (k, v) -> k, DataOf.value parts.Limits v)
 
-    let capture (raw: exn) (subject: unit -> Subject) (http: HttpContext) : (string * int64) option =
+    let frameReader = FrameReader(parts.Limits)
+
+    let appKey (raw: exn) (http: HttpContext) : string option =
+        parts.Fingerprint
+        |> Option.bind (fun f ->
+            try
+                f raw http
+            with ex ->
+                parts.Logger.LogWarning(
+                    EventId(1007, "FingerprintFailed"),
+                    ex,
+                    "ErrorMonitor's fingerprint function failed"
+                )
+
+                None)
+
+    /// The request-thread part of a capture: copy what the request holds (it is reused once the request
+    /// ends), the scope's extras, the time, and the app's group key. Cheap; no formatting, no hashing.
+    let snapshotWith (raw: exn) (message: string) (http: HttpContext) (key: string option) : Snapshot =
+        {
+            Exception = raw
+            Message = message
+            Request =
+                if isNull http then
+                    None
+                else
+                    Some(RequestReader.read parts.Limits http)
+            Extra = extras http
+            OccurredAt = parts.Clock.GetUtcNow()
+            Key = key
+        }
+
+    let snapshot (raw: exn) (message: string) (http: HttpContext) : Snapshot =
+        {
+            Exception = raw
+            Message = message
+            Request =
+                if isNull http then
+                    None
+                else
+                    Some(RequestReader.read parts.Limits http)
+            Extra = extras http
+            OccurredAt = parts.Clock.GetUtcNow()
+            Key =
+                parts.Fingerprint
+                |> Option.bind (fun f ->
+                    try
+                        f raw http
+                    with ex ->
+                        parts.Logger.LogWarning(
+                            EventId(1007, "FingerprintFailed"),
+                            ex,
+                            "ErrorMonitor's fingerprint function failed"
+                        )
+
+                        None)
+        }
+
+    /// The rest of a capture (pure work): exception data, masking, traceback, fingerprint.
+    let build (s: Snapshot) : ErrorEvent =
+        let c =
+            {
+                Request = s.Request
+                Subject =
+                    if isNull s.Exception then
+                        Subject.Message s.Message
+                    else
+                        Subject.Exception(ExceptionInfo.captureWith parts.Limits frameReader.Read s.Exception)
+                Extra = s.Extra
+                OccurredAt = s.OccurredAt
+            }
+
+        let fingerprint =
+            s.Key
+            |> Option.map (fun key -> fun (_: ExceptionInfo option) (_: RequestContext option) -> Some key)
+
+        Events.build parts.Settings parts.Masking parts.Limits fingerprint c
+
+    let logDropped (hash: string) =
+        let dropped = queue.Dropped
+
+        if dropped = 1L || dropped % 1000L = 0L then
+            parts.Logger.LogWarning(
+                EventId(1004, "QueueFull"),
+                "ErrorMonitor's queue holds {Groups} groups, its bound: an occurrence of {Hash} was dropped ({Dropped} in all)",
+                parts.Settings.MaxPendingGroups,
+                hash,
+                dropped
+            )
+
+    /// The rest of a capture (pure work, then an enqueue): exception data, masking, traceback, fingerprint.
+    let complete (s: Snapshot) : (string * int64) option =
+        try
+            let c =
+                {
+                    Request = s.Request
+                    Subject =
+                        if isNull s.Exception then
+                            Subject.Message s.Message
+                        else
+                            Subject.Exception(ExceptionInfo.captureWith parts.Limits frameReader.Read s.Exception)
+                    Extra = s.Extra
+                    OccurredAt = s.OccurredAt
+                }
+
+            let fingerprint =
+                s.Key
+                |> Option.map (fun key -> fun (_: ExceptionInfo option) (_: RequestContext option) -> Some key)
+
+            let e = Events.build parts.Settings parts.Masking parts.Limits fingerprint c
+
+            match queue.Enqueue e with
+            | Some sequence -> Some(e.Hash, sequence)
+            | None ->
+                let dropped = queue.Dropped
+
+                if dropped = 1L || dropped % 1000L = 0L then
+                    parts.Logger.LogWarning(
+                        EventId(1004, "QueueFull"),
+                        "ErrorMonitor's queue holds {Groups} groups, its bound: an occurrence of {Hash} was dropped ({Dropped} in all)",
+                        parts.Settings.MaxPendingGroups,
+                        e.Hash,
+                        dropped
+                    )
+
+                Some(e.Hash, -1L)
+        with ex ->
+            parts.Logger.LogError(EventId(1005, "CaptureFailed"), ex, "ErrorMonitor could not record an occurrence")
+            None
+
+    let capture (raw: exn) (message: string) (http: HttpContext) : (string * int64) option =
         if not parts.Settings.Enabled then
             None
         else
             try
-                let c =
-                    {
-                        Request =
-                            if isNull http then
-                                None
-                            else
-                                Some(RequestReader.read parts.Limits http)
-                        Subject = subject ()
-                        Extra = extras http
-                        OccurredAt = parts.Clock.GetUtcNow()
-                    }
-
-                let fingerprint =
-                    parts.Fingerprint
-                    |> Option.map (fun f ->
-                        let key =
-                            try
-                                f raw http
-                            with ex ->
-                                parts.Logger.LogWarning(
-                                    EventId(1007, "FingerprintFailed"),
-                                    ex,
-                                    "ErrorMonitor's fingerprint function failed"
-                                )
-
-                                None
-
-                        fun (_: ExceptionInfo option) (_: RequestContext option) -> key)
-
-                let e = Events.build parts.Settings parts.Masking parts.Limits fingerprint c
-
                 Metrics.captured.Add 1L
-
-                match queue.Enqueue e with
-                | Some sequence -> Some(e.Hash, sequence)
-                | None ->
-                    let dropped = queue.Dropped
-
-                    if dropped = 1L || dropped % 1000L = 0L then
-                        parts.Logger.LogWarning(
-                            EventId(1004, "QueueFull"),
-                            "ErrorMonitor's queue holds {Groups} groups, its bound: an occurrence of {Hash} was dropped ({Dropped} in all)",
-                            parts.Settings.MaxPendingGroups,
-                            e.Hash,
-                            dropped
-                        )
-
-                    Some(e.Hash, -1L)
+                complete (snapshot raw message http)
             with ex ->
                 parts.Logger.LogError(EventId(1005, "CaptureFailed"), ex, "ErrorMonitor could not record an occurrence")
                 None
+
+    // Occurrences captured from the middleware wait here for the rest of their work, off the request thread.
+    // When it is full, the request thread does that work itself: nothing is lost and memory stays bounded.
+    let deferred =
+        Channel.CreateBounded<Snapshot>(
+            BoundedChannelOptions(4096, SingleReader = true, FullMode = BoundedChannelFullMode.Wait)
+        )
+
+    let mutable accepted = 0L
+    let mutable completed = 0L
+
+    // Repeats of one throw site, coalesced on the request path before any formatting: a storm costs the
+    // request thread a look at the stack, not a whole capture. Bounded like the queue.
+    let shapeGate = obj ()
+    let mutable shapes = Dictionary<struct (int64 * int64 * string), ShapeEntry>()
+    let shapeBell = new SemaphoreSlim(0, 1)
+
+    let ringShapes () =
+        try
+            if shapeBell.CurrentCount = 0 then
+                shapeBell.Release() |> ignore
+        with :? SemaphoreFullException ->
+            ()
+
+    /// Builds one event for each coalesced throw site and hands it to the queue with its count.
+    let completeShapes () =
+        let taken =
+            lock shapeGate (fun () ->
+                let t = shapes
+                shapes <- Dictionary<_, _>()
+                t)
+
+        for entry in taken.Values do
+            try
+                try
+                    let e = build entry.Snapshot
+
+                    let delta =
+                        {
+                            Latest = { e with OccurredAt = entry.LastAt }
+                            FirstAt = entry.Snapshot.OccurredAt
+                            Count = entry.Count
+                        }
+
+                    if (queue.EnqueueDelta delta).IsNone then
+                        logDropped e.Hash
+                with ex ->
+                    parts.Logger.LogError(
+                        EventId(1005, "CaptureFailed"),
+                        ex,
+                        "ErrorMonitor could not record an occurrence"
+                    )
+            finally
+                Interlocked.Add(&completed, entry.Count) |> ignore
+
+    let shapeLoop () : Task =
+        task {
+            while not stopping.IsCancellationRequested do
+                try
+                    let! rang = shapeBell.WaitAsync(TimeSpan.FromMilliseconds 50.0, stopping.Token)
+
+                    // A short window lets a storm's repeats gather, so one build serves many occurrences.
+                    if rang then
+                        do! Task.Delay(10, stopping.Token)
+
+                    completeShapes ()
+                with
+                | :? OperationCanceledException -> ()
+                | ex -> parts.Logger.LogError(EventId(1002, "WriterFailed"), ex, "ErrorMonitor's capture loop failed")
+
+            completeShapes ()
+        }
+
+    let completeDeferred () : Task =
+        task {
+            let reader = deferred.Reader
+            let mutable go = true
+
+            while go do
+                let! more = reader.WaitToReadAsync()
+
+                if not more then
+                    go <- false
+                else
+                    let mutable s = Unchecked.defaultof<Snapshot>
+
+                    while reader.TryRead(&s) do
+                        complete s |> ignore
+                        Interlocked.Increment &completed |> ignore
+        }
 
     /// The settings in force.
     member _.Settings = parts.Settings
@@ -227,8 +472,7 @@ type Engine(parts: EngineParts) =
             match recorded.TryGetValue ex with
             | true, hash -> Some(hash, 0L)
             | _ ->
-                let result =
-                    capture ex (fun () -> Subject.Exception(ExceptionInfo.capture parts.Limits stackTrace ex)) http
+                let result = capture ex null http
 
                 match result with
                 | Some(hash, _) -> recorded.AddOrUpdate(ex, hash)
@@ -236,13 +480,74 @@ type Engine(parts: EngineParts) =
 
                 result
 
+    /// Records an exception the fast way (the middleware's): the request thread copies what it needs and
+    /// goes on; the rest of the work happens in the background. Once per exception object.
+    member _.RecordDeferred(ex: exn, http: HttpContext) : unit =
+        if not (isNull ex) && parts.Settings.Enabled then
+            try
+                match recorded.TryGetValue ex with
+                | true, _ -> ()
+                | _ ->
+                    recorded.AddOrUpdate(ex, null)
+                    Metrics.captured.Add 1L
+                    let key = appKey ex http
+
+                    match ThrowSite.shapeOf ex with
+                    | ValueSome(struct (a, b)) when not (isNull loop) ->
+                        let k = struct (a, b, defaultArg key "")
+                        let now = parts.Clock.GetUtcNow()
+
+                        let counted =
+                            lock shapeGate (fun () ->
+                                match shapes.TryGetValue k with
+                                | true, entry ->
+                                    entry.Count <- entry.Count + 1L
+                                    entry.LastAt <- max entry.LastAt now
+                                    Interlocked.Increment &accepted |> ignore
+                                    true
+                                | _ -> false)
+
+                        if not counted then
+                            let s = snapshotWith ex null http key
+
+                            let added =
+                                lock shapeGate (fun () ->
+                                    match shapes.TryGetValue k with
+                                    | true, entry ->
+                                        entry.Count <- entry.Count + 1L
+                                        entry.LastAt <- max entry.LastAt s.OccurredAt
+                                        Interlocked.Increment &accepted |> ignore
+                                        true
+                                    | _ when shapes.Count < parts.Settings.MaxPendingGroups ->
+                                        shapes.[k] <-
+                                            {
+                                                Snapshot = s
+                                                Count = 1L
+                                                LastAt = s.OccurredAt
+                                            }
+
+                                        Interlocked.Increment &accepted |> ignore
+                                        true
+                                    | _ -> false)
+
+                            if added then ringShapes () else complete s |> ignore
+                    | _ ->
+                        let s = snapshotWith ex null http key
+
+                        if not (isNull loop) && deferred.Writer.TryWrite s then
+                            Interlocked.Increment &accepted |> ignore
+                        else
+                            complete s |> ignore
+            with e ->
+                parts.Logger.LogError(EventId(1005, "CaptureFailed"), e, "ErrorMonitor could not record an occurrence")
+
     /// True when this exception object was recorded already.
     member _.WasRecorded(ex: exn) =
         not (isNull ex) && fst (recorded.TryGetValue ex)
 
     /// Records a message.
     member _.RecordMessage(text: string, http: HttpContext) : (string * int64) option =
-        capture null (fun () -> Subject.Message(if isNull text then "" else text)) http
+        capture null (if isNull text then "" else text) http
 
     /// Completes when occurrence `sequence` is stored.
     member _.WaitStoredAsync(sequence: int64, ct: CancellationToken) : Task =
@@ -261,7 +566,14 @@ type Engine(parts: EngineParts) =
 
     /// Completes when everything recorded so far is stored.
     member _.FlushAsync(ct: CancellationToken) : Task =
-        writer.WaitStoredAsync(queue.LastSequence, ct)
+        task {
+            let target = Interlocked.Read &accepted
+
+            while Interlocked.Read &completed < target do
+                do! Task.Delay(2, ct)
+
+            do! writer.WaitStoredAsync(queue.LastSequence, ct)
+        }
 
     /// Starts the background writer.
     member _.Start() =
@@ -284,11 +596,21 @@ type Engine(parts: EngineParts) =
                 | None -> ()
 
                 dispatcher.Start()
+                Task.Run(fun () -> completeDeferred ()) |> ignore
+                Task.Run(fun () -> shapeLoop ()) |> ignore
                 loop <- Task.Run(fun () -> writer.RunAsync stopping.Token))
 
     /// Stops the writer, writing what is pending within `timeout`, then saving what is left to the spill file.
     member _.StopAsync(timeout: TimeSpan) : Task =
         task {
+            // Finish the occurrences still waiting for their background work, then stop the writer.
+            deferred.Writer.TryComplete() |> ignore
+            let target = Interlocked.Read &accepted
+            let waited = Diagnostics.Stopwatch.StartNew()
+
+            while Interlocked.Read &completed < target && waited.Elapsed < timeout do
+                do! Task.Delay 2
+
             stopping.Cancel()
 
             if not (isNull loop) then

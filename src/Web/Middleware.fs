@@ -16,7 +16,7 @@ type ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
             try
                 do! pending
             with ex ->
-                engine.Record(ex, ctx) |> ignore
+                engine.RecordDeferred(ex, ctx)
                 ExceptionDispatchInfo.Throw ex
         }
 
@@ -26,7 +26,7 @@ type ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
             try
                 next.Invoke ctx
             with ex ->
-                engine.Record(ex, ctx) |> ignore
+                engine.RecordDeferred(ex, ctx)
                 ExceptionDispatchInfo.Throw ex
                 Task.CompletedTask
 

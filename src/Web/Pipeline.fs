@@ -15,6 +15,8 @@ type CaptureQueue(maxGroups: int) =
     let mutable pending = Dictionary<string, GroupDelta>()
     let mutable enqueued = 0L
     let mutable dropped = 0L
+    // Groups taken by the writer and not yet written or put back: they count toward the bound too.
+    let mutable inFlight = 0
     let doorbell = new SemaphoreSlim(0, 1)
 
     let ring () =
@@ -34,13 +36,37 @@ type CaptureQueue(maxGroups: int) =
                     enqueued <- enqueued + 1L
                     Metrics.coalesced.Add 1L
                     Some enqueued
-                | _ when pending.Count >= maxGroups ->
+                | _ when pending.Count + inFlight >= maxGroups ->
                     dropped <- dropped + 1L
                     Metrics.dropped.Add 1L
                     None
                 | _ ->
                     pending.[e.Hash] <- Events.coalesce None e
                     enqueued <- enqueued + 1L
+                    Some enqueued)
+
+        ring ()
+        result
+
+    /// Adds a batch of occurrences of one group coalesced before the queue (by throw site, on the request
+    /// path); returns the sequence number of its last occurrence, or None when it was dropped.
+    member _.EnqueueDelta(d: GroupDelta) : int64 option =
+        let result =
+            lock gate (fun () ->
+                match pending.TryGetValue d.Latest.Hash with
+                | true, existing ->
+                    pending.[d.Latest.Hash] <- Events.merge existing d
+                    enqueued <- enqueued + d.Count
+                    Metrics.coalesced.Add d.Count
+                    Some enqueued
+                | _ when pending.Count + inFlight >= maxGroups ->
+                    dropped <- dropped + d.Count
+                    Metrics.dropped.Add d.Count
+                    None
+                | _ ->
+                    pending.[d.Latest.Hash] <- d
+                    enqueued <- enqueued + d.Count
+                    Metrics.coalesced.Add(d.Count - 1L)
                     Some enqueued)
 
         ring ()
@@ -54,11 +80,17 @@ type CaptureQueue(maxGroups: int) =
             else
                 let batch = List.ofSeq pending.Values
                 pending <- Dictionary<string, GroupDelta>()
+                inFlight <- batch.Length
                 batch, enqueued)
+
+    /// The batch last taken was written.
+    member _.Written() = lock gate (fun () -> inFlight <- 0)
 
     /// Puts back a batch that could not be written, merging it with what came in meanwhile.
     member _.PutBack(batch: GroupDelta list) =
         lock gate (fun () ->
+            inFlight <- 0
+
             for d in batch do
                 match pending.TryGetValue d.Latest.Hash with
                 | true, newer -> pending.[d.Latest.Hash] <- Events.merge d newer
@@ -237,6 +269,7 @@ type Writer
                         failures
                     )
 
+                queue.Written()
                 failures <- 0
                 release upTo
 

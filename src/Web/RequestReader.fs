@@ -106,13 +106,27 @@ module RequestReader =
             Path = attempt "" (fun () -> r.PathBase.Add(r.Path).Value)
             Query =
                 attempt [] (fun () ->
-                    seq {
-                        for kv in r.Query do
-                            for v in kv.Value do
-                                yield kv.Key, (if isNull v then "" else v)
-                    }
-                    |> take limits)
-            Headers = attempt [] (fun () -> r.Headers |> Seq.map (fun kv -> kv.Key, string kv.Value) |> take limits)
+                    let mutable acc = []
+                    let mutable n = 0
+
+                    for kv in r.Query do
+                        for v in kv.Value do
+                            if n <= limits.MaxEntries then
+                                acc <- (kv.Key, (if isNull v then "" else v)) :: acc
+                                n <- n + 1
+
+                    List.rev acc)
+            Headers =
+                attempt [] (fun () ->
+                    let mutable acc = []
+                    let mutable n = 0
+
+                    for kv in r.Headers do
+                        if n <= limits.MaxEntries then
+                            acc <- (kv.Key, kv.Value.ToString()) :: acc
+                            n <- n + 1
+
+                    List.rev acc)
             Form = form limits ctx
             Cookies = attempt [] (fun () -> r.Cookies |> Seq.map (fun kv -> kv.Key, kv.Value) |> take limits)
             RouteValues =

@@ -31,6 +31,10 @@ let tests =
                 let h = Fingerprint.ofException e
                 Fingerprint.isValid h && h = Fingerprint.ofException e)
 
+            property "hashing piece by piece gives the SHA-256 of the whole material"
+            <| Prop.forAll (arb (exceptionOf 3)) (fun e ->
+                Fingerprint.ofException e = Fingerprint.sha256Hex (Fingerprint.material e))
+
             property "is the same for exceptions that differ only in their message"
             <| Prop.forAll (arb (Gen.zip plainWord plainWord)) (fun (a, b) ->
                 hashOf (fun () -> Sites.Save a) = hashOf (fun () -> Sites.Save b))
