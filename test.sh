@@ -67,7 +67,8 @@ run_expecto() {
     local name; name=$(basename "$proj")
     say "suite $name"
     local log="$TEST_OUTPUT/$name.log"
-    dotnet run --no-build --project "$proj" -- --colours 0 --no-spinner --summary "$@" 2>&1 | tee "$log"
+    # A hung suite must not hang CI: it is stopped after 40 minutes and counted as failed.
+    timeout 40m dotnet run --no-build --project "$proj" -- --colours 0 --no-spinner --summary "$@" 2>&1 | tee "$log"
     local line
     line=$(grep -aoE '[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$log" | tail -n 1)
     if [ -z "$line" ]; then
@@ -84,7 +85,7 @@ run_xunit() {
     local name; name=$(basename "$(dirname "$proj")")
     say "suite $name"
     local log="$TEST_OUTPUT/$name.log"
-    dotnet test "$proj" --no-build --nologo 2>&1 | tee "$log"
+    timeout 15m dotnet test "$proj" --no-build --nologo 2>&1 | tee "$log"
     local line
     line=$(grep -aoE 'Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$log" | tail -n 1)
     if [ -z "$line" ]; then

@@ -2,11 +2,11 @@
 # Capture cost, side by side with Sentry and a bare throw + catch, in one BenchmarkDotNet run (Release,
 # MemoryDiagnoser); then store figures for SQLite (and PostgreSQL when ERRORMONITOR_TEST_POSTGRES is set).
 # Prints markdown tables and saves them to benchmarks/results/. JOB=short (default) or JOB=default.
-#   benchmarks/bench.sh            GROUPS=1000000 for the store figures (default)
+#   STORE_GROUPS=1000000 benchmarks/bench.sh   (groups for the store figures; 1,000,000 by default)
 set -euo pipefail
 cd "$(dirname "$0")"
 JOB=${JOB:-short}
-GROUPS=${GROUPS:-1000000}
+STORE_GROUPS=${STORE_GROUPS:-1000000}
 mkdir -p results
 dotnet build ErrorMonitor.Benchmarks -c Release -nologo -clp:ErrorsOnly >/dev/null
 DLL=ErrorMonitor.Benchmarks/bin/Release/net10.0/ErrorMonitor.Benchmarks.dll
@@ -31,4 +31,4 @@ print("| --- | --- | --- | --- | --- | --- |")
 print(line("work on the request thread (middleware)", "ErrorMonitorRequestThread", 0.05))
 print(line("whole work per occurrence, stored", "ErrorMonitorWhole", 0.20))
 PY
-dotnet "$DLL" store --groups "$GROUPS" --out results/store.md
+dotnet "$DLL" store --groups "$STORE_GROUPS" --out results/store.md

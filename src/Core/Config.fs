@@ -54,6 +54,19 @@ type NotifySettings =
         Timeout: TimeSpan
     }
 
+/// The capture route: other services and browsers reporting errors over HTTP.
+type IngestSettings =
+    {
+        /// APP_ERROR_INGEST_KEY: one or several keys; none turns the route off. Default none.
+        Keys: string list
+        /// APP_ERROR_INGEST_MAX_BYTES: the largest report accepted. Default 262,144 (256 KB).
+        MaxBytes: int
+        /// APP_ERROR_INGEST_RATE: reports a minute per key; past it, 429. Default 600.
+        RatePerMinute: int
+        /// APP_ERROR_INGEST_CORS_ORIGINS: origins whose pages may report (browsers). Default none.
+        CorsOrigins: string list
+    }
+
 /// ErrorMonitor's settings, read from the seed's APP_ERROR_* keys.
 type Settings =
     {
@@ -93,6 +106,8 @@ type Settings =
         /// APP_ERROR_SPILL_FILE: where unwritten occurrences wait for the next start; relative to the content
         /// root; "none" turns spilling off. Default "errormonitor.spill.jsonl".
         SpillFile: string option
+        /// The capture route.
+        Ingest: IngestSettings
     }
 
 /// One problem with the configuration, naming its key.
@@ -152,6 +167,18 @@ module Config =
 
     [<Literal>]
     let SpillFileKey = "APP_ERROR_SPILL_FILE"
+
+    [<Literal>]
+    let IngestKeyKey = "APP_ERROR_INGEST_KEY"
+
+    [<Literal>]
+    let IngestMaxBytesKey = "APP_ERROR_INGEST_MAX_BYTES"
+
+    [<Literal>]
+    let IngestRateKey = "APP_ERROR_INGEST_RATE"
+
+    [<Literal>]
+    let IngestCorsKey = "APP_ERROR_INGEST_CORS_ORIGINS"
 
     [<Literal>]
     let SmtpHostKey = "APP_ERROR_SMTP_HOST"
@@ -223,6 +250,10 @@ module Config =
             ShutdownTimeoutKey
             FlushIntervalKey
             SpillFileKey
+            IngestKeyKey
+            IngestMaxBytesKey
+            IngestRateKey
+            IngestCorsKey
         ]
 
     /// The defaults of the seed (and of this project's own keys).
@@ -259,6 +290,13 @@ module Config =
             ShutdownTimeout = TimeSpan.FromSeconds 5.0
             FlushInterval = TimeSpan.FromMilliseconds 200.0
             SpillFile = Some "errormonitor.spill.jsonl"
+            Ingest =
+                {
+                    Keys = []
+                    MaxBytes = 262144
+                    RatePerMinute = 600
+                    CorsOrigins = []
+                }
         }
 
     /// A duration: "90s", "30m", "24h", "2d", a TimeSpan ("00:30:00", "1.00:00:00"), or a number of seconds.
@@ -573,6 +611,41 @@ module Config =
                     Problem = sprintf "is required when %s is true and %s is set" SendNotificationKey SmtpHostKey
                 }
 
+        let ingestKeys = readList values IngestKeyKey |> Option.defaultValue []
+
+        for k in ingestKeys do
+            if k.Length < 16 then
+                errors.Add
+                    {
+                        Key = IngestKeyKey
+                        Problem = "each key must be at least 16 characters long (a guessable key is no key)"
+                    }
+
+        let origins = readList values IngestCorsKey |> Option.defaultValue []
+
+        for o in origins do
+            match Uri.TryCreate(o, UriKind.Absolute) with
+            | true, u when
+                (u.Scheme = "http" || u.Scheme = "https")
+                && u.AbsolutePath = "/"
+                && o.TrimEnd('/') = o
+                ->
+                ()
+            | _ ->
+                errors.Add
+                    {
+                        Key = IngestCorsKey
+                        Problem = sprintf "'%s' is not an origin such as https://shop.example.com" o
+                    }
+
+        let ingest =
+            {
+                Keys = ingestKeys
+                MaxBytes = whole IngestMaxBytesKey 1024 67108864 defaults.Ingest.MaxBytes
+                RatePerMinute = whole IngestRateKey 1 10000000 defaults.Ingest.RatePerMinute
+                CorsOrigins = origins
+            }
+
         let settings =
             {
                 Enabled = enabled
@@ -595,6 +668,7 @@ module Config =
                     | None -> defaults.SpillFile
                     | Some v when noneWords.Contains(v.ToLowerInvariant()) || v = "" -> None
                     | Some v -> Some v
+                Ingest = ingest
             }
 
         if errors.Count = 0 then
@@ -654,6 +728,11 @@ module Config =
             [ ShutdownTimeoutKey, s.ShutdownTimeout.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ FlushIntervalKey, s.FlushInterval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ SpillFileKey, defaultArg s.SpillFile "none" ]
+            (s.Ingest.Keys |> List.mapi (fun i k -> sprintf "%s:%d" IngestKeyKey i, k))
+            [ IngestMaxBytesKey, string s.Ingest.MaxBytes ]
+            [ IngestRateKey, string s.Ingest.RatePerMinute ]
+            (s.Ingest.CorsOrigins
+             |> List.mapi (fun i o -> sprintf "%s:%d" IngestCorsKey i, o))
         ]
         |> List.concat
         |> Map.ofList

@@ -356,6 +356,15 @@ module Browse =
         let run (handler: HttpContext -> HttpHandler) =
             RequestDelegate(fun ctx -> (guard b >=> handler ctx) earlyReturn ctx :> Task)
 
+        let limiter = Ingest.limiterFor b.Engine.Settings
+
+        let openly (handler: HttpHandler) =
+            RequestDelegate(fun ctx -> handler earlyReturn ctx :> Task)
+
+        group.MapMethods("/api/errors", [ "POST"; "OPTIONS" ], openly (Ingest.post b.Engine limiter))
+        |> ignore
+
+        group.MapGet("/client.js", openly Ingest.clientScript) |> ignore
         group.MapGet("/", run (fun _ -> list b)) |> ignore
         group.MapGet("/api/errors", run (fun _ -> apiList b)) |> ignore
 
@@ -372,6 +381,8 @@ module Browse =
     /// The pages as one Giraffe-shaped handler, for F# apps that route without endpoints: answers the paths
     /// under the prefix, passes on (skips) every other path.
     let router (b: BrowseOptions) : HttpHandler =
+        let limiter = Ingest.limiterFor b.Engine.Settings
+
         fun next ctx ->
             let p = prefix b
             let path = ctx.Request.Path.Value
@@ -396,10 +407,19 @@ module Browse =
                     | [| hash |] -> Some(detail b hash)
                     | _ -> None
 
-            match handler with
-            | Some h when HttpMethods.IsGet ctx.Request.Method || HttpMethods.IsPost ctx.Request.Method ->
-                (guard b >=> h) next ctx
-            | _ -> skipPipeline
+            let isGet = HttpMethods.IsGet ctx.Request.Method
+
+            match rest |> Option.map (fun r -> r.TrimEnd '/') with
+            | Some "api/errors" when
+                HttpMethods.IsPost ctx.Request.Method
+                || HttpMethods.IsOptions ctx.Request.Method
+                ->
+                Ingest.post b.Engine limiter next ctx
+            | Some "client.js" when isGet -> Ingest.clientScript next ctx
+            | _ ->
+                match handler with
+                | Some h when isGet || HttpMethods.IsPost ctx.Request.Method -> (guard b >=> h) next ctx
+                | _ -> skipPipeline
 
     /// An error handler of Giraffe's shape (`exn -> ILogger -> HttpHandler`) that records the exception, logs
     /// it, and answers 500.

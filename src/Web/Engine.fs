@@ -192,6 +192,27 @@ type Engine(parts: EngineParts) =
     do Metrics.queues.[queue :> obj] <- Func<int64>(fun () -> int64 queue.Length)
 
     let recorded = ConditionalWeakTable<exn, string>()
+
+    // Once per exception object: in a request, the request's own items remember it (cheap, gone with the
+    // request); outside one, a weak table does.
+    let itemKey = obj ()
+
+    let seenBefore (ex: exn) (http: HttpContext) : string option voption =
+        if not (isNull http) then
+            match http.Items.TryGetValue itemKey with
+            | true, (:? (exn * string) as pair) when Object.ReferenceEquals(fst pair, ex) -> ValueSome(Some(snd pair))
+            | _ -> ValueNone
+        else
+            match recorded.TryGetValue ex with
+            | true, hash -> ValueSome(Option.ofObj hash)
+            | _ -> ValueNone
+
+    let remember (ex: exn) (http: HttpContext) (hash: string) =
+        if not (isNull http) then
+            http.Items.[itemKey] <- box (ex, hash)
+        else
+            recorded.AddOrUpdate(ex, hash)
+
     let stopping = new CancellationTokenSource()
     let mutable loop: Task = null
 
@@ -469,13 +490,13 @@ type Engine(parts: EngineParts) =
         if isNull ex then
             None
         else
-            match recorded.TryGetValue ex with
-            | true, hash -> Some(hash, 0L)
-            | _ ->
+            match seenBefore ex http with
+            | ValueSome hash -> hash |> Option.map (fun h -> h, 0L)
+            | ValueNone ->
                 let result = capture ex null http
 
                 match result with
-                | Some(hash, _) -> recorded.AddOrUpdate(ex, hash)
+                | Some(hash, _) -> remember ex http hash
                 | None -> ()
 
                 result
@@ -485,10 +506,10 @@ type Engine(parts: EngineParts) =
     member _.RecordDeferred(ex: exn, http: HttpContext) : unit =
         if not (isNull ex) && parts.Settings.Enabled then
             try
-                match recorded.TryGetValue ex with
-                | true, _ -> ()
-                | _ ->
-                    recorded.AddOrUpdate(ex, null)
+                match seenBefore ex http with
+                | ValueSome _ -> ()
+                | ValueNone ->
+                    remember ex http null
                     Metrics.captured.Add 1L
                     let key = appKey ex http
 
@@ -541,9 +562,33 @@ type Engine(parts: EngineParts) =
             with e ->
                 parts.Logger.LogError(EventId(1005, "CaptureFailed"), e, "ErrorMonitor could not record an occurrence")
 
+    /// Records an error report that came over HTTP (the capture route); returns its group's hash.
+    member _.RecordReport(report: ClientReport) : string option =
+        if not parts.Settings.Enabled then
+            None
+        else
+            try
+                let e =
+                    Events.build
+                        parts.Settings
+                        parts.Masking
+                        parts.Limits
+                        None
+                        (Report.toCapture report (parts.Clock.GetUtcNow()))
+
+                Metrics.captured.Add 1L
+
+                if (queue.Enqueue e).IsNone then
+                    logDropped e.Hash
+
+                Some e.Hash
+            with ex ->
+                parts.Logger.LogError(EventId(1005, "CaptureFailed"), ex, "ErrorMonitor could not record a report")
+                None
+
     /// True when this exception object was recorded already.
-    member _.WasRecorded(ex: exn) =
-        not (isNull ex) && fst (recorded.TryGetValue ex)
+    member _.WasRecorded(ex: exn, http: HttpContext) =
+        not (isNull ex) && (seenBefore ex http).IsSome
 
     /// Records a message.
     member _.RecordMessage(text: string, http: HttpContext) : (string * int64) option =

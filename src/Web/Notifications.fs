@@ -116,7 +116,7 @@ type Dispatcher
 
     let channel =
         Channel.CreateBounded<GroupDelta * GroupWritten>(
-            BoundedChannelOptions(10000, FullMode = BoundedChannelFullMode.DropWrite)
+            BoundedChannelOptions(10000, FullMode = BoundedChannelFullMode.Wait)
         )
 
     let gate = obj ()

@@ -93,6 +93,17 @@ let private settings: Gen<Settings> =
                 ShutdownTimeout = TimeSpan.FromSeconds(float timeout)
                 FlushInterval = TimeSpan.FromMilliseconds(float (interval % 5000 + 1))
                 SpillFile = if every then None else Some("spill/" + maskWith + ".jsonl")
+                Ingest =
+                    {
+                        Keys =
+                            if perRegression then
+                                [ "k-" + String('x', 20) + maskWith ]
+                            else
+                                []
+                        MaxBytes = 1024 + cap
+                        RatePerMinute = cap
+                        CorsOrigins = if every then [ "https://shop.example.com" ] else []
+                    }
             }
     }
 

@@ -16,5 +16,6 @@ let main argv =
             EventTests.tests
             PolicyTests.tests
             EventTests.spillTests
+            ReportTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -225,6 +225,72 @@ let tests =
                     do! expectPage 2 20 true true
                 }
 
+            testTask' "a page that includes client.js reports its error and its rejected promise, with parsed frames"
+            <| fun () ->
+                task {
+                    let key = "browser-key-0123456789abcdef"
+
+                    use! app =
+                        start [ "APP_ERROR_INGEST_KEY", key ] (fun s -> s.AddErrorMonitor() |> ignore) (fun app ->
+                            app.MapErrorMonitor() |> ignore
+
+                            app.MapGet(
+                                "/page",
+                                Func<IResult>(fun () ->
+                                    Results.Content(
+                                        sprintf
+                                            "<!doctype html><html><body><p>shop</p><script src=\"/dev/error/client.js\" data-key=\"%s\" data-release=\"2.0\"></script><script src=\"/static/app.js\"></script></body></html>"
+                                            key,
+                                        "text/html"
+                                    ))
+                            )
+                            |> ignore
+
+                            app.MapGet(
+                                "/static/app.js",
+                                Func<IResult>(fun () ->
+                                    Results.Content(
+                                        "function explode() { throw new TypeError('exploded in the page'); }\nfunction rejectLater() { return Promise.reject(new RangeError('rejected in the page')); }\nsetTimeout(function () { explode(); }, 0);\nrejectLater();\n",
+                                        "text/javascript"
+                                    ))
+                            )
+                            |> ignore)
+
+                    let! browser = Browser.LaunchAsync()
+
+                    use _ =
+                        { new IDisposable with
+                            member _.Dispose() =
+                                (browser :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
+                        }
+
+                    let! page = browser.NewPageAsync()
+                    let! _ = page.GotoAsync(app.BaseUrl.TrimEnd('/') + "/page")
+                    do! waitForGroups app.Client "/dev/error" 2 2L
+                    let! _ = page.GotoAsync(app.BaseUrl.TrimEnd('/') + "/dev/error")
+                    let! listText = page.Locator("tbody").InnerTextAsync()
+                    Expect.stringContains listText "TypeError" "the error is listed"
+                    Expect.stringContains listText "RangeError" "the rejected promise is listed"
+                    do! page.GetByText("TypeError").ClickAsync()
+                    do! page.WaitForURLAsync("**/dev/error/*")
+                    let! traceback = page.Locator("pre.traceback").InnerTextAsync()
+
+                    Expect.stringContains
+                        traceback
+                        "at /static/app.js.explode()"
+                        "parsed frames: the function and its script"
+
+                    let! _ =
+                        page.ScreenshotAsync(
+                            PageScreenshotOptions(
+                                Path = Path.Combine(outputFolder (), "client-js.png"),
+                                FullPage = true
+                            )
+                        )
+
+                    ()
+                }
+
             testTask' "script in a path, query, header, form field or message shows as text and never runs"
             <| fun () ->
                 task {

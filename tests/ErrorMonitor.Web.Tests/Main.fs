@@ -16,5 +16,6 @@ let main argv =
             NotificationTests.tests
             ReliabilityTests.tests
             BadInputTests.tests
+            IngestTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -1,0 +1,277 @@
+namespace ErrorMonitor.Web
+
+open System
+open System.IO
+open System.Security.Cryptography
+open System.Text
+open System.Text.Json
+open System.Threading.RateLimiting
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Http
+open ErrorMonitor.Core
+
+/// The capture route: `POST {prefix}/api/errors` takes error reports from other services and browsers, and
+/// `GET {prefix}/client.js` is the script a page includes to send its own.
+[<RequireQualifiedAccess>]
+module Ingest =
+
+    /// The header that carries the ingest key.
+    [<Literal>]
+    let KeyHeader = "X-ErrorMonitor-Key"
+
+    let private problemBody (status: int) (title: string) (detail: string) (field: string option) : byte array =
+        let buffer = Buffers.ArrayBufferWriter<byte>()
+
+        (use w = new Utf8JsonWriter(buffer)
+         w.WriteStartObject()
+         w.WriteString("type", sprintf "https://httpstatuses.io/%d" status)
+         w.WriteString("title", title)
+         w.WriteNumber("status", status)
+         w.WriteString("detail", detail)
+
+         match field with
+         | Some f -> w.WriteString("field", f)
+         | None -> ()
+
+         w.WriteEndObject())
+
+        buffer.WrittenSpan.ToArray()
+
+    let private problem (status: int) (title: string) (detail: string) (field: string option) : HttpHandler =
+        fun _ ctx ->
+            task {
+                ctx.Response.StatusCode <- status
+                ctx.Response.ContentType <- "application/problem+json"
+                do! ctx.Response.Body.WriteAsync(problemBody status title detail field)
+                return Some ctx
+            }
+
+    /// The key the request carries, if it is one of the configured keys (compared in constant time).
+    let private matchingKey (settings: Settings) (ctx: HttpContext) : string option =
+        match ctx.Request.Headers.TryGetValue KeyHeader with
+        | true, v ->
+            let given = Encoding.UTF8.GetBytes(string v)
+
+            settings.Ingest.Keys
+            |> List.tryFind (fun k ->
+                CryptographicOperations.FixedTimeEquals(ReadOnlySpan(Encoding.UTF8.GetBytes k), ReadOnlySpan given))
+        | _ -> None
+
+    /// CORS for configured origins: the answer's headers, and the preflight.
+    let private cors (settings: Settings) (ctx: HttpContext) : bool =
+        match ctx.Request.Headers.Origin.ToString() with
+        | "" -> false
+        | origin when
+            settings.Ingest.CorsOrigins
+            |> List.exists (fun o -> String.Equals(o, origin, StringComparison.OrdinalIgnoreCase))
+            ->
+            ctx.Response.Headers.AccessControlAllowOrigin <- Microsoft.Extensions.Primitives.StringValues origin
+            ctx.Response.Headers.Vary <- "Origin"
+            ctx.Response.Headers.AccessControlAllowMethods <- "POST"
+
+            ctx.Response.Headers.AccessControlAllowHeaders <-
+                Microsoft.Extensions.Primitives.StringValues("Content-Type, " + KeyHeader)
+
+            ctx.Response.Headers.AccessControlMaxAge <- "600"
+            true
+        | _ -> false
+
+    /// Reads at most `max` bytes of the body; None when it is longer.
+    let private readBounded (ctx: HttpContext) (max: int) : Task<string option> =
+        task {
+            let declared = ctx.Request.ContentLength
+
+            if declared.HasValue && declared.Value > int64 max then
+                return None
+            else
+                use ms = new MemoryStream()
+                let buffer = Array.zeroCreate<byte> 16384
+                let mutable total = 0
+                let mutable fin = false
+                let mutable over = false
+
+                while not fin do
+                    let! n = ctx.Request.Body.ReadAsync(buffer, 0, buffer.Length, ctx.RequestAborted)
+
+                    if n = 0 then
+                        fin <- true
+                    else
+                        total <- total + n
+
+                        if total > max then
+                            over <- true
+                            fin <- true
+                        else
+                            ms.Write(buffer, 0, n)
+
+                return
+                    if over then
+                        None
+                    else
+                        Some(Encoding.UTF8.GetString(ms.ToArray()))
+        }
+
+    /// The per-key limiter of an engine's capture route: a fixed window of a minute.
+    let limiterFor (settings: Settings) : PartitionedRateLimiter<string> =
+        PartitionedRateLimiter.Create<string, string>(fun key ->
+            RateLimitPartition.GetFixedWindowLimiter(
+                key,
+                fun _ ->
+                    FixedWindowRateLimiterOptions(
+                        PermitLimit = settings.Ingest.RatePerMinute,
+                        Window = TimeSpan.FromMinutes 1.0,
+                        QueueLimit = 0,
+                        AutoReplenishment = true
+                    )
+            ))
+
+    /// `POST {prefix}/api/errors`: 202 with the group's hash, or a problem naming what is wrong (401 no or
+    /// wrong key, 413 too large, 400 invalid JSON or field, 429 past the rate); 404 when no key is set.
+    let post (engine: Engine) (limiter: PartitionedRateLimiter<string>) : HttpHandler =
+        fun next ctx ->
+            task {
+                let settings = engine.Settings
+                cors settings ctx |> ignore
+
+                if settings.Ingest.Keys.IsEmpty then
+                    return!
+                        problem
+                            404
+                            "Not Found"
+                            "The capture route is off: set APP_ERROR_INGEST_KEY to turn it on."
+                            None
+                            next
+                            ctx
+                elif HttpMethods.IsOptions ctx.Request.Method then
+                    ctx.Response.StatusCode <- 204
+                    return Some ctx
+                else
+                    match matchingKey settings ctx with
+                    | None ->
+                        return!
+                            problem
+                                401
+                                "Unauthorized"
+                                (sprintf "A valid ingest key is required in the %s header." KeyHeader)
+                                None
+                                next
+                                ctx
+                    | Some key ->
+                        use lease = limiter.AttemptAcquire(key, 1)
+
+                        if not lease.IsAcquired then
+                            match lease.TryGetMetadata MetadataName.RetryAfter with
+                            | true, after ->
+                                ctx.Response.Headers.RetryAfter <- string (max 1 (int (ceil after.TotalSeconds)))
+                            | _ -> ctx.Response.Headers.RetryAfter <- "60"
+
+                            return!
+                                problem
+                                    429
+                                    "Too Many Requests"
+                                    (sprintf "At most %d reports a minute for this key." settings.Ingest.RatePerMinute)
+                                    None
+                                    next
+                                    ctx
+                        else
+                            match! readBounded ctx settings.Ingest.MaxBytes with
+                            | None ->
+                                return!
+                                    problem
+                                        413
+                                        "Payload Too Large"
+                                        (sprintf "A report may be at most %d bytes." settings.Ingest.MaxBytes)
+                                        None
+                                        next
+                                        ctx
+                            | Some body ->
+                                match Report.parse Limits.defaults body with
+                                | Error e ->
+                                    let where =
+                                        if e.Field = "" then
+                                            "The report"
+                                        else
+                                            sprintf "Field '%s'" e.Field
+
+                                    return!
+                                        problem
+                                            400
+                                            "Bad Request"
+                                            (sprintf "%s %s." where e.Problem)
+                                            (Some e.Field)
+                                            next
+                                            ctx
+                                | Ok report ->
+                                    match engine.RecordReport report with
+                                    | Some hash ->
+                                        ctx.Response.StatusCode <- 202
+                                        ctx.Response.ContentType <- "application/json"
+                                        do! ctx.Response.WriteAsync(sprintf "{\"hash\":\"%s\"}" hash)
+                                        return Some ctx
+                                    | None ->
+                                        return!
+                                            problem 503 "Service Unavailable" "Capture is off or failed." None next ctx
+            }
+
+    /// The browser script: reports `window.onerror` and `unhandledrejection` to the capture route with the key
+    /// of its script tag, batching and de-duplicating repeats, never throwing into the page.
+    let script =
+        """/* ErrorMonitor client: <script src="/dev/error/client.js" data-key="KEY"></script> */
+(function () {
+  "use strict";
+  try {
+    var tag = document.currentScript;
+    var key = tag && tag.getAttribute("data-key");
+    var endpoint = (tag && tag.getAttribute("data-endpoint")) || (tag ? tag.src.replace(/client\.js(\?.*)?$/, "api/errors") : "");
+    var release = tag && tag.getAttribute("data-release");
+    if (!key || !endpoint) { return; }
+    var queue = [], seen = {}, timer = null, sentInPage = 0, maxInPage = 100;
+    var send = function () {
+      timer = null;
+      var batch = queue.splice(0, queue.length);
+      for (var i = 0; i < batch.length; i++) {
+        try {
+          fetch(endpoint, {
+            method: "POST", keepalive: true, credentials: "omit",
+            headers: { "Content-Type": "application/json", "X-ErrorMonitor-Key": key },
+            body: JSON.stringify(batch[i])
+          })["catch"](function () {});
+        } catch (e) { /* never into the page */ }
+      }
+    };
+    var report = function (type, message, stack) {
+      try {
+        var id = type + "|" + message + "|" + String(stack || "").split("\n").slice(0, 3).join("|");
+        if (seen[id] || sentInPage >= maxInPage) { return; }
+        seen[id] = true; sentInPage++;
+        queue.push({
+          type: String(type || "Error").slice(0, 256), message: String(message || "").slice(0, 8192),
+          stack: String(stack || "").slice(0, 65536), url: String(location.href).slice(0, 2048),
+          userAgent: String(navigator.userAgent).slice(0, 1024), release: release || undefined
+        });
+        if (!timer) { timer = setTimeout(send, 1000); }
+      } catch (e) { /* never into the page */ }
+    };
+    window.addEventListener("error", function (ev) {
+      var err = ev && ev.error;
+      report(err && err.name || "Error", err && err.message || (ev && ev.message) || "", err && err.stack || "");
+    });
+    window.addEventListener("unhandledrejection", function (ev) {
+      var r = ev && ev.reason;
+      if (r instanceof Error) { report(r.name || "Error", r.message, r.stack); }
+      else { report("UnhandledRejection", typeof r === "string" ? r : JSON.stringify(r), ""); }
+    });
+    window.addEventListener("pagehide", function () { if (queue.length) { send(); } });
+  } catch (e) { /* never into the page */ }
+})();
+"""
+
+    /// `GET {prefix}/client.js`.
+    let clientScript: HttpHandler =
+        fun _ ctx ->
+            task {
+                ctx.Response.ContentType <- "text/javascript; charset=utf-8"
+                ctx.Response.Headers.CacheControl <- "public, max-age=3600"
+                do! ctx.Response.WriteAsync script
+                return Some ctx
+            }
