@@ -411,6 +411,8 @@ type Engine(parts: EngineParts) =
                 shapes <- Dictionary<_, _>()
                 t)
 
+        let count = taken.Count
+
         for entry in taken.Values do
             try
                 try
@@ -434,22 +436,33 @@ type Engine(parts: EngineParts) =
             finally
                 Interlocked.Add(&completed, entry.Count) |> ignore
 
+        count
+
+    let mutable lastPass = 0
+
     let shapeLoop () : Task =
         task {
             while not stopping.IsCancellationRequested do
                 try
                     let! rang = shapeBell.WaitAsync(TimeSpan.FromMilliseconds 50.0, stopping.Token)
 
-                    // A short window lets a storm's repeats gather, so one build serves many occurrences.
+                    // A short window lets a storm's repeats gather, so one build serves many occurrences; when
+                    // the last pass was busy (many throw sites at once), a longer one (the flush interval).
                     if rang then
-                        do! Task.Delay(10, stopping.Token)
+                        let window =
+                            if lastPass > 100 then
+                                parts.Settings.FlushInterval
+                            else
+                                TimeSpan.FromMilliseconds 10.0
 
-                    completeShapes ()
+                        do! Task.Delay(window, stopping.Token)
+
+                    lastPass <- completeShapes ()
                 with
                 | :? OperationCanceledException -> ()
                 | ex -> parts.Logger.LogError(EventId(1002, "WriterFailed"), ex, "ErrorMonitor's capture loop failed")
 
-            completeShapes ()
+            completeShapes () |> ignore
         }
 
     let completeDeferred () : Task =

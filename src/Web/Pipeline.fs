@@ -301,12 +301,19 @@ type Writer
     member this.RunAsync(ct: CancellationToken) : Task =
         task {
             let mutable retryAt = DateTime.MinValue
+            let mutable lastBatch = 0
 
             while not ct.IsCancellationRequested do
                 try
                     let! _ = queue.WaitAsync(flushInterval, ct)
 
                     if failures = 0 || DateTime.UtcNow >= retryAt then
+                        // Under load (a large last batch), wait a flush interval so repeats coalesce in memory and
+                        // the store gets fewer, larger writes.
+                        if lastBatch > 100 then
+                            do! Task.Delay(flushInterval, ct)
+
+                        lastBatch <- queue.Length
                         let! ok = this.FlushOnceAsync ct
 
                         if not ok then
