@@ -37,7 +37,10 @@ ensure_packages() {
 }
 
 # A free TCP port on 127.0.0.1.
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+free_port() {
+    local py; py=$(command -v python3 || echo /usr/bin/python3)
+    "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
 
 # Each services/*.sh file defines a start function for one server the suites need.
 for f in "$ROOT"/.ci/services/*.sh; do [ -f "$f" ] && . "$f"; done

@@ -259,16 +259,7 @@ module Browse =
                         return Some ctx
             }
 
-    let private writeItem (w: Utf8JsonWriter) (r: ErrorRecord) =
-        w.WriteString("hash", r.Hash)
-        w.WriteString("host", r.Host)
-        w.WriteString("path", r.Path)
-        w.WriteString("method", r.Method)
-        w.WriteString("exceptionName", r.ExceptionName)
-        w.WriteString("message", r.Message)
-        w.WriteNumber("count", r.Count)
-        w.WriteString("createdOn", r.CreatedOn.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
-        w.WriteString("lastSeen", r.LastSeen.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
+    let private writeItem (w: Utf8JsonWriter) (r: ErrorRecord) = RecordJson.fields w r
 
     /// The list as JSON: items, page, pageSize, hasNext (an older page), hasPrevious (a newer page), and the
     /// next / previous URLs (with cursors).

@@ -272,30 +272,7 @@ type Engine(parts: EngineParts) =
         }
 
     let snapshot (raw: exn) (message: string) (http: HttpContext) : Snapshot =
-        {
-            Exception = raw
-            Message = message
-            Request =
-                if isNull http then
-                    None
-                else
-                    Some(RequestReader.read parts.Limits http)
-            Extra = extras http
-            OccurredAt = parts.Clock.GetUtcNow()
-            Key =
-                parts.Fingerprint
-                |> Option.bind (fun f ->
-                    try
-                        f raw http
-                    with ex ->
-                        parts.Logger.LogWarning(
-                            EventId(1007, "FingerprintFailed"),
-                            ex,
-                            "ErrorMonitor's fingerprint function failed"
-                        )
-
-                        None)
-        }
+        snapshotWith raw message http (appKey raw http)
 
     /// The rest of a capture (pure work): exception data, masking, traceback, fingerprint.
     let build (s: Snapshot) : ErrorEvent =
@@ -332,38 +309,12 @@ type Engine(parts: EngineParts) =
     /// The rest of a capture (pure work, then an enqueue): exception data, masking, traceback, fingerprint.
     let complete (s: Snapshot) : (string * int64) option =
         try
-            let c =
-                {
-                    Request = s.Request
-                    Subject =
-                        if isNull s.Exception then
-                            Subject.Message s.Message
-                        else
-                            Subject.Exception(ExceptionInfo.captureWith parts.Limits frameReader.Read s.Exception)
-                    Extra = s.Extra
-                    OccurredAt = s.OccurredAt
-                }
-
-            let fingerprint =
-                s.Key
-                |> Option.map (fun key -> fun (_: ExceptionInfo option) (_: RequestContext option) -> Some key)
-
-            let e = Events.build parts.Settings parts.Masking parts.Limits fingerprint c
+            let e = build s
 
             match queue.Enqueue e with
             | Some sequence -> Some(e.Hash, sequence)
             | None ->
-                let dropped = queue.Dropped
-
-                if dropped = 1L || dropped % 1000L = 0L then
-                    parts.Logger.LogWarning(
-                        EventId(1004, "QueueFull"),
-                        "ErrorMonitor's queue holds {Groups} groups, its bound: an occurrence of {Hash} was dropped ({Dropped} in all)",
-                        parts.Settings.MaxPendingGroups,
-                        e.Hash,
-                        dropped
-                    )
-
+                logDropped e.Hash
                 Some(e.Hash, -1L)
         with ex ->
             parts.Logger.LogError(EventId(1005, "CaptureFailed"), ex, "ErrorMonitor could not record an occurrence")

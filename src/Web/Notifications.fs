@@ -15,6 +15,22 @@ open MimeKit
 open ErrorMonitor
 open ErrorMonitor.Core
 
+/// A record's fields as JSON properties, as the JSON API and the webhook show them.
+[<RequireQualifiedAccess>]
+module RecordJson =
+
+    /// Writes hash, host, path, method, exceptionName, message, count, createdOn and lastSeen (ISO 8601 UTC).
+    let fields (w: Utf8JsonWriter) (r: ErrorRecord) =
+        w.WriteString("hash", r.Hash)
+        w.WriteString("host", r.Host)
+        w.WriteString("path", r.Path)
+        w.WriteString("method", r.Method)
+        w.WriteString("exceptionName", r.ExceptionName)
+        w.WriteString("message", r.Message)
+        w.WriteNumber("count", r.Count)
+        w.WriteString("createdOn", r.CreatedOn.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
+        w.WriteString("lastSeen", r.LastSeen.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
+
 /// The built-in email notifier: SMTP through MailKit, configured by the APP_ERROR_SMTP_* keys.
 type EmailNotifier(n: NotifySettings) =
     interface INotifier with
@@ -74,17 +90,8 @@ type WebhookNotifier(url: string, client: HttpClient) =
          match box notification.Record with
          | null -> ()
          | _ ->
-             let r = notification.Record
-             w.WriteString("hash", r.Hash)
-             w.WriteString("host", r.Host)
-             w.WriteString("path", r.Path)
-             w.WriteString("method", r.Method)
-             w.WriteString("exceptionName", r.ExceptionName)
-             w.WriteString("message", r.Message)
-             w.WriteNumber("count", r.Count)
-             w.WriteString("createdOn", r.CreatedOn.UtcDateTime.ToString "O")
-             w.WriteString("lastSeen", r.LastSeen.UtcDateTime.ToString "O")
-             w.WriteString("traceback", r.Traceback)
+             RecordJson.fields w notification.Record
+             w.WriteString("traceback", notification.Record.Traceback)
 
          w.WriteEndObject())
 
