@@ -7,6 +7,7 @@ open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Hosting
 open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.DependencyInjection
+open Microsoft.Extensions.Logging
 open ErrorMonitor
 open ErrorMonitor.Web
 
@@ -41,6 +42,19 @@ let message: HttpHandler =
 
         (setStatusCode 200 >=> text "Recorded a message") next ctx
 
+/// The whole app as one handler: ErrorMonitor's pages first (they pass on every other path), then the demo.
+let webApp (monitorPages: HttpHandler) : HttpHandler =
+    choose
+        [
+            monitorPages
+            route "/" >=> methods [ "GET" ] >=> home
+            route "/value-error" >=> methods [ "GET"; "POST" ] >=> valueError
+            route "/post-view" >=> methods [ "POST" ] >=> postView
+            route "/handled" >=> methods [ "GET" ] >=> handled
+            route "/message" >=> methods [ "GET" ] >=> message
+            setStatusCode 404 >=> text "Not Found"
+        ]
+
 [<EntryPoint>]
 let main args =
     let builder = WebApplication.CreateBuilder args
@@ -50,15 +64,26 @@ let main args =
 
     builder.Services.AddErrorMonitor() |> ignore
     let app = builder.Build()
-    app.UseErrorMonitor() |> ignore
-    app.MapGet("/", toRequestDelegate home) |> ignore
+    let engine = app.Services.GetRequiredService<Engine>()
+    let pages = Browse.router { Engine = engine; Permission = None }
+    let handle = webApp pages earlyReturn
+    let onError = Browse.errorHandler engine
 
-    app.MapMethods("/value-error", [ "GET"; "POST" ], toRequestDelegate valueError)
-    |> ignore
+    let logger =
+        app.Services.GetRequiredService<ILoggerFactory>().CreateLogger "GiraffeDemo"
 
-    app.MapPost("/post-view", toRequestDelegate postView) |> ignore
-    app.MapGet("/handled", toRequestDelegate handled) |> ignore
-    app.MapGet("/message", toRequestDelegate message) |> ignore
-    app.MapErrorMonitor() |> ignore
+    // Giraffe's shape: the app's handler, and an error handler that records what it throws.
+    app.Run(
+        RequestDelegate(fun ctx ->
+            task {
+                try
+                    let! _ = handle ctx
+                    ()
+                with ex ->
+                    let! _ = onError ex logger earlyReturn ctx
+                    ()
+            })
+    )
+
     app.Run()
     0

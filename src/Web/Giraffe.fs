@@ -1,5 +1,6 @@
 namespace ErrorMonitor.Web
 
+open System
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 
@@ -51,3 +52,37 @@ module HttpHandlers =
     let toRequestDelegate (handler: HttpHandler) : RequestDelegate =
         let func = handler earlyReturn
         RequestDelegate(fun ctx -> func ctx :> Task)
+
+    /// Runs the first handler that answers (Giraffe's `choose`).
+    let choose (handlers: HttpHandler list) : HttpHandler =
+        fun next ->
+            let funcs = handlers |> List.map (fun h -> h next)
+
+            fun ctx ->
+                task {
+                    let mutable result = None
+                    let mutable rest = funcs
+
+                    while result.IsNone && not rest.IsEmpty do
+                        let! r = rest.Head ctx
+                        result <- r
+                        rest <- rest.Tail
+
+                    return result
+                }
+
+    /// Answers only requests for exactly `path` (Giraffe's `route`).
+    let route (path: string) : HttpHandler =
+        fun next ctx ->
+            if String.Equals(ctx.Request.Path.Value, path, StringComparison.Ordinal) then
+                next ctx
+            else
+                skipPipeline
+
+    /// Answers only requests with one of `methods` (Giraffe's GET, POST, ...).
+    let methods (allowed: string list) : HttpHandler =
+        fun next ctx ->
+            if allowed |> List.exists (fun m -> HttpMethods.Equals(m, ctx.Request.Method)) then
+                next ctx
+            else
+                skipPipeline

@@ -225,6 +225,23 @@ let tests =
                     do! expectPage 2 20 true true
                 }
 
+            testTask' "the F# demo records through Giraffe-shaped handlers and serves the pages from its own pipeline"
+            <| fun () ->
+                task {
+                    use demo = new DemoProcess(tempFolder (), [], sampleDll "GiraffeDemo")
+                    do! demo.WaitReadyAsync()
+
+                    for _ in 1..2 do
+                        use! r = demo.Client.GetAsync "/value-error"
+                        Expect.equal r.StatusCode Net.HttpStatusCode.InternalServerError "fails"
+
+                    use! missing = demo.Client.GetAsync "/nowhere"
+                    Expect.equal missing.StatusCode Net.HttpStatusCode.NotFound "the app's own 404"
+                    do! waitForGroups demo.Client "/dev/error" 1 2L
+                    let! page = demo.Client.GetStringAsync "/dev/error"
+                    Expect.stringContains page "System.ArgumentException" "the list page, from Browse.router"
+                }
+
             testTask' "a page that includes client.js reports its error and its rejected promise, with parsed frames"
             <| fun () ->
                 task {

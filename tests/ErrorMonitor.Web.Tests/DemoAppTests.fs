@@ -10,8 +10,8 @@ open System.Threading.Tasks
 open Expecto
 open ErrorMonitor.Web.Tests.TestApp
 
-/// The demo app's built DLL, next to this suite's build output.
-let demoDll () =
+/// A sample's built DLL, next to this suite's build output.
+let sampleDll (name: string) =
     let config =
         if AppContext.BaseDirectory.Contains "/Release/" then
             "Release"
@@ -19,8 +19,11 @@ let demoDll () =
             "Debug"
 
     Path.GetFullPath(
-        Path.Combine(AppContext.BaseDirectory, "../../../../../samples/DemoApp/bin", config, "net10.0/DemoApp.dll")
+        Path.Combine(AppContext.BaseDirectory, "../../../../../samples", name, "bin", config, "net10.0", name + ".dll")
     )
+
+/// The C# demo app's built DLL.
+let demoDll () = sampleDll "DemoApp"
 
 /// A free port on 127.0.0.1.
 let freePort () =
@@ -31,13 +34,13 @@ let freePort () =
     port
 
 /// A demo app process on 127.0.0.1, its content root (and so its database) in `folder`.
-type DemoProcess(folder: string, env: (string * string) list) =
+type DemoProcess(folder: string, env: (string * string) list, dll: string) =
     let port = freePort ()
     let url = sprintf "http://127.0.0.1:%d" port
 
     let proc =
         let psi =
-            ProcessStartInfo("dotnet", sprintf "\"%s\" --urls %s --contentRoot \"%s\"" (demoDll ()) url folder)
+            ProcessStartInfo("dotnet", sprintf "\"%s\" --urls %s --contentRoot \"%s\"" dll url folder)
 
         psi.RedirectStandardOutput <- true
         psi.RedirectStandardError <- true
@@ -55,6 +58,9 @@ type DemoProcess(folder: string, env: (string * string) list) =
         p
 
     let client = new HttpClient(BaseAddress = Uri url)
+
+    /// The C# demo app.
+    new(folder: string, env: (string * string) list) = new DemoProcess(folder, env, demoDll ())
 
     member _.Url = url
     member _.Client = client
