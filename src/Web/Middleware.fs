@@ -8,17 +8,17 @@ open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.Hosting
 
 /// Records every unhandled exception of the requests after it and lets it continue unchanged, so the
-/// app's own error handling still runs and the response is what it would be without ErrorMonitor.
+/// app's own error handling still runs and the response is what it would be without ErrorMonitor. It never
+/// throws again: a failed request's task is handed on as it is (a rethrow would cost a second throw).
 type ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
 
-    let awaitAndRecord (ctx: HttpContext) (pending: Task) : Task =
-        task {
-            try
-                do! pending
-            with ex ->
-                engine.RecordDeferred(ex, ctx)
-                ExceptionDispatchInfo.Throw ex
-        }
+    let recordFault =
+        Func<Task, obj, Task>(fun t state ->
+            if t.IsFaulted && not (isNull t.Exception) then
+                for ex in t.Exception.InnerExceptions do
+                    engine.RecordDeferred(ex, state :?> HttpContext)
+
+            t)
 
     /// Runs the rest of the pipeline, recording what it throws.
     member _.InvokeAsync(ctx: HttpContext) : Task =
@@ -26,14 +26,20 @@ type ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
             try
                 next.Invoke ctx
             with ex ->
-                engine.RecordDeferred(ex, ctx)
-                ExceptionDispatchInfo.Throw ex
-                Task.CompletedTask
+                Task.FromException ex
 
         if pending.IsCompletedSuccessfully then
             pending
         else
-            awaitAndRecord ctx pending
+            pending
+                .ContinueWith(
+                    recordFault,
+                    box ctx,
+                    CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default
+                )
+                .Unwrap()
 
 /// Runs an engine's background writer for the lifetime of the host; on stop, writes what is pending within
 /// APP_ERROR_SHUTDOWN_TIMEOUT and spills the rest.
