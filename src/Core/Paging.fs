@@ -135,3 +135,28 @@ module Paging =
                 HasNewer = extra || number > 1
                 HasOlder = true
             }
+
+    /// The Newer and Older links of a page under `prefix`: `{prefix}/?page=N`, with the cursor of the page's
+    /// edge row (`before` the first, `after` the last) so the linked page is read through the index; the link
+    /// to page 1 needs none.
+    let links
+        (prefix: string)
+        (position: 'T -> DateTimeOffset * string)
+        (page: Page<'T>)
+        : string option * string option =
+        let newer =
+            match page.Items with
+            | first :: _ when page.HasNewer && page.Number > 2 ->
+                let t, h = position first
+                Some(sprintf "%s/?page=%d&before=%s" prefix (page.Number - 1) (formatCursor t h))
+            | _ when page.HasNewer -> Some(sprintf "%s/?page=%d" prefix (max 1 (page.Number - 1)))
+            | _ -> None
+
+        let older =
+            match List.tryLast page.Items with
+            | Some last when page.HasOlder ->
+                let t, h = position last
+                Some(sprintf "%s/?page=%d&after=%s" prefix (page.Number + 1) (formatCursor t h))
+            | _ -> None
+
+        newer, older

@@ -101,29 +101,19 @@ module Report =
             |> Seq.truncate (limits.MaxFrames * 2 + 1)
             |> Seq.choose (fun raw ->
                 let line = Text.truncate 2048 (raw.TrimEnd '\r')
-                let m = chromium.Match line
 
-                if m.Success then
-                    Some(
-                        frameOf
-                            m.Groups.["fn"].Value
-                            m.Groups.["file"].Value
-                            m.Groups.["line"].Value
-                            m.Groups.["col"].Value
-                    )
-                else
-                    let m = firefox.Match line
-
-                    if m.Success then
-                        Some(
-                            frameOf
-                                m.Groups.["fn"].Value
-                                m.Groups.["file"].Value
-                                m.Groups.["line"].Value
-                                m.Groups.["col"].Value
-                        )
-                    else
-                        None)
+                seq {
+                    chromium
+                    firefox
+                }
+                |> Seq.map (fun r -> r.Match line)
+                |> Seq.tryFind (fun m -> m.Success)
+                |> Option.map (fun m ->
+                    frameOf
+                        m.Groups.["fn"].Value
+                        m.Groups.["file"].Value
+                        m.Groups.["line"].Value
+                        m.Groups.["col"].Value))
             |> Seq.truncate limits.MaxFrames
             |> List.ofSeq
         with :? RegexMatchTimeoutException ->

@@ -66,13 +66,7 @@ module Browse =
             }
 
     let private problem (status: int) (title: string) (detail: string) : HttpHandler =
-        json status "application/problem+json" (fun w ->
-            w.WriteStartObject()
-            w.WriteString("type", sprintf "https://httpstatuses.io/%d" status)
-            w.WriteString("title", title)
-            w.WriteNumber("status", status)
-            w.WriteString("detail", detail)
-            w.WriteEndObject())
+        Ingest.problem status title detail None
 
     let private isLocal (ctx: HttpContext) =
         let remote = ctx.Connection.RemoteIpAddress
@@ -150,26 +144,9 @@ module Browse =
                 return Paging.ofFetched number size (List.ofSeq rows)
         }
 
-    /// The Newer and Older links of a page: `{prefix}/?page=N`, with the cursor of the edge row.
+    /// The Newer and Older links of a page (the rule is Core's).
     let private links (b: BrowseOptions) (page: Page<ErrorRecord>) : string option * string option =
-        let p = prefix b
-
-        let newer =
-            match page.Items with
-            | first :: _ when page.HasNewer && page.Number > 2 ->
-                Some(
-                    sprintf "%s/?page=%d&before=%s" p (page.Number - 1) (Paging.formatCursor first.LastSeen first.Hash)
-                )
-            | _ when page.HasNewer -> Some(sprintf "%s/?page=%d" p (max 1 (page.Number - 1)))
-            | _ -> None
-
-        let older =
-            match List.tryLast page.Items with
-            | Some last when page.HasOlder ->
-                Some(sprintf "%s/?page=%d&after=%s" p (page.Number + 1) (Paging.formatCursor last.LastSeen last.Hash))
-            | _ -> None
-
-        newer, older
+        Paging.links (prefix b) (fun (r: ErrorRecord) -> r.LastSeen, r.Hash) page
 
     let private banner (b: BrowseOptions) =
         match b.Engine.Queue.Dropped with

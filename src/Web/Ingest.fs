@@ -37,7 +37,8 @@ module Ingest =
 
         buffer.WrittenSpan.ToArray()
 
-    let private problem (status: int) (title: string) (detail: string) (field: string option) : HttpHandler =
+    /// A problem-details answer (RFC 9457), naming the field at fault when there is one.
+    let problem (status: int) (title: string) (detail: string) (field: string option) : HttpHandler =
         fun _ ctx ->
             task {
                 ctx.Response.StatusCode <- status

@@ -84,6 +84,20 @@ let tests =
                      else
                          List.take (chunks.Length - 1) chunks))
 
+            test "Newer and Older links carry the cursor of the page's edge rows; the link to page 1 needs none" {
+                let t = System.DateTimeOffset(2026, 1, 1, 0, 0, 0, System.TimeSpan.Zero)
+                let h (i: int) = Fingerprint.sha256Hex (string i)
+
+                let page n =
+                    Paging.ofFetched n 2 [ (t, h 1); (t, h 2); (t, h 3) ]
+
+                let newer, older = Paging.links "/dev/error" id (page 3)
+                Expect.equal newer (Some(sprintf "/dev/error/?page=2&before=%s" (Paging.formatCursor t (h 1)))) "newer"
+                Expect.equal older (Some(sprintf "/dev/error/?page=4&after=%s" (Paging.formatCursor t (h 2)))) "older"
+                Expect.equal (fst (Paging.links "/dev/error" id (page 2))) (Some "/dev/error/?page=1") "page 1"
+                Expect.equal (fst (Paging.links "/dev/error" id (page 1))) None "no newer page"
+            }
+
             test "a cursor that is not one is ignored" {
                 for text in
                     [

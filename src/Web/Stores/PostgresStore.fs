@@ -13,8 +13,7 @@ open ErrorMonitor.Core
 /// instances starting together do not collide. The SQL stays within what a distributed PostgreSQL (Citus,
 /// with `hash` as the distribution column) accepts. `table` must be a plain identifier.
 type PostgresStore(dataSource: NpgsqlDataSource, table: string) =
-    let columns =
-        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen"
+    let columns = Rows.Columns
 
     /// Each migration, in order; the version table remembers how many ran.
     let migrations =
@@ -50,23 +49,9 @@ ON CONFLICT (hash) DO UPDATE SET
   last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen)
 RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
 
-    let read (r: NpgsqlDataReader) : ErrorRecord =
-        {
-            Hash = r.GetString 0
-            Host = r.GetString 1
-            Path = r.GetString 2
-            Method = r.GetString 3
-            RequestData = r.GetString 4
-            ExceptionName = r.GetString 5
-            Message = r.GetString 6
-            Traceback = r.GetString 7
-            Count = r.GetInt64 8
-            CreatedOn = Sql.timeAt r 9
-            LastSeen = Sql.timeAt r 10
-        }
+    let read (r: NpgsqlDataReader) =
+        Rows.record (fun r i -> Sql.timeAt (r :?> NpgsqlDataReader) i) r
 
-    let gate = obj ()
-    let mutable schema: Task = null
 
     let migrate () : Task =
         task {
@@ -118,12 +103,8 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
         }
 
     // Created once per store, before first use; a failed attempt (database down) is retried next time.
-    let ensure () : Task =
-        lock gate (fun () ->
-            if isNull schema || schema.IsFaulted || schema.IsCanceled then
-                schema <- migrate ()
-
-            schema)
+    let schema = Once(migrate)
+    let ensure () = schema.Run()
 
     /// Opens a store on an Npgsql connection string (throws ArgumentException when it is malformed).
     static member Create(connectionString: string, table: string) =
@@ -193,7 +174,7 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                         $"UPDATE {table} SET {column} = @now WHERE hash = @hash AND {column} IS NOT DISTINCT FROM @expected"
                         [
                             Sql.time "now" now
-                            Sql.text "hash" (if isNull hash then "" else hash)
+                            Sql.text "hash" (Rows.key hash)
                             Sql.nullableTimeParam "expected" expected
                         ]
                         ct
@@ -211,7 +192,7 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                         conn
                         null
                         $"SELECT {columns} FROM {table} WHERE hash = @hash"
-                        [ Sql.text "hash" (if isNull hash then "" else hash) ]
+                        [ Sql.text "hash" (Rows.key hash) ]
                         read
                         ct
 
@@ -257,7 +238,7 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                         sql
                         [
                             Sql.time "ls" cursor.LastSeen
-                            Sql.text "hash" (if isNull cursor.Hash then "" else cursor.Hash)
+                            Sql.text "hash" (Rows.key cursor.Hash)
                             Sql.int "count" (max 0 count)
                         ]
                         read
@@ -279,7 +260,7 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                         conn
                         null
                         $"DELETE FROM {table} WHERE hash = @hash"
-                        [ Sql.text "hash" (if isNull hash then "" else hash) ]
+                        [ Sql.text "hash" (Rows.key hash) ]
                         ct
 
                 return n > 0

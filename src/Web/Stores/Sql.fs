@@ -68,15 +68,7 @@ module Sql =
         task {
             use cmd = command conn tx sql ps
             use! r = cmd.ExecuteReaderAsync ct
-            let rows = List<'T>()
-            let mutable more = true
-
-            while more do
-                let! next = r.ReadAsync ct
-
-                if next then rows.Add(read r) else more <- false
-
-            return rows
+            return! Rows.readAll (fun row -> read (row :?> NpgsqlDataReader)) r ct
         }
 
     /// A timestamptz parameter.

@@ -11,8 +11,7 @@ open ErrorMonitor.Core
 /// The embedded store: one SQLite file, WAL mode, one-statement upserts, pages by an index on last_seen.
 /// `table` must be a plain identifier (the configuration checks it).
 type SqliteStore(connectionString: string, table: string) =
-    let columns =
-        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen"
+    let columns = Rows.Columns
 
     // Times are stored as fixed-width ISO 8601 UTC text: readable, and ordered as text as they are in time.
     let time (t: DateTimeOffset) =
@@ -51,23 +50,9 @@ RETURNING previous_seen, notified_at, ticket_at"""
             return c
         }
 
-    let read (r: SqliteDataReader) : ErrorRecord =
-        {
-            Hash = r.GetString 0
-            Host = r.GetString 1
-            Path = r.GetString 2
-            Method = r.GetString 3
-            RequestData = r.GetString 4
-            ExceptionName = r.GetString 5
-            Message = r.GetString 6
-            Traceback = r.GetString 7
-            Count = r.GetInt64 8
-            CreatedOn = parseTime (r.GetString 9)
-            LastSeen = parseTime (r.GetString 10)
-        }
+    let read (r: Data.Common.DbDataReader) =
+        Rows.record (fun r i -> parseTime (r.GetString i)) r
 
-    let gate = obj ()
-    let mutable schema: Task = null
 
     /// Each migration, in order; SQLite's user_version remembers how many ran.
     let migrations =
@@ -123,12 +108,8 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
         :> Task
 
     // The schema is created once per store, before its first use; a failed attempt is retried next time.
-    let ensure () : Task =
-        lock gate (fun () ->
-            if isNull schema || schema.IsFaulted || schema.IsCanceled then
-                schema <- createSchema ()
-
-            schema)
+    let schema = Once(createSchema)
+    let ensure () = schema.Run()
 
     /// The connection string this store uses.
     member _.ConnectionString = connectionString
@@ -219,8 +200,7 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                 cmd.CommandText <- $"UPDATE {table} SET {column} = $now WHERE hash = $hash AND {column} IS $expected"
                 cmd.Parameters.AddWithValue("$now", time now) |> ignore
 
-                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash))
-                |> ignore
+                cmd.Parameters.AddWithValue("$hash", (Rows.key hash)) |> ignore
 
                 cmd.Parameters.AddWithValue(
                     "$expected",
@@ -242,8 +222,7 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                 use cmd = c.CreateCommand()
                 cmd.CommandText <- $"SELECT {columns} FROM {table} WHERE hash = $hash"
 
-                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash))
-                |> ignore
+                cmd.Parameters.AddWithValue("$hash", (Rows.key hash)) |> ignore
 
                 use! r = cmd.ExecuteReaderAsync ct
                 let! found = r.ReadAsync ct
@@ -262,13 +241,7 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                 cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
                 cmd.Parameters.AddWithValue("$offset", max 0L offset) |> ignore
                 use! r = cmd.ExecuteReaderAsync ct
-                let acc = ResizeArray()
-                let mutable more = true
-
-                while more do
-                    let! next = r.ReadAsync ct
-
-                    if next then acc.Add(read r) else more <- false
+                let! acc = Rows.readAll read r ct
 
                 return acc :> IReadOnlyList<ErrorRecord>
             }
@@ -287,18 +260,11 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
 
                 cmd.Parameters.AddWithValue("$ls", time cursor.LastSeen) |> ignore
 
-                cmd.Parameters.AddWithValue("$hash", (if isNull cursor.Hash then "" else cursor.Hash))
-                |> ignore
+                cmd.Parameters.AddWithValue("$hash", (Rows.key cursor.Hash)) |> ignore
 
                 cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
                 use! r = cmd.ExecuteReaderAsync ct
-                let acc = ResizeArray()
-                let mutable more = true
-
-                while more do
-                    let! next = r.ReadAsync ct
-
-                    if next then acc.Add(read r) else more <- false
+                let! acc = Rows.readAll read r ct
 
                 if cursor.Direction = CursorDirection.Newer then
                     acc.Reverse()
@@ -313,8 +279,7 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                 use cmd = c.CreateCommand()
                 cmd.CommandText <- $"DELETE FROM {table} WHERE hash = $hash"
 
-                cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else hash))
-                |> ignore
+                cmd.Parameters.AddWithValue("$hash", (Rows.key hash)) |> ignore
 
                 let! n = cmd.ExecuteNonQueryAsync ct
                 return n > 0
