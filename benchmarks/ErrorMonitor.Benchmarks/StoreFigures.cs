@@ -21,7 +21,7 @@ internal static class StoreFigures
         "shop.example.com", "/orders/" + group, "GET", "{\"args\":{}}", "System.InvalidOperationException",
         "failure", "System.InvalidOperationException: failure\n   at Shop.Orders.Save()", Base.AddMilliseconds(n));
 
-    private static GroupDelta Delta(int group, int n) => new(Event(group, n), Base.AddMilliseconds(n), 1);
+    private static GroupDelta Delta(int group, int n) => new(Event(group, n), Base.AddMilliseconds(n), 1, true);
 
     public static async Task<int> Run(string[] args)
     {

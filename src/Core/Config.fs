@@ -103,6 +103,10 @@ type Settings =
         /// APP_ERROR_FLUSH_INTERVAL: how often pending occurrences are saved to the spill file while the store
         /// is down, so a hard kill loses at most this much. Default 200 ms.
         FlushInterval: TimeSpan
+        /// APP_ERROR_DETAILS_INTERVAL: how often a group's stored request data and traceback are refreshed
+        /// from a new occurrence while it keeps failing; repeats in between only add to its count and last-seen
+        /// time, which stay exact. Default 30 s.
+        DetailsInterval: TimeSpan
         /// APP_ERROR_SPILL_FILE: where unwritten occurrences wait for the next start; relative to the content
         /// root; "none" turns spilling off. Default "errormonitor.spill.jsonl".
         SpillFile: string option
@@ -164,6 +168,9 @@ module Config =
 
     [<Literal>]
     let FlushIntervalKey = "APP_ERROR_FLUSH_INTERVAL"
+
+    [<Literal>]
+    let DetailsIntervalKey = "APP_ERROR_DETAILS_INTERVAL"
 
     [<Literal>]
     let SpillFileKey = "APP_ERROR_SPILL_FILE"
@@ -249,6 +256,7 @@ module Config =
             MaxPendingGroupsKey
             ShutdownTimeoutKey
             FlushIntervalKey
+            DetailsIntervalKey
             SpillFileKey
             IngestKeyKey
             IngestMaxBytesKey
@@ -289,6 +297,7 @@ module Config =
             MaxPendingGroups = 10000
             ShutdownTimeout = TimeSpan.FromSeconds 5.0
             FlushInterval = TimeSpan.FromMilliseconds 200.0
+            DetailsInterval = TimeSpan.FromSeconds 30.0
             SpillFile = Some "errormonitor.spill.jsonl"
             Ingest =
                 {
@@ -663,6 +672,7 @@ module Config =
                 MaxPendingGroups = whole MaxPendingGroupsKey 1 10000000 defaults.MaxPendingGroups
                 ShutdownTimeout = duration ShutdownTimeoutKey defaults.ShutdownTimeout
                 FlushInterval = duration FlushIntervalKey defaults.FlushInterval
+                DetailsInterval = duration DetailsIntervalKey defaults.DetailsInterval
                 SpillFile =
                     match get SpillFileKey |> Option.map (fun v -> v.Trim()) with
                     | None -> defaults.SpillFile
@@ -727,6 +737,7 @@ module Config =
             [ MaxPendingGroupsKey, string s.MaxPendingGroups ]
             [ ShutdownTimeoutKey, s.ShutdownTimeout.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ FlushIntervalKey, s.FlushInterval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
+            [ DetailsIntervalKey, s.DetailsInterval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ SpillFileKey, defaultArg s.SpillFile "none" ]
             (s.Ingest.Keys |> List.mapi (fun i k -> sprintf "%s:%d" IngestKeyKey i, k))
             [ IngestMaxBytesKey, string s.Ingest.MaxBytes ]

@@ -224,21 +224,58 @@ module Events =
             OccurredAt = capture.OccurredAt
         }
 
+    /// Merges two deltas of the same group (an older batch put back, and a newer one; or a pending batch and
+    /// a new occurrence): counts add, the first time is the earliest, the latest time the latest, and the
+    /// details are the newer batch's when it has them, else the older's: the same as applying both in turn.
+    let merge (older: GroupDelta) (newer: GroupDelta) : GroupDelta =
+        let at = max older.Latest.OccurredAt newer.Latest.OccurredAt
+
+        let pick =
+            if newer.Detailed || not older.Detailed then
+                newer.Latest
+            else
+                older.Latest
+
+        {
+            Latest =
+                if pick.OccurredAt = at then
+                    pick
+                else
+                    { pick with OccurredAt = at }
+            FirstAt = min older.FirstAt newer.FirstAt
+            Count = older.Count + newer.Count
+            Detailed = older.Detailed || newer.Detailed
+        }
+
+    /// One occurrence as a delta of its own.
+    let single (e: ErrorEvent) : GroupDelta =
+        {
+            Latest = e
+            FirstAt = e.OccurredAt
+            Count = 1L
+            Detailed = true
+        }
+
+    /// A count-only delta: `count` repeats of a group between `firstAt` and `lastAt`, whose details were stored
+    /// recently. `header` is an event of the group; its request data and traceback are left out.
+    let countOnly (header: ErrorEvent) (count: int64) (firstAt: DateTimeOffset) (lastAt: DateTimeOffset) : GroupDelta =
+        {
+            Latest =
+                { header with
+                    RequestData = "{}"
+                    Traceback = ""
+                    OccurredAt = lastAt
+                }
+            FirstAt = firstAt
+            Count = count
+            Detailed = false
+        }
+
     /// Merges an occurrence into a pending delta of the same group (the coalescing rule).
     let coalesce (delta: GroupDelta option) (e: ErrorEvent) : GroupDelta =
         match delta with
-        | None ->
-            {
-                Latest = e
-                FirstAt = e.OccurredAt
-                Count = 1L
-            }
-        | Some d ->
-            {
-                Latest = if e.OccurredAt >= d.Latest.OccurredAt then e else d.Latest
-                FirstAt = if e.OccurredAt < d.FirstAt then e.OccurredAt else d.FirstAt
-                Count = d.Count + 1L
-            }
+        | None -> single e
+        | Some d -> merge d (single e)
 
     /// The record a store holds after applying a delta to what it had (the upsert rule every store follows).
     let apply (existing: ErrorRecord option) (d: GroupDelta) : ErrorRecord =
@@ -259,9 +296,9 @@ module Events =
             }
         | Some r ->
             { r with
-                RequestData = d.Latest.RequestData
-                Message = d.Latest.Message
-                Traceback = d.Latest.Traceback
+                RequestData = if d.Detailed then d.Latest.RequestData else r.RequestData
+                Message = if d.Detailed then d.Latest.Message else r.Message
+                Traceback = if d.Detailed then d.Latest.Traceback else r.Traceback
                 Count = r.Count + d.Count
                 CreatedOn = if d.FirstAt < r.CreatedOn then d.FirstAt else r.CreatedOn
                 LastSeen =
@@ -270,19 +307,3 @@ module Events =
                     else
                         r.LastSeen
             }
-
-    /// Merges two deltas of the same group (an older batch put back, and a newer one).
-    let merge (older: GroupDelta) (newer: GroupDelta) : GroupDelta =
-        {
-            Latest =
-                if newer.Latest.OccurredAt >= older.Latest.OccurredAt then
-                    newer.Latest
-                else
-                    older.Latest
-            FirstAt =
-                if older.FirstAt < newer.FirstAt then
-                    older.FirstAt
-                else
-                    newer.FirstAt
-            Count = older.Count + newer.Count
-        }

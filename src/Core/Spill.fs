@@ -32,6 +32,7 @@ module Spill =
          w.WriteString("occurredAt", time e.OccurredAt)
          w.WriteString("firstAt", time d.FirstAt)
          w.WriteNumber("count", d.Count)
+         w.WriteBoolean("detailed", d.Detailed)
          w.WriteEndObject())
 
         Encoding.UTF8.GetString(ms.ToArray())
@@ -80,6 +81,11 @@ module Spill =
                             }
                         FirstAt = t "firstAt"
                         Count = count
+                        // Files written before count-only batches existed hold detailed batches only.
+                        Detailed =
+                            match r.TryGetProperty "detailed" with
+                            | true, v -> v.ValueKind <> JsonValueKind.False
+                            | _ -> true
                     }
         with _ ->
             None

@@ -125,10 +125,16 @@ type ErrorRecord =
 /// A batch of occurrences of one group, coalesced before it is written.
 type GroupDelta =
     {
-        /// The latest occurrence: its data replaces the stored request data and traceback.
+        /// The latest occurrence. When `Detailed`, its request data, message and traceback replace the stored
+        /// ones; its OccurredAt is the batch's last occurrence either way.
         Latest: ErrorEvent
         /// The first occurrence in this batch.
         FirstAt: DateTimeOffset
         /// How many occurrences this batch holds (at least 1).
         Count: int64
+        /// False for a count-only batch: repeats of a group whose details were stored recently. Its `Latest`
+        /// then has the group's hash, host, path, method, exception name and message but empty request data
+        /// ("{}") and traceback: a store adds the count and times and keeps the details it has (inserting the
+        /// row as given only when the group is missing, deleted meanwhile, say).
+        Detailed: bool
     }

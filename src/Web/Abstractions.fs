@@ -33,8 +33,10 @@ type IErrorStore =
     /// Creates or migrates the schema. Called before the first write, and again after a failure.
     abstract InitializeAsync: cancellationToken: CancellationToken -> Task
 
-    /// Adds a batch of coalesced occurrences (one delta a group): counts add up exactly. Reports, for each
-    /// group, its last occurrence before the write and its notification state.
+    /// Adds a batch of coalesced occurrences (one delta a group): counts add up exactly. A delta whose
+    /// `Detailed` is false only adds its count and times (keep the stored request data, message and traceback;
+    /// insert it as given when the group is missing). Reports, for each group, its last occurrence before the
+    /// write (none for a group it inserted) and its notification state. `Events.apply` is the rule.
     abstract UpsertAsync:
         batch: IReadOnlyList<GroupDelta> * cancellationToken: CancellationToken -> Task<IReadOnlyList<GroupWritten>>
 

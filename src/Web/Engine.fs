@@ -82,10 +82,21 @@ type Snapshot =
         Key: string option
     }
 
-/// Repeats of one throw site waiting for their background work: the first one's snapshot, and the count.
+/// A throw site whose group was written with its details: the group's header (its event without request
+/// data and traceback) and when those details were taken.
+type KnownShape =
+    {
+        Header: ErrorEvent
+        DetailsAt: DateTimeOffset
+    }
+
+/// Repeats of one throw site waiting for their background work, and their count: with the first one's
+/// snapshot when they refresh the group's details, or with what is known of the site when they only count.
 type ShapeEntry =
     {
-        Snapshot: Snapshot
+        Snapshot: Snapshot option
+        Known: KnownShape option
+        FirstAt: DateTimeOffset
         mutable Count: int64
         mutable LastAt: DateTimeOffset
     }
@@ -96,7 +107,7 @@ module ThrowSite =
 
     /// The exception types and each frame's method and IL offset, down the inner chain, mixed into 128 bits;
     /// ValueNone when that cannot be had cheaply and exactly (a frameless exception, an AggregateException,
-    /// a dynamic method), so the occurrence takes the ordinary path.
+    /// a frame without a method), so the occurrence takes the ordinary path.
     let shapeOf (ex: exn) : struct (int64 * int64) voption =
         try
             let mutable a = 1469598103934665603L
@@ -123,9 +134,15 @@ module ThrowSite =
                         for f in frames do
                             let m = f.GetMethod()
 
-                            if isNull m then
-                                ok <- false
-                            else
+                            match m with
+                            | null -> ok <- false
+                            | :? Reflection.Emit.DynamicMethod ->
+                                // A dynamic method (minimal-API handlers are compiled to them) has no handle;
+                                // its name is unique in the process (lambda_method1, ...) and its place in the
+                                // chain of other frames is part of the identity too.
+                                mix (int64 (StringComparer.Ordinal.GetHashCode m.Name))
+                                mix (int64 (f.GetILOffset()))
+                            | _ ->
                                 mix (int64 (m.MethodHandle.Value))
                                 mix (int64 (f.GetILOffset()))
 
@@ -177,12 +194,51 @@ type Engine(parts: EngineParts) =
 
     let spill = parts.SpillPath |> Option.map (fun p -> SpillFile(p, parts.Logger))
 
+    // Repeats of one throw site, coalesced on the request path before any formatting: a storm costs the
+    // request thread a look at the stack, not a whole capture. Bounded like the queue.
+    let shapeGate = obj ()
+    let mutable shapes = Dictionary<struct (int64 * int64 * string), ShapeEntry>()
+
+    // Throw sites whose group was written with details less than APP_ERROR_DETAILS_INTERVAL ago: their repeats
+    // are counted without a snapshot or a build. Bounded: cleared when full (the next occurrences rebuild it).
+    let known = Dictionary<struct (int64 * int64 * string), KnownShape>()
+    let knownLimit = 2 * max parts.Settings.MaxPendingGroups 10000
+
+    /// A group written from a count-only batch was missing (deleted meanwhile): its throw sites take the full
+    /// path again, so its details come back with the next occurrence.
+    let forgetInserted (rows: GroupDelta array) (written: IReadOnlyList<GroupWritten>) =
+        if rows |> Array.exists (fun d -> not d.Detailed) then
+            let inserted =
+                written
+                |> Seq.filter (fun w -> not w.PreviousSeen.HasValue)
+                |> Seq.map (fun w -> w.Hash)
+                |> HashSet
+
+            let missing =
+                rows
+                |> Array.filter (fun d -> not d.Detailed && inserted.Contains d.Latest.Hash)
+                |> Array.map (fun d -> d.Latest.Hash)
+                |> HashSet
+
+            if missing.Count > 0 then
+                lock shapeGate (fun () ->
+                    let stale =
+                        known
+                        |> Seq.filter (fun kv -> missing.Contains kv.Value.Header.Hash)
+                        |> Seq.map (fun kv -> kv.Key)
+                        |> Array.ofSeq
+
+                    for k in stale do
+                        known.Remove k |> ignore)
+
     let writer =
         Writer(
             queue,
             parts.Store,
             parts.Logger,
             (fun rows written ->
+                forgetInserted rows written
+
                 if dispatcher.Active then
                     dispatcher.Post rows written),
             spill,
@@ -341,10 +397,6 @@ type Engine(parts: EngineParts) =
     let mutable accepted = 0L
     let mutable completed = 0L
 
-    // Repeats of one throw site, coalesced on the request path before any formatting: a storm costs the
-    // request thread a look at the stack, not a whole capture. Bounded like the queue.
-    let shapeGate = obj ()
-    let mutable shapes = Dictionary<struct (int64 * int64 * string), ShapeEntry>()
     let shapeBell = new SemaphoreSlim(0, 1)
 
     let ringShapes () =
@@ -364,20 +416,40 @@ type Engine(parts: EngineParts) =
 
         let count = taken.Count
 
-        for entry in taken.Values do
+        let learned = List<struct (struct (int64 * int64 * string) * KnownShape)>()
+
+        for kv in taken do
+            let entry = kv.Value
+
             try
                 try
-                    let e = build entry.Snapshot
+                    match entry.Snapshot, entry.Known with
+                    | Some snapshot, _ ->
+                        let e = build snapshot
 
-                    let delta =
-                        {
-                            Latest = { e with OccurredAt = entry.LastAt }
-                            FirstAt = entry.Snapshot.OccurredAt
-                            Count = entry.Count
-                        }
+                        let delta =
+                            { Events.single e with
+                                Latest = { e with OccurredAt = entry.LastAt }
+                                FirstAt = entry.FirstAt
+                                Count = entry.Count
+                            }
 
-                    if (queue.EnqueueDelta delta).IsNone then
-                        logDropped e.Hash
+                        if (queue.EnqueueDelta delta).IsNone then
+                            logDropped e.Hash
+                        else
+                            learned.Add(
+                                struct (kv.Key,
+                                        {
+                                            Header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt).Latest
+                                            DetailsAt = snapshot.OccurredAt
+                                        })
+                            )
+                    | None, Some site ->
+                        let delta = Events.countOnly site.Header entry.Count entry.FirstAt entry.LastAt
+
+                        if (queue.EnqueueDelta delta).IsNone then
+                            logDropped site.Header.Hash
+                    | None, None -> ()
                 with ex ->
                     parts.Logger.LogError(
                         EventId(1005, "CaptureFailed"),
@@ -386,6 +458,14 @@ type Engine(parts: EngineParts) =
                     )
             finally
                 Interlocked.Add(&completed, entry.Count) |> ignore
+
+        if learned.Count > 0 then
+            lock shapeGate (fun () ->
+                if known.Count + learned.Count > knownLimit then
+                    known.Clear()
+
+                for struct (k, site) in learned do
+                    known.[k] <- site)
 
         count
 
@@ -482,6 +562,8 @@ type Engine(parts: EngineParts) =
                         let k = struct (a, b, defaultArg key "")
                         let now = parts.Clock.GetUtcNow()
 
+                        // 0: not counted yet (the details are due); 1: added to a pending batch; 2: a new
+                        // count-only batch of a site whose details are recent.
                         let counted =
                             lock shapeGate (fun () ->
                                 match shapes.TryGetValue k with
@@ -489,10 +571,30 @@ type Engine(parts: EngineParts) =
                                     entry.Count <- entry.Count + 1L
                                     entry.LastAt <- max entry.LastAt now
                                     Interlocked.Increment &accepted |> ignore
-                                    true
-                                | _ -> false)
+                                    1
+                                | _ ->
+                                    match known.TryGetValue k with
+                                    | true, site when
+                                        now - site.DetailsAt < parts.Settings.DetailsInterval
+                                        && shapes.Count < parts.Settings.MaxPendingGroups
+                                        ->
+                                        shapes.[k] <-
+                                            {
+                                                Snapshot = None
+                                                Known = Some site
+                                                FirstAt = now
+                                                Count = 1L
+                                                LastAt = now
+                                            }
 
-                        if not counted then
+                                        Interlocked.Increment &accepted |> ignore
+                                        2
+                                    | _ -> 0)
+
+                        if counted = 2 then
+                            ringShapes ()
+
+                        if counted = 0 then
                             let s = snapshotWith ex null http key
 
                             let added =
@@ -506,7 +608,9 @@ type Engine(parts: EngineParts) =
                                     | _ when shapes.Count < parts.Settings.MaxPendingGroups ->
                                         shapes.[k] <-
                                             {
-                                                Snapshot = s
+                                                Snapshot = Some s
+                                                Known = None
+                                                FirstAt = s.OccurredAt
                                                 Count = 1L
                                                 LastAt = s.OccurredAt
                                             }

@@ -92,6 +92,7 @@ let private settings: Gen<Settings> =
                 MaxPendingGroups = cap * 10
                 ShutdownTimeout = TimeSpan.FromSeconds(float timeout)
                 FlushInterval = TimeSpan.FromMilliseconds(float (interval % 5000 + 1))
+                DetailsInterval = TimeSpan.FromSeconds(float (quiet % 600 + 1))
                 SpillFile = if every then None else Some("spill/" + maskWith + ".jsonl")
                 Ingest =
                     {

@@ -109,6 +109,59 @@ let tests =
                 && after.LastSeen = at.AddSeconds(float n)
                 && after.CreatedOn = (if existing = 0 then at.AddSeconds 1.0 else at.AddDays -1.0))
 
+            property "count-only batches add exact counts and times and keep the last stored details"
+            <| Prop.forAll
+                (arb (Gen.listOf (Gen.zip (Gen.elements [ true; false ]) (Gen.choose (1, 1000)))))
+                (fun batches ->
+                    let e = exceptionEvent None
+
+                    // The first batch is detailed (a group is first written with its details), then any mix.
+                    let deltas =
+                        (true, 0) :: batches
+                        |> List.mapi (fun i (detailed, seconds) ->
+                            let ev =
+                                { e with
+                                    RequestData = sprintf """{"n":%d}""" i
+                                    Traceback = sprintf "trace %d" i
+                                    OccurredAt = at.AddSeconds(float seconds)
+                                }
+
+                            if detailed then
+                                { Events.single ev with
+                                    Count = int64 (i + 1)
+                                }
+                            else
+                                Events.countOnly ev (int64 (i + 1)) (at.AddSeconds(float seconds - 1.0)) ev.OccurredAt)
+
+                    let oneByOne =
+                        deltas |> List.fold (fun r d -> Some(Events.apply r d)) None |> Option.get
+
+                    let merged = Events.apply None (List.reduce Events.merge deltas)
+
+                    let lastDetailed =
+                        deltas |> List.filter (fun d -> d.Detailed) |> List.last |> (fun d -> d.Latest)
+
+                    oneByOne.Count = List.sumBy (fun d -> d.Count) deltas
+                    && merged.Count = oneByOne.Count
+                    && oneByOne.LastSeen = (deltas |> List.map (fun d -> d.Latest.OccurredAt) |> List.max)
+                    && merged.LastSeen = oneByOne.LastSeen
+                    && merged.CreatedOn = oneByOne.CreatedOn
+                    // Applied in turn or merged first, a store shows the last detailed batch's details.
+                    && oneByOne.RequestData = lastDetailed.RequestData
+                    && oneByOne.Traceback = lastDetailed.Traceback
+                    && merged.RequestData = lastDetailed.RequestData
+                    && merged.Traceback = lastDetailed.Traceback)
+
+            test "a count-only batch of a missing group inserts it without details" {
+                let e = exceptionEvent None
+                let r = Events.apply None (Events.countOnly e 5L at (at.AddSeconds 2.0))
+                Expect.equal r.Count 5L "counted"
+                Expect.equal r.RequestData "{}" "no request data"
+                Expect.equal r.Traceback "" "no traceback"
+                Expect.equal r.Message e.Message "its message"
+                Expect.equal r.LastSeen (at.AddSeconds 2.0) "last seen"
+            }
+
             test "an app's fingerprint function decides the group" {
                 let byPath: FingerprintFunction = fun _ r -> r |> Option.map (fun r -> r.Path)
 
@@ -177,6 +230,7 @@ let spillTests =
                                     }
                                 FirstAt = at
                                 Count = int64 count
+                                Detailed = count % 2 = 0
                             })
 
                     Spill.parse (Spill.serialize deltas) = (deltas, 0))
@@ -187,6 +241,7 @@ let spillTests =
                         Latest = (exceptionEvent None)
                         FirstAt = at
                         Count = 3L
+                        Detailed = true
                     }
 
                 let text = Spill.serialize [ d; d ]

@@ -28,8 +28,11 @@ public sealed class DictionaryStore : IErrorStore
                 _ => new ErrorRecord(delta.Latest.Hash, delta.Latest.Host, delta.Latest.Path, delta.Latest.Method,
                     delta.Latest.RequestData, delta.Latest.ExceptionName, delta.Latest.Message, delta.Latest.Traceback,
                     delta.Count, delta.FirstAt, delta.Latest.OccurredAt),
-                (_, old) => new ErrorRecord(old.Hash, old.Host, old.Path, old.Method, delta.Latest.RequestData,
-                    old.ExceptionName, delta.Latest.Message, delta.Latest.Traceback, old.Count + delta.Count,
+                // A count-only delta (Detailed false) keeps the details the record has.
+                (_, old) => new ErrorRecord(old.Hash, old.Host, old.Path, old.Method,
+                    delta.Detailed ? delta.Latest.RequestData : old.RequestData, old.ExceptionName,
+                    delta.Detailed ? delta.Latest.Message : old.Message,
+                    delta.Detailed ? delta.Latest.Traceback : old.Traceback, old.Count + delta.Count,
                     old.CreatedOn, delta.Latest.OccurredAt));
             written.Add(new GroupWritten(delta.Latest.Hash, previous, Claimed(delta.Latest.Hash, ClaimKind.Notification), Claimed(delta.Latest.Hash, ClaimKind.Ticket)));
         }

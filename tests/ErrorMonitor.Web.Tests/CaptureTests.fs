@@ -77,6 +77,98 @@ let tests =
                     Expect.equal (all |> List.map (fun r -> r.Count)) [ 2L ] "one group, two occurrences"
                 }
 
+            testTask'
+                "repeats within the details interval only count; then the details refresh; a group deleted while failing comes back"
+            <| fun () ->
+                task {
+                    let clock = ManualClock(DateTimeOffset.UtcNow)
+
+                    use! app =
+                        start
+                            [ "APP_ERROR_DETAILS_INTERVAL", "30s" ]
+                            (fun s -> s.AddSingleton<TimeProvider>(clock).AddErrorMonitor() |> ignore)
+                            (fun app ->
+                                app.UseErrorMonitor() |> ignore
+                                throwingRoutes app)
+
+                    let only () =
+                        task {
+                            let! all = records app.Store
+                            Expect.equal all.Length 1 "one group"
+                            return all.Head
+                        }
+
+                    let! _ = get app "/orders/1?x=first"
+                    do! app.Monitor.FlushAsync()
+                    let! r1 = only ()
+                    Expect.stringContains r1.RequestData "first" "the first occurrence's details"
+
+                    for i in 2..4 do
+                        clock.Advance(TimeSpan.FromSeconds 1.0)
+                        let! _ = get app (sprintf "/orders/%d?x=repeat" i)
+                        do! app.Monitor.FlushAsync()
+
+                    let! r2 = only ()
+                    Expect.equal r2.Count 4L "every repeat counted"
+                    Expect.stringContains r2.RequestData "first" "details kept within the interval"
+                    Expect.equal r2.LastSeen (clock.GetUtcNow()) "last seen is the latest repeat's time"
+                    Expect.equal r2.CreatedOn r1.CreatedOn "first seen unchanged"
+
+                    clock.Advance(TimeSpan.FromSeconds 31.0)
+                    let! _ = get app "/orders/5?x=refreshed"
+                    do! app.Monitor.FlushAsync()
+                    let! r3 = only ()
+                    Expect.equal r3.Count 5L "counted"
+                    Expect.stringContains r3.RequestData "refreshed" "details refreshed after the interval"
+                    Expect.stringContains r3.Message "order 5" "message refreshed too"
+
+                    let! deleted = app.Store.DeleteAsync(r3.Hash, Threading.CancellationToken.None)
+                    Expect.isTrue deleted "deleted"
+                    clock.Advance(TimeSpan.FromSeconds 1.0)
+                    let! _ = get app "/orders/6?x=after-delete"
+                    do! app.Monitor.FlushAsync()
+                    let! r4 = only ()
+                    Expect.equal r4.Count 1L "the group comes back with its new occurrence"
+                    clock.Advance(TimeSpan.FromSeconds 1.0)
+                    let! _ = get app "/orders/7?x=details-back"
+                    do! app.Monitor.FlushAsync()
+                    let! r5 = only ()
+                    Expect.equal r5.Count 2L "counted"
+                    Expect.stringContains r5.RequestData "details-back" "its details come back with the next occurrence"
+                    Expect.stringContains r5.Traceback "order 7 failed" "and its traceback"
+                }
+
+            testTask' "a throw site through a compiled lambda (as minimal APIs have) is identified on the request path"
+            <| fun () ->
+                task {
+                    let fail (text: string) : string = raise (InvalidOperationException text)
+                    let failOtherwise (text: string) : string = raise (InvalidOperationException text)
+
+                    let compiled (fail: string -> string) =
+                        let arg = Linq.Expressions.Expression.Parameter(typeof<string>, "x")
+
+                        let call =
+                            Linq.Expressions.Expression.Invoke(
+                                Linq.Expressions.Expression.Constant(Func<string, string>(fun x -> fail x)),
+                                arg
+                            )
+
+                        Linq.Expressions.Expression.Lambda<Func<string, string>>(call, arg).Compile()
+
+                    let shapeOf (f: Func<string, string>) =
+                        try
+                            f.Invoke "!" |> ignore
+                            failwith "did not throw"
+                        with ex ->
+                            ErrorMonitor.Web.ThrowSite.shapeOf ex
+
+                    let one = compiled fail
+                    let other = compiled failOtherwise
+                    Expect.isTrue (shapeOf one).IsSome "identified"
+                    Expect.equal (shapeOf one) (shapeOf one) "the same site, the same identity"
+                    Expect.notEqual (shapeOf one) (shapeOf other) "another throw site, another identity"
+                }
+
             testTask' "200 concurrent identical failures give a count of exactly 200"
             <| fun () ->
                 task {

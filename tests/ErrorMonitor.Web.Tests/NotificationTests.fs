@@ -57,13 +57,6 @@ let waitForMails (marker: string) (n: int) =
             do! Task.Delay 50
     }
 
-/// A clock the test moves by hand.
-type ManualClock(start: DateTimeOffset) =
-    inherit TimeProvider()
-    let mutable now = start
-    member _.Advance(by: TimeSpan) = now <- now + by
-    override _.GetUtcNow() = now
-
 /// Collects log entries.
 type LogSink() =
     let entries = ConcurrentQueue<EventId * string>()

@@ -43,6 +43,13 @@ type RunningApp =
             }
             |> ValueTask
 
+/// A clock the test moves by hand.
+type ManualClock(start: DateTimeOffset) =
+    inherit TimeProvider()
+    let mutable now = start
+    member _.Advance(by: TimeSpan) = now <- now + by
+    override _.GetUtcNow() = now
+
 /// A fresh temp folder.
 let tempFolder () =
     let d =

@@ -49,6 +49,25 @@ ON CONFLICT (hash) DO UPDATE SET
   last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen)
 RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
 
+    // Count-only batches touch the count and times and leave the rows' details as they are.
+    let countSql =
+        $"""UPDATE {table} AS t SET
+  count = t.count + u.count,
+  created_on = LEAST(t.created_on, u.created_on),
+  previous_seen = t.last_seen,
+  last_seen = GREATEST(t.last_seen, u.last_seen)
+FROM unnest(@hash, @count, @created_on, @last_seen) AS u(hash, count, created_on, last_seen)
+WHERE t.hash = u.hash
+RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
+
+    let writtenRow (r: NpgsqlDataReader) : GroupWritten =
+        {
+            Hash = r.GetString 0
+            PreviousSeen = Sql.nullableTime r 1
+            LastNotified = Sql.nullableTime r 2
+            TicketRaised = Sql.nullableTime r 3
+        }
+
     let read (r: NpgsqlDataReader) =
         Rows.record (fun r i -> Sql.timeAt (r :?> NpgsqlDataReader) i) r
 
@@ -120,37 +139,66 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
 
                 if batch.Count > 0 then
                     // One row a hash, in hash order, so concurrent writers lock rows in the same order.
-                    let rows = batch |> Seq.sortBy (fun d -> d.Latest.Hash) |> Array.ofSeq
-                    let col f = rows |> Array.map f
+                    let sorted = batch |> Seq.sortBy (fun d -> d.Latest.Hash) |> Array.ofSeq
+                    let counts = sorted |> Array.filter (fun d -> not d.Detailed)
                     use! conn = dataSource.OpenConnectionAsync ct
+                    use! tx = conn.BeginTransactionAsync ct
 
-                    let! written =
-                        Sql.query
-                            conn
-                            null
-                            upsertSql
-                            [
-                                Sql.textArray "hash" (col (fun d -> d.Latest.Hash))
-                                Sql.textArray "host" (col (fun d -> d.Latest.Host))
-                                Sql.textArray "path" (col (fun d -> d.Latest.Path))
-                                Sql.textArray "method" (col (fun d -> d.Latest.Method))
-                                Sql.textArray "request_data" (col (fun d -> d.Latest.RequestData))
-                                Sql.textArray "exception_name" (col (fun d -> d.Latest.ExceptionName))
-                                Sql.textArray "message" (col (fun d -> d.Latest.Message))
-                                Sql.textArray "traceback" (col (fun d -> d.Latest.Traceback))
-                                Sql.bigintArray "count" (col (fun d -> d.Count))
-                                Sql.timeArray "created_on" (col (fun d -> d.FirstAt))
-                                Sql.timeArray "last_seen" (col (fun d -> d.Latest.OccurredAt))
-                            ]
-                            (fun r ->
-                                {
-                                    Hash = r.GetString 0
-                                    PreviousSeen = Sql.nullableTime r 1
-                                    LastNotified = Sql.nullableTime r 2
-                                    TicketRaised = Sql.nullableTime r 3
-                                })
-                            ct
+                    let! counted =
+                        if counts.Length = 0 then
+                            Task.FromResult(ResizeArray<GroupWritten>())
+                        else
+                            let col f = counts |> Array.map f
 
+                            Sql.query
+                                conn
+                                tx
+                                countSql
+                                [
+                                    Sql.textArray "hash" (col (fun d -> d.Latest.Hash))
+                                    Sql.bigintArray "count" (col (fun d -> d.Count))
+                                    Sql.timeArray "created_on" (col (fun d -> d.FirstAt))
+                                    Sql.timeArray "last_seen" (col (fun d -> d.Latest.OccurredAt))
+                                ]
+                                writtenRow
+                                ct
+
+                    // Detailed batches, and count-only ones whose group is missing (inserted as given).
+                    let found = HashSet<string>(counted |> Seq.map (fun w -> w.Hash))
+
+                    let rows =
+                        sorted
+                        |> Array.filter (fun d -> d.Detailed || not (found.Contains d.Latest.Hash))
+
+                    let col f = rows |> Array.map f
+
+                    let! upserted =
+                        if rows.Length = 0 then
+                            Task.FromResult(ResizeArray<GroupWritten>())
+                        else
+                            Sql.query
+                                conn
+                                tx
+                                upsertSql
+                                [
+                                    Sql.textArray "hash" (col (fun d -> d.Latest.Hash))
+                                    Sql.textArray "host" (col (fun d -> d.Latest.Host))
+                                    Sql.textArray "path" (col (fun d -> d.Latest.Path))
+                                    Sql.textArray "method" (col (fun d -> d.Latest.Method))
+                                    Sql.textArray "request_data" (col (fun d -> d.Latest.RequestData))
+                                    Sql.textArray "exception_name" (col (fun d -> d.Latest.ExceptionName))
+                                    Sql.textArray "message" (col (fun d -> d.Latest.Message))
+                                    Sql.textArray "traceback" (col (fun d -> d.Latest.Traceback))
+                                    Sql.bigintArray "count" (col (fun d -> d.Count))
+                                    Sql.timeArray "created_on" (col (fun d -> d.FirstAt))
+                                    Sql.timeArray "last_seen" (col (fun d -> d.Latest.OccurredAt))
+                                ]
+                                writtenRow
+                                ct
+
+                    do! tx.CommitAsync ct
+                    counted.AddRange upserted
+                    let written = counted
                     return written :> IReadOnlyList<GroupWritten>
                 else
                     return Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>

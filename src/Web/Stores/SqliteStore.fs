@@ -38,6 +38,16 @@ ON CONFLICT (hash) DO UPDATE SET
   last_seen = max({table}.last_seen, excluded.last_seen)
 RETURNING previous_seen, notified_at, ticket_at"""
 
+    // A count-only batch touches the count and times and leaves the row's details as they are.
+    let countSql =
+        $"""UPDATE {table} SET
+  count = count + $count,
+  created_on = min(created_on, $created_on),
+  previous_seen = last_seen,
+  last_seen = max(last_seen, $last_seen)
+WHERE hash = $hash
+RETURNING previous_seen, notified_at, ticket_at"""
+
     let openConnection () =
         task {
             let c = new SqliteConnection(connectionString)
@@ -128,23 +138,30 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                     cmd.Transaction <- tx
                     cmd.CommandText <- upsertSql
 
-                    let p name =
-                        cmd.Parameters.Add(SqliteParameter(name, null))
+                    let p (c: SqliteCommand) name =
+                        c.Parameters.Add(SqliteParameter(name, null))
 
                     let ps =
                         [|
-                            p "$hash"
-                            p "$host"
-                            p "$path"
-                            p "$method"
-                            p "$request_data"
-                            p "$exception_name"
-                            p "$message"
-                            p "$traceback"
-                            p "$count"
-                            p "$created_on"
-                            p "$last_seen"
+                            p cmd "$hash"
+                            p cmd "$host"
+                            p cmd "$path"
+                            p cmd "$method"
+                            p cmd "$request_data"
+                            p cmd "$exception_name"
+                            p cmd "$message"
+                            p cmd "$traceback"
+                            p cmd "$count"
+                            p cmd "$created_on"
+                            p cmd "$last_seen"
                         |]
+
+                    use counter = c.CreateCommand()
+                    counter.Transaction <- tx
+                    counter.CommandText <- countSql
+
+                    let cs =
+                        [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
 
                     let written = ResizeArray<GroupWritten>()
 
@@ -154,30 +171,48 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                         else
                             Nullable(parseTime (r.GetString i))
 
+                    // The row's previous-seen, notified and ticket times, when the statement touched a row.
+                    // SQLite does its work synchronously whatever the API: the async calls only add cost.
+                    let run (command: SqliteCommand) (hash: string) =
+                        use r = command.ExecuteReader()
+
+                        if r.Read() then
+                            written.Add
+                                {
+                                    Hash = hash
+                                    PreviousSeen = nullableTime r 0
+                                    LastNotified = nullableTime r 1
+                                    TicketRaised = nullableTime r 2
+                                }
+
+                            true
+                        else
+                            false
+
                     for d in batch do
                         let e = d.Latest
-                        ps.[0].Value <- e.Hash
-                        ps.[1].Value <- e.Host
-                        ps.[2].Value <- e.Path
-                        ps.[3].Value <- e.Method
-                        ps.[4].Value <- e.RequestData
-                        ps.[5].Value <- e.ExceptionName
-                        ps.[6].Value <- e.Message
-                        ps.[7].Value <- e.Traceback
-                        ps.[8].Value <- d.Count
-                        ps.[9].Value <- time d.FirstAt
-                        ps.[10].Value <- time e.OccurredAt
-                        // SQLite does its work synchronously whatever the API: the async calls only add cost.
-                        use r = cmd.ExecuteReader()
-                        r.Read() |> ignore
 
-                        written.Add
-                            {
-                                Hash = e.Hash
-                                PreviousSeen = nullableTime r 0
-                                LastNotified = nullableTime r 1
-                                TicketRaised = nullableTime r 2
-                            }
+                        let counted =
+                            not d.Detailed
+                            && (cs.[0].Value <- e.Hash
+                                cs.[1].Value <- d.Count
+                                cs.[2].Value <- time d.FirstAt
+                                cs.[3].Value <- time e.OccurredAt
+                                run counter e.Hash)
+
+                        if not counted then
+                            ps.[0].Value <- e.Hash
+                            ps.[1].Value <- e.Host
+                            ps.[2].Value <- e.Path
+                            ps.[3].Value <- e.Method
+                            ps.[4].Value <- e.RequestData
+                            ps.[5].Value <- e.ExceptionName
+                            ps.[6].Value <- e.Message
+                            ps.[7].Value <- e.Traceback
+                            ps.[8].Value <- d.Count
+                            ps.[9].Value <- time d.FirstAt
+                            ps.[10].Value <- time e.OccurredAt
+                            run cmd e.Hash |> ignore
 
                     do! tx.CommitAsync ct
                     return written :> IReadOnlyList<GroupWritten>
