@@ -198,6 +198,9 @@ type Engine(parts: EngineParts) =
     // request thread a look at the stack, not a whole capture. Bounded like the queue.
     let shapeGate = obj ()
     let mutable shapes = Dictionary<struct (int64 * int64 * string), ShapeEntry>()
+    // Entries holding a snapshot (a copy of a request): bounded like the queue's groups with details. Count-only
+    // entries are small: up to ten times as many.
+    let mutable snapshots = 0
 
     // Throw sites whose group was written with details less than APP_ERROR_DETAILS_INTERVAL ago: their repeats
     // are counted without a snapshot or a build. Bounded: cleared when full (the next occurrences rebuild it).
@@ -411,7 +414,8 @@ type Engine(parts: EngineParts) =
         let taken =
             lock shapeGate (fun () ->
                 let t = shapes
-                shapes <- Dictionary<_, _>()
+                shapes <- Dictionary<_, _>(t.Count)
+                snapshots <- 0
                 t)
 
         let count = taken.Count
@@ -576,7 +580,7 @@ type Engine(parts: EngineParts) =
                                     match known.TryGetValue k with
                                     | true, site when
                                         now - site.DetailsAt < parts.Settings.DetailsInterval
-                                        && shapes.Count < parts.Settings.MaxPendingGroups
+                                        && shapes.Count < 10 * parts.Settings.MaxPendingGroups
                                         ->
                                         shapes.[k] <-
                                             {
@@ -605,7 +609,12 @@ type Engine(parts: EngineParts) =
                                         entry.LastAt <- max entry.LastAt s.OccurredAt
                                         Interlocked.Increment &accepted |> ignore
                                         true
-                                    | _ when shapes.Count < parts.Settings.MaxPendingGroups ->
+                                    | _ when
+                                        snapshots < parts.Settings.MaxPendingGroups
+                                        && shapes.Count < 10 * parts.Settings.MaxPendingGroups
+                                        ->
+                                        snapshots <- snapshots + 1
+
                                         shapes.[k] <-
                                             {
                                                 Snapshot = Some s

@@ -9,14 +9,19 @@ open ErrorMonitor
 open ErrorMonitor.Core
 
 /// The bounded in-memory queue between the request thread and the writer. Repeats of one fingerprint
-/// coalesce into one pending delta, so memory is bounded by the number of distinct pending groups.
+/// coalesce into one pending delta, so memory is bounded by the number of distinct pending groups: at most
+/// `maxGroups` with details (request data and traceback), and ten times as many in all (the others hold a
+/// hash, a few short fields and their counts).
 type CaptureQueue(maxGroups: int) =
     let gate = obj ()
     let mutable pending = Dictionary<string, GroupDelta>()
     let mutable enqueued = 0L
     let mutable dropped = 0L
-    // Groups taken by the writer and not yet written or put back: they count toward the bound too.
+    // Groups taken by the writer and not yet written or put back: they count toward the bounds too.
     let mutable inFlight = 0
+    let mutable detailed = 0
+    let mutable inFlightDetailed = 0
+    let maxCountOnly = maxGroups * 10
     let doorbell = new SemaphoreSlim(0, 1)
 
     let ring () =
@@ -26,24 +31,42 @@ type CaptureQueue(maxGroups: int) =
         with :? SemaphoreFullException ->
             ()
 
+    /// Adds `d` to what is pending for its group (under the gate); false when it was dropped. A new group past
+    /// the bound on groups with details is kept without them (its count and times exact; a later occurrence
+    /// brings the details); past ten times the bound, its occurrences are dropped and counted.
+    let add (d: GroupDelta) =
+        match pending.TryGetValue d.Latest.Hash with
+        | true, existing ->
+            if d.Detailed && not existing.Detailed then
+                detailed <- detailed + 1
+
+            pending.[d.Latest.Hash] <- Events.merge existing d
+            enqueued <- enqueued + d.Count
+            Metrics.coalesced.Add d.Count
+            true
+        | _ when pending.Count + inFlight >= maxCountOnly ->
+            dropped <- dropped + d.Count
+            Metrics.dropped.Add d.Count
+            false
+        | _ ->
+            let kept =
+                if d.Detailed && detailed + inFlightDetailed >= maxGroups then
+                    Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt
+                else
+                    d
+
+            if kept.Detailed then
+                detailed <- detailed + 1
+
+            pending.[d.Latest.Hash] <- kept
+            enqueued <- enqueued + d.Count
+            Metrics.coalesced.Add(d.Count - 1L)
+            true
+
     /// Adds an occurrence; returns its sequence number, or None when the queue is full and it was dropped.
     member _.Enqueue(e: ErrorEvent) : int64 option =
         let result =
-            lock gate (fun () ->
-                match pending.TryGetValue e.Hash with
-                | true, d ->
-                    pending.[e.Hash] <- Events.coalesce (Some d) e
-                    enqueued <- enqueued + 1L
-                    Metrics.coalesced.Add 1L
-                    Some enqueued
-                | _ when pending.Count + inFlight >= maxGroups ->
-                    dropped <- dropped + 1L
-                    Metrics.dropped.Add 1L
-                    None
-                | _ ->
-                    pending.[e.Hash] <- Events.coalesce None e
-                    enqueued <- enqueued + 1L
-                    Some enqueued)
+            lock gate (fun () -> if add (Events.single e) then Some enqueued else None)
 
         ring ()
         result
@@ -51,24 +74,7 @@ type CaptureQueue(maxGroups: int) =
     /// Adds a batch of occurrences of one group coalesced before the queue (by throw site, on the request
     /// path); returns the sequence number of its last occurrence, or None when it was dropped.
     member _.EnqueueDelta(d: GroupDelta) : int64 option =
-        let result =
-            lock gate (fun () ->
-                match pending.TryGetValue d.Latest.Hash with
-                | true, existing ->
-                    pending.[d.Latest.Hash] <- Events.merge existing d
-                    enqueued <- enqueued + d.Count
-                    Metrics.coalesced.Add d.Count
-                    Some enqueued
-                | _ when pending.Count + inFlight >= maxGroups ->
-                    dropped <- dropped + d.Count
-                    Metrics.dropped.Add d.Count
-                    None
-                | _ ->
-                    pending.[d.Latest.Hash] <- d
-                    enqueued <- enqueued + d.Count
-                    Metrics.coalesced.Add(d.Count - 1L)
-                    Some enqueued)
-
+        let result = lock gate (fun () -> if add d then Some enqueued else None)
         ring ()
         result
 
@@ -79,22 +85,30 @@ type CaptureQueue(maxGroups: int) =
                 [], enqueued
             else
                 let batch = List.ofSeq pending.Values
-                pending <- Dictionary<string, GroupDelta>()
+                pending <- Dictionary<string, GroupDelta>(pending.Count)
                 inFlight <- batch.Length
+                inFlightDetailed <- detailed
+                detailed <- 0
                 batch, enqueued)
 
     /// The batch last taken was written.
-    member _.Written() = lock gate (fun () -> inFlight <- 0)
+    member _.Written() =
+        lock gate (fun () ->
+            inFlight <- 0
+            inFlightDetailed <- 0)
 
     /// Puts back a batch that could not be written, merging it with what came in meanwhile.
     member _.PutBack(batch: GroupDelta list) =
         lock gate (fun () ->
             inFlight <- 0
+            inFlightDetailed <- 0
 
             for d in batch do
                 match pending.TryGetValue d.Latest.Hash with
                 | true, newer -> pending.[d.Latest.Hash] <- Events.merge d newer
-                | _ -> pending.[d.Latest.Hash] <- d)
+                | _ -> pending.[d.Latest.Hash] <- d
+
+            detailed <- pending.Values |> Seq.filter (fun d -> d.Detailed) |> Seq.length)
 
     /// A copy of what is pending (for the spill file).
     member _.Snapshot() : GroupDelta list =
@@ -108,6 +122,9 @@ type CaptureQueue(maxGroups: int) =
 
     /// Sequence number of the latest occurrence accepted.
     member _.LastSequence = lock gate (fun () -> enqueued)
+
+    /// Distinct groups with details waiting to be written (the bound's measure).
+    member _.DetailedLength = lock gate (fun () -> detailed)
 
     /// Waits until something is enqueued, or the timeout passes.
     member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = doorbell.WaitAsync(timeout, ct)
@@ -308,9 +325,12 @@ type Writer
                     let! _ = queue.WaitAsync(flushInterval, ct)
 
                     if failures = 0 || DateTime.UtcNow >= retryAt then
-                        // Under load (a large last batch), wait a flush interval so repeats coalesce in memory and
-                        // the store gets fewer, larger writes.
-                        if lastBatch > 100 then
+                        // Under load (a large last batch), wait so repeats coalesce in memory and the store gets
+                        // fewer, larger writes: a flush interval, or a second when many groups fail at once (each
+                        // group is then written about once a second, however often it fails).
+                        if lastBatch > 1000 then
+                            do! Task.Delay(max flushInterval (TimeSpan.FromSeconds 1.0), ct)
+                        elif lastBatch > 100 then
                             do! Task.Delay(flushInterval, ct)
 
                         lastBatch <- queue.Length

@@ -101,7 +101,8 @@ let tests =
     <| testList
         "reliability"
         [
-            testTask' "a queue past its bound counts exactly what it dropped, shows it, and keeps the rest"
+            testTask'
+                "a queue past its bound keeps new groups without details, then counts exactly what it dropped, shows it, and keeps the rest"
             <| fun () ->
                 task {
                     let droppedSeen = ref 0L
@@ -123,12 +124,14 @@ let tests =
                     use _ = app
                     store.Down <- true
 
-                    for e in distinctFailures 20 do
+                    // Five groups with details, then 45 more without (ten times the bound in all), then drops.
+                    for e in distinctFailures 60 do
                         app.Monitor.RecordException e |> ignore
 
                     let engine = app.App.Services.GetRequiredService<Engine>()
-                    Expect.equal engine.Queue.Dropped 15L "exactly fifteen dropped"
-                    Expect.equal droppedSeen.Value 15L "the dropped metric says fifteen"
+                    Expect.equal engine.Queue.Dropped 10L "exactly ten dropped"
+                    Expect.equal droppedSeen.Value 10L "the dropped metric says ten"
+                    Expect.equal engine.Queue.DetailedLength 5 "five groups with details pending"
                     do! waitUntil "the store's failure is seen" (fun () -> Task.FromResult(engine.Writer.Failures > 0))
                     use! health = app.Client.GetAsync "/health"
 
@@ -138,11 +141,18 @@ let tests =
                         "the health check says the store fails"
 
                     let! page = app.Client.GetStringAsync "/dev/error"
-                    Expect.stringContains page "15 occurrences were dropped" "the list page shows it"
+                    Expect.stringContains page "10 occurrences were dropped" "the list page shows it"
                     store.Down <- false
                     do! app.Monitor.FlushAsync()
                     let! all = records store
-                    Expect.equal all.Length 5 "the five kept groups are written"
+                    Expect.equal all.Length 50 "the fifty kept groups are written"
+
+                    Expect.equal
+                        (all |> List.filter (fun r -> r.Traceback <> "") |> List.length)
+                        5
+                        "five of them with their details"
+
+                    Expect.allEqual (all |> List.map (fun r -> r.Count)) 1L "each counted once"
                     use! healthy = app.Client.GetAsync "/health"
                     Expect.equal healthy.StatusCode HttpStatusCode.OK "healthy again"
                 }
