@@ -319,21 +319,33 @@ type Writer
         task {
             let mutable retryAt = DateTime.MinValue
             let mutable lastBatch = 0
+            let mutable lastWrite = 0L
 
             while not ct.IsCancellationRequested do
                 try
                     let! _ = queue.WaitAsync(flushInterval, ct)
 
                     if failures = 0 || DateTime.UtcNow >= retryAt then
-                        // Under load (a large last batch), wait so repeats coalesce in memory and the store gets
-                        // fewer, larger writes: a flush interval, or a second when many groups fail at once (each
-                        // group is then written about once a second, however often it fails).
-                        if lastBatch > 1000 then
-                            do! Task.Delay(max flushInterval (TimeSpan.FromSeconds 1.0), ct)
-                        elif lastBatch > 100 then
-                            do! Task.Delay(flushInterval, ct)
+                        // Writes are paced: at most one a flush interval (one a second while more than 1,000 groups
+                        // fail at once), so a storm's repeats coalesce in memory and the store gets few, larger
+                        // writes; a failure after a quiet spell is written at once.
+                        if failures = 0 && queue.Length > 0 then
+                            let pace =
+                                if lastBatch > 1000 then
+                                    max flushInterval (TimeSpan.FromSeconds 1.0)
+                                else
+                                    flushInterval
+
+                            let since = Diagnostics.Stopwatch.GetElapsedTime lastWrite
+
+                            if since < pace then
+                                do! Task.Delay(pace - since, ct)
 
                         lastBatch <- queue.Length
+
+                        if lastBatch > 0 then
+                            lastWrite <- Diagnostics.Stopwatch.GetTimestamp()
+
                         let! ok = this.FlushOnceAsync ct
 
                         if not ok then

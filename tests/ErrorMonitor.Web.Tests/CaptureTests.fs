@@ -167,6 +167,24 @@ let tests =
                     Expect.isTrue (shapeOf one).IsSome "identified"
                     Expect.equal (shapeOf one) (shapeOf one) "the same site, the same identity"
                     Expect.notEqual (shapeOf one) (shapeOf other) "another throw site, another identity"
+
+                    // The same throwing method reached from two callers: two call chains, two identities.
+                    let viaFirst () = fail "1"
+                    let viaSecond () = fail "2"
+
+                    let shapeOfCall (f: unit -> string) =
+                        try
+                            f () |> ignore
+                            failwith "did not throw"
+                        with ex ->
+                            ErrorMonitor.Web.ThrowSite.shapeOf ex
+
+                    Expect.notEqual (shapeOfCall viaFirst) (shapeOfCall viaSecond) "another caller, another identity"
+                    Expect.equal (shapeOfCall viaFirst) (shapeOfCall viaFirst) "the same chain, the same identity"
+
+                    Expect.isTrue
+                        (ErrorMonitor.Web.ThrowSite.readsRawFrames ())
+                        "on this runtime identities come from the runtime's frame array (the cheap way)"
                 }
 
             testTask' "200 concurrent identical failures give a count of exactly 200"
