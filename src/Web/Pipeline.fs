@@ -123,8 +123,8 @@ type CaptureQueue(maxGroups: int) =
     /// Sequence number of the latest occurrence accepted.
     member _.LastSequence = lock gate (fun () -> enqueued)
 
-    /// Distinct groups with details waiting to be written (the bound's measure).
-    member _.DetailedLength = lock gate (fun () -> detailed)
+    /// Distinct groups with details waiting to be written, in flight included (the bound's measure).
+    member _.DetailedLength = lock gate (fun () -> detailed + inFlightDetailed)
 
     /// Waits until something is enqueued, or the timeout passes.
     member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = doorbell.WaitAsync(timeout, ct)
@@ -320,6 +320,7 @@ type Writer
             let mutable retryAt = DateTime.MinValue
             let mutable lastBatch = 0
             let mutable lastWrite = 0L
+            let mutable lastDuration = TimeSpan.Zero
 
             while not ct.IsCancellationRequested do
                 try
@@ -330,9 +331,11 @@ type Writer
                         // fail at once), so a storm's repeats coalesce in memory and the store gets few, larger
                         // writes; a failure after a quiet spell is written at once.
                         if failures = 0 && queue.Length > 0 then
+                            // ...and a slow store is given nine times its last write's duration to rest, so that
+                            // writing takes at most a tenth of the writer's time.
                             let pace =
                                 if lastBatch > 1000 then
-                                    max flushInterval (TimeSpan.FromSeconds 1.0)
+                                    max (max flushInterval (TimeSpan.FromSeconds 1.0)) (lastDuration * 9.0)
                                 else
                                     flushInterval
 
@@ -347,6 +350,9 @@ type Writer
                             lastWrite <- Diagnostics.Stopwatch.GetTimestamp()
 
                         let! ok = this.FlushOnceAsync ct
+
+                        if lastBatch > 0 then
+                            lastDuration <- Diagnostics.Stopwatch.GetElapsedTime lastWrite
 
                         if not ok then
                             let delay = Math.Min(5000.0, 100.0 * Math.Pow(2.0, float (min failures 10)))

@@ -289,12 +289,80 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
             | :? IDisposable as d -> d.Dispose()
             | _ -> ())
 
+/// A SQLite file as the previous schema (version 2: one wide table) left it, with two groups.
+let private versionTwoFile () =
+    let path = Path.Combine(tempFolder (), "v2.db")
+    use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
+    c.Open()
+    use cmd = c.CreateCommand()
+
+    cmd.CommandText <-
+        """CREATE TABLE app_error (hash TEXT NOT NULL PRIMARY KEY, host TEXT NOT NULL, path TEXT NOT NULL,
+  method TEXT NOT NULL, request_data TEXT NOT NULL, exception_name TEXT NOT NULL, message TEXT NOT NULL,
+  traceback TEXT NOT NULL, count INTEGER NOT NULL, created_on TEXT NOT NULL, last_seen TEXT NOT NULL,
+  previous_seen TEXT NULL, notified_at TEXT NULL, ticket_at TEXT NULL);
+CREATE INDEX ix_app_error_last_seen ON app_error (last_seen DESC, hash);
+INSERT INTO app_error VALUES ($h1, 'a.example', '/a', 'GET', '{"args":{"q":"1"}}', 'App.AError', 'a failed',
+  'App.AError: a failed', 3, '2026-03-01T12:00:00.0000000Z', '2026-03-01T12:05:00.0000000Z', NULL,
+  '2026-03-01T12:00:01.0000000Z', NULL);
+INSERT INTO app_error VALUES ($h2, 'b.example', '/b', 'POST', '{"form":{"f":"2"}}', 'App.BError', 'b failed',
+  'App.BError: b failed', 7, '2026-03-01T11:00:00.0000000Z', '2026-03-01T12:10:00.0000000Z', NULL, NULL, NULL);
+PRAGMA user_version = 2;"""
+
+    cmd.Parameters.AddWithValue("$h1", hashOf 1) |> ignore
+    cmd.Parameters.AddWithValue("$h2", hashOf 2) |> ignore
+    cmd.ExecuteNonQuery() |> ignore
+    path
+
 [<Tests>]
 let tests =
     testSequenced
     <| testList
         "store contract"
         [
+            testTask' "a SQLite file of the previous schema is migrated with every record intact"
+            <| fun () ->
+                task {
+                    let path = versionTwoFile ()
+                    Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
+                    let store = SqliteStore("Data Source=" + path, "app_error") :> IErrorStore
+                    let none = CancellationToken.None
+                    let! listed = store.ListAsync(0L, 10, none)
+
+                    Expect.equal
+                        (listed
+                         |> Seq.map (fun r -> r.Path, r.Count, r.RequestData, r.Traceback)
+                         |> List.ofSeq)
+                        [
+                            "/b", 7L, """{"form":{"f":"2"}}""", "App.BError: b failed"
+                            "/a", 3L, """{"args":{"q":"1"}}""", "App.AError: a failed"
+                        ]
+                        "both records, newest first, with their details"
+
+                    // Claims and upserts keep working on the migrated file.
+                    let! stale =
+                        store.TryClaimAsync(hashOf 1, ClaimKind.Notification, Nullable(), baseTime, none)
+
+                    Expect.isFalse stale "the notification time came along"
+                    let e = event 1 600 9
+
+                    let! written =
+                        store.UpsertAsync([| Events.countOnly e 2L e.OccurredAt e.OccurredAt |], none)
+
+                    Expect.equal written.Count 1 "written"
+                    Expect.isTrue written.[0].PreviousSeen.HasValue "an existing group"
+                    let! a = store.GetAsync(hashOf 1, none)
+                    Expect.equal a.Count 5L "counted"
+                    Expect.equal a.RequestData """{"args":{"q":"1"}}""" "details kept by a count-only batch"
+                    let! _ = store.UpsertAsync([| Events.single e |], none)
+                    let! a2 = store.GetAsync(hashOf 1, none)
+                    Expect.equal a2.RequestData e.RequestData "details replaced by a detailed one"
+                    Expect.equal a2.Count 6L "counted"
+                    let! gone = store.DeleteAsync(hashOf 2, none)
+                    Expect.isTrue gone "deleted"
+                    let! left = store.ListAsync(0L, 10, none)
+                    Expect.equal left.Count 1 "one left"
+                }
             contract "the in-memory" (fun () -> MemoryStore())
             contract "the SQLite" (fun () ->
                 SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error"))

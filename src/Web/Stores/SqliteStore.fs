@@ -11,8 +11,6 @@ open ErrorMonitor.Core
 /// The embedded store: one SQLite file, WAL mode, one-statement upserts, pages by an index on last_seen.
 /// `table` must be a plain identifier (the configuration checks it).
 type SqliteStore(connectionString: string, table: string) =
-    let columns = Rows.Columns
-
     // Times are stored as fixed-width ISO 8601 UTC text: readable, and ordered as text as they are in time.
     let time (t: DateTimeOffset) =
         t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture)
@@ -25,18 +23,31 @@ type SqliteStore(connectionString: string, table: string) =
             DateTimeStyles.AssumeUniversal
         )
 
+    // The group's summary row: everything but its request data and traceback, which live in {table}_detail
+    // under the same id. Repeats of a group only touch this narrow row.
     let upsertSql =
-        $"""INSERT INTO {table} ({columns})
-VALUES ($hash, $host, $path, $method, $request_data, $exception_name, $message, $traceback, $count, $created_on, $last_seen)
+        $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen)
+VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen)
 ON CONFLICT (hash) DO UPDATE SET
-  request_data = excluded.request_data,
   message = excluded.message,
-  traceback = excluded.traceback,
   count = {table}.count + excluded.count,
   created_on = min({table}.created_on, excluded.created_on),
   previous_seen = {table}.last_seen,
   last_seen = max({table}.last_seen, excluded.last_seen)
-RETURNING previous_seen, notified_at, ticket_at"""
+RETURNING previous_seen, notified_at, ticket_at, id"""
+
+    let detailSql =
+        $"""INSERT INTO {table}_detail (id, request_data, traceback) VALUES ($id, $request_data, $traceback)
+ON CONFLICT (id) DO UPDATE SET request_data = excluded.request_data, traceback = excluded.traceback"""
+
+    /// The record's columns, read from a summary row `t` and its detail row `d`.
+    let selected =
+        "t.hash, t.host, t.path, t.method, coalesce(d.request_data, '{}'), t.exception_name, t.message, "
+        + "coalesce(d.traceback, ''), t.count, t.created_on, t.last_seen"
+
+    /// The records of the summary rows a query picks (`picked` selects whole rows of {table}), in `order`.
+    let withDetails (picked: string) (order: string) =
+        $"SELECT {selected} FROM ({picked}) t LEFT JOIN {table}_detail d ON d.id = t.id ORDER BY {order}"
 
     // A count-only batch touches the count and times and leaves the row's details as they are.
     let countSql =
@@ -83,6 +94,35 @@ CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash
             $"""ALTER TABLE {table} ADD COLUMN previous_seen TEXT NULL;
 ALTER TABLE {table} ADD COLUMN notified_at TEXT NULL;
 ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
+            // Request data and traceback move to a table of their own, so that counting a repeat rewrites a
+            // short row, not a page-sized one.
+            $"""CREATE TABLE {table}_v3 (
+  id INTEGER PRIMARY KEY,
+  hash TEXT NOT NULL UNIQUE,
+  host TEXT NOT NULL,
+  path TEXT NOT NULL,
+  method TEXT NOT NULL,
+  exception_name TEXT NOT NULL,
+  message TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  created_on TEXT NOT NULL,
+  last_seen TEXT NOT NULL,
+  previous_seen TEXT NULL,
+  notified_at TEXT NULL,
+  ticket_at TEXT NULL);
+CREATE TABLE {table}_detail (
+  id INTEGER PRIMARY KEY,
+  request_data TEXT NOT NULL,
+  traceback TEXT NOT NULL);
+INSERT INTO {table}_v3 (hash, host, path, method, exception_name, message, count, created_on, last_seen,
+  previous_seen, notified_at, ticket_at)
+SELECT hash, host, path, method, exception_name, message, count, created_on, last_seen, previous_seen,
+  notified_at, ticket_at FROM {table};
+INSERT INTO {table}_detail (id, request_data, traceback)
+SELECT n.id, o.request_data, o.traceback FROM {table} o JOIN {table}_v3 n ON n.hash = o.hash;
+DROP TABLE {table};
+ALTER TABLE {table}_v3 RENAME TO {table};
+CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
         ]
 
     let createSchema () =
@@ -147,14 +187,18 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                             p cmd "$host"
                             p cmd "$path"
                             p cmd "$method"
-                            p cmd "$request_data"
                             p cmd "$exception_name"
                             p cmd "$message"
-                            p cmd "$traceback"
                             p cmd "$count"
                             p cmd "$created_on"
                             p cmd "$last_seen"
                         |]
+
+                    use detail = c.CreateCommand()
+                    detail.Transaction <- tx
+                    detail.CommandText <- detailSql
+
+                    let ds = [| p detail "$id"; p detail "$request_data"; p detail "$traceback" |]
 
                     use counter = c.CreateCommand()
                     counter.Transaction <- tx
@@ -173,7 +217,7 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
 
                     // The row's previous-seen, notified and ticket times, when the statement touched a row.
                     // SQLite does its work synchronously whatever the API: the async calls only add cost.
-                    let run (command: SqliteCommand) (hash: string) =
+                    let run (command: SqliteCommand) (hash: string) : int64 voption =
                         use r = command.ExecuteReader()
 
                         if r.Read() then
@@ -185,9 +229,9 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                                     TicketRaised = nullableTime r 2
                                 }
 
-                            true
+                            ValueSome(if r.FieldCount > 3 then r.GetInt64 3 else 0L)
                         else
-                            false
+                            ValueNone
 
                     for d in batch do
                         let e = d.Latest
@@ -198,21 +242,28 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                                 cs.[1].Value <- d.Count
                                 cs.[2].Value <- time d.FirstAt
                                 cs.[3].Value <- time e.OccurredAt
-                                run counter e.Hash)
+                                (run counter e.Hash).IsSome)
 
                         if not counted then
                             ps.[0].Value <- e.Hash
                             ps.[1].Value <- e.Host
                             ps.[2].Value <- e.Path
                             ps.[3].Value <- e.Method
-                            ps.[4].Value <- e.RequestData
-                            ps.[5].Value <- e.ExceptionName
-                            ps.[6].Value <- e.Message
-                            ps.[7].Value <- e.Traceback
-                            ps.[8].Value <- d.Count
-                            ps.[9].Value <- time d.FirstAt
-                            ps.[10].Value <- time e.OccurredAt
-                            run cmd e.Hash |> ignore
+                            ps.[4].Value <- e.ExceptionName
+                            ps.[5].Value <- e.Message
+                            ps.[6].Value <- d.Count
+                            ps.[7].Value <- time d.FirstAt
+                            ps.[8].Value <- time e.OccurredAt
+
+                            match run cmd e.Hash with
+                            | ValueSome id ->
+                                // The details (empty for a count-only batch whose group was missing: a later
+                                // occurrence brings them).
+                                ds.[0].Value <- id
+                                ds.[1].Value <- e.RequestData
+                                ds.[2].Value <- e.Traceback
+                                detail.ExecuteNonQuery() |> ignore
+                            | ValueNone -> ()
 
                     do! tx.CommitAsync ct
                     return written :> IReadOnlyList<GroupWritten>
@@ -255,7 +306,7 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                 do! ensure ()
                 use! c = openConnection ()
                 use cmd = c.CreateCommand()
-                cmd.CommandText <- $"SELECT {columns} FROM {table} WHERE hash = $hash"
+                cmd.CommandText <- withDetails $"SELECT * FROM {table} WHERE hash = $hash" "t.hash"
 
                 cmd.Parameters.AddWithValue("$hash", (Rows.key hash)) |> ignore
 
@@ -271,7 +322,9 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
                 use cmd = c.CreateCommand()
 
                 cmd.CommandText <-
-                    $"SELECT {columns} FROM {table} ORDER BY last_seen DESC, hash LIMIT $count OFFSET $offset"
+                    withDetails
+                        $"SELECT * FROM {table} ORDER BY last_seen DESC, hash LIMIT $count OFFSET $offset"
+                        "t.last_seen DESC, t.hash"
 
                 cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
                 cmd.Parameters.AddWithValue("$offset", max 0L offset) |> ignore
@@ -289,9 +342,13 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
 
                 cmd.CommandText <-
                     if cursor.Direction = CursorDirection.Older then
-                        $"SELECT {columns} FROM {table} WHERE last_seen <= $ls AND (last_seen < $ls OR hash > $hash) ORDER BY last_seen DESC, hash LIMIT $count"
+                        withDetails
+                            $"SELECT * FROM {table} WHERE last_seen <= $ls AND (last_seen < $ls OR hash > $hash) ORDER BY last_seen DESC, hash LIMIT $count"
+                            "t.last_seen DESC, t.hash"
                     else
-                        $"SELECT {columns} FROM {table} WHERE last_seen >= $ls AND (last_seen > $ls OR hash < $hash) ORDER BY last_seen, hash DESC LIMIT $count"
+                        withDetails
+                            $"SELECT * FROM {table} WHERE last_seen >= $ls AND (last_seen > $ls OR hash < $hash) ORDER BY last_seen, hash DESC LIMIT $count"
+                            "t.last_seen, t.hash DESC"
 
                 cmd.Parameters.AddWithValue("$ls", time cursor.LastSeen) |> ignore
 
@@ -311,11 +368,16 @@ ALTER TABLE {table} ADD COLUMN ticket_at TEXT NULL;"""
             task {
                 do! ensure ()
                 use! c = openConnection ()
+                use tx = c.BeginTransaction()
                 use cmd = c.CreateCommand()
-                cmd.CommandText <- $"DELETE FROM {table} WHERE hash = $hash"
+                cmd.Transaction <- tx
+
+                cmd.CommandText <-
+                    $"DELETE FROM {table}_detail WHERE id IN (SELECT id FROM {table} WHERE hash = $hash); DELETE FROM {table} WHERE hash = $hash"
 
                 cmd.Parameters.AddWithValue("$hash", (Rows.key hash)) |> ignore
 
                 let! n = cmd.ExecuteNonQueryAsync ct
+                do! tx.CommitAsync ct
                 return n > 0
             }
