@@ -83,20 +83,20 @@ type Snapshot =
     }
 
 /// A throw site whose group was written with its details: the group's header (its event without request
-/// data and traceback) and when those details were taken.
-type KnownShape =
-    {
-        Header: ErrorEvent
-        DetailsAt: DateTimeOffset
-    }
+/// data and traceback), when those details were taken, and the repeats counted since the last pass (read and
+/// changed under the engine's shape gate).
+[<AllowNullLiteral>]
+type KnownShape(header: ErrorEvent, detailsAt: DateTimeOffset) =
+    member _.Header = header
+    member _.DetailsAt = detailsAt
+    member val Pending = 0L with get, set
+    member val FirstAt = DateTimeOffset.MinValue with get, set
+    member val LastAt = DateTimeOffset.MinValue with get, set
 
-/// Repeats of one throw site waiting for their background work, and their count: with the first one's
-/// snapshot when they refresh the group's details, or with what is known of the site when they only count.
+/// Repeats of one throw site waiting for their background work: the first one's snapshot, and the count.
 type ShapeEntry =
     {
-        Snapshot: Snapshot option
-        Known: KnownShape option
-        FirstAt: DateTimeOffset
+        Snapshot: Snapshot
         mutable Count: int64
         mutable LastAt: DateTimeOffset
     }
@@ -297,8 +297,10 @@ type Engine(parts: EngineParts) =
     let mutable snapshots = 0
 
     // Throw sites whose group was written with details less than APP_ERROR_DETAILS_INTERVAL ago: their repeats
-    // are counted without a snapshot or a build. Bounded: cleared when full (the next occurrences rebuild it).
+    // are counted in place, without a snapshot, a build or an allocation. Bounded: cleared when full (the next
+    // occurrences rebuild it). `counting` lists the sites with repeats counted since the last pass.
     let known = Dictionary<struct (int64 * int64 * string), KnownShape>()
+    let mutable counting = List<KnownShape>()
     let knownLimit = 2 * max parts.Settings.MaxPendingGroups 10000
 
     /// A group written from a count-only batch was missing (deleted meanwhile): its throw sites take the full
@@ -503,16 +505,25 @@ type Engine(parts: EngineParts) =
         with :? SemaphoreFullException ->
             ()
 
-    /// Builds one event for each coalesced throw site and hands it to the queue with its count.
+    /// Builds one event for each coalesced throw site and hands it to the queue with its count; hands the
+    /// repeats counted for known sites over as count-only batches.
     let completeShapes () =
-        let taken =
+        let struct (taken, counted) =
             lock shapeGate (fun () ->
                 let t = shapes
                 shapes <- Dictionary<_, _>(t.Count)
                 snapshots <- 0
-                t)
 
-        let count = taken.Count
+                let c =
+                    counting
+                    |> Seq.map (fun site ->
+                        let d = Events.countOnly site.Header site.Pending site.FirstAt site.LastAt
+                        site.Pending <- 0L
+                        d)
+                    |> Array.ofSeq
+
+                counting.Clear()
+                struct (t, c))
 
         let learned = List<struct (struct (int64 * int64 * string) * KnownShape)>()
 
@@ -521,33 +532,20 @@ type Engine(parts: EngineParts) =
 
             try
                 try
-                    match entry.Snapshot, entry.Known with
-                    | Some snapshot, _ ->
-                        let e = build snapshot
+                    let e = build entry.Snapshot
 
-                        let delta =
-                            { Events.single e with
-                                Latest = { e with OccurredAt = entry.LastAt }
-                                FirstAt = entry.FirstAt
-                                Count = entry.Count
-                            }
+                    let delta =
+                        { Events.single e with
+                            Latest = { e with OccurredAt = entry.LastAt }
+                            FirstAt = entry.Snapshot.OccurredAt
+                            Count = entry.Count
+                        }
 
-                        if (queue.EnqueueDelta delta).IsNone then
-                            logDropped e.Hash
-                        else
-                            learned.Add(
-                                struct (kv.Key,
-                                        {
-                                            Header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt).Latest
-                                            DetailsAt = snapshot.OccurredAt
-                                        })
-                            )
-                    | None, Some site ->
-                        let delta = Events.countOnly site.Header entry.Count entry.FirstAt entry.LastAt
-
-                        if (queue.EnqueueDelta delta).IsNone then
-                            logDropped site.Header.Hash
-                    | None, None -> ()
+                    if (queue.EnqueueDelta delta).IsNone then
+                        logDropped e.Hash
+                    else
+                        let header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt).Latest
+                        learned.Add(struct (kv.Key, KnownShape(header, entry.Snapshot.OccurredAt)))
                 with ex ->
                     parts.Logger.LogError(
                         EventId(1005, "CaptureFailed"),
@@ -557,6 +555,13 @@ type Engine(parts: EngineParts) =
             finally
                 Interlocked.Add(&completed, entry.Count) |> ignore
 
+        for d in counted do
+            try
+                if (queue.EnqueueDelta d).IsNone then
+                    logDropped d.Latest.Hash
+            finally
+                Interlocked.Add(&completed, d.Count) |> ignore
+
         if learned.Count > 0 then
             lock shapeGate (fun () ->
                 if known.Count + learned.Count > knownLimit then
@@ -565,7 +570,7 @@ type Engine(parts: EngineParts) =
                 for struct (k, site) in learned do
                     known.[k] <- site)
 
-        count
+        taken.Count + counted.Length
 
     let mutable lastPass = 0
 
@@ -660,8 +665,8 @@ type Engine(parts: EngineParts) =
                         let k = struct (a, b, defaultArg key "")
                         let now = parts.Clock.GetUtcNow()
 
-                        // 0: not counted yet (the details are due); 1: added to a pending batch; 2: a new
-                        // count-only batch of a site whose details are recent.
+                        // 0: not counted yet (the details are due); 1: added to a pending batch; 2: the first
+                        // repeat since the last pass of a site whose details are recent.
                         let counted =
                             lock shapeGate (fun () ->
                                 match shapes.TryGetValue k with
@@ -672,21 +677,19 @@ type Engine(parts: EngineParts) =
                                     1
                                 | _ ->
                                     match known.TryGetValue k with
-                                    | true, site when
-                                        now - site.DetailsAt < parts.Settings.DetailsInterval
-                                        && shapes.Count < 10 * parts.Settings.MaxPendingGroups
-                                        ->
-                                        shapes.[k] <-
-                                            {
-                                                Snapshot = None
-                                                Known = Some site
-                                                FirstAt = now
-                                                Count = 1L
-                                                LastAt = now
-                                            }
-
+                                    | true, site when now - site.DetailsAt < parts.Settings.DetailsInterval ->
                                         Interlocked.Increment &accepted |> ignore
-                                        2
+
+                                        if site.Pending = 0L then
+                                            site.Pending <- 1L
+                                            site.FirstAt <- now
+                                            site.LastAt <- now
+                                            counting.Add site
+                                            2
+                                        else
+                                            site.Pending <- site.Pending + 1L
+                                            site.LastAt <- max site.LastAt now
+                                            1
                                     | _ -> 0)
 
                         if counted = 2 then
@@ -711,9 +714,7 @@ type Engine(parts: EngineParts) =
 
                                         shapes.[k] <-
                                             {
-                                                Snapshot = Some s
-                                                Known = None
-                                                FirstAt = s.OccurredAt
+                                                Snapshot = s
                                                 Count = 1L
                                                 LastAt = s.OccurredAt
                                             }
