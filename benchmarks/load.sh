@@ -2,13 +2,13 @@
 # End-to-end load: the demo app (Release) on 127.0.0.1 driven by wrk, each figure measured with ErrorMonitor
 # on and off in the same run (the demo honours APP_ERROR_ENABLED=false). Prints a markdown table and saves it
 # to benchmarks/results/load.md. Only 127.0.0.1 is loaded; every run is bounded in time.
-#   DURATION=10s CONNECTIONS=32 ROUNDS=2 STORM=1000000 benchmarks/load.sh
+#   DURATION=10s CONNECTIONS=32 ROUNDS=3 STORM=1000000 benchmarks/load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 STORM=${STORM:-1000000}
 OUT="$ROOT/benchmarks/results/load.md"
 

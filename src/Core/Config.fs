@@ -100,8 +100,9 @@ type Settings =
         MaxPendingGroups: int
         /// APP_ERROR_SHUTDOWN_TIMEOUT: how long a graceful stop may spend writing what is pending. Default 5 s.
         ShutdownTimeout: TimeSpan
-        /// APP_ERROR_FLUSH_INTERVAL: how often pending occurrences are saved to the spill file while the store
-        /// is down, so a hard kill loses at most this much. Default 200 ms.
+        /// APP_ERROR_FLUSH_INTERVAL: the least time between two writes to the store under a storm (a failure
+        /// after a quiet spell is written at once), and how often pending occurrences are saved to the spill
+        /// file while the store is down, so a hard kill loses about this much. Default 200 ms.
         FlushInterval: TimeSpan
         /// APP_ERROR_DETAILS_INTERVAL: how often a group's stored request data and traceback are refreshed
         /// from a new occurrence while it keeps failing; repeats in between only add to its count and last-seen
