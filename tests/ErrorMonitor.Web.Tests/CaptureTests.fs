@@ -91,48 +91,38 @@ let tests =
                                 app.UseErrorMonitor() |> ignore
                                 throwingRoutes app)
 
-                    let only () =
+                    // One failure at `path` a second after the last, then the one group as stored.
+                    let failThenRead (path: string) =
                         task {
+                            clock.Advance(TimeSpan.FromSeconds 1.0)
+                            let! _ = get app path
+                            do! app.Monitor.FlushAsync()
                             let! all = records app.Store
                             Expect.equal all.Length 1 "one group"
                             return all.Head
                         }
 
-                    let! _ = get app "/orders/1?x=first"
-                    do! app.Monitor.FlushAsync()
-                    let! r1 = only ()
+                    let! r1 = failThenRead "/orders/1?x=first"
                     Expect.stringContains r1.RequestData "first" "the first occurrence's details"
-
-                    for i in 2..4 do
-                        clock.Advance(TimeSpan.FromSeconds 1.0)
-                        let! _ = get app (sprintf "/orders/%d?x=repeat" i)
-                        do! app.Monitor.FlushAsync()
-
-                    let! r2 = only ()
+                    let! _ = failThenRead "/orders/2?x=repeat"
+                    let! _ = failThenRead "/orders/3?x=repeat"
+                    let! r2 = failThenRead "/orders/4?x=repeat"
                     Expect.equal r2.Count 4L "every repeat counted"
                     Expect.stringContains r2.RequestData "first" "details kept within the interval"
                     Expect.equal r2.LastSeen (clock.GetUtcNow()) "last seen is the latest repeat's time"
                     Expect.equal r2.CreatedOn r1.CreatedOn "first seen unchanged"
 
-                    clock.Advance(TimeSpan.FromSeconds 31.0)
-                    let! _ = get app "/orders/5?x=refreshed"
-                    do! app.Monitor.FlushAsync()
-                    let! r3 = only ()
+                    clock.Advance(TimeSpan.FromSeconds 30.0)
+                    let! r3 = failThenRead "/orders/5?x=refreshed"
                     Expect.equal r3.Count 5L "counted"
                     Expect.stringContains r3.RequestData "refreshed" "details refreshed after the interval"
                     Expect.stringContains r3.Message "order 5" "message refreshed too"
 
                     let! deleted = app.Store.DeleteAsync(r3.Hash, Threading.CancellationToken.None)
                     Expect.isTrue deleted "deleted"
-                    clock.Advance(TimeSpan.FromSeconds 1.0)
-                    let! _ = get app "/orders/6?x=after-delete"
-                    do! app.Monitor.FlushAsync()
-                    let! r4 = only ()
+                    let! r4 = failThenRead "/orders/6?x=after-delete"
                     Expect.equal r4.Count 1L "the group comes back with its new occurrence"
-                    clock.Advance(TimeSpan.FromSeconds 1.0)
-                    let! _ = get app "/orders/7?x=details-back"
-                    do! app.Monitor.FlushAsync()
-                    let! r5 = only ()
+                    let! r5 = failThenRead "/orders/7?x=details-back"
                     Expect.equal r5.Count 2L "counted"
                     Expect.stringContains r5.RequestData "details-back" "its details come back with the next occurrence"
                     Expect.stringContains r5.Traceback "order 7 failed" "and its traceback"
