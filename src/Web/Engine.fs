@@ -292,9 +292,6 @@ type Engine(parts: EngineParts) =
     // request thread a look at the stack, not a whole capture. Bounded like the queue.
     let shapeGate = obj ()
     let mutable shapes = Dictionary<struct (int64 * int64 * string), ShapeEntry>()
-    // Entries holding a snapshot (a copy of a request): bounded like the queue's groups with details. Count-only
-    // entries are small: up to ten times as many.
-    let mutable snapshots = 0
 
     // Throw sites whose group was written with details less than APP_ERROR_DETAILS_INTERVAL ago: their repeats
     // are counted in place, without a snapshot, a build or an allocation. Bounded: cleared when full (the next
@@ -512,7 +509,6 @@ type Engine(parts: EngineParts) =
             lock shapeGate (fun () ->
                 let t = shapes
                 shapes <- Dictionary<_, _>(t.Count)
-                snapshots <- 0
 
                 let c =
                     counting
@@ -706,12 +702,7 @@ type Engine(parts: EngineParts) =
                                         entry.LastAt <- max entry.LastAt s.OccurredAt
                                         Interlocked.Increment &accepted |> ignore
                                         true
-                                    | _ when
-                                        snapshots < parts.Settings.MaxPendingGroups
-                                        && shapes.Count < 10 * parts.Settings.MaxPendingGroups
-                                        ->
-                                        snapshots <- snapshots + 1
-
+                                    | _ when shapes.Count < parts.Settings.MaxPendingGroups ->
                                         shapes.[k] <-
                                             {
                                                 Snapshot = s
