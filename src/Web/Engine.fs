@@ -493,14 +493,8 @@ type Engine(parts: EngineParts) =
     let mutable accepted = 0L
     let mutable completed = 0L
 
-    let shapeBell = new SemaphoreSlim(0, 1)
-
-    let ringShapes () =
-        try
-            if shapeBell.CurrentCount = 0 then
-                shapeBell.Release() |> ignore
-        with :? SemaphoreFullException ->
-            ()
+    let shapeBell = Doorbell()
+    let ringShapes () = shapeBell.Ring()
 
     /// Builds one event for each coalesced throw site and hands it to the queue with its count; hands the
     /// repeats counted for known sites over as count-only batches.

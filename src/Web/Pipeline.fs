@@ -8,6 +8,21 @@ open Microsoft.Extensions.Logging
 open ErrorMonitor
 open ErrorMonitor.Core
 
+/// Wakes one waiting loop: rings at most once until the loop has waited again.
+type Doorbell() =
+    let bell = new SemaphoreSlim(0, 1)
+
+    /// Wakes the loop (if it is not woken already).
+    member _.Ring() =
+        try
+            if bell.CurrentCount = 0 then
+                bell.Release() |> ignore
+        with :? SemaphoreFullException ->
+            ()
+
+    /// Waits for a ring or the timeout; true when it rang.
+    member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = bell.WaitAsync(timeout, ct)
+
 /// The bounded in-memory queue between the request thread and the writer. Repeats of one fingerprint
 /// coalesce into one pending delta, so memory is bounded by the number of distinct pending groups: at most
 /// `maxGroups` with details (request data and traceback), and ten times as many in all (the others hold a
@@ -22,14 +37,8 @@ type CaptureQueue(maxGroups: int) =
     let mutable detailed = 0
     let mutable inFlightDetailed = 0
     let maxCountOnly = maxGroups * 10
-    let doorbell = new SemaphoreSlim(0, 1)
-
-    let ring () =
-        try
-            if doorbell.CurrentCount = 0 then
-                doorbell.Release() |> ignore
-        with :? SemaphoreFullException ->
-            ()
+    let doorbell = Doorbell()
+    let ring () = doorbell.Ring()
 
     /// Adds `d` to what is pending for its group (under the gate); false when it was dropped. A new group past
     /// the bound on groups with details is kept without them (its count and times exact; a later occurrence

@@ -260,7 +260,7 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                     Sql.query
                         conn
                         null
-                        $"SELECT {columns} FROM {table} ORDER BY last_seen DESC, hash LIMIT @count OFFSET @offset"
+                        $"SELECT {columns} FROM {table} ORDER BY {Rows.listOrder} LIMIT @count OFFSET @offset"
                         [ Sql.int "count" (max 0 count); Sql.bigint "offset" (max 0L offset) ]
                         read
                         ct
@@ -273,11 +273,12 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                 do! ensure ()
                 use! conn = dataSource.OpenConnectionAsync ct
 
+                let d = cursor.Direction
+                let past = Rows.pastCursor d "@"
+                let ordered = Rows.order d ""
+
                 let sql =
-                    if cursor.Direction = CursorDirection.Older then
-                        $"SELECT {columns} FROM {table} WHERE last_seen <= @ls AND (last_seen < @ls OR hash > @hash) ORDER BY last_seen DESC, hash LIMIT @count"
-                    else
-                        $"SELECT {columns} FROM {table} WHERE last_seen >= @ls AND (last_seen > @ls OR hash < @hash) ORDER BY last_seen, hash DESC LIMIT @count"
+                    $"SELECT {columns} FROM {table} WHERE {past} ORDER BY {ordered} LIMIT @count"
 
                 let! rows =
                     Sql.query

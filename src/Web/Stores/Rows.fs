@@ -45,6 +45,25 @@ module Rows =
             return acc
         }
 
+    /// The order every store lists in (newest last-seen first, ties by hash), or its reverse; `q` qualifies the
+    /// columns ("" or "t.").
+    let order (direction: CursorDirection) (q: string) =
+        if direction = CursorDirection.Older then
+            $"{q}last_seen DESC, {q}hash"
+        else
+            $"{q}last_seen, {q}hash DESC"
+
+    /// The list order, unqualified.
+    let listOrder = order CursorDirection.Older ""
+
+    /// The keyset rule: the rows past a cursor (parameters `ls` and `hash`, with the store's prefix `p`), read
+    /// in `order direction ""`.
+    let pastCursor (direction: CursorDirection) (p: string) =
+        if direction = CursorDirection.Older then
+            $"last_seen <= {p}ls AND (last_seen < {p}ls OR hash > {p}hash)"
+        else
+            $"last_seen >= {p}ls AND (last_seen > {p}ls OR hash < {p}hash)"
+
     /// A hash as a parameter value (null is no hash).
     let key (hash: string) = if isNull hash then "" else hash
 

@@ -323,8 +323,8 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
 
                 cmd.CommandText <-
                     withDetails
-                        $"SELECT * FROM {table} ORDER BY last_seen DESC, hash LIMIT $count OFFSET $offset"
-                        "t.last_seen DESC, t.hash"
+                        $"SELECT * FROM {table} ORDER BY {Rows.listOrder} LIMIT $count OFFSET $offset"
+                        (Rows.order CursorDirection.Older "t.")
 
                 cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
                 cmd.Parameters.AddWithValue("$offset", max 0L offset) |> ignore
@@ -340,15 +340,14 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
                 use! c = openConnection ()
                 use cmd = c.CreateCommand()
 
+                let d = cursor.Direction
+                let past = Rows.pastCursor d "$"
+                let ordered = Rows.order d ""
+
                 cmd.CommandText <-
-                    if cursor.Direction = CursorDirection.Older then
-                        withDetails
-                            $"SELECT * FROM {table} WHERE last_seen <= $ls AND (last_seen < $ls OR hash > $hash) ORDER BY last_seen DESC, hash LIMIT $count"
-                            "t.last_seen DESC, t.hash"
-                    else
-                        withDetails
-                            $"SELECT * FROM {table} WHERE last_seen >= $ls AND (last_seen > $ls OR hash < $hash) ORDER BY last_seen, hash DESC LIMIT $count"
-                            "t.last_seen, t.hash DESC"
+                    withDetails
+                        $"SELECT * FROM {table} WHERE {past} ORDER BY {ordered} LIMIT $count"
+                        (Rows.order d "t.")
 
                 cmd.Parameters.AddWithValue("$ls", time cursor.LastSeen) |> ignore
 
