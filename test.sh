@@ -45,6 +45,15 @@ free_port() {
 # Each services/*.sh file defines a start function for one server the suites need.
 for f in "$ROOT"/.ci/services/*.sh; do [ -f "$f" ] && . "$f"; done
 
+# `./test.sh --fresh-packages` restores into an empty package folder of its own (as a new machine would);
+# by default the usual NuGet cache is used (fast). CI sets NUGET_PACKAGES to an empty folder itself.
+if [ "${1:-}" = "--fresh-packages" ]; then
+    NUGET_PACKAGES=$(mktemp -d /tmp/errormonitor-packages.XXXXXX)
+    export NUGET_PACKAGES
+    CLEANUP+=("rm -rf $NUGET_PACKAGES")
+    echo "restoring into an empty package folder: $NUGET_PACKAGES"
+fi
+
 say "restore (locked)"
 dotnet tool restore >/dev/null || { echo "dotnet tool restore failed"; exit 1; }
 dotnet restore ErrorMonitor.sln --locked-mode || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
