@@ -56,6 +56,12 @@ fi
 
 say "restore (locked)"
 dotnet tool restore >/dev/null || { echo "dotnet tool restore failed"; exit 1; }
+if ! dotnet fantomas --version >/dev/null 2>&1; then
+    # The CLI's tool resolver cache can point at a package folder that is gone (a run with another
+    # NUGET_PACKAGES, such as CI's empty one): drop the cache and restore again.
+    rm -rf "${DOTNET_CLI_HOME:-$HOME}/.dotnet/toolResolverCache"
+    dotnet tool restore >/dev/null || { echo "dotnet tool restore failed"; exit 1; }
+fi
 dotnet restore ErrorMonitor.sln --locked-mode || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
 say "build"

@@ -113,7 +113,7 @@ public sealed class AppErrorMonitor
             }
 
             _accessor = app.Services.GetService<IHttpContextAccessor>();
-            app.UseMiddleware<ErrorMonitorMiddleware>(engine);
+            Middleware.useIn(app, engine);
             ErrorMonitorEndpoints.Map(app, engine, options);
             engine.Start();
             app.Lifetime.ApplicationStopping.Register(

@@ -21,7 +21,7 @@ public static class ErrorMonitorApplicationBuilderExtensions
         var engine = app.ApplicationServices.GetService<Engine>()
             ?? throw new InvalidOperationException(
                 "ErrorMonitor is not registered: call builder.Services.AddErrorMonitor() before app.UseErrorMonitor().");
-        return app.UseMiddleware<ErrorMonitorMiddleware>(engine);
+        return Middleware.useIn(app, engine);
     }
 
     /// <summary>

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -33,6 +34,12 @@ public static class ErrorMonitorServiceCollectionExtensions
             options.Configure(configure);
         }
 
+        // A second call only adds its options: the engine, hosted service and health check are registered once.
+        if (services.Any(d => d.ServiceType == typeof(Engine)))
+        {
+            return services;
+        }
+
         services.AddHttpContextAccessor();
         services.AddAntiforgery();
         services.TryAddSingleton(sp => EngineBuilder.Build(
@@ -44,9 +51,17 @@ public static class ErrorMonitorServiceCollectionExtensions
         services.TryAddSingleton(sp => new AppErrorMonitor(
             sp.GetRequiredService<Engine>(),
             sp.GetService<IHttpContextAccessor>()));
-        services.AddHostedService(sp => new EngineHostedService(sp.GetRequiredService<Engine>()));
+
+        // The hosted service resolves the engine when the host starts, so a bad configuration stops start-up
+        // (an ErrorMonitorConfigException naming the key) before the first request: the options are validated on start.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, EngineHostedService>(
+            sp => new EngineHostedService(sp.GetRequiredService<Engine>())));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IExceptionHandler, ErrorMonitorExceptionHandler>());
-        services.AddHealthChecks().AddCheck<ErrorMonitorHealthCheck>("errormonitor", tags: ["errormonitor"]);
+        services.AddHealthChecks().Add(new HealthCheckRegistration(
+            "errormonitor",
+            sp => new ErrorMonitorHealthCheck(sp.GetRequiredService<Engine>()),
+            failureStatus: null,
+            tags: ["errormonitor"]));
         return services;
     }
 }

@@ -5,7 +5,7 @@ open System.Text.RegularExpressions
 
 /// Which store keeps the records.
 [<RequireQualifiedAccess>]
-type StoreKind =
+type internal StoreKind =
     /// An SQLite file next to the app (default).
     | Sqlite
     /// In memory, for tests and demos: lost on restart.
@@ -15,7 +15,7 @@ type StoreKind =
 
 /// How the built-in email notifier talks to its SMTP server.
 [<RequireQualifiedAccess>]
-type SmtpSecurity =
+type internal SmtpSecurity =
     /// Plain SMTP (port 25 by default).
     | None
     /// STARTTLS after connecting (port 587 by default).
@@ -24,7 +24,7 @@ type SmtpSecurity =
     | Tls
 
 /// Notification channels and the notification policy.
-type NotifySettings =
+type internal NotifySettings =
     {
         /// APP_ERROR_SMTP_HOST: turns the email notifier on (with APP_ERROR_SEND_NOTIFICATION). Default none.
         SmtpHost: string option
@@ -55,7 +55,7 @@ type NotifySettings =
     }
 
 /// The capture route: other services and browsers reporting errors over HTTP.
-type IngestSettings =
+type internal IngestSettings =
     {
         /// APP_ERROR_INGEST_KEY: one or several keys; none turns the route off. Default none.
         Keys: string list
@@ -68,7 +68,7 @@ type IngestSettings =
     }
 
 /// ErrorMonitor's settings, read from the seed's APP_ERROR_* keys.
-type Settings =
+type internal Settings =
     {
         /// APP_ERROR_ENABLED: false turns capture off entirely. Default true.
         Enabled: bool
@@ -116,7 +116,7 @@ type Settings =
     }
 
 /// One problem with the configuration, naming its key.
-type ConfigError =
+type internal ConfigError =
     {
         /// The configuration key at fault.
         Key: string
@@ -126,7 +126,7 @@ type ConfigError =
 
 /// Reading, validating and writing settings as flat key/value pairs.
 [<RequireQualifiedAccess>]
-module Config =
+module internal Config =
 
     [<Literal>]
     let EnabledKey = "APP_ERROR_ENABLED"

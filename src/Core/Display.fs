@@ -4,7 +4,7 @@ open System
 
 /// How values are shown on the pages: relative times, shortened paths.
 [<RequireQualifiedAccess>]
-module Display =
+module internal Display =
 
     /// "just now", "5 seconds ago", "1 minute ago", "3 hours ago", "2 days ago", "4 months ago", "1 year ago".
     let relative (now: DateTimeOffset) (t: DateTimeOffset) : string =

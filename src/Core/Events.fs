@@ -4,10 +4,10 @@ open System
 
 /// An app-supplied grouping: given the exception (if any) and the request (if any), a group key, or None
 /// to use the default fingerprint.
-type FingerprintFunction = ExceptionInfo option -> RequestContext option -> string option
+type internal FingerprintFunction = ExceptionInfo option -> RequestContext option -> string option
 
 /// Everything known about one occurrence before it is masked and formatted.
-type Capture =
+type internal Capture =
     {
         /// The request it happened in, if any.
         Request: RequestContext option
@@ -21,7 +21,7 @@ type Capture =
 
 /// Building an occurrence: mask, then format, then fingerprint. Pure and total.
 [<RequireQualifiedAccess>]
-module Events =
+module internal Events =
 
     /// The exception name recorded for a captured message.
     [<Literal>]

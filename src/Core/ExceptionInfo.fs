@@ -6,7 +6,7 @@ open System.Diagnostics
 
 /// Turning a System.Exception into bounded plain data. Total: never throws.
 [<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
-module ExceptionInfo =
+module internal ExceptionInfo =
 
     /// Index of the '>' that closes the '<' at index 0, or -1.
     let private closing (s: string) =

@@ -6,7 +6,7 @@ open System.Text
 
 /// The group key: SHA-256 over what identifies a failure, stable across processes, machines and builds.
 [<RequireQualifiedAccess>]
-module Fingerprint =
+module internal Fingerprint =
 
     /// SHA-256 of the UTF-8 text, as 64 lowercase hex characters.
     let sha256Hex (text: string) : string =

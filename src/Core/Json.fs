@@ -8,7 +8,7 @@ open System.Text.Json
 
 /// JSON text for data trees, and bounded parsing of JSON into data. Pure: in-memory only.
 [<RequireQualifiedAccess>]
-module Json =
+module internal Json =
 
 
     let rec private writeData (w: Utf8JsonWriter) (d: Data) =

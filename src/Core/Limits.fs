@@ -1,7 +1,7 @@
 namespace ErrorMonitor.Core
 
 /// Size limits applied while building a record. Whatever is cut carries a visible marker.
-type Limits =
+type internal Limits =
     {
         /// Longest exception message kept, in characters. Default 8,192.
         MaxMessage: int
@@ -31,7 +31,7 @@ type Limits =
 
 /// The default limits.
 [<RequireQualifiedAccess>]
-module Limits =
+module internal Limits =
 
     /// The documented defaults.
     let defaults =

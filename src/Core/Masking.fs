@@ -4,18 +4,18 @@ open System
 
 /// What a masking rule decides for one key.
 [<RequireQualifiedAccess>]
-type MaskDecision =
+type internal MaskDecision =
     /// Keep the value as it is.
     | Keep
     /// Replace the value with this text.
     | MaskWith of string
 
 /// A masking rule: key -> decision.
-type MaskingRule = string -> MaskDecision
+type internal MaskingRule = string -> MaskDecision
 
 /// Masking of every keyed thing a record holds, at any depth.
 [<RequireQualifiedAccess>]
-module Masking =
+module internal Masking =
 
     /// HTTP headers that carry credentials: masked whatever the key rule says.
     let credentialHeaders =

@@ -5,7 +5,7 @@ open System.Text
 
 /// The subject and body of a notification, in the seed's format.
 [<RequireQualifiedAccess>]
-module Notification =
+module internal Notification =
 
     /// `[prefix] [METHOD] url ExceptionName`; without a prefix `[METHOD] url ExceptionName`; outside a request
     /// `[prefix] ExceptionName`.

@@ -3,7 +3,7 @@ namespace ErrorMonitor.Core
 open System
 
 /// One page of a newest-first list.
-type Page<'T> =
+type internal Page<'T> =
     {
         /// The items of this page.
         Items: 'T list
@@ -38,7 +38,7 @@ type PageCursor =
 
 /// Page arithmetic.
 [<RequireQualifiedAccess>]
-module Paging =
+module internal Paging =
 
     /// A page number from a query value: a positive whole number, else page 1.
     let parsePage (raw: string option) : int =

@@ -4,7 +4,7 @@ open System
 
 /// Why a notification goes out.
 [<RequireQualifiedAccess>]
-type NotifyReason =
+type internal NotifyReason =
     /// The group was seen for the first time.
     | FirstSeen
     /// The group came back after a quiet period.
@@ -13,7 +13,7 @@ type NotifyReason =
     | Occurrence
 
 /// What the store said about a group as it wrote a batch of it.
-type GroupWrite =
+type internal GroupWrite =
     {
         /// The group's last occurrence before this write; None when the write created the group.
         PreviousSeen: DateTimeOffset option
@@ -26,7 +26,7 @@ type GroupWrite =
     }
 
 /// The overall cap: notifications sent in the current window, and what was held back.
-type NotifyWindow =
+type internal NotifyWindow =
     {
         /// When the window started.
         Start: DateTimeOffset
@@ -40,7 +40,7 @@ type NotifyWindow =
 
 /// The notification policy: who hears about what, and when. Pure.
 [<RequireQualifiedAccess>]
-module Policy =
+module internal Policy =
 
     /// Whether a written group should notify, and why: the first time it is seen; again when it comes back
     /// after the quiet period (at most once per interval); or every write in the seed's mode.

@@ -5,7 +5,7 @@ open System.Text.Json
 open System.Text.RegularExpressions
 
 /// An error report sent over HTTP by another service or a browser.
-type ClientReport =
+type internal ClientReport =
     {
         /// The error's type, e.g. "TypeError".
         Type: string
@@ -26,7 +26,7 @@ type ClientReport =
     }
 
 /// A report that cannot be taken: the field at fault and why.
-type ReportError =
+type internal ReportError =
     {
         /// The JSON field at fault ("" for the document itself).
         Field: string
@@ -36,7 +36,7 @@ type ReportError =
 
 /// Reading error reports: JSON validation with errors that name the field, and stack-string parsing.
 [<RequireQualifiedAccess>]
-module Report =
+module internal Report =
 
     // Chromium, Node: "    at fn (https://x/app.js:10:5)", "    at https://x/app.js:10:5", "    at async fn (...)".
     let private chromium =

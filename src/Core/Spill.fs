@@ -8,7 +8,7 @@ open System.Text.Json
 
 /// The spill file's format: one JSON object a pending group, one a line. Pure: text in, text out.
 [<RequireQualifiedAccess>]
-module Spill =
+module internal Spill =
 
     let private time (t: DateTimeOffset) =
         t.UtcDateTime.ToString("O", CultureInfo.InvariantCulture)

@@ -5,7 +5,7 @@ open System.Text.RegularExpressions
 
 /// Bounded text: truncation with a visible marker, and the normalisation used by fingerprints.
 [<RequireQualifiedAccess>]
-module Text =
+module internal Text =
 
     /// The marker appended to text that was cut: "…[truncated N chars]".
     let marker (dropped: int) = sprintf "…[truncated %d chars]" dropped
@@ -47,7 +47,7 @@ module Text =
 /// Per-thread scratch buffers for the text every occurrence builds (traceback, JSON): reused, not
 /// reallocated. Pure in effect: each call starts from an empty buffer and returns a fresh string.
 [<AbstractClass; Sealed>]
-type Buffers =
+type internal Buffers =
     [<ThreadStatic; DefaultValue>]
     static val mutable private sb: Text.StringBuilder
 

@@ -4,7 +4,7 @@ open System.Text
 
 /// The formatted exception, in .NET's familiar layout, bounded in size.
 [<RequireQualifiedAccess>]
-module Traceback =
+module internal Traceback =
 
     let private frameLine (sb: StringBuilder) (f: Frame) =
         sb.Append("   at ").Append(f.Type).Append('.').Append(f.Method).Append("()")

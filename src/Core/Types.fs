@@ -4,7 +4,7 @@ open System
 
 /// A JSON-like tree: custom context, JSON request bodies and the request data of a record.
 [<RequireQualifiedAccess>]
-type Data =
+type internal Data =
     | Null
     | Bool of bool
     | Number of float
@@ -13,7 +13,7 @@ type Data =
     | Object of (string * Data) list
 
 /// One stack frame, with compiler-generated names already mapped back to their source method.
-type Frame =
+type internal Frame =
     {
         /// Declaring type, namespace-qualified (nested types joined with '+').
         Type: string
@@ -28,7 +28,7 @@ type Frame =
     }
 
 /// An exception as plain, bounded data.
-type ExceptionInfo =
+type internal ExceptionInfo =
     {
         /// Full type name, e.g. System.InvalidOperationException.
         TypeName: string
@@ -47,7 +47,7 @@ type ExceptionInfo =
     }
 
 /// The request an error happened in, as plain data read by the web shell.
-type RequestContext =
+type internal RequestContext =
     {
         Method: string
         Scheme: string
@@ -68,13 +68,13 @@ type RequestContext =
     }
 
 /// A bounded excerpt of a request body that the app had buffered.
-and [<RequireQualifiedAccess>] Body =
+and [<RequireQualifiedAccess>] internal Body =
     | Json of Data
     | Text of string
 
 /// What an occurrence is about: an exception or a plain message.
 [<RequireQualifiedAccess>]
-type Subject =
+type internal Subject =
     | Exception of ExceptionInfo
     | Message of string
 

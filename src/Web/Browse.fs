@@ -81,7 +81,7 @@ module Browse =
 
     /// True when this request may browse: the permission function if set; else ASP.NET Core authorization
     /// if the endpoint has it (it has already run); else the request must come from the local machine.
-    let allowed (b: BrowseOptions) (ctx: HttpContext) : bool =
+    let internal allowed (b: BrowseOptions) (ctx: HttpContext) : bool =
         match b.Permission with
         | Some f ->
             try
@@ -91,7 +91,7 @@ module Browse =
         | None -> hasAuthorization ctx || isLocal ctx
 
     /// Refuses (403) requests that may not browse.
-    let guard (b: BrowseOptions) : HttpHandler =
+    let internal guard (b: BrowseOptions) : HttpHandler =
         fun next ctx ->
             if allowed b ctx then
                 next ctx
@@ -154,7 +154,7 @@ module Browse =
         | n -> Some(sprintf "%d occurrences were dropped because ErrorMonitor's queue was full." n)
 
     /// The list page: newest last-seen first, `APP_DEFAULT_LIST_SIZE` a page.
-    let list (b: BrowseOptions) : HttpHandler =
+    let internal list (b: BrowseOptions) : HttpHandler =
         fun next ctx ->
             task {
                 let! page = pageOf b ctx
@@ -178,7 +178,7 @@ module Browse =
         }
 
     /// The detail page of one group; 404 when unknown.
-    let detail (b: BrowseOptions) (hash: string) : HttpHandler =
+    let internal detail (b: BrowseOptions) (hash: string) : HttpHandler =
         fun next ctx ->
             task {
                 match! find b ctx hash with
@@ -189,7 +189,7 @@ module Browse =
             }
 
     /// Deletes a group (POST with a valid antiforgery token), then goes back to the list.
-    let delete (b: BrowseOptions) (hash: string) : HttpHandler =
+    let internal delete (b: BrowseOptions) (hash: string) : HttpHandler =
         fun next ctx ->
             task {
                 if not (HttpMethods.IsPost ctx.Request.Method) then
@@ -240,7 +240,7 @@ module Browse =
 
     /// The list as JSON: items, page, pageSize, hasNext (an older page), hasPrevious (a newer page), and the
     /// next / previous URLs (with cursors).
-    let apiList (b: BrowseOptions) : HttpHandler =
+    let internal apiList (b: BrowseOptions) : HttpHandler =
         fun next ctx ->
             task {
                 let! page = pageOf b ctx
@@ -282,7 +282,7 @@ module Browse =
             }
 
     /// One group as JSON, with requestData (an object) and traceback; 404 problem details when unknown.
-    let apiDetail (b: BrowseOptions) (hash: string) : HttpHandler =
+    let internal apiDetail (b: BrowseOptions) (hash: string) : HttpHandler =
         fun next ctx ->
             task {
                 match! find b ctx hash with
@@ -318,7 +318,7 @@ module Browse =
         | v -> string v
 
     /// Maps the pages and the JSON API under the prefix; returns the route group (for RequireAuthorization).
-    let mapEndpoints (endpoints: IEndpointRouteBuilder) (b: BrowseOptions) : RouteGroupBuilder =
+    let internal mapEndpoints (endpoints: IEndpointRouteBuilder) (b: BrowseOptions) : RouteGroupBuilder =
         let group = endpoints.MapGroup(prefix b)
 
         let run (handler: HttpContext -> HttpHandler) =

@@ -7,7 +7,7 @@ open ErrorMonitor.Core
 
 /// Turns app values (scope extras, context-builder entries) into bounded data. Never throws.
 [<RequireQualifiedAccess>]
-module DataOf =
+module internal DataOf =
 
     let rec private go (limits: Limits) (depth: int) (value: obj) : Data =
         try

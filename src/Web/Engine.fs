@@ -69,7 +69,7 @@ open ErrorMonitor.Core
 open ErrorMonitor.Web.Stores
 
 /// The request-thread copy of an occurrence, waiting for the rest of its work.
-type Snapshot =
+type internal Snapshot =
     {
         /// The exception (null for a message).
         Exception: exn
@@ -86,7 +86,7 @@ type Snapshot =
 /// data and traceback), when those details were taken, and the repeats counted since the last pass (read and
 /// changed under the engine's shape gate).
 [<AllowNullLiteral>]
-type KnownShape(header: ErrorEvent, detailsAt: DateTimeOffset) =
+type internal KnownShape(header: ErrorEvent, detailsAt: DateTimeOffset) =
     member _.Header = header
     member _.DetailsAt = detailsAt
     member val Pending = 0L with get, set
@@ -94,7 +94,7 @@ type KnownShape(header: ErrorEvent, detailsAt: DateTimeOffset) =
     member val LastAt = DateTimeOffset.MinValue with get, set
 
 /// Repeats of one throw site waiting for their background work: the first one's snapshot, and the count.
-type ShapeEntry =
+type internal ShapeEntry =
     {
         Snapshot: Snapshot
         mutable Count: int64
@@ -103,7 +103,7 @@ type ShapeEntry =
 
 /// A cheap identity of a throw site, read on the request path without formatting anything.
 [<RequireQualifiedAccess>]
-module ThrowSite =
+module internal ThrowSite =
 
     // The runtime keeps an exception's frames in a private array (CoreCLR, 64-bit: a 16-byte header whose first
     // 4 bytes are the frame count, then 32 bytes a frame: code address, stack pointer, method, flags), from which
@@ -251,7 +251,7 @@ module ThrowSite =
     let readsRawFrames () = rawReadable.Value
 
 /// Everything an engine is made of.
-type EngineParts =
+type internal EngineParts =
     {
         /// Validated settings.
         Settings: Settings
@@ -280,7 +280,7 @@ type EngineParts =
 
 /// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
 /// them in the background. Capture never throws into the app.
-type Engine(parts: EngineParts) =
+type Engine internal (parts: EngineParts) =
     let queue = CaptureQueue(parts.Settings.MaxPendingGroups)
 
     let dispatcher =
@@ -608,22 +608,22 @@ type Engine(parts: EngineParts) =
         }
 
     /// The settings in force.
-    member _.Settings = parts.Settings
+    member internal _.Settings = parts.Settings
 
     /// The store.
-    member _.Store = parts.Store
+    member internal _.Store = parts.Store
 
     /// The current time (UTC).
-    member _.Now() = parts.Clock.GetUtcNow()
+    member internal _.Now() = parts.Clock.GetUtcNow()
 
     /// The queue (for metrics and tests).
-    member _.Queue = queue
+    member internal _.Queue = queue
 
     /// The writer (for metrics and tests).
-    member _.Writer = writer
+    member internal _.Writer = writer
 
     /// Records an exception (once per exception object); returns its group's hash and sequence number.
-    member _.Record(ex: exn, http: HttpContext) : (string * int64) option =
+    member internal _.Record(ex: exn, http: HttpContext) : (string * int64) option =
         if isNull ex then
             None
         else
@@ -640,7 +640,7 @@ type Engine(parts: EngineParts) =
 
     /// Records an exception the fast way (the middleware's): the request thread copies what it needs and
     /// goes on; the rest of the work happens in the background. Once per exception object.
-    member _.RecordDeferred(ex: exn, http: HttpContext) : unit =
+    member internal _.RecordDeferred(ex: exn, http: HttpContext) : unit =
         if not (isNull ex) && parts.Settings.Enabled then
             try
                 match seenBefore ex http with
@@ -720,7 +720,7 @@ type Engine(parts: EngineParts) =
                 parts.Logger.LogError(EventId(1005, "CaptureFailed"), e, "ErrorMonitor could not record an occurrence")
 
     /// Records an error report that came over HTTP (the capture route); returns its group's hash.
-    member _.RecordReport(report: ClientReport) : string option =
+    member internal _.RecordReport(report: ClientReport) : string option =
         if not parts.Settings.Enabled then
             None
         else
@@ -744,15 +744,15 @@ type Engine(parts: EngineParts) =
                 None
 
     /// True when this exception object was recorded already.
-    member _.WasRecorded(ex: exn, http: HttpContext) =
+    member internal _.WasRecorded(ex: exn, http: HttpContext) =
         not (isNull ex) && (seenBefore ex http).IsSome
 
     /// Records a message.
-    member _.RecordMessage(text: string, http: HttpContext) : (string * int64) option =
+    member internal _.RecordMessage(text: string, http: HttpContext) : (string * int64) option =
         capture null (if isNull text then "" else text) http
 
     /// Completes when occurrence `sequence` is stored.
-    member _.WaitStoredAsync(sequence: int64, ct: CancellationToken) : Task =
+    member internal _.WaitStoredAsync(sequence: int64, ct: CancellationToken) : Task =
         if sequence <= 0L then
             Task.CompletedTask
         else
@@ -760,14 +760,14 @@ type Engine(parts: EngineParts) =
 
     /// Completes when everything recorded so far is stored and its notifications and tickets are done (sent,
     /// or given up after their retries).
-    member this.SettleAsync(ct: CancellationToken) : Task =
+    member internal this.SettleAsync(ct: CancellationToken) : Task =
         task {
             do! this.FlushAsync ct
             do! dispatcher.WaitIdleAsync ct
         }
 
     /// Completes when everything recorded so far is stored.
-    member _.FlushAsync(ct: CancellationToken) : Task =
+    member internal _.FlushAsync(ct: CancellationToken) : Task =
         task {
             let target = Interlocked.Read &accepted
 
@@ -778,7 +778,7 @@ type Engine(parts: EngineParts) =
         }
 
     /// Starts the background writer.
-    member _.Start() =
+    member internal _.Start() =
         lock stopping (fun () ->
             if isNull loop then
                 match spill with
@@ -803,7 +803,7 @@ type Engine(parts: EngineParts) =
                 loop <- Task.Run(fun () -> writer.RunAsync stopping.Token))
 
     /// Stops the writer, writing what is pending within `timeout`, then saving what is left to the spill file.
-    member _.StopAsync(timeout: TimeSpan) : Task =
+    member internal _.StopAsync(timeout: TimeSpan) : Task =
         task {
             // Finish the occurrences still waiting for their background work, then stop the writer.
             deferred.Writer.TryComplete() |> ignore
@@ -855,7 +855,7 @@ type Engine(parts: EngineParts) =
 
 /// Building an engine from flat configuration and app-supplied parts (used by the C# facade and F# apps).
 [<RequireQualifiedAccess>]
-module EngineFactory =
+module internal EngineFactory =
 
     /// The default SQLite connection string: a file next to the app.
     [<Literal>]

@@ -8,7 +8,7 @@ open ErrorMonitor.Core
 
 /// Reads an exception's frames, remembering each frame's source position and source names by method and IL
 /// offset: the symbol files are read once for a throw site, not at every occurrence.
-type FrameReader(limits: Limits) =
+type internal FrameReader(limits: Limits) =
     let cache = ConcurrentDictionary<struct (MethodBase * int), Frame>()
 
     /// Frames within the frame limit, and how many were left out.

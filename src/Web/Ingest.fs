@@ -13,7 +13,7 @@ open ErrorMonitor.Core
 /// The capture route: `POST {prefix}/api/errors` takes error reports from other services and browsers, and
 /// `GET {prefix}/client.js` is the script a page includes to send its own.
 [<RequireQualifiedAccess>]
-module Ingest =
+module internal Ingest =
 
     /// The header that carries the ingest key.
     [<Literal>]

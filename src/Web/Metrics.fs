@@ -7,7 +7,7 @@ open System.Diagnostics.Metrics
 /// The `ErrorMonitor` meter (System.Diagnostics.Metrics): what was captured, stored, coalesced, dropped,
 /// how long the store takes. The queue length is observed per engine.
 [<RequireQualifiedAccess>]
-module Metrics =
+module internal Metrics =
 
     /// The meter's name.
     [<Literal>]

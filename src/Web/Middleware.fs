@@ -4,13 +4,14 @@ open System
 open System.Runtime.ExceptionServices
 open System.Threading
 open System.Threading.Tasks
+open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.Hosting
 
 /// Records every unhandled exception of the requests after it and lets it continue unchanged, so the
 /// app's own error handling still runs and the response is what it would be without ErrorMonitor. It never
 /// throws again: a failed request's task is handed on as it is (a rethrow would cost a second throw).
-type ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
+type internal ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
 
     let recordFault =
         Func<Task, obj, Task>(fun t state ->
@@ -41,9 +42,21 @@ type ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
                 )
                 .Unwrap()
 
+/// Adding the capture middleware to a pipeline (the middleware type is internal, so it is added as a delegate).
+[<RequireQualifiedAccess>]
+module internal Middleware =
+
+    /// Adds the capture middleware of `engine` to `app`.
+    let useIn (app: IApplicationBuilder) (engine: Engine) : IApplicationBuilder =
+        app.Use(
+            Func<RequestDelegate, RequestDelegate>(fun next ->
+                let middleware = ErrorMonitorMiddleware(next, engine)
+                RequestDelegate(fun ctx -> middleware.InvokeAsync ctx))
+        )
+
 /// Runs an engine's background writer for the lifetime of the host; on stop, writes what is pending within
 /// APP_ERROR_SHUTDOWN_TIMEOUT and spills the rest.
-type EngineHostedService(engine: Engine) =
+type internal EngineHostedService(engine: Engine) =
     interface IHostedService with
         member _.StartAsync(_: CancellationToken) =
             engine.Start()
@@ -53,7 +66,7 @@ type EngineHostedService(engine: Engine) =
             engine.StopAsync engine.Settings.ShutdownTimeout
 
 /// The store's health for ASP.NET Core health checks: healthy while writes succeed.
-type ErrorMonitorHealthCheck(engine: Engine) =
+type internal ErrorMonitorHealthCheck(engine: Engine) =
     interface Microsoft.Extensions.Diagnostics.HealthChecks.IHealthCheck with
         member _.CheckHealthAsync(_, _) =
             let data =

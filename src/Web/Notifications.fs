@@ -17,7 +17,7 @@ open ErrorMonitor.Core
 
 /// A record's fields as JSON properties, as the JSON API and the webhook show them.
 [<RequireQualifiedAccess>]
-module RecordJson =
+module internal RecordJson =
 
     /// Writes hash, host, path, method, exceptionName, message, count, createdOn and lastSeen (ISO 8601 UTC).
     let fields (w: Utf8JsonWriter) (r: ErrorRecord) =
@@ -32,7 +32,7 @@ module RecordJson =
         w.WriteString("lastSeen", r.LastSeen.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
 
 /// The built-in email notifier: SMTP through MailKit, configured by the APP_ERROR_SMTP_* keys.
-type EmailNotifier(n: NotifySettings) =
+type internal EmailNotifier(n: NotifySettings) =
     interface INotifier with
         member _.NotifyAsync(notification, ct) =
             task {
@@ -64,7 +64,7 @@ type EmailNotifier(n: NotifySettings) =
             :> Task
 
 /// The built-in webhook notifier: POSTs JSON with a Slack-compatible `text` and the record's fields.
-type WebhookNotifier(url: string, client: HttpClient) =
+type internal WebhookNotifier(url: string, client: HttpClient) =
 
     /// The JSON message for a notification.
     static member Payload(notification: Notification) : byte array =
@@ -109,7 +109,7 @@ type WebhookNotifier(url: string, client: HttpClient) =
 
 /// Runs notifiers and ticketing after groups are written: the policy (Core) decides, the store's conditional
 /// update makes one instance the sender, and each call runs with a timeout and retries, off the request path.
-type Dispatcher
+type internal Dispatcher
     (
         settings: Settings,
         store: IErrorStore,

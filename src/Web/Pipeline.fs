@@ -9,7 +9,7 @@ open ErrorMonitor
 open ErrorMonitor.Core
 
 /// Wakes one waiting loop: rings at most once until the loop has waited again.
-type Doorbell() =
+type internal Doorbell() =
     let bell = new SemaphoreSlim(0, 1)
 
     /// Wakes the loop (if it is not woken already).
@@ -27,7 +27,7 @@ type Doorbell() =
 /// coalesce into one pending delta, so memory is bounded by the number of distinct pending groups: at most
 /// `maxGroups` with details (request data and traceback), and ten times as many in all (the others hold a
 /// hash, a few short fields and their counts).
-type CaptureQueue(maxGroups: int) =
+type internal CaptureQueue(maxGroups: int) =
     let gate = obj ()
     let mutable pending = Dictionary<string, GroupDelta>()
     let mutable enqueued = 0L
@@ -140,7 +140,7 @@ type CaptureQueue(maxGroups: int) =
 
 /// The spill file: what could not be written waits here for the next start. Saved whole, atomically
 /// (a temp file renamed over it); removed once everything in it is written.
-type SpillFile(path: string, logger: ILogger) =
+type internal SpillFile(path: string, logger: ILogger) =
     let gate = obj ()
 
     /// Its path.
@@ -201,7 +201,7 @@ type SpillFile(path: string, logger: ILogger) =
 /// Writes what the queue holds to the store, in batches, retrying with backoff while the store fails; while
 /// it fails, saves what is pending to the spill file every flush interval. Callers can wait until a given
 /// occurrence is stored. `onWritten` gets each written batch with what the store reported of it.
-type Writer
+type internal Writer
     (
         queue: CaptureQueue,
         store: IErrorStore,

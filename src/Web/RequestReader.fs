@@ -11,7 +11,7 @@ open ErrorMonitor.Core
 /// Reads an HttpContext into plain data for the core. Reads only what the app already has: a form the app
 /// read, a body the app buffered. Leaves the app's streams as it found them. Never throws.
 [<RequireQualifiedAccess>]
-module RequestReader =
+module internal RequestReader =
 
     let private attempt fallback f =
         try

@@ -8,7 +8,7 @@ open ErrorMonitor.Core
 /// The HTML pages. Every value from a request or an exception goes through `str` (HTML-encoded); the only
 /// `rawText` is the constant style sheet below.
 [<RequireQualifiedAccess>]
-module Views =
+module internal Views =
 
     /// A delete form's antiforgery field: its name and token.
     type Antiforgery = { FieldName: string; Token: string }

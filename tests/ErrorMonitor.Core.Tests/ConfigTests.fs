@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.ConfigTests
+module internal ErrorMonitor.Core.Tests.ConfigTests
 
 open System
 open Expecto

@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.EventTests
+module internal ErrorMonitor.Core.Tests.EventTests
 
 open System
 open Expecto

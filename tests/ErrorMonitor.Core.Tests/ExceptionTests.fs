@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.ExceptionTests
+module internal ErrorMonitor.Core.Tests.ExceptionTests
 
 open System
 open System.Diagnostics

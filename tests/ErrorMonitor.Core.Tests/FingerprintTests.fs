@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.FingerprintTests
+module internal ErrorMonitor.Core.Tests.FingerprintTests
 
 open System
 open System.Runtime.CompilerServices

@@ -1,5 +1,5 @@
 /// Shared generators and FsCheck configuration for the core's properties.
-module ErrorMonitor.Core.Tests.Generators
+module internal ErrorMonitor.Core.Tests.Generators
 
 open System
 open Expecto

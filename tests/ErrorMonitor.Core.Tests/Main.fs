@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.Main
+module internal ErrorMonitor.Core.Tests.Main
 
 open Expecto
 

@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.MaskingTests
+module internal ErrorMonitor.Core.Tests.MaskingTests
 
 open Expecto
 open FsCheck

@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.PagingTests
+module internal ErrorMonitor.Core.Tests.PagingTests
 
 open Expecto
 open FsCheck

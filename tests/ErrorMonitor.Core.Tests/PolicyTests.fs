@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.PolicyTests
+module internal ErrorMonitor.Core.Tests.PolicyTests
 
 open System
 open Expecto

@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.ReportTests
+module internal ErrorMonitor.Core.Tests.ReportTests
 
 open System
 open Expecto

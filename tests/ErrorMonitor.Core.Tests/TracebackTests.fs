@@ -1,4 +1,4 @@
-module ErrorMonitor.Core.Tests.TracebackTests
+module internal ErrorMonitor.Core.Tests.TracebackTests
 
 open System
 open Expecto

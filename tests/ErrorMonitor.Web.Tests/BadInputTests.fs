@@ -1,7 +1,7 @@
 /// Bad input over real HTTP (raw sockets, so bytes can be invalid and lengths can lie) and pathological
 /// exceptions: the app answers exactly as it would without ErrorMonitor, a record is stored with truncation
 /// markers, no masked value appears, and memory stays bounded.
-module ErrorMonitor.Web.Tests.BadInputTests
+module internal ErrorMonitor.Web.Tests.BadInputTests
 
 open System
 open System.IO

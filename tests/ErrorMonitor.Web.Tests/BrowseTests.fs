@@ -1,4 +1,4 @@
-module ErrorMonitor.Web.Tests.BrowseTests
+module internal ErrorMonitor.Web.Tests.BrowseTests
 
 open System
 open System.Net

@@ -1,5 +1,5 @@
 /// Real Chromium (Debian's, at /usr/bin/chromium) driven by Playwright: nothing is downloaded.
-module ErrorMonitor.Web.Tests.BrowserTests
+module internal ErrorMonitor.Web.Tests.BrowserTests
 
 open System
 open System.IO

@@ -1,4 +1,4 @@
-module ErrorMonitor.Web.Tests.CaptureTests
+module internal ErrorMonitor.Web.Tests.CaptureTests
 
 open System
 open System.IO

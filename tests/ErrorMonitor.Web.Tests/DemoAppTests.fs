@@ -1,4 +1,4 @@
-module ErrorMonitor.Web.Tests.DemoAppTests
+module internal ErrorMonitor.Web.Tests.DemoAppTests
 
 open System
 open System.Diagnostics

@@ -1,5 +1,5 @@
 /// Pathological exceptions that app code might throw.
-module ErrorMonitor.Web.Tests.ExceptionsForTests
+module internal ErrorMonitor.Web.Tests.ExceptionsForTests
 
 open System
 open System.Collections.Generic

@@ -1,5 +1,5 @@
 /// The capture route over real HTTP: reports from other services and browsers.
-module ErrorMonitor.Web.Tests.IngestTests
+module internal ErrorMonitor.Web.Tests.IngestTests
 
 open System
 open System.Net

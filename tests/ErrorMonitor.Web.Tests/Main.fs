@@ -1,4 +1,4 @@
-module ErrorMonitor.Web.Tests.Main
+module internal ErrorMonitor.Web.Tests.Main
 
 open Expecto
 

@@ -1,5 +1,5 @@
 /// Notifications through a real SMTP server (aiosmtpd, Maildir) and a real local webhook listener.
-module ErrorMonitor.Web.Tests.NotificationTests
+module internal ErrorMonitor.Web.Tests.NotificationTests
 
 open System
 open System.Collections.Concurrent

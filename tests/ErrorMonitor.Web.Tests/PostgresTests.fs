@@ -1,5 +1,5 @@
 /// Many app instances on one PostgreSQL database: exact counts, no split groups, outages survived.
-module ErrorMonitor.Web.Tests.PostgresTests
+module internal ErrorMonitor.Web.Tests.PostgresTests
 
 open System
 open System.Diagnostics

@@ -1,5 +1,5 @@
 /// Never lose an error, never break the app: outages, shutdown, bad input, limits, floods.
-module ErrorMonitor.Web.Tests.ReliabilityTests
+module internal ErrorMonitor.Web.Tests.ReliabilityTests
 
 open System
 open System.Collections.Generic

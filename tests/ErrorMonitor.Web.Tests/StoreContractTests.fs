@@ -1,6 +1,6 @@
 /// One contract, three stores: random sequences of upsert / get / page / delete give the same observable
 /// results on the in-memory, SQLite and PostgreSQL stores as on a plain Map model.
-module ErrorMonitor.Web.Tests.StoreContractTests
+module internal ErrorMonitor.Web.Tests.StoreContractTests
 
 open System
 open System.IO

@@ -1,5 +1,5 @@
 /// Real apps on real Kestrel, bound to 127.0.0.1 on a port the OS picks, with real SQLite files.
-module ErrorMonitor.Web.Tests.TestApp
+module internal ErrorMonitor.Web.Tests.TestApp
 
 open System
 open System.Collections.Generic

@@ -7,7 +7,7 @@ open ErrorMonitor
 open ErrorMonitor.Core
 
 /// A store in memory, for tests and demos: lost when the process ends.
-type MemoryStore() =
+type internal MemoryStore() =
     let gate = obj ()
     let mutable records = Map.empty<string, ErrorRecord>
     let mutable claims = Map.empty<string * ClaimKind, DateTimeOffset>

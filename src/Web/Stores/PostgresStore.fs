@@ -12,7 +12,7 @@ open ErrorMonitor.Core
 /// exactly across processes); the schema is created and migrated on start under an advisory lock, so
 /// instances starting together do not collide. The SQL stays within what a distributed PostgreSQL (Citus,
 /// with `hash` as the distribution column) accepts. `table` must be a plain identifier.
-type PostgresStore(dataSource: NpgsqlDataSource, table: string) =
+type internal PostgresStore(dataSource: NpgsqlDataSource, table: string) =
     let columns = Rows.Columns
 
     /// Each migration, in order; the version table remembers how many ran.

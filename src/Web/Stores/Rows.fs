@@ -8,7 +8,7 @@ open ErrorMonitor.Core
 /// What the SQL stores share: the record's columns and how a row becomes a record, and the schema step
 /// that runs once before first use.
 [<RequireQualifiedAccess>]
-module Rows =
+module internal Rows =
 
     /// The record's columns, in the order `record` reads them.
     [<Literal>]
@@ -69,7 +69,7 @@ module Rows =
 
 /// Runs a step once (creating the schema) before first use; a failed attempt (the database away) is run
 /// again by the next caller.
-type Once(step: unit -> Task) =
+type internal Once(step: unit -> Task) =
     let gate = obj ()
     let mutable running: Task = null
 

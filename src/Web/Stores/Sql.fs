@@ -9,7 +9,7 @@ open NpgsqlTypes
 
 /// The few helpers the PostgreSQL store needs: commands with named parameters, and readers to lists.
 [<RequireQualifiedAccess>]
-module Sql =
+module internal Sql =
 
     /// A named parameter with its value and type.
     type Param = string * obj * NpgsqlDbType

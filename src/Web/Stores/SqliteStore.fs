@@ -10,7 +10,7 @@ open ErrorMonitor.Core
 
 /// The embedded store: one SQLite file, WAL mode, one-statement upserts, pages by an index on last_seen.
 /// `table` must be a plain identifier (the configuration checks it).
-type SqliteStore(connectionString: string, table: string) =
+type internal SqliteStore(connectionString: string, table: string) =
     // Times are stored as fixed-width ISO 8601 UTC text: readable, and ordered as text as they are in time.
     let time (t: DateTimeOffset) =
         t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture)
