@@ -74,7 +74,7 @@ fmt_ok=1
 fs_dirs=$(for d in src tests samples benchmarks; do [ -d "$d" ] && echo "$d"; done)
 # shellcheck disable=SC2086
 dotnet fantomas --check $fs_dirs || { echo "F# formatting differs: run 'dotnet fantomas src tests samples benchmarks'"; fmt_ok=0; }
-for proj in $(git ls-files '*.csproj'); do
+for proj in $(git ls-files '*.csproj' | grep -v '^tests/consumers/'); do
     dotnet format "$proj" --verify-no-changes --no-restore || { echo "C# formatting differs in $proj: run 'dotnet format $proj'"; fmt_ok=0; }
 done
 if [ $fmt_ok = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
@@ -118,6 +118,50 @@ run_xunit() {
 run_expecto tests/ErrorMonitor.Core.Tests
 [ -f tests/ErrorMonitor.Web.Tests/ErrorMonitor.Web.Tests.fsproj ] && { start_services_for_web || true; run_expecto tests/ErrorMonitor.Web.Tests; }
 [ -f tests/ErrorMonitor.Facade.Tests/ErrorMonitor.Facade.Tests.csproj ] && run_xunit tests/ErrorMonitor.Facade.Tests/ErrorMonitor.Facade.Tests.csproj
+
+# The packages as a user gets them: ./pack.sh writes them into a local folder feed, then a C# app and an F#
+# app outside the solution (tests/consumers, copied to a temp folder) restore them from it (with a
+# NuGet.config naming only that folder besides the default source, and a package folder of their own so a
+# stale copy of the same version cannot be used), build with warnings as errors, start, fail a route, and
+# must list the failure at /dev/error/ and in the JSON API. Each step counts as one test.
+. "$ROOT/.ci/app-check.sh"
+APP_CHECK_PIDS=()
+CLEANUP+=('for pid in "${APP_CHECK_PIDS[@]:-}"; do [ -n "$pid" ] && kill -- "-$pid"; done')
+count() { if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi; }
+consumers=$(mktemp -d /tmp/errormonitor-consumers.XXXXXX)
+CLEANUP+=("rm -rf $consumers")
+say "packages: ./pack.sh"
+if ./pack.sh "$consumers/feed" >"$TEST_OUTPUT/pack.log" 2>&1; then
+    passed=$((passed + 1)); ls -1 "$consumers/feed"
+    version=$(ls "$consumers/feed" | sed -nE 's/^ErrorMonitor\.([0-9][^a-zA-Z]*[0-9](-[A-Za-z0-9.]+)?)\.nupkg$/\1/p' | head -n 1)
+    consumer_check() {
+        local lang=$1 expect=$2 dir="$consumers/$1"
+        cp -r "$ROOT/tests/consumers/$1" "$dir"
+        cat >"$dir/NuGet.config" <<CONFIG
+<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <packageSources>
+    <add key="errormonitor-local" value="$consumers/feed" />
+  </packageSources>
+  <config>
+    <add key="globalPackagesFolder" value="$dir/packages" />
+  </config>
+  <fallbackPackageFolders>
+    <add key="developer-cache" value="${NUGET_PACKAGES:-$HOME/.nuget/packages}" />
+  </fallbackPackageFolders>
+</configuration>
+CONFIG
+        say "packages: a $lang app outside the solution references ErrorMonitor $version"
+        (cd "$dir" && env -u NUGET_PACKAGES dotnet build -nologo -clp:ErrorsOnly -p:ErrorMonitorVersion="$version") \
+            || { echo "the $lang consumer app did not build"; return 1; }
+        (cd "$dir" && unset NUGET_PACKAGES && app_check "$lang-consumer" "$dir" /consumer-failure "$expect" \
+            dotnet run --no-build --project "$dir" --)
+    }
+    count consumer_check csharp InvalidOperationException
+    count consumer_check fsharp TimeoutException
+else
+    echo "./pack.sh failed:"; tail -n 40 "$TEST_OUTPUT/pack.log"; failed=$((failed + 1))
+fi
 
 echo
 echo "$passed passed, $failed failed, $skipped skipped"

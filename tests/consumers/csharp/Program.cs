@@ -1,0 +1,11 @@
+// The README's three lines in a fresh `dotnet new web` app, plus a route that fails.
+var builder = WebApplication.CreateBuilder(args);
+builder.Services.AddErrorMonitor();
+var app = builder.Build();
+app.UseErrorMonitor();
+app.MapErrorMonitor();
+
+app.MapGet("/", () => "Hello from a consumer app");
+app.MapGet("/consumer-failure", string () => throw new InvalidOperationException("A consumer app failed"));
+
+app.Run();
