@@ -154,10 +154,16 @@ CONFIG
         say "packages: a $lang app outside the solution references ErrorMonitor $version"
         (cd "$dir" && env -u NUGET_PACKAGES dotnet build -nologo -clp:ErrorsOnly -p:ErrorMonitorVersion="$version") \
             || { echo "the $lang consumer app did not build"; return 1; }
-        (cd "$dir" && unset NUGET_PACKAGES && app_check "$lang-consumer" "$dir" /consumer-failure "$expect" \
-            dotnet run --no-build --project "$dir" --)
+        consumer_run "$lang" "$expect"
+    }
+    consumer_run() {
+        local dir="$consumers/$1"
+        (cd "$dir" && unset NUGET_PACKAGES && app_check "$1-consumer${CONSUMER_STORE:+-$CONSUMER_STORE-store}" "$dir" \
+            /consumer-failure "$2" dotnet run --no-build --project "$dir" --)
     }
     count consumer_check csharp InvalidOperationException
+    # The same app with an IErrorStore of its own (tests/consumers/csharp/EveryNamespace.cs).
+    CONSUMER_STORE=own count consumer_run csharp InvalidOperationException
     count consumer_check fsharp TimeoutException
 else
     echo "./pack.sh failed:"; tail -n 40 "$TEST_OUTPUT/pack.log"; failed=$((failed + 1))

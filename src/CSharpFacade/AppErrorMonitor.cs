@@ -168,7 +168,9 @@ public sealed class AppErrorMonitor
     /// <summary>Runs <paramref name="action"/>, recording what it throws (the seed's track_exception).</summary>
     /// <param name="action">The work.</param>
     /// <param name="silent">True: record and swallow the exception; false: record and rethrow.</param>
+#pragma warning disable RS0026 // Overloads by delegate shape (Action/Func<T>, Func<Task>/Func<Task<T>>), as Task.Run has them.
     public void Track(Action action, bool silent = false)
+#pragma warning restore RS0026
     {
         ArgumentNullException.ThrowIfNull(action);
         Track<object?>(() =>
@@ -181,7 +183,9 @@ public sealed class AppErrorMonitor
     /// <summary>Runs <paramref name="action"/>, recording what it throws.</summary>
     /// <param name="action">The work.</param>
     /// <param name="silent">True: record, swallow and return the default value; false: record and rethrow.</param>
+#pragma warning disable RS0026 // Overloads by delegate shape (Action/Func<T>, Func<Task>/Func<Task<T>>), as Task.Run has them.
     public T? Track<T>(Func<T> action, bool silent = false)
+#pragma warning restore RS0026
     {
         ArgumentNullException.ThrowIfNull(action);
         try
@@ -203,7 +207,9 @@ public sealed class AppErrorMonitor
     /// <summary>Runs <paramref name="action"/>, recording what it throws.</summary>
     /// <param name="action">The work.</param>
     /// <param name="silent">True: record and swallow the exception; false: record and rethrow.</param>
+#pragma warning disable RS0026 // Overloads by delegate shape (Action/Func<T>, Func<Task>/Func<Task<T>>), as Task.Run has them.
     public Task TrackAsync(Func<Task> action, bool silent = false)
+#pragma warning restore RS0026
     {
         ArgumentNullException.ThrowIfNull(action);
         return TrackAsync<object?>(async () =>
@@ -216,7 +222,9 @@ public sealed class AppErrorMonitor
     /// <summary>Runs <paramref name="action"/>, recording what it throws.</summary>
     /// <param name="action">The work.</param>
     /// <param name="silent">True: record, swallow and return the default value; false: record and rethrow.</param>
+#pragma warning disable RS0026 // Overloads by delegate shape (Action/Func<T>, Func<Task>/Func<Task<T>>), as Task.Run has them.
     public async Task<T?> TrackAsync<T>(Func<Task<T>> action, bool silent = false)
+#pragma warning restore RS0026
     {
         ArgumentNullException.ThrowIfNull(action);
         try

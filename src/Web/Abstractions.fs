@@ -3,6 +3,7 @@ namespace ErrorMonitor
 open System
 open System.Collections.Generic
 open System.Threading
+open System.Runtime.CompilerServices
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 open ErrorMonitor.Core
@@ -50,7 +51,7 @@ type IErrorStore =
         cancellationToken: CancellationToken ->
             Task<bool>
 
-    /// One group by its hash, or null.
+    /// One group by its hash, or null (a C# implementation declares it `Task<ErrorRecord?>`).
     abstract GetAsync: hash: string * cancellationToken: CancellationToken -> Task<ErrorRecord>
 
     /// Groups newest `LastSeen` first (ties by hash), skipping `offset`, at most `count` of them.
@@ -69,20 +70,28 @@ type IErrorStore =
 type Notification =
     {
         /// The subject, in the seed's format: `[prefix] [METHOD] url ExceptionName`.
+        [<property: Nullable(1uy)>]
         Subject: string
         /// A plain-text body: URL, counts, traceback (masked, as stored), link to the detail page if known.
+        [<property: Nullable(1uy)>]
         Body: string
         /// APP_ERROR_EMAIL_SENDER, or null.
+        [<property: Nullable(2uy)>]
         Sender: string
         /// APP_ERROR_RECIPIENT_EMAIL.
+        [<property: Nullable(1uy)>]
         Recipients: IReadOnlyList<string>
         /// The group as stored; null for a summary of held-back notifications.
+        [<property: Nullable(2uy)>]
         Record: ErrorRecord
         /// The URL of the failing request ("" outside a request).
+        [<property: Nullable(1uy)>]
         Url: string
         /// The detail page's address when APP_ERROR_BASE_URL is set, else null.
+        [<property: Nullable(2uy)>]
         DetailLink: string
         /// Why: "first-seen", "regression", "occurrence" or "summary".
+        [<property: Nullable(1uy)>]
         Reason: string
     }
 
@@ -101,14 +110,15 @@ type ITicketing =
 /// adds passes through masking like the rest.
 type IContextBuilder =
     /// Adds entries to `context` for an occurrence in `httpContext` (null outside a request).
-    abstract BuildContext: httpContext: HttpContext * context: IDictionary<string, obj> -> unit
+    abstract BuildContext: [<Nullable(2uy)>] httpContext: HttpContext * context: IDictionary<string, obj> -> unit
 
 /// The default context builder: adds the machine name. Subclass it and call the base to extend it.
 type DefaultContextBuilder() =
     /// Adds the default entries; override and call the base method to add more.
-    abstract BuildContext: httpContext: HttpContext * context: IDictionary<string, obj> -> unit
+    abstract BuildContext: [<Nullable(2uy)>] httpContext: HttpContext * context: IDictionary<string, obj> -> unit
 
-    default _.BuildContext(_httpContext: HttpContext, context: IDictionary<string, obj>) =
+    default _.BuildContext([<Nullable(2uy)>] httpContext: HttpContext, context: IDictionary<string, obj>) =
+        ignore httpContext
         context.["machine"] <- Environment.MachineName
 
     interface IContextBuilder with

@@ -13,7 +13,7 @@ type ErrorScope internal (parent: ErrorScope) =
     let mutable disposed = false
 
     /// Adds (or replaces) an entry; returns the scope, so calls chain.
-    member this.SetExtra(key: string, value: obj) : ErrorScope =
+    member this.SetExtra(key: string, [<System.Runtime.CompilerServices.Nullable(2uy)>] value: obj) : ErrorScope =
         ArgumentNullException.ThrowIfNull key
 
         lock gate (fun () ->

@@ -58,8 +58,8 @@ public sealed class DictionaryStore : IErrorStore
         }
     }
 
-    public Task<ErrorRecord> GetAsync(string hash, CancellationToken cancellationToken) =>
-        Task.FromResult(_records.TryGetValue(hash, out var r) ? r : null!);
+    public Task<ErrorRecord?> GetAsync(string hash, CancellationToken cancellationToken) =>
+        Task.FromResult(_records.TryGetValue(hash, out var r) ? r : null);
 
     public Task<IReadOnlyList<ErrorRecord>> ListAsync(long offset, int count, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<ErrorRecord>>(
@@ -90,7 +90,7 @@ public sealed class CardMasking : IMaskingRule
 /// <summary>Extends the default context builder, as the seed's example does.</summary>
 public sealed class DataCenterContext : DefaultContextBuilder
 {
-    public override void BuildContext(HttpContext httpContext, IDictionary<string, object> context)
+    public override void BuildContext(HttpContext? httpContext, IDictionary<string, object> context)
     {
         base.BuildContext(httpContext, context);
         context["dataCenter"] = "eu-west";

@@ -17,5 +17,6 @@ let main argv =
             ReliabilityTests.tests
             BadInputTests.tests
             IngestTests.tests
+            PublicApiTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv
