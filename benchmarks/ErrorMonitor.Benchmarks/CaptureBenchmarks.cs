@@ -33,13 +33,15 @@ public class CaptureBenchmarks
     public void Setup()
     {
         _context = Request.Typical();
-        _engine = EngineFactory.create(
-            new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
-            null!, null!, null!, null!, null!, null!, [], [], null!, null!);
+        _engine = EngineFactory.create(new EngineSources
+        {
+            Values = new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
+        });
         _engine.Start();
-        _whole = EngineFactory.create(
-            new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
-            null!, null!, null!, null!, null!, null!, [], [], null!, null!);
+        _whole = EngineFactory.create(new EngineSources
+        {
+            Values = new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
+        });
         _sentry = SentrySdk.Init(o =>
         {
             o.Dsn = "https://public@127.0.0.1/1";

@@ -53,9 +53,11 @@ internal static class StoreFigures
             await store.InitializeAsync(CancellationToken.None);
 
             // Coalesced: 2,000,000 occurrences of 10 groups through the engine's queue and writer.
-            var engine = EngineFactory.create(
-                new Dictionary<string, string> { ["APP_ERROR_SPILL_FILE"] = "none" },
-                null!, null!, null!, null!, null!, store, [], [], null!, null!);
+            var engine = EngineFactory.create(new EngineSources
+            {
+                Values = new Dictionary<string, string> { ["APP_ERROR_SPILL_FILE"] = "none" },
+                Store = store,
+            });
             engine.Start();
             const int occurrences = 2_000_000;
             var events = Enumerable.Range(0, 10).Select(g => Event(g, g)).ToArray();

@@ -105,11 +105,9 @@ public sealed class AppErrorMonitor
             var logger = app.Services.GetService<ILoggerFactory>()?.CreateLogger("ErrorMonitor");
             var engine = EngineBuilder.Build(app.Configuration, options, app.Environment.ContentRootPath, logger, app.Services);
 
-            if (app.Services.GetService<Microsoft.AspNetCore.Antiforgery.IAntiforgery>() is null)
+            if (app.Services.GetService<Microsoft.AspNetCore.Antiforgery.IAntiforgery>() is null && logger is not null)
             {
-                logger?.LogWarning(
-                    new EventId(1011, "NoAntiforgery"),
-                    "ErrorMonitor's delete button needs ASP.NET Core antiforgery: call builder.Services.AddAntiforgery()");
+                FacadeLog.NoAntiforgery(logger);
             }
 
             _accessor = app.Services.GetService<IHttpContextAccessor>();

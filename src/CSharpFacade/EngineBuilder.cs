@@ -162,17 +162,20 @@ internal static class EngineBuilder
 
         var clock = options.TimeProvider ?? services?.GetService<TimeProvider>();
 
-        return EngineFactory.create(
-            values,
-            connectionString!,
-            contentRoot!,
-            masking!,
-            fingerprint!,
-            options.ContextBuilder!,
-            options.ErrorStore!,
-            notifiers,
-            ticketing,
-            clock!,
-            logger!);
+        return EngineFactory.create(new EngineSources
+        {
+            Values = values,
+            ConnectionString = connectionString,
+            ContentRoot = contentRoot,
+            Masking = masking,
+            Fingerprint = fingerprint,
+            ContextBuilder = options.ContextBuilder,
+            Store = options.ErrorStore,
+            Notifiers = notifiers,
+            Ticketing = ticketing,
+            Clock = clock,
+            Logger = logger,
+            MeterFactory = services?.GetService<System.Diagnostics.Metrics.IMeterFactory>(),
+        });
     }
 }

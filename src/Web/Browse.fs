@@ -396,7 +396,7 @@ module Browse =
             fun _ ctx ->
                 task {
                     engine.RecordDeferred(ex, ctx)
-                    logger.LogError(EventId(1010, "UnhandledException"), ex, "An unhandled exception has occurred")
+                    Log.UnhandledException logger ex
 
                     if not ctx.Response.HasStarted then
                         ctx.Response.Clear()

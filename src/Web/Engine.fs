@@ -1,56 +1,3 @@
-namespace ErrorMonitor
-
-open System
-open System.Collections.Generic
-open System.Threading
-
-/// Extra context for whatever is recorded while the scope is open (on this async flow). Dispose to close.
-[<AllowNullLiteral>]
-type ErrorScope internal (parent: ErrorScope) =
-    static let current = AsyncLocal<ErrorScope>()
-    let gate = obj ()
-    let extras = List<KeyValuePair<string, obj>>()
-    let mutable disposed = false
-
-    /// Adds (or replaces) an entry; returns the scope, so calls chain.
-    member this.SetExtra(key: string, [<System.Runtime.CompilerServices.Nullable(2uy)>] value: obj) : ErrorScope =
-        ArgumentNullException.ThrowIfNull key
-
-        lock gate (fun () ->
-            extras.RemoveAll(fun kv -> kv.Key = key) |> ignore
-            extras.Add(KeyValuePair(key, value)))
-
-        this
-
-    member internal _.Parent = parent
-
-    member internal _.Entries = lock gate (fun () -> List.ofSeq extras)
-
-    /// Opens a scope inside the current one.
-    static member Begin() : ErrorScope =
-        let s = new ErrorScope(current.Value)
-        current.Value <- s
-        s
-
-    /// Every extra of the open scopes, outermost first (inner scopes win on the same key).
-    static member internal CurrentExtras() : (string * obj) list =
-        let rec chain (s: ErrorScope) acc =
-            if isNull s then acc else chain s.Parent (s :: acc)
-
-        chain current.Value []
-        |> List.collect (fun s -> s.Entries |> List.map (fun kv -> kv.Key, kv.Value))
-        |> List.rev
-        |> List.distinctBy fst
-        |> List.rev
-
-    interface IDisposable with
-        member this.Dispose() =
-            if not disposed then
-                disposed <- true
-
-                if Object.ReferenceEquals(current.Value, this) then
-                    current.Value <- parent
-
 namespace ErrorMonitor.Web
 
 open System
@@ -67,188 +14,6 @@ open Microsoft.Extensions.Logging
 open ErrorMonitor
 open ErrorMonitor.Core
 open ErrorMonitor.Web.Stores
-
-/// The request-thread copy of an occurrence, waiting for the rest of its work.
-type internal Snapshot =
-    {
-        /// The exception (null for a message).
-        Exception: exn
-        /// The message (for a message).
-        Message: string
-        Request: RequestContext option
-        Extra: (string * Data) list
-        OccurredAt: DateTimeOffset
-        /// The app's group key, if it has a fingerprint function.
-        Key: string option
-    }
-
-/// A throw site whose group was written with its details: the group's header (its event without request
-/// data and traceback), when those details were taken, and the repeats counted since the last pass (read and
-/// changed under the engine's shape gate).
-[<AllowNullLiteral>]
-type internal KnownShape(header: ErrorEvent, detailsAt: DateTimeOffset) =
-    member _.Header = header
-    member _.DetailsAt = detailsAt
-    member val Pending = 0L with get, set
-    member val FirstAt = DateTimeOffset.MinValue with get, set
-    member val LastAt = DateTimeOffset.MinValue with get, set
-
-/// Repeats of one throw site waiting for their background work: the first one's snapshot, and the count.
-type internal ShapeEntry =
-    {
-        Snapshot: Snapshot
-        mutable Count: int64
-        mutable LastAt: DateTimeOffset
-    }
-
-/// A cheap identity of a throw site, read on the request path without formatting anything.
-[<RequireQualifiedAccess>]
-module internal ThrowSite =
-
-    // The runtime keeps an exception's frames in a private array (CoreCLR, 64-bit: a 16-byte header whose first
-    // 4 bytes are the frame count, then 32 bytes a frame: code address, stack pointer, method, flags), from which
-    // StackTrace builds its frames. Reading the code addresses and methods from it directly costs a fraction of
-    // building a StackTrace. The layout is private, so it is checked once against StackTrace at first use; when
-    // it does not match (another runtime), or the field is not there, StackTrace is used.
-    let private traceField =
-        typeof<exn>.GetField("_stackTrace", Reflection.BindingFlags.NonPublic ||| Reflection.BindingFlags.Instance)
-
-    [<Literal>]
-    let private Header = 16
-
-    [<Literal>]
-    let private FrameSize = 32
-
-    /// The raw frame array of an exception and its frame count, if it can be read and is well formed.
-    let private rawOf (e: exn) : struct (sbyte array * int) =
-        let raw =
-            match traceField.GetValue e with
-            | :? (sbyte array) as s -> s
-            | :? (obj array) as o when o.Length > 0 ->
-                match o.[0] with
-                | :? (sbyte array) as s -> s
-                | _ -> null
-            | _ -> null
-
-        if isNull raw || raw.Length < Header then
-            struct (null, 0)
-        else
-            let bytes = Runtime.InteropServices.MemoryMarshal.AsBytes(ReadOnlySpan raw)
-            let n = Runtime.InteropServices.MemoryMarshal.Read<int> bytes
-
-            if n > 0 && Header + n * FrameSize <= raw.Length then
-                struct (raw, n)
-            else
-                struct (null, 0)
-
-    /// Frame i's code address and method, from a raw frame array.
-    let inline private frameAt (raw: sbyte array) (i: int) : struct (int64 * int64) =
-        let bytes =
-            Runtime.InteropServices.MemoryMarshal.AsBytes(ReadOnlySpan raw).Slice(Header + i * FrameSize)
-
-        struct (Runtime.InteropServices.MemoryMarshal.Read<int64> bytes,
-                Runtime.InteropServices.MemoryMarshal.Read<int64>(bytes.Slice 16))
-
-    [<MethodImpl(MethodImplOptions.NoInlining)>]
-    let rec private probeThrow (depth: int) : int =
-        if depth = 0 then
-            raise (InvalidOperationException "probe")
-        else
-            1 + probeThrow (depth - 1)
-
-    /// True when the raw array reads as described here: the same methods, in the same order, as StackTrace.
-    let private rawReadable =
-        lazy
-            (try
-                if IntPtr.Size <> 8 || isNull traceField then
-                    false
-                else
-                    let ex =
-                        try
-                            probeThrow 3 |> ignore
-                            null
-                        with e ->
-                            e
-
-                    let struct (raw, n) = rawOf ex
-                    let frames = StackTrace(ex, false).GetFrames()
-
-                    not (isNull raw)
-                    && n = frames.Length
-                    && frames
-                       |> Array.mapi (fun i f ->
-                           let struct (_, m) = frameAt raw i
-                           m = int64 (f.GetMethod().MethodHandle.Value))
-                       |> Array.forall id
-             with _ ->
-                 false)
-
-    /// The exception types and each frame's code address and method (or method and IL offset), down the inner
-    /// chain, mixed into 128 bits; ValueNone when that cannot be had cheaply and exactly (a frameless
-    /// exception, an AggregateException, a frame without a method), so the occurrence takes the ordinary path.
-    /// Equal identities mean the same frames, so the same fingerprint.
-    let shapeOf (ex: exn) : struct (int64 * int64) voption =
-        try
-            let mutable a = 1469598103934665603L
-            let mutable b = 7809847782465536322L
-            let mutable e = ex
-            let mutable ok = true
-            let mutable depth = 0
-            let fast = rawReadable.Value
-
-            let mix (v: int64) =
-                a <- (a ^^^ v) * 1099511628211L
-                b <- (b + v) * -7046029254386353131L
-                b <- b ^^^ (b >>> 29)
-
-            while ok && not (isNull e) && depth < 20 do
-                match e with
-                | :? AggregateException -> ok <- false
-                | _ ->
-                    mix (int64 (e.GetType().TypeHandle.Value))
-
-                    let struct (raw, n) = if fast then rawOf e else struct (null, 0)
-
-                    if not (isNull raw) then
-                        mix 1L
-
-                        for i in 0 .. n - 1 do
-                            let struct (ip, m) = frameAt raw i
-                            mix ip
-                            mix m
-                    else
-                        let frames = StackTrace(e, false).GetFrames()
-
-                        if frames.Length = 0 then
-                            ok <- false
-                        else
-                            for f in frames do
-                                let m = f.GetMethod()
-
-                                match m with
-                                | null -> ok <- false
-                                | :? Reflection.Emit.DynamicMethod ->
-                                    // A dynamic method (minimal-API handlers are compiled to them) has no handle;
-                                    // its name is unique in the process (lambda_method1, ...) and its place in
-                                    // the chain of other frames is part of the identity too.
-                                    mix (int64 (StringComparer.Ordinal.GetHashCode m.Name))
-                                    mix (int64 (f.GetILOffset()))
-                                | _ ->
-                                    mix (int64 (m.MethodHandle.Value))
-                                    mix (int64 (f.GetILOffset()))
-
-                    e <- e.InnerException
-                    depth <- depth + 1
-
-            if ok && isNull e then
-                ValueSome(struct (a, b))
-            else
-                ValueNone
-        with _ ->
-            ValueNone
-
-    /// True when identities are read from the runtime's frame array (false: from StackTrace).
-    let readsRawFrames () = rawReadable.Value
 
 /// Everything an engine is made of.
 type internal EngineParts =
@@ -276,12 +41,15 @@ type internal EngineParts =
         Ticketing: ITicketing list
         /// The spill file's full path, if spilling is on.
         SpillPath: string option
+        /// The engine's instruments on the `ErrorMonitor` meter.
+        Metrics: Metrics
     }
 
 /// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
 /// them in the background. Capture never throws into the app.
 type Engine internal (parts: EngineParts) =
-    let queue = CaptureQueue(parts.Settings.MaxPendingGroups)
+    let metrics = parts.Metrics
+    let queue = CaptureQueue(parts.Settings.MaxPendingGroups, metrics)
 
     let dispatcher =
         Dispatcher(parts.Settings, parts.Store, parts.Notifiers, parts.Ticketing, parts.Clock, parts.Logger)
@@ -330,6 +98,7 @@ type Engine internal (parts: EngineParts) =
     let writer =
         Writer(
             queue,
+            metrics,
             parts.Store,
             parts.Logger,
             (fun rows written ->
@@ -341,7 +110,7 @@ type Engine internal (parts: EngineParts) =
             parts.Settings.FlushInterval
         )
 
-    do Metrics.queues.[queue :> obj] <- Func<int64>(fun () -> int64 queue.Length)
+    do metrics.ObserveQueue(Func<int64>(fun () -> int64 queue.Length))
 
     let recorded = ConditionalWeakTable<exn, string>()
 
@@ -381,11 +150,7 @@ type Engine internal (parts: EngineParts) =
                     b.BuildContext(http, d)
                     d |> Seq.map (fun kv -> kv.Key, kv.Value) |> List.ofSeq
                 with ex ->
-                    parts.Logger.LogWarning(
-                        EventId(1003, "ContextBuilderFailed"),
-                        ex,
-                        "ErrorMonitor's context builder failed"
-                    )
+                    Log.ContextBuilderFailed parts.Logger ex
 
                     []
 
@@ -399,11 +164,7 @@ type Engine internal (parts: EngineParts) =
             try
                 f raw http
             with ex ->
-                parts.Logger.LogWarning(
-                    EventId(1007, "FingerprintFailed"),
-                    ex,
-                    "ErrorMonitor's fingerprint function failed"
-                )
+                Log.FingerprintFailed parts.Logger ex
 
                 None)
 
@@ -450,13 +211,7 @@ type Engine internal (parts: EngineParts) =
         let dropped = queue.Dropped
 
         if dropped = 1L || dropped % 1000L = 0L then
-            parts.Logger.LogWarning(
-                EventId(1004, "QueueFull"),
-                "ErrorMonitor's queue holds {Groups} groups, its bound: an occurrence of {Hash} was dropped ({Dropped} in all)",
-                parts.Settings.MaxPendingGroups,
-                hash,
-                dropped
-            )
+            Log.QueueFull parts.Logger parts.Settings.MaxPendingGroups hash dropped
 
     /// The rest of a capture (pure work, then an enqueue): exception data, masking, traceback, fingerprint.
     let complete (s: Snapshot) : (string * int64) option =
@@ -469,7 +224,7 @@ type Engine internal (parts: EngineParts) =
                 logDropped e.Hash
                 Some(e.Hash, -1L)
         with ex ->
-            parts.Logger.LogError(EventId(1005, "CaptureFailed"), ex, "ErrorMonitor could not record an occurrence")
+            Log.CaptureFailed parts.Logger ex
             None
 
     let capture (raw: exn) (message: string) (http: HttpContext) : (string * int64) option =
@@ -477,10 +232,10 @@ type Engine internal (parts: EngineParts) =
             None
         else
             try
-                Metrics.captured.Add 1L
+                metrics.Captured.Add 1L
                 complete (snapshot raw message http)
             with ex ->
-                parts.Logger.LogError(EventId(1005, "CaptureFailed"), ex, "ErrorMonitor could not record an occurrence")
+                Log.CaptureFailed parts.Logger ex
                 None
 
     // Occurrences captured from the middleware wait here for the rest of their work, off the request thread.
@@ -537,11 +292,7 @@ type Engine internal (parts: EngineParts) =
                         let header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt).Latest
                         learned.Add(struct (kv.Key, KnownShape(header, entry.Snapshot.OccurredAt)))
                 with ex ->
-                    parts.Logger.LogError(
-                        EventId(1005, "CaptureFailed"),
-                        ex,
-                        "ErrorMonitor could not record an occurrence"
-                    )
+                    Log.CaptureFailed parts.Logger ex
             finally
                 Interlocked.Add(&completed, entry.Count) |> ignore
 
@@ -584,7 +335,7 @@ type Engine internal (parts: EngineParts) =
                     lastPass <- completeShapes ()
                 with
                 | :? OperationCanceledException -> ()
-                | ex -> parts.Logger.LogError(EventId(1002, "WriterFailed"), ex, "ErrorMonitor's capture loop failed")
+                | ex -> Log.CaptureLoopFailed parts.Logger ex
 
             completeShapes () |> ignore
         }
@@ -647,7 +398,7 @@ type Engine internal (parts: EngineParts) =
                 | ValueSome _ -> ()
                 | ValueNone ->
                     remember ex http null
-                    Metrics.captured.Add 1L
+                    metrics.Captured.Add 1L
                     let key = appKey ex http
 
                     match ThrowSite.shapeOf ex with
@@ -655,8 +406,6 @@ type Engine internal (parts: EngineParts) =
                         let k = struct (a, b, defaultArg key "")
                         let now = parts.Clock.GetUtcNow()
 
-                        // 0: not counted yet (the details are due); 1: added to a pending batch; 2: the first
-                        // repeat since the last pass of a site whose details are recent.
                         let counted =
                             lock shapeGate (fun () ->
                                 match shapes.TryGetValue k with
@@ -664,7 +413,7 @@ type Engine internal (parts: EngineParts) =
                                     entry.Count <- entry.Count + 1L
                                     entry.LastAt <- max entry.LastAt now
                                     Interlocked.Increment &accepted |> ignore
-                                    1
+                                    Counted.AddedToPending
                                 | _ ->
                                     match known.TryGetValue k with
                                     | true, site when now - site.DetailsAt < parts.Settings.DetailsInterval ->
@@ -675,17 +424,17 @@ type Engine internal (parts: EngineParts) =
                                             site.FirstAt <- now
                                             site.LastAt <- now
                                             counting.Add site
-                                            2
+                                            Counted.FirstRepeat
                                         else
                                             site.Pending <- site.Pending + 1L
                                             site.LastAt <- max site.LastAt now
-                                            1
-                                    | _ -> 0)
+                                            Counted.AddedToPending
+                                    | _ -> Counted.DetailsDue)
 
-                        if counted = 2 then
-                            ringShapes ()
-
-                        if counted = 0 then
+                        match counted with
+                        | Counted.FirstRepeat -> ringShapes ()
+                        | Counted.AddedToPending -> ()
+                        | Counted.DetailsDue ->
                             let s = snapshotWith ex null http key
 
                             let added =
@@ -717,7 +466,7 @@ type Engine internal (parts: EngineParts) =
                         else
                             complete s |> ignore
             with e ->
-                parts.Logger.LogError(EventId(1005, "CaptureFailed"), e, "ErrorMonitor could not record an occurrence")
+                Log.CaptureFailed parts.Logger e
 
     /// Records an error report that came over HTTP (the capture route); returns its group's hash.
     member internal _.RecordReport(report: ClientReport) : string option =
@@ -733,14 +482,14 @@ type Engine internal (parts: EngineParts) =
                         None
                         (Report.toCapture report (parts.Clock.GetUtcNow()))
 
-                Metrics.captured.Add 1L
+                metrics.Captured.Add 1L
 
                 if (queue.Enqueue e).IsNone then
                     logDropped e.Hash
 
                 Some e.Hash
             with ex ->
-                parts.Logger.LogError(EventId(1005, "CaptureFailed"), ex, "ErrorMonitor could not record a report")
+                Log.ReportFailed parts.Logger ex
                 None
 
     /// True when this exception object was recorded already.
@@ -788,13 +537,7 @@ type Engine internal (parts: EngineParts) =
                     if not waiting.IsEmpty then
                         queue.PutBack waiting
 
-                        parts.Logger.LogInformation(
-                            EventId(1033, "SpillReplayed"),
-                            "ErrorMonitor replays {Groups} groups ({Occurrences} occurrences) from {Path}",
-                            waiting.Length,
-                            waiting |> List.sumBy (fun d -> d.Count),
-                            f.Path
-                        )
+                        Log.SpillReplayed parts.Logger waiting.Length (waiting |> List.sumBy (fun d -> d.Count)) f.Path
                 | None -> ()
 
                 dispatcher.Start()
@@ -832,181 +575,15 @@ type Engine internal (parts: EngineParts) =
                         ()
 
             dispatcher.Stop()
-            Metrics.queues.TryRemove(queue :> obj) |> ignore
+            metrics.ObserveQueue(Func<int64>(fun () -> 0L))
 
             if queue.Length > 0 then
                 writer.Spill()
 
                 match spill with
-                | Some f ->
-                    parts.Logger.LogWarning(
-                        EventId(1006, "SpilledOnStop"),
-                        "ErrorMonitor stopped with {Groups} groups not written; they wait in {Path} for the next start",
-                        queue.Length,
-                        f.Path
-                    )
-                | None ->
-                    parts.Logger.LogError(
-                        EventId(1007, "LostOnStop"),
-                        "ErrorMonitor stopped with {Groups} groups not written and spilling off: they are lost",
-                        queue.Length
-                    )
+                | Some f -> Log.SpilledOnStop parts.Logger queue.Length f.Path
+                | None -> Log.LostOnStop parts.Logger queue.Length
+
+            // A meter the engine created itself goes with it (a factory's meter is the host's).
+            (metrics :> IDisposable).Dispose()
         }
-
-/// Building an engine from flat configuration and app-supplied parts (used by the C# facade and F# apps).
-[<RequireQualifiedAccess>]
-module internal EngineFactory =
-
-    /// The default SQLite connection string: a file next to the app.
-    [<Literal>]
-    let DefaultSqlite = "Data Source=errormonitor.db"
-
-    /// The store the settings choose. A relative SQLite file is placed in `contentRoot`.
-    let store (settings: Settings) (connectionString: string) (contentRoot: string) : IErrorStore =
-        match settings.Store with
-        | StoreKind.Memory -> MemoryStore() :> IErrorStore
-        | StoreKind.Sqlite ->
-            let b =
-                try
-                    SqliteConnectionStringBuilder(
-                        if String.IsNullOrWhiteSpace connectionString then
-                            DefaultSqlite
-                        else
-                            connectionString
-                    )
-                with ex ->
-                    raise (
-                        ErrorMonitorConfigException(
-                            sprintf
-                                "ConnectionStrings:ErrorMonitor is not a valid SQLite connection string: %s"
-                                ex.Message
-                        )
-                    )
-
-            if
-                b.DataSource <> ":memory:"
-                && not (Path.IsPathRooted b.DataSource)
-                && not (String.IsNullOrEmpty contentRoot)
-            then
-                b.DataSource <- Path.Combine(contentRoot, b.DataSource)
-
-            SqliteStore(b.ConnectionString, settings.TableName) :> IErrorStore
-        | StoreKind.Postgres ->
-            if String.IsNullOrWhiteSpace connectionString then
-                raise (
-                    ErrorMonitorConfigException(
-                        "APP_ERROR_STORE=postgres needs ConnectionStrings:ErrorMonitor (an Npgsql connection string)"
-                    )
-                )
-
-            try
-                PostgresStore.Create(connectionString, settings.TableName) :> IErrorStore
-            with ex ->
-                raise (
-                    ErrorMonitorConfigException(
-                        sprintf
-                            "ConnectionStrings:ErrorMonitor is not a valid PostgreSQL connection string: %s"
-                            ex.Message
-                    )
-                )
-
-    /// A masking rule from a C# delegate: null keeps the value, any text masks it with that text.
-    let maskingOf (f: Func<string, string>) : MaskingRule =
-        fun key ->
-            match f.Invoke key with
-            | null -> MaskDecision.Keep
-            | text -> MaskDecision.MaskWith text
-
-    /// A fingerprint function from a C# delegate: null falls back to the default fingerprint. The delegate
-    /// gets the exception (null for messages) and the request (null outside one).
-    let fingerprintOf (f: Func<exn, HttpContext, string>) : exn -> HttpContext -> string option =
-        fun e http -> Option.ofObj (f.Invoke(e, http))
-
-    /// One HTTP client for every webhook notifier of the process.
-    let private webhookClient =
-        lazy (new Net.Http.HttpClient(Timeout = TimeSpan.FromSeconds 30.0))
-
-    /// Parses settings; throws ErrorMonitorConfigException naming every key at fault.
-    let settings (values: IReadOnlyDictionary<string, string>) : Settings =
-        let map =
-            values
-            |> Seq.filter (fun kv -> not (isNull kv.Value))
-            |> Seq.map (fun kv -> kv.Key, kv.Value)
-            |> Map.ofSeq
-
-        match Config.parse map with
-        | Ok s -> s
-        | Error errors -> raise (ErrorMonitorConfigException(Config.describe errors))
-
-    /// Builds an engine from flat configuration (APP_ERROR_* keys) and optional parts; null means the
-    /// default for each part. Throws ErrorMonitorConfigException naming the key at fault.
-    let create
-        (values: IReadOnlyDictionary<string, string>)
-        (connectionString: string)
-        (contentRoot: string)
-        (masking: Func<string, string>)
-        (fingerprint: Func<exn, HttpContext, string>)
-        (contextBuilder: IContextBuilder)
-        (customStore: IErrorStore)
-        (notifiers: seq<INotifier>)
-        (ticketing: seq<ITicketing>)
-        (clock: TimeProvider)
-        (logger: ILogger)
-        : Engine =
-        let s = settings values
-
-        let builtIn: INotifier list =
-            [
-                if s.Notify.SmtpHost.IsSome then
-                    EmailNotifier(s.Notify) :> INotifier
-                match s.Notify.WebhookUrl with
-                | Some url -> WebhookNotifier(url, webhookClient.Value) :> INotifier
-                | None -> ()
-            ]
-
-        let some (xs: seq<'T>) =
-            if isNull (box xs) then
-                []
-            else
-                xs |> Seq.filter (box >> isNull >> not) |> List.ofSeq
-
-        Engine
-            {
-                Settings = s
-                Limits = Limits.defaults
-                Masking =
-                    if isNull masking then
-                        Config.maskingRule s
-                    else
-                        maskingOf masking
-                Fingerprint =
-                    if isNull fingerprint then
-                        None
-                    else
-                        Some(fingerprintOf fingerprint)
-                ContextBuilder =
-                    if isNull (box contextBuilder) then
-                        None
-                    else
-                        Some contextBuilder
-                Store =
-                    if isNull (box customStore) then
-                        store s connectionString contentRoot
-                    else
-                        customStore
-                Clock = if isNull clock then TimeProvider.System else clock
-                Logger =
-                    if isNull logger then
-                        Abstractions.NullLogger.Instance :> ILogger
-                    else
-                        logger
-                SpillPath =
-                    s.SpillFile
-                    |> Option.map (fun f ->
-                        if IO.Path.IsPathRooted f || String.IsNullOrEmpty contentRoot then
-                            f
-                        else
-                            IO.Path.Combine(contentRoot, f))
-                Notifiers = builtIn @ some notifiers
-                Ticketing = some ticketing
-            }

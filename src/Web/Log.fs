@@ -20,7 +20,11 @@ module internal Log =
         LoggerMessage.Define(LogLevel.Error, EventId(1002, "WriterFailed"), "ErrorMonitor's writer loop failed")
 
     let private contextBuilderFailed =
-        LoggerMessage.Define(LogLevel.Warning, EventId(1003, "ContextBuilderFailed"), "ErrorMonitor's context builder failed")
+        LoggerMessage.Define(
+            LogLevel.Warning,
+            EventId(1003, "ContextBuilderFailed"),
+            "ErrorMonitor's context builder failed"
+        )
 
     let private queueFull =
         LoggerMessage.Define<int, string, int64>(
@@ -30,7 +34,11 @@ module internal Log =
         )
 
     let private captureFailed =
-        LoggerMessage.Define(LogLevel.Error, EventId(1005, "CaptureFailed"), "ErrorMonitor could not record an occurrence")
+        LoggerMessage.Define(
+            LogLevel.Error,
+            EventId(1005, "CaptureFailed"),
+            "ErrorMonitor could not record an occurrence"
+        )
 
     let private spilledOnStop =
         LoggerMessage.Define<int, string>(
@@ -40,7 +48,11 @@ module internal Log =
         )
 
     let private fingerprintFailed =
-        LoggerMessage.Define(LogLevel.Warning, EventId(1007, "FingerprintFailed"), "ErrorMonitor's fingerprint function failed")
+        LoggerMessage.Define(
+            LogLevel.Warning,
+            EventId(1007, "FingerprintFailed"),
+            "ErrorMonitor's fingerprint function failed"
+        )
 
     let private afterWriteFailed =
         LoggerMessage.Define(
@@ -87,7 +99,11 @@ module internal Log =
         )
 
     let private notifyFailed =
-        LoggerMessage.Define(LogLevel.Error, EventId(1022, "NotifyFailed"), "ErrorMonitor could not process notifications")
+        LoggerMessage.Define(
+            LogLevel.Error,
+            EventId(1022, "NotifyFailed"),
+            "ErrorMonitor could not process notifications"
+        )
 
     let private spillFailed =
         LoggerMessage.Define<string>(
@@ -145,7 +161,8 @@ module internal Log =
     let AfterWriteFailed (logger: ILogger) (ex: exn) = afterWriteFailed.Invoke(logger, ex)
 
     /// 1009: the store accepts writes again.
-    let StoreBack (logger: ILogger) (attempts: int) = storeBack.Invoke(logger, attempts, null)
+    let StoreBack (logger: ILogger) (attempts: int) =
+        storeBack.Invoke(logger, attempts, null)
 
     /// 1010: the Giraffe-shaped error handler's entry for the app's own log.
     let UnhandledException (logger: ILogger) (ex: exn) = unhandled.Invoke(logger, ex)
@@ -178,7 +195,8 @@ module internal Log =
         spillLinesUnreadable.Invoke(logger, lines, path, null)
 
     /// 1032: the spill file could not be read.
-    let SpillUnreadable (logger: ILogger) (ex: exn) (path: string) = spillUnreadable.Invoke(logger, path, ex)
+    let SpillUnreadable (logger: ILogger) (ex: exn) (path: string) =
+        spillUnreadable.Invoke(logger, path, ex)
 
     /// 1033: groups from the spill file are replayed.
     let SpillReplayed (logger: ILogger) (groups: int) (occurrences: int64) (path: string) =

@@ -1,34 +1,34 @@
 namespace ErrorMonitor.Web
 
 open System
-open System.Collections.Concurrent
 open System.Diagnostics.Metrics
+open System.Threading
 
-/// The `ErrorMonitor` meter (System.Diagnostics.Metrics): what was captured, stored, coalesced, dropped,
-/// how long the store takes. The queue length is observed per engine.
-[<RequireQualifiedAccess>]
-module internal Metrics =
+/// The `ErrorMonitor` meter's instruments (System.Diagnostics.Metrics) for one engine: what was captured, stored,
+/// coalesced, dropped, how long the store takes, and how many groups wait. The meter comes from the app's
+/// `IMeterFactory` when dependency injection has one (the ASP.NET Core convention: the host owns and disposes
+/// it, and tests can listen to one app's meter alone); otherwise the engine creates and disposes its own.
+[<Sealed>]
+type internal Metrics(factory: IMeterFactory) =
+    let owned = isNull factory
 
-    /// The meter's name.
-    [<Literal>]
-    let MeterName = "ErrorMonitor"
+    let meter: Meter =
+        if owned then
+            new Meter(name = Metrics.MeterName)
+        else
+            factory.Create(MeterOptions(Metrics.MeterName))
 
-    /// The meter.
-    let meter = new Meter(MeterName)
+    let mutable queueLength: Func<int64> = Func<int64>(fun () -> 0L)
 
-    /// Occurrences captured on the request path.
     let captured =
         meter.CreateCounter<int64>("errormonitor.captured", "{occurrence}", "Occurrences captured")
 
-    /// Occurrences written to the store.
     let stored =
         meter.CreateCounter<int64>("errormonitor.stored", "{occurrence}", "Occurrences written to the store")
 
-    /// Occurrences merged into a group already waiting to be written.
     let coalesced =
         meter.CreateCounter<int64>("errormonitor.coalesced", "{occurrence}", "Occurrences merged into a pending group")
 
-    /// Occurrences dropped because the queue held as many groups as it may.
     let dropped =
         meter.CreateCounter<int64>(
             "errormonitor.dropped",
@@ -36,7 +36,6 @@ module internal Metrics =
             "Occurrences dropped because the queue was full"
         )
 
-    /// Failed store writes.
     let storeFailures =
         meter.CreateCounter<int64>(
             "errormonitor.store.failures",
@@ -44,18 +43,46 @@ module internal Metrics =
             "Store writes that failed and will be retried"
         )
 
-    /// How long a store write takes.
     let storeLatency =
         meter.CreateHistogram<float>("errormonitor.store.latency", "ms", "Time to write one batch to the store")
 
-    /// The queues of the live engines, for the queue-length gauge.
-    let queues = ConcurrentDictionary<obj, Func<int64>>()
-
-    /// Groups waiting to be written, over every engine of the process.
-    let queueLength =
+    let _queueLength =
         meter.CreateObservableGauge<int64>(
             "errormonitor.queue.length",
-            (fun () -> queues.Values |> Seq.sumBy (fun f -> f.Invoke())),
+            (fun () -> Volatile.Read(&queueLength).Invoke()),
             "{group}",
             "Groups waiting to be written"
         )
+
+    /// The meter's name.
+    static member MeterName = "ErrorMonitor"
+
+    /// Metrics on a meter of their own (no IMeterFactory): for engines built outside dependency injection.
+    new() = new Metrics(null)
+
+    /// Occurrences captured on the request path.
+    member _.Captured = captured
+
+    /// Occurrences written to the store.
+    member _.Stored = stored
+
+    /// Occurrences merged into a group already waiting to be written.
+    member _.Coalesced = coalesced
+
+    /// Occurrences dropped because the queue held as many groups as it may.
+    member _.Dropped = dropped
+
+    /// Failed store writes.
+    member _.StoreFailures = storeFailures
+
+    /// How long a store write takes.
+    member _.StoreLatency = storeLatency
+
+    /// Where the queue-length gauge reads from.
+    member _.ObserveQueue(length: Func<int64>) = Volatile.Write(&queueLength, length)
+
+    interface IDisposable with
+        /// Disposes the meter when the engine created it (a factory's meters are the host's to dispose).
+        member _.Dispose() =
+            if owned then
+                meter.Dispose()

@@ -152,25 +152,11 @@ type internal Dispatcher
                     fin <- true
                 with ex ->
                     if attempt >= attempts then
-                        logger.LogError(
-                            EventId(1020, "PlugInFailed"),
-                            ex,
-                            "ErrorMonitor's {What} failed for {Hash} after {Attempts} attempts",
-                            what,
-                            hash,
-                            attempts
-                        )
+                        Log.PlugInFailed logger ex what hash attempts
 
                         fin <- true
                     else
-                        logger.LogWarning(
-                            EventId(1021, "PlugInRetry"),
-                            ex,
-                            "ErrorMonitor's {What} failed for {Hash} (attempt {Attempt}); retrying",
-                            what,
-                            hash,
-                            attempt
-                        )
+                        Log.PlugInRetry logger ex what hash attempt
 
                         attempt <- attempt + 1
 
@@ -341,12 +327,7 @@ type internal Dispatcher
                                 do! handle item
                             with
                             | :? OperationCanceledException -> ()
-                            | ex ->
-                                logger.LogError(
-                                    EventId(1022, "NotifyFailed"),
-                                    ex,
-                                    "ErrorMonitor could not process notifications"
-                                )
+                            | ex -> Log.NotifyFailed logger ex
                         finally
                             Interlocked.Increment &handled |> ignore
             with :? OperationCanceledException ->

@@ -27,7 +27,7 @@ type internal Doorbell() =
 /// coalesce into one pending delta, so memory is bounded by the number of distinct pending groups: at most
 /// `maxGroups` with details (request data and traceback), and ten times as many in all (the others hold a
 /// hash, a few short fields and their counts).
-type internal CaptureQueue(maxGroups: int) =
+type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
     let gate = obj ()
     let mutable pending = Dictionary<string, GroupDelta>()
     let mutable enqueued = 0L
@@ -51,11 +51,11 @@ type internal CaptureQueue(maxGroups: int) =
 
             pending.[d.Latest.Hash] <- Events.merge existing d
             enqueued <- enqueued + d.Count
-            Metrics.coalesced.Add d.Count
+            metrics.Coalesced.Add d.Count
             true
         | _ when pending.Count + inFlight >= maxCountOnly ->
             dropped <- dropped + d.Count
-            Metrics.dropped.Add d.Count
+            metrics.Dropped.Add d.Count
             false
         | _ ->
             let kept =
@@ -69,7 +69,7 @@ type internal CaptureQueue(maxGroups: int) =
 
             pending.[d.Latest.Hash] <- kept
             enqueued <- enqueued + d.Count
-            Metrics.coalesced.Add(d.Count - 1L)
+            metrics.Coalesced.Add(d.Count - 1L)
             true
 
     /// Adds an occurrence; returns its sequence number, or None when the queue is full and it was dropped.
@@ -163,12 +163,7 @@ type internal SpillFile(path: string, logger: ILogger) =
                     IO.File.WriteAllText(temp, Spill.serialize pending)
                     IO.File.Move(temp, path, true)
             with ex ->
-                logger.LogError(
-                    EventId(1030, "SpillFailed"),
-                    ex,
-                    "ErrorMonitor could not save its spill file {Path}",
-                    path
-                ))
+                Log.SpillFailed logger ex path)
 
     /// The pending groups it holds (empty when there is none).
     member _.Load() : GroupDelta list =
@@ -178,23 +173,13 @@ type internal SpillFile(path: string, logger: ILogger) =
                     let groups, bad = Spill.parse (IO.File.ReadAllText path)
 
                     if bad > 0 then
-                        logger.LogWarning(
-                            EventId(1031, "SpillLinesUnreadable"),
-                            "ErrorMonitor skipped {Lines} unreadable lines of {Path}",
-                            bad,
-                            path
-                        )
+                        Log.SpillLinesUnreadable logger bad path
 
                     groups
                 else
                     []
             with ex ->
-                logger.LogError(
-                    EventId(1032, "SpillUnreadable"),
-                    ex,
-                    "ErrorMonitor could not read its spill file {Path}",
-                    path
-                )
+                Log.SpillUnreadable logger ex path
 
                 [])
 
@@ -204,6 +189,7 @@ type internal SpillFile(path: string, logger: ILogger) =
 type internal Writer
     (
         queue: CaptureQueue,
+        metrics: Metrics,
         store: IErrorStore,
         logger: ILogger,
         onWritten: GroupDelta array -> IReadOnlyList<GroupWritten> -> unit,
@@ -276,24 +262,16 @@ type internal Writer
 
                 if rows.Length > 0 then
                     let! written = store.UpsertAsync(rows :> IReadOnlyList<GroupDelta>, ct)
-                    Metrics.storeLatency.Record(Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds)
-                    Metrics.stored.Add(rows |> Array.sumBy (fun d -> d.Count))
+                    metrics.StoreLatency.Record(Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds)
+                    metrics.Stored.Add(rows |> Array.sumBy (fun d -> d.Count))
 
                     try
                         onWritten rows written
                     with ex ->
-                        logger.LogError(
-                            EventId(1008, "AfterWriteFailed"),
-                            ex,
-                            "ErrorMonitor could not hand a written batch to its notifiers"
-                        )
+                        Log.AfterWriteFailed logger ex
 
                 if failures > 0 then
-                    logger.LogInformation(
-                        EventId(1009, "StoreBack"),
-                        "ErrorMonitor's store is back after {Attempts} failed attempts",
-                        failures
-                    )
+                    Log.StoreBack logger failures
 
                 queue.Written()
                 failures <- 0
@@ -307,16 +285,10 @@ type internal Writer
             with ex ->
                 queue.PutBack batch
                 failures <- failures + 1
-                Metrics.storeFailures.Add 1L
+                metrics.StoreFailures.Add 1L
 
                 if failures = 1 || failures % 50 = 0 then
-                    logger.LogWarning(
-                        EventId(1001, "StoreWriteFailed"),
-                        ex,
-                        "ErrorMonitor could not write {Groups} groups to its store (attempt {Attempt}); they are kept and retried",
-                        batch.Length,
-                        failures
-                    )
+                    Log.StoreWriteFailed logger ex batch.Length failures
 
                 saveSpill false
                 return false
@@ -370,5 +342,5 @@ type internal Writer
                         saveSpill false
                 with
                 | :? OperationCanceledException -> ()
-                | ex -> logger.LogError(EventId(1002, "WriterFailed"), ex, "ErrorMonitor's writer loop failed")
+                | ex -> Log.WriterFailed logger ex
         }

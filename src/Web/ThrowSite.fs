@@ -1,0 +1,208 @@
+namespace ErrorMonitor.Web
+
+open System
+open System.Collections.Generic
+open System.Diagnostics
+open System.IO
+open System.Runtime.CompilerServices
+open System.Threading
+open System.Threading.Channels
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Http
+open Microsoft.Data.Sqlite
+open Microsoft.Extensions.Logging
+open ErrorMonitor
+open ErrorMonitor.Core
+open ErrorMonitor.Web.Stores
+
+/// The request-thread copy of an occurrence, waiting for the rest of its work.
+type internal Snapshot =
+    {
+        /// The exception (null for a message).
+        Exception: exn
+        /// The message (for a message).
+        Message: string
+        Request: RequestContext option
+        Extra: (string * Data) list
+        OccurredAt: DateTimeOffset
+        /// The app's group key, if it has a fingerprint function.
+        Key: string option
+    }
+
+/// A throw site whose group was written with its details: the group's header (its event without request
+/// data and traceback), when those details were taken, and the repeats counted since the last pass (read and
+/// changed under the engine's shape gate).
+[<AllowNullLiteral>]
+type internal KnownShape(header: ErrorEvent, detailsAt: DateTimeOffset) =
+    member _.Header = header
+    member _.DetailsAt = detailsAt
+    member val Pending = 0L with get, set
+    member val FirstAt = DateTimeOffset.MinValue with get, set
+    member val LastAt = DateTimeOffset.MinValue with get, set
+
+/// Repeats of one throw site waiting for their background work: the first one's snapshot, and the count.
+type internal ShapeEntry =
+    {
+        Snapshot: Snapshot
+        mutable Count: int64
+        mutable LastAt: DateTimeOffset
+    }
+
+/// What counting an occurrence at a known throw site did, on the request path.
+[<Struct>]
+type internal Counted =
+    /// Not counted: the site's details are due (or it is new), so the occurrence needs a snapshot.
+    | DetailsDue
+    /// Added to a batch of repeats already pending.
+    | AddedToPending
+    /// The first repeat since the last pass of a site whose details are recent: the shape loop is woken.
+    | FirstRepeat
+
+/// A cheap identity of a throw site, read on the request path without formatting anything.
+[<RequireQualifiedAccess>]
+module internal ThrowSite =
+
+    // The runtime keeps an exception's frames in a private array (CoreCLR, 64-bit: a 16-byte header whose first
+    // 4 bytes are the frame count, then 32 bytes a frame: code address, stack pointer, method, flags), from which
+    // StackTrace builds its frames. Reading the code addresses and methods from it directly costs a fraction of
+    // building a StackTrace. The layout is private, so it is checked once against StackTrace at first use; when
+    // it does not match (another runtime), or the field is not there, StackTrace is used.
+    let private traceField =
+        typeof<exn>.GetField("_stackTrace", Reflection.BindingFlags.NonPublic ||| Reflection.BindingFlags.Instance)
+
+    [<Literal>]
+    let private Header = 16
+
+    [<Literal>]
+    let private FrameSize = 32
+
+    /// The raw frame array of an exception and its frame count, if it can be read and is well formed.
+    let private rawOf (e: exn) : struct (sbyte array * int) =
+        let raw =
+            match traceField.GetValue e with
+            | :? (sbyte array) as s -> s
+            | :? (obj array) as o when o.Length > 0 ->
+                match o.[0] with
+                | :? (sbyte array) as s -> s
+                | _ -> null
+            | _ -> null
+
+        if isNull raw || raw.Length < Header then
+            struct (null, 0)
+        else
+            let bytes = Runtime.InteropServices.MemoryMarshal.AsBytes(ReadOnlySpan raw)
+            let n = Runtime.InteropServices.MemoryMarshal.Read<int> bytes
+
+            if n > 0 && Header + n * FrameSize <= raw.Length then
+                struct (raw, n)
+            else
+                struct (null, 0)
+
+    /// Frame i's code address and method, from a raw frame array.
+    let inline private frameAt (raw: sbyte array) (i: int) : struct (int64 * int64) =
+        let bytes =
+            Runtime.InteropServices.MemoryMarshal.AsBytes(ReadOnlySpan raw).Slice(Header + i * FrameSize)
+
+        struct (Runtime.InteropServices.MemoryMarshal.Read<int64> bytes,
+                Runtime.InteropServices.MemoryMarshal.Read<int64>(bytes.Slice 16))
+
+    [<MethodImpl(MethodImplOptions.NoInlining)>]
+    let rec private probeThrow (depth: int) : int =
+        if depth = 0 then
+            raise (InvalidOperationException "probe")
+        else
+            1 + probeThrow (depth - 1)
+
+    /// True when the raw array reads as described here: the same methods, in the same order, as StackTrace.
+    let private rawReadable =
+        lazy
+            (try
+                if IntPtr.Size <> 8 || isNull traceField then
+                    false
+                else
+                    let ex =
+                        try
+                            probeThrow 3 |> ignore
+                            null
+                        with e ->
+                            e
+
+                    let struct (raw, n) = rawOf ex
+                    let frames = StackTrace(ex, false).GetFrames()
+
+                    not (isNull raw)
+                    && n = frames.Length
+                    && frames
+                       |> Array.mapi (fun i f ->
+                           let struct (_, m) = frameAt raw i
+                           m = int64 (f.GetMethod().MethodHandle.Value))
+                       |> Array.forall id
+             with _ ->
+                 false)
+
+    /// The exception types and each frame's code address and method (or method and IL offset), down the inner
+    /// chain, mixed into 128 bits; ValueNone when that cannot be had cheaply and exactly (a frameless
+    /// exception, an AggregateException, a frame without a method), so the occurrence takes the ordinary path.
+    /// Equal identities mean the same frames, so the same fingerprint.
+    let shapeOf (ex: exn) : struct (int64 * int64) voption =
+        try
+            let mutable a = 1469598103934665603L
+            let mutable b = 7809847782465536322L
+            let mutable e = ex
+            let mutable ok = true
+            let mutable depth = 0
+            let fast = rawReadable.Value
+
+            let mix (v: int64) =
+                a <- (a ^^^ v) * 1099511628211L
+                b <- (b + v) * -7046029254386353131L
+                b <- b ^^^ (b >>> 29)
+
+            while ok && not (isNull e) && depth < 20 do
+                match e with
+                | :? AggregateException -> ok <- false
+                | _ ->
+                    mix (int64 (e.GetType().TypeHandle.Value))
+
+                    let struct (raw, n) = if fast then rawOf e else struct (null, 0)
+
+                    if not (isNull raw) then
+                        mix 1L
+
+                        for i in 0 .. n - 1 do
+                            let struct (ip, m) = frameAt raw i
+                            mix ip
+                            mix m
+                    else
+                        let frames = StackTrace(e, false).GetFrames()
+
+                        if frames.Length = 0 then
+                            ok <- false
+                        else
+                            for f in frames do
+                                let m = f.GetMethod()
+
+                                match m with
+                                | null -> ok <- false
+                                | :? Reflection.Emit.DynamicMethod ->
+                                    // A dynamic method (minimal-API handlers are compiled to them) has no handle;
+                                    // its name is unique in the process (lambda_method1, ...) and its place in
+                                    // the chain of other frames is part of the identity too.
+                                    mix (int64 (StringComparer.Ordinal.GetHashCode m.Name))
+                                    mix (int64 (f.GetILOffset()))
+                                | _ ->
+                                    mix (int64 (m.MethodHandle.Value))
+                                    mix (int64 (f.GetILOffset()))
+
+                    e <- e.InnerException
+                    depth <- depth + 1
+
+            if ok && isNull e then
+                ValueSome(struct (a, b))
+            else
+                ValueNone
+        with _ ->
+            ValueNone
+
+    /// True when identities are read from the runtime's frame array (false: from StackTrace).
+    let readsRawFrames () = rawReadable.Value
