@@ -227,44 +227,6 @@ module internal Config =
     [<Literal>]
     let NotifyTimeoutKey = "APP_ERROR_NOTIFY_TIMEOUT"
 
-    /// Every key this module reads.
-    let keys =
-        [
-            EnabledKey
-            SendNotificationKey
-            RecipientEmailKey
-            SubjectPrefixKey
-            MaskWithKey
-            MaskedKeyHasKey
-            UrlPrefixKey
-            EmailSenderKey
-            DefaultListSizeKey
-            StoreKey
-            TableKey
-            SmtpHostKey
-            SmtpPortKey
-            SmtpUserKey
-            SmtpPasswordKey
-            SmtpSecurityKey
-            WebhookUrlKey
-            BaseUrlKey
-            EveryOccurrenceKey
-            QuietPeriodKey
-            IntervalKey
-            MaxPerIntervalKey
-            TicketPerRegressionKey
-            NotifyTimeoutKey
-            MaxPendingGroupsKey
-            ShutdownTimeoutKey
-            FlushIntervalKey
-            DetailsIntervalKey
-            SpillFileKey
-            IngestKeyKey
-            IngestMaxBytesKey
-            IngestRateKey
-            IngestCorsKey
-        ]
-
     /// The defaults of the seed (and of this project's own keys).
     let defaults =
         {
@@ -395,11 +357,18 @@ module internal Config =
                     Problem = sprintf "expected true or false, got '%s'" v
                 }
 
-    /// Reads settings from flat key/value pairs (keys compared without case) and validates them. Every problem
-    /// is reported, each naming its key.
-    let parse (values: Map<string, string>) : Result<Settings, ConfigError list> =
+    /// Reads and validates settings, telling `note` every key it reads (every read is unconditional, so reading
+    /// an empty map names every key: that is how `keys` is derived).
+    let private parseNoting (note: string -> unit) (values: Map<string, string>) : Result<Settings, ConfigError list> =
         let errors = ResizeArray<ConfigError>()
-        let get = lookup values
+
+        let get key =
+            note key
+            lookup values key
+
+        let readList (values: Map<string, string>) (key: string) =
+            note key
+            readList values key
 
         let bool key fallback =
             match get key with
@@ -686,6 +655,17 @@ module internal Config =
             Ok settings
         else
             Error(List.ofSeq errors)
+
+    /// Reads settings from flat key/value pairs (keys compared without case) and validates them. Every problem
+    /// is reported, each naming its key.
+    let parse (values: Map<string, string>) : Result<Settings, ConfigError list> = parseNoting ignore values
+
+    /// Every key the settings are read from, in the order `parse` reads them: derived from `parse` itself, so a
+    /// key it reads is always listed (the facade takes exactly these keys from appsettings and the environment).
+    let keys: string list =
+        let asked = ResizeArray<string>()
+        parseNoting asked.Add Map.empty |> ignore
+        asked |> Seq.distinct |> List.ofSeq
 
     /// Settings as flat key/value pairs that `parse` reads back to the same settings.
     let toMap (s: Settings) : Map<string, string> =

@@ -5,6 +5,7 @@ open System.IO
 open System.Net
 open System.Text
 open System.Text.Json
+open System.Threading.RateLimiting
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Antiforgery
 open Microsoft.AspNetCore.Authorization
@@ -312,82 +313,93 @@ module Browse =
                     return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
             }
 
-    let private route (ctx: HttpContext) (name: string) =
-        match ctx.GetRouteValue name with
-        | null -> ""
-        | v -> string v
+    /// Every route of the pages, once: its path under the prefix (`{hash}` a parameter), the methods it answers,
+    /// whether anyone may call it (the capture route and its script) or only who may browse, and its handler
+    /// given the `{hash}` value. The endpoint mapping and the Giraffe-shaped router both read this table, so
+    /// they answer the same paths with the same methods.
+    let private routes
+        : (string * string list * bool * (BrowseOptions -> PartitionedRateLimiter<string> -> string -> HttpHandler)) list =
+        [
+            "/api/errors", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> Ingest.post b.Engine limiter)
+            "/client.js", [ "GET" ], true, (fun _ _ _ -> Ingest.clientScript)
+            "/", [ "GET" ], false, (fun b _ _ -> list b)
+            "/api/errors", [ "GET" ], false, (fun b _ _ -> apiList b)
+            "/api/errors/{hash}", [ "GET" ], false, (fun b _ hash -> apiDetail b hash)
+            "/delete/{hash}", [ "GET"; "POST" ], false, (fun b _ hash -> delete b hash)
+            "/{hash}", [ "GET" ], false, (fun b _ hash -> detail b hash)
+        ]
 
-    /// Maps the pages and the JSON API under the prefix; returns the route group (for RequireAuthorization).
+    let private handlerOf (b: BrowseOptions) (isOpen: bool) (handler: HttpHandler) : HttpHandler =
+        if isOpen then handler else guard b >=> handler
+
+    /// Maps the routes as ASP.NET Core endpoints in a group at the prefix (the C# facade's MapErrorMonitor).
     let internal mapEndpoints (endpoints: IEndpointRouteBuilder) (b: BrowseOptions) : RouteGroupBuilder =
         let group = endpoints.MapGroup(prefix b)
-
-        let run (handler: HttpContext -> HttpHandler) =
-            RequestDelegate(fun ctx -> (guard b >=> handler ctx) earlyReturn ctx :> Task)
-
         let limiter = Ingest.limiterFor b.Engine.Settings
 
-        let openly (handler: HttpHandler) =
-            RequestDelegate(fun ctx -> handler earlyReturn ctx :> Task)
+        for path, methods, isOpen, make in routes do
+            let run =
+                RequestDelegate(fun ctx ->
+                    let hash =
+                        match ctx.Request.RouteValues.TryGetValue "hash" with
+                        | true, v when not (isNull v) -> string v
+                        | _ -> ""
 
-        group.MapMethods("/api/errors", [ "POST"; "OPTIONS" ], openly (Ingest.post b.Engine limiter))
-        |> ignore
+                    handlerOf b isOpen (make b limiter hash) earlyReturn ctx :> Task)
 
-        group.MapGet("/client.js", openly Ingest.clientScript) |> ignore
-        group.MapGet("/", run (fun _ -> list b)) |> ignore
-        group.MapGet("/api/errors", run (fun _ -> apiList b)) |> ignore
-
-        group.MapGet("/api/errors/{hash}", run (fun ctx -> apiDetail b (route ctx "hash")))
-        |> ignore
-
-        group.MapGet("/{hash}", run (fun ctx -> detail b (route ctx "hash"))) |> ignore
-
-        group.MapMethods("/delete/{hash}", [ "GET"; "POST" ], run (fun ctx -> delete b (route ctx "hash")))
-        |> ignore
+            group.MapMethods(path, methods, run) |> ignore
 
         group
 
+    /// The segments of a path under the prefix, or None for a path outside it.
+    let private segmentsUnder (b: BrowseOptions) (path: string) : string array option =
+        let p = prefix b
+
+        let rest =
+            if path = p then
+                Some ""
+            elif path.StartsWith(p + "/", StringComparison.Ordinal) then
+                Some(path.Substring(p.Length + 1))
+            else
+                None
+
+        rest |> Option.map (fun r -> r.TrimEnd('/').Split('/'))
+
+    /// The `{hash}` value when `segments` match a route's path (literal segments exactly), else None.
+    let private matchRoute (path: string) (segments: string array) : string option =
+        let template = path.TrimStart('/').Split('/')
+
+        if template.Length <> segments.Length then
+            None
+        else
+            Array.zip template segments
+            |> Array.fold
+                (fun found (t, s) ->
+                    match found with
+                    | None -> None
+                    | Some hash when t = "{hash}" -> if s = "" then None else Some s
+                    | Some hash -> if t = s then Some hash else None)
+                (Some "")
+
     /// The pages as one Giraffe-shaped handler, for F# apps that route without endpoints: answers the paths
-    /// under the prefix, passes on (skips) every other path.
+    /// under the prefix with the methods the endpoints answer, passes on (skips) everything else.
     let router (b: BrowseOptions) : HttpHandler =
         let limiter = Ingest.limiterFor b.Engine.Settings
 
         fun next ctx ->
-            let p = prefix b
-            let path = ctx.Request.Path.Value
-
-            let rest =
-                if path = p then
-                    Some ""
-                elif path.StartsWith(p + "/", StringComparison.Ordinal) then
-                    Some(path.Substring(p.Length + 1))
-                else
-                    None
-
-            let handler: HttpHandler option =
-                match rest with
-                | None -> None
-                | Some rest ->
-                    match rest.TrimEnd('/').Split('/') with
-                    | [| "" |] -> Some(list b)
-                    | [| "api"; "errors" |] -> Some(apiList b)
-                    | [| "api"; "errors"; hash |] -> Some(apiDetail b hash)
-                    | [| "delete"; hash |] -> Some(delete b hash)
-                    | [| hash |] -> Some(detail b hash)
-                    | _ -> None
-
-            let isGet = HttpMethods.IsGet ctx.Request.Method
-
-            match rest |> Option.map (fun r -> r.TrimEnd '/') with
-            | Some "api/errors" when
-                HttpMethods.IsPost ctx.Request.Method
-                || HttpMethods.IsOptions ctx.Request.Method
-                ->
-                Ingest.post b.Engine limiter next ctx
-            | Some "client.js" when isGet -> Ingest.clientScript next ctx
-            | _ ->
-                match handler with
-                | Some h when isGet || HttpMethods.IsPost ctx.Request.Method -> (guard b >=> h) next ctx
-                | _ -> skipPipeline
+            match segmentsUnder b ctx.Request.Path.Value with
+            | None -> skipPipeline
+            | Some segments ->
+                routes
+                |> List.tryPick (fun (path, methods, isOpen, make) ->
+                    if methods |> List.exists (fun m -> HttpMethods.Equals(m, ctx.Request.Method)) then
+                        matchRoute path segments
+                        |> Option.map (fun hash -> handlerOf b isOpen (make b limiter hash))
+                    else
+                        None)
+                |> function
+                    | Some handler -> handler next ctx
+                    | None -> skipPipeline
 
     /// An error handler of Giraffe's shape (`exn -> ILogger -> HttpHandler`) that records the exception, logs
     /// it, and answers 500.

@@ -201,15 +201,7 @@ table.data td { overflow-wrap: anywhere; }
 
     /// The detail page of one group.
     let detail (prefix: string) (now: DateTimeOffset) (token: Antiforgery option) (r: ErrorRecord) : XmlNode =
-        let url =
-            try
-                use doc = JsonDocument.Parse(r.RequestData)
-
-                match doc.RootElement.TryGetProperty "url" with
-                | true, u when u.ValueKind = JsonValueKind.String -> u.GetString()
-                | _ -> r.Host + r.Path
-            with _ ->
-                r.Host + r.Path
+        let url = Notification.recordUrl r
 
         layout
             prefix

@@ -196,4 +196,44 @@ let tests =
                 | Ok s -> Expect.equal s.UrlPrefix "/ops/errors" "trimmed"
                 | Error e -> failwithf "%A" e
             }
+
+            test "the key list is what parse reads: every key constant is read, and each is listed once" {
+                let constants =
+                    typeof<Settings>.Assembly.GetTypes()
+                    |> Array.filter (fun t ->
+                        t.FullName = "ErrorMonitor.Core.Config"
+                        || t.FullName = "ErrorMonitor.Core.ConfigModule")
+                    |> Array.collect (fun t ->
+                        t.GetFields(
+                            Reflection.BindingFlags.Static
+                            ||| Reflection.BindingFlags.Public
+                            ||| Reflection.BindingFlags.NonPublic
+                        ))
+                    |> Array.filter (fun f -> f.IsLiteral && f.Name.EndsWith "Key")
+                    |> Array.map (fun f -> string (f.GetRawConstantValue()))
+                    |> Set.ofArray
+
+                Expect.isGreaterThan constants.Count 30 "the key constants are found"
+                Expect.equal (Set.ofList Config.keys) constants "keys read by parse = key constants"
+                Expect.equal Config.keys.Length (List.distinct Config.keys).Length "no key twice"
+            }
+
+            test "a value under every listed key changes what parse reads (no key is listed but ignored)" {
+                // A value that is wrong for every key: each key must then be reported, so each is really read.
+                let errors =
+                    match Config.parse (Config.keys |> List.map (fun k -> k, "\u0001 not valid") |> Map.ofList) with
+                    | Ok _ -> []
+                    | Error e -> e |> List.map (fun e -> e.Key)
+
+                let silent =
+                    Config.keys
+                    |> List.filter (fun k -> not (List.contains k errors))
+                    // Free-text keys accept any text: their value must show in the settings instead.
+                    |> List.filter (fun k ->
+                        match Config.parse (Map.ofList [ k, "marker-value@example.com" ]) with
+                        | Ok s -> not ((sprintf "%A" s).Contains "marker-value")
+                        | Error _ -> false)
+
+                Expect.isEmpty silent "keys whose value is neither rejected nor kept"
+            }
         ]
