@@ -151,8 +151,10 @@ if ./pack.sh "$consumers/feed" >"$TEST_OUTPUT/pack.log" 2>&1; then
   </fallbackPackageFolders>
 </configuration>
 CONFIG
-        say "packages: a $lang app outside the solution references ErrorMonitor $version"
-        (cd "$dir" && env -u NUGET_PACKAGES dotnet build -nologo -clp:ErrorsOnly -p:ErrorMonitorVersion="$version") \
+        say "packages: a $lang app outside the solution: dotnet add package ErrorMonitor --version $version"
+        (cd "$dir" && env -u NUGET_PACKAGES dotnet add package ErrorMonitor --version "$version" >"$dir/add-package.log" 2>&1) \
+            || { echo "dotnet add package failed:"; tail -n 30 "$dir/add-package.log"; return 1; }
+        (cd "$dir" && env -u NUGET_PACKAGES dotnet build -nologo -clp:ErrorsOnly) \
             || { echo "the $lang consumer app did not build"; return 1; }
         consumer_run "$lang" "$expect"
     }

@@ -204,7 +204,7 @@ public sealed class ErrorMonitorClient : IAsyncDisposable
     {
         for (var attempt = 1; attempt <= _options.MaxAttempts; attempt++)
         {
-            TimeSpan wait = TimeSpan.FromMilliseconds(200 * Math.Pow(2, attempt - 1));
+            TimeSpan wait = Core.LimitsModule.backoff(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(30), attempt);
             try
             {
                 using var content = new ByteArrayContent(body);

@@ -46,13 +46,14 @@ module internal Events =
             let omitted = pairs.Length - kept.Length
 
             if omitted > 0 then
-                kept @ [ "…", sprintf "[%d more entries not shown]" omitted ]
+                kept
+                @ [ Limits.Markers.MoreEntriesKey, Limits.Markers.moreEntries (Some omitted) ]
             else
                 kept
 
     let rec private boundData (limits: Limits) (depth: int) (d: Data) : Data =
         match d with
-        | _ when depth > limits.MaxDataDepth -> Data.String "…[nested too deep]"
+        | _ when depth > limits.MaxDataDepth -> Data.String Limits.Markers.NestedTooDeep
         | Data.String s -> Data.String(Text.truncate limits.MaxFieldValue s)
         | Data.Array items ->
             let kept =
@@ -62,7 +63,7 @@ module internal Events =
 
             Data.Array(
                 if items.Length > kept.Length then
-                    kept @ [ Data.String "…[more items not shown]" ]
+                    kept @ [ Data.String Limits.Markers.MoreItems ]
                 else
                     kept
             )
@@ -74,7 +75,8 @@ module internal Events =
 
             Data.Object(
                 if fields.Length > kept.Length then
-                    kept @ [ "…", Data.String "[more entries not shown]" ]
+                    kept
+                    @ [ Limits.Markers.MoreEntriesKey, Data.String(Limits.Markers.moreEntries None) ]
                 else
                     kept
             )

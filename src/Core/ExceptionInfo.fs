@@ -182,7 +182,7 @@ module internal ExceptionInfo =
                 let omitted = d.Count - acc.Count
 
                 if omitted > 0 then
-                    acc.Add("…", Data.String(sprintf "[%d more entries not shown]" omitted))
+                    acc.Add(Limits.Markers.MoreEntriesKey, Data.String(Limits.Markers.moreEntries (Some omitted)))
 
                 List.ofSeq acc)
 

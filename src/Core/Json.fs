@@ -44,7 +44,7 @@ module internal Json =
 
     let rec private ofElement (limits: Limits) (depth: int) (e: JsonElement) : Data =
         if depth > limits.MaxDataDepth then
-            Data.String "…[nested too deep]"
+            Data.String Limits.Markers.NestedTooDeep
         else
             match e.ValueKind with
             | JsonValueKind.Object ->
@@ -57,7 +57,8 @@ module internal Json =
 
                 Data.Object(
                     if all.Length > limits.MaxEntries then
-                        kept @ [ "…", Data.String "[more entries not shown]" ]
+                        kept
+                        @ [ Limits.Markers.MoreEntriesKey, Data.String(Limits.Markers.moreEntries None) ]
                     else
                         kept
                 )
@@ -71,7 +72,7 @@ module internal Json =
 
                 Data.Array(
                     if all.Length > limits.MaxEntries then
-                        kept @ [ Data.String "…[more items not shown]" ]
+                        kept @ [ Data.String Limits.Markers.MoreItems ]
                     else
                         kept
                 )

@@ -1,5 +1,7 @@
 namespace ErrorMonitor.Core
 
+open System
+
 /// Size limits applied while building a record. Whatever is cut carries a visible marker.
 type internal Limits =
     {
@@ -49,3 +51,35 @@ module internal Limits =
             MaxTraceback = 262144
             MaxRequestData = 262144
         }
+
+    /// The wait before retry number `attempt` (1 for the first retry): `first`, doubled for each further
+    /// attempt, never more than `cap`. The one backoff rule of the store writer, the notification dispatcher
+    /// and ErrorMonitorClient.
+    let backoff (first: TimeSpan) (cap: TimeSpan) (attempt: int) : TimeSpan =
+        let doublings = max 0 (min 30 (attempt - 1))
+        let ms = first.TotalMilliseconds * Math.Pow(2.0, float doublings)
+
+        if ms >= cap.TotalMilliseconds then
+            cap
+        else
+            TimeSpan.FromMilliseconds ms
+
+    /// The markers that stand for what a bound left out.
+    module Markers =
+        /// Data nested deeper than the depth limit.
+        [<Literal>]
+        let NestedTooDeep = "…[nested too deep]"
+
+        /// Items of a list past the entry limit.
+        [<Literal>]
+        let MoreItems = "…[more items not shown]"
+
+        /// The key of the entry that stands for the entries past the limit.
+        [<Literal>]
+        let MoreEntriesKey = "…"
+
+        /// Entries of an object or a pair list past the limit, with how many when known.
+        let moreEntries (omitted: int option) =
+            match omitted with
+            | Some n -> sprintf "[%d more entries not shown]" n
+            | None -> "[more entries not shown]"

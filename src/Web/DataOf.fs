@@ -30,7 +30,7 @@ module internal DataOf =
                 match Json.parse limits (e.GetRawText()) with
                 | Ok d -> d
                 | Error _ -> Data.String "<json>"
-            | _ when depth >= limits.MaxDataDepth -> Data.String "…[nested too deep]"
+            | _ when depth >= limits.MaxDataDepth -> Data.String Limits.Markers.NestedTooDeep
             | :? IDictionary as d ->
                 let e = d.GetEnumerator()
                 let acc = ResizeArray()

@@ -163,7 +163,7 @@ type internal Dispatcher
                         try
                             do!
                                 Task.Delay(
-                                    TimeSpan.FromMilliseconds(200.0 * Math.Pow(2.0, float attempt)),
+                                    Limits.backoff (TimeSpan.FromMilliseconds 400.0) (TimeSpan.FromSeconds 30.0) attempt,
                                     stopping.Token
                                 )
                         with :? OperationCanceledException ->

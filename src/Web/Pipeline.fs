@@ -336,8 +336,10 @@ type internal Writer
                             lastDuration <- Diagnostics.Stopwatch.GetElapsedTime lastWrite
 
                         if not ok then
-                            let delay = Math.Min(5000.0, 100.0 * Math.Pow(2.0, float (min failures 10)))
-                            retryAt <- DateTime.UtcNow.AddMilliseconds delay
+                            let delay =
+                                Limits.backoff (TimeSpan.FromMilliseconds 200.0) (TimeSpan.FromSeconds 5.0) failures
+
+                            retryAt <- DateTime.UtcNow.Add delay
                     else
                         saveSpill false
                 with

@@ -139,4 +139,24 @@ let tests =
                         "all three"
                 | Ok _ -> failtest "accepted"
             }
+
+            test "the one backoff rule doubles from its first wait, never past its cap, for any attempt" {
+                let first = TimeSpan.FromMilliseconds 200.0
+                let cap = TimeSpan.FromSeconds 5.0
+                let waits = [ 1..40 ] |> List.map (Limits.backoff first cap)
+
+                Expect.equal
+                    (List.take 5 waits |> List.map (fun t -> t.TotalMilliseconds))
+                    [ 200.0; 400.0; 800.0; 1600.0; 3200.0 ]
+                    "doubles"
+
+                Expect.equal waits.[5] cap "then the cap"
+
+                Expect.isTrue
+                    (waits |> List.forall (fun t -> t <= cap && t >= first))
+                    "within first..cap, even at attempt 40"
+
+                Expect.isTrue (waits |> List.pairwise |> List.forall (fun (a, b) -> a <= b)) "never shorter"
+                Expect.equal (Limits.backoff first cap 0) first "attempt 0 or less waits the first wait"
+            }
         ]
