@@ -126,7 +126,7 @@ run_expecto tests/ErrorMonitor.Core.Tests
 # must list the failure at /dev/error/ and in the JSON API. Each step counts as one test.
 . "$ROOT/.ci/app-check.sh"
 APP_CHECK_PIDS=()
-CLEANUP+=('for pid in "${APP_CHECK_PIDS[@]:-}"; do [ -n "$pid" ] && kill -- "-$pid"; done')
+CLEANUP+=('for pid in "${APP_CHECK_PIDS[@]:-}"; do if [ -n "$pid" ]; then kill -- "-$pid" 2>/dev/null || true; fi; done')
 count() { if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi; }
 consumers=$(mktemp -d /tmp/errormonitor-consumers.XXXXXX)
 CLEANUP+=("rm -rf $consumers")
