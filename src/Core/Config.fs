@@ -305,6 +305,27 @@ module internal Config =
     let private tableName =
         Regex(@"^[A-Za-z_][A-Za-z0-9_]{0,62}$", RegexOptions.CultureInvariant)
 
+    /// SQLite's keywords and PostgreSQL's reserved words: a table named after one would break every statement
+    /// (the stores write the name unquoted), so APP_ERROR_TABLE refuses them.
+    let reservedWords =
+        set (
+            ("ABORT ACTION ADD AFTER ALL ALTER ALWAYS ANALYZE AND AS ASC ATTACH AUTOINCREMENT BEFORE BEGIN BETWEEN BY "
+             + "CASCADE CASE CAST CHECK COLLATE COLUMN COMMIT CONFLICT CONSTRAINT CREATE CROSS CURRENT CURRENT_DATE "
+             + "CURRENT_TIME CURRENT_TIMESTAMP DATABASE DEFAULT DEFERRABLE DEFERRED DELETE DESC DETACH DISTINCT DO DROP "
+             + "EACH ELSE END ESCAPE EXCEPT EXCLUDE EXCLUSIVE EXISTS EXPLAIN FAIL FILTER FIRST FOLLOWING FOR FOREIGN FROM "
+             + "FULL GENERATED GLOB GROUP GROUPS HAVING IF IGNORE IMMEDIATE IN INDEX INDEXED INITIALLY INNER INSERT "
+             + "INSTEAD INTERSECT INTO IS ISNULL JOIN KEY LAST LEFT LIKE LIMIT MATCH MATERIALIZED NATURAL NO NOT NOTHING "
+             + "NOTNULL NULL NULLS OF OFFSET ON OR ORDER OTHERS OUTER OVER PARTITION PLAN PRAGMA PRECEDING PRIMARY QUERY "
+             + "RAISE RANGE RECURSIVE REFERENCES REGEXP REINDEX RELEASE RENAME REPLACE RESTRICT RETURNING RIGHT ROLLBACK "
+             + "ROW ROWS SAVEPOINT SELECT SET TABLE TEMP TEMPORARY THEN TIES TO TRANSACTION TRIGGER UNBOUNDED UNION "
+             + "UNIQUE UPDATE USING VACUUM VALUES VIEW VIRTUAL WHEN WHERE WINDOW WITH WITHOUT "
+             + "ANALYSE ANY ARRAY ASYMMETRIC AUTHORIZATION BINARY BOTH COLLATION CONCURRENTLY CURRENT_CATALOG "
+             + "CURRENT_ROLE CURRENT_SCHEMA CURRENT_USER FALSE FETCH FREEZE GRANT ILIKE LATERAL LEADING LOCALTIME "
+             + "LOCALTIMESTAMP ONLY OVERLAPS PLACING SESSION_USER SIMILAR SOME SYMMETRIC SYSTEM_USER TABLESAMPLE "
+             + "TRAILING TRUE USER VARIADIC VERBOSE")
+                .Split(' ', StringSplitOptions.RemoveEmptyEntries)
+        )
+
     let private lookup (values: Map<string, string>) (key: string) : string option =
         values
         |> Map.tryFindKey (fun k _ -> String.Equals(k, key, StringComparison.OrdinalIgnoreCase))
@@ -483,6 +504,14 @@ module internal Config =
         let table =
             match get TableKey with
             | None -> defaults.TableName
+            | Some v when reservedWords.Contains(v.Trim().ToUpperInvariant()) ->
+                errors.Add
+                    {
+                        Key = TableKey
+                        Problem = sprintf "must not be an SQL keyword (SQLite or PostgreSQL), got '%s'" v
+                    }
+
+                defaults.TableName
             | Some v when tableName.IsMatch(v.Trim()) -> v.Trim()
             | Some v ->
                 errors.Add

@@ -29,8 +29,14 @@ module internal Events =
 
     let private boundPairs (maxValue: int) (maxEntries: int) (pairs: (string * string) list) =
         // Most requests are within every bound: keep the list as it is then.
+        // A list the shell already bounded ends in the marker saying how many it left out: that entry does not
+        // count toward the limit.
+        let marked =
+            pairs.Length = maxEntries + 1
+            && fst (List.last pairs) = Limits.Markers.MoreEntriesKey
+
         let within =
-            pairs.Length <= maxEntries
+            (pairs.Length <= maxEntries || marked)
             && pairs
                |> List.forall (fun (k, v) -> (isNull k || k.Length <= 256) && (isNull v || v.Length <= maxValue))
 
@@ -111,7 +117,11 @@ module internal Events =
     /// The URL of a (masked) request, its query rebuilt from the masked query values.
     let url (r: RequestContext) : string =
         let sb = Text.StringBuilder(256)
-        sb.Append(r.Scheme).Append("://").Append(r.Host).Append(r.Path) |> ignore
+        // A report's relative URL has neither scheme nor host: it stays relative.
+        if r.Scheme <> "" || r.Host <> "" then
+            sb.Append(r.Scheme).Append("://").Append(r.Host) |> ignore
+
+        sb.Append(r.Path) |> ignore
 
         r.Query
         |> List.iteri (fun i (k, v) ->

@@ -13,6 +13,11 @@ module internal Fingerprint =
         let bytes = Encoding.UTF8.GetBytes(if isNull text then "" else text)
         Convert.ToHexStringLower(SHA256.HashData bytes)
 
+    /// A group key of an occurrence from a source other than the app itself (the capture route): derived from the
+    /// source and the occurrence's own key, so it can never equal a key the app's own exceptions give.
+    let withSource (source: string) (hash: string) : string =
+        sha256Hex ("source:" + source + "\n" + hash)
+
     let private ownNamespaces =
         set [ "ErrorMonitor"; "ErrorMonitor.Core"; "ErrorMonitor.Web"; "ErrorMonitor.Web.Stores" ]
 

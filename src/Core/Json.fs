@@ -85,6 +85,14 @@ module internal Json =
             | JsonValueKind.False -> Data.Bool false
             | _ -> Data.Null
 
+    /// True when every key and text in `d` is well-formed Unicode (no lone surrogate).
+    let rec isValidUnicode (d: Data) : bool =
+        match d with
+        | Data.String s -> Text.isValidUnicode s
+        | Data.Array items -> items |> List.forall isValidUnicode
+        | Data.Object fields -> fields |> List.forall (fun (k, v) -> Text.isValidUnicode k && isValidUnicode v)
+        | _ -> true
+
     /// Parses JSON text into bounded data; Error with the reason when it is not JSON (or nests past 256 levels).
     let parse (limits: Limits) (text: string) : Result<Data, string> =
         try

@@ -122,11 +122,26 @@ module internal Report =
     let private fail field problem : Result<'T, ReportError> =
         Error { Field = field; Problem = problem }
 
+    /// A JSON string's value, bounded; an error naming the field when it is not valid Unicode (an escaped lone
+    /// surrogate such as "\ud800", which JSON allows and .NET strings cannot carry through UTF-8).
+    let private stringValue (field: string) (max: int) (v: JsonElement) : Result<string, ReportError> =
+        let invalid () =
+            fail field "must be valid Unicode text (it holds a lone surrogate)"
+
+        match
+            (try
+                Some(v.GetString())
+             with :? InvalidOperationException ->
+                 None)
+        with
+        | Some s when Text.isValidUnicode s -> Ok(Text.truncate max s)
+        | _ -> invalid ()
+
     let private optionalString (root: JsonElement) (name: string) (max: int) : Result<string option, ReportError> =
         match root.TryGetProperty name with
         | false, _ -> Ok None
         | true, v when v.ValueKind = JsonValueKind.Null -> Ok None
-        | true, v when v.ValueKind = JsonValueKind.String -> Ok(Some(Text.truncate max (v.GetString())))
+        | true, v when v.ValueKind = JsonValueKind.String -> stringValue name max v |> Result.map Some
         | true, _ -> fail name "must be a string"
 
     let private requiredString (root: JsonElement) (name: string) (max: int) : Result<string, ReportError> =
@@ -155,7 +170,7 @@ module internal Report =
                         | false, _ -> Ok None
                         | true, x when x.ValueKind = JsonValueKind.Null -> Ok None
                         | true, x when x.ValueKind = JsonValueKind.String ->
-                            Ok(Some(Text.truncate 1024 (x.GetString())))
+                            stringValue (field name) 1024 x |> Result.map Some
                         | true, _ -> fail (field name) "must be a string"
 
                     let number (name: string) =
@@ -217,9 +232,15 @@ module internal Report =
                     | false, _ -> Ok []
                     | true, v when v.ValueKind = JsonValueKind.Null -> Ok []
                     | true, v when v.ValueKind = JsonValueKind.Object ->
-                        match Json.parse limits (v.GetRawText()) with
-                        | Ok(Data.Object fields) -> Ok fields
-                        | _ -> fail "context" "must be a JSON object"
+                        match
+                            (try
+                                Json.parse limits (v.GetRawText())
+                             with _ ->
+                                 Error "unreadable")
+                        with
+                        | Ok(Data.Object fields) when Json.isValidUnicode (Data.Object fields) -> Ok fields
+                        // An object that parsed above and not here holds text .NET cannot read: a lone surrogate.
+                        | _ -> fail "context" "must be valid Unicode text (it holds a lone surrogate)"
                     | true, _ -> fail "context" "must be a JSON object"
 
                 let stack = optionalString root "stack" limits.MaxTraceback
@@ -263,16 +284,26 @@ module internal Report =
 
     /// The report as an occurrence's parts: the exception, the request it came from, and its context.
     let toCapture (report: ClientReport) (at: DateTimeOffset) : ErrorMonitor.Core.Capture =
+        // An absolute URL as it is; a relative one ("/login?password=...") against a placeholder origin, so its
+        // query is read (and masked) as an absolute one's is. Only what is not a URL at all stays as text.
+        let parsed (url: string) =
+            match Uri.TryCreate(url, UriKind.Absolute) with
+            | true, u when u.Scheme = Uri.UriSchemeHttp || u.Scheme = Uri.UriSchemeHttps -> Some(u, false)
+            | _ ->
+                match Uri.TryCreate(Uri "http://relative.invalid/", url) with
+                | true, u when url.StartsWith "/" -> Some(u, true)
+                | _ -> None
+
         let request =
             report.Url
             |> Option.bind (fun url ->
-                match Uri.TryCreate(url, UriKind.Absolute) with
-                | true, u ->
+                match parsed url with
+                | Some(u, relative) ->
                     Some
                         {
                             Method = defaultArg report.Method "GET"
-                            Scheme = u.Scheme
-                            Host = u.Authority
+                            Scheme = if relative then "" else u.Scheme
+                            Host = if relative then "" else u.Authority
                             Path = u.AbsolutePath
                             Query =
                                 u.Query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries)
@@ -319,4 +350,18 @@ module internal Report =
                     }
             Extra = extra
             OccurredAt = at
+        }
+
+    /// The source name of reports from the capture route.
+    [<Literal>]
+    let Source = "capture-route"
+
+    /// A report's occurrence: built like any other (masked, bounded, fingerprinted), but keyed by its source too,
+    /// so a report (whose key is public in the pages that load client.js) can never land in, or overwrite, a
+    /// group the app recorded itself, whatever type and frames it claims.
+    let event (settings: Settings) (rule: MaskingRule) (limits: Limits) (report: ClientReport) (at: DateTimeOffset) =
+        let e = Events.build settings rule limits None (toCapture report at)
+
+        { e with
+            Hash = Fingerprint.withSource Source e.Hash
         }

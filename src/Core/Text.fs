@@ -7,6 +7,30 @@ open System.Text.RegularExpressions
 [<RequireQualifiedAccess>]
 module internal Text =
 
+    /// True when `s` is well-formed UTF-16: every surrogate is half of a pair (a lone one cannot be encoded as
+    /// UTF-8, stored or shown faithfully).
+    let isValidUnicode (s: string) : bool =
+        if isNull s then
+            true
+        else
+            let mutable ok = true
+            let mutable i = 0
+
+            while ok && i < s.Length do
+                let c = s.[i]
+
+                if Char.IsHighSurrogate c then
+                    if i + 1 < s.Length && Char.IsLowSurrogate s.[i + 1] then
+                        i <- i + 2
+                    else
+                        ok <- false
+                elif Char.IsLowSurrogate c then
+                    ok <- false
+                else
+                    i <- i + 1
+
+            ok
+
     /// The marker appended to text that was cut: "…[truncated N chars]".
     let marker (dropped: int) = sprintf "…[truncated %d chars]" dropped
 

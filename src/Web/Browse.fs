@@ -12,6 +12,7 @@ open Microsoft.AspNetCore.Authorization
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Http
 open Microsoft.AspNetCore.Routing
+open Microsoft.Extensions.Configuration
 open Microsoft.Extensions.DependencyInjection
 open Microsoft.Extensions.Logging
 open ErrorMonitor
@@ -62,6 +63,7 @@ module Browse =
                 ctx.Response.StatusCode <- status
                 ctx.Response.ContentType <- contentType
                 ctx.Response.Headers.["Cache-Control"] <- "no-store"
+                ctx.Response.Headers.["X-Content-Type-Options"] <- "nosniff"
                 do! ctx.Response.Body.WriteAsync(jsonBytes write)
                 return Some ctx
             }
@@ -69,11 +71,33 @@ module Browse =
     let private problem (status: int) (title: string) (detail: string) : HttpHandler =
         Ingest.problem status title detail None
 
-    let private isLocal (ctx: HttpContext) =
-        let remote = ctx.Connection.RemoteIpAddress
+    /// The app's AllowedHosts (host filtering's setting, `;`-separated), which local-only mode accepts too.
+    let private allowedHosts (ctx: HttpContext) : string list =
+        match ctx.RequestServices.GetService<IConfiguration>() with
+        | null -> []
+        | config ->
+            match config.["AllowedHosts"] with
+            | null -> []
+            | v ->
+                v.Split(';', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+                |> List.ofArray
 
-        isNull remote && isNull ctx.Connection.LocalIpAddress // in-process test servers have no addresses
-        || (not (isNull remote) && IPAddress.IsLoopback remote)
+    /// "Local machine only" (Core's LocalOnly rule on what the connection and the headers say).
+    let private isLocal (ctx: HttpContext) =
+        let c = ctx.Connection
+
+        LocalOnly.allows
+            (allowedHosts ctx)
+            {
+                RemoteIsLoopback = not (isNull c.RemoteIpAddress) && IPAddress.IsLoopback c.RemoteIpAddress
+                NoAddresses = isNull c.RemoteIpAddress && isNull c.LocalIpAddress // in-process test servers
+                Host =
+                    if ctx.Request.Host.HasValue then
+                        ctx.Request.Host.Value
+                    else
+                        ""
+                HeaderNames = ctx.Request.Headers.Keys |> List.ofSeq
+            }
 
     let private hasAuthorization (ctx: HttpContext) =
         match ctx.GetEndpoint() with
@@ -321,7 +345,7 @@ module Browse =
         : (string * string list * bool * (BrowseOptions -> PartitionedRateLimiter<string> -> string -> HttpHandler)) list =
         [
             "/api/errors", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> Ingest.post b.Engine limiter)
-            "/client.js", [ "GET" ], true, (fun _ _ _ -> Ingest.clientScript)
+            "/client.js", [ "GET"; "HEAD" ], true, (fun _ _ _ -> Ingest.clientScript)
             "/", [ "GET" ], false, (fun b _ _ -> list b)
             "/api/errors", [ "GET" ], false, (fun b _ _ -> apiList b)
             "/api/errors/{hash}", [ "GET" ], false, (fun b _ hash -> apiDetail b hash)

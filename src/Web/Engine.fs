@@ -475,12 +475,7 @@ type Engine internal (parts: EngineParts) =
         else
             try
                 let e =
-                    Events.build
-                        parts.Settings
-                        parts.Masking
-                        parts.Limits
-                        None
-                        (Report.toCapture report (parts.Clock.GetUtcNow()))
+                    Report.event parts.Settings parts.Masking parts.Limits report (parts.Clock.GetUtcNow())
 
                 metrics.Captured.Add 1L
 

@@ -43,6 +43,7 @@ module internal Ingest =
             task {
                 ctx.Response.StatusCode <- status
                 ctx.Response.ContentType <- "application/problem+json"
+                ctx.Response.Headers.XContentTypeOptions <- "nosniff"
                 do! ctx.Response.Body.WriteAsync(problemBody status title detail field)
                 return Some ctx
             }
@@ -207,6 +208,7 @@ module internal Ingest =
                                     | Some hash ->
                                         ctx.Response.StatusCode <- 202
                                         ctx.Response.ContentType <- "application/json"
+                                        ctx.Response.Headers.XContentTypeOptions <- "nosniff"
                                         do! ctx.Response.WriteAsync(sprintf "{\"hash\":\"%s\"}" hash)
                                         return Some ctx
                                     | None ->
@@ -267,11 +269,12 @@ module internal Ingest =
 })();
 """
 
-    /// `GET {prefix}/client.js`.
+    /// `GET` (and `HEAD`) `{prefix}/client.js`.
     let clientScript: HttpHandler =
         fun _ ctx ->
             task {
                 ctx.Response.ContentType <- "text/javascript; charset=utf-8"
+                ctx.Response.Headers.XContentTypeOptions <- "nosniff"
                 ctx.Response.Headers.CacheControl <- "public, max-age=3600"
                 do! ctx.Response.WriteAsync script
                 return Some ctx

@@ -160,7 +160,7 @@ type internal SpillFile(path: string, logger: ILogger) =
                     let dir = IO.Path.GetDirectoryName(IO.Path.GetFullPath path)
                     IO.Directory.CreateDirectory dir |> ignore
                     let temp = path + ".tmp"
-                    IO.File.WriteAllText(temp, Spill.serialize pending)
+                    PrivateFile.writeAllText temp (Spill.serialize pending)
                     IO.File.Move(temp, path, true)
             with ex ->
                 Log.SpillFailed logger ex path)

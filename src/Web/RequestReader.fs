@@ -19,9 +19,29 @@ module internal RequestReader =
         with _ ->
             fallback
 
+    /// The entries gathered in reverse (at most the limit), in order, then the core's marker when `seen` entries
+    /// were more than the limit.
+    let private closeList (limits: Limits) (reversed: (string * string) list) (seen: int) =
+        if seen > limits.MaxEntries then
+            List.rev (
+                (Limits.Markers.MoreEntriesKey, Limits.Markers.moreEntries (Some(seen - limits.MaxEntries)))
+                :: reversed
+            )
+        else
+            List.rev reversed
+
     let private take (limits: Limits) (pairs: seq<string * string>) =
-        // One more than the limit, so the core can say that entries were left out.
-        pairs |> Seq.truncate (limits.MaxEntries + 1) |> List.ofSeq
+        // The entries within the limit, then (when there are more) the core's marker with how many were left
+        // out: the collections counted here are already in memory and bounded by the server's own limits.
+        let kept = pairs |> Seq.truncate (limits.MaxEntries + 1) |> List.ofSeq
+
+        if kept.Length <= limits.MaxEntries then
+            kept
+        else
+            let omitted = Seq.length pairs - limits.MaxEntries
+
+            List.truncate limits.MaxEntries kept
+            @ [ Limits.Markers.MoreEntriesKey, Limits.Markers.moreEntries (Some omitted) ]
 
     let private isJson (contentType: string) =
         not (isNull contentType)
@@ -111,22 +131,24 @@ module internal RequestReader =
 
                     for kv in r.Query do
                         for v in kv.Value do
-                            if n <= limits.MaxEntries then
+                            if n < limits.MaxEntries then
                                 acc <- (kv.Key, (if isNull v then "" else v)) :: acc
-                                n <- n + 1
 
-                    List.rev acc)
+                            n <- n + 1
+
+                    closeList limits acc n)
             Headers =
                 attempt [] (fun () ->
                     let mutable acc = []
                     let mutable n = 0
 
                     for kv in r.Headers do
-                        if n <= limits.MaxEntries then
+                        if n < limits.MaxEntries then
                             acc <- (kv.Key, kv.Value.ToString()) :: acc
-                            n <- n + 1
 
-                    List.rev acc)
+                        n <- n + 1
+
+                    closeList limits acc n)
             Form = form limits ctx
             Cookies = attempt [] (fun () -> r.Cookies |> Seq.map (fun kv -> kv.Key, kv.Value) |> take limits)
             RouteValues =

@@ -197,6 +197,20 @@ let tests =
                 | Error e -> failwithf "%A" e
             }
 
+            test "APP_ERROR_TABLE refuses SQL keywords in any case, naming the key; other identifiers pass" {
+                for word in [ "order"; "ORDER"; "Group"; "user"; "select"; "table"; "index"; "values" ] do
+                    match parse [ Config.TableKey, word ] with
+                    | Error [ e ] ->
+                        Expect.equal e.Key Config.TableKey word
+                        Expect.stringContains e.Problem "keyword" word
+                    | other -> failtestf "%s: %A" word other
+
+                for name in [ "orders"; "app_error"; "user_errors"; "Errors_2" ] do
+                    match parse [ Config.TableKey, name ] with
+                    | Ok s -> Expect.equal s.TableName name name
+                    | Error e -> failtestf "%s: %A" name e
+            }
+
             test "the key list is what parse reads: every key constant is read, and each is listed once" {
                 let constants =
                     typeof<Settings>.Assembly.GetTypes()

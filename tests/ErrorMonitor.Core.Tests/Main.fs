@@ -17,5 +17,6 @@ let main argv =
             PolicyTests.tests
             EventTests.spillTests
             ReportTests.tests
+            LocalOnlyTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

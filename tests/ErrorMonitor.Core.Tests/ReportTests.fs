@@ -75,6 +75,50 @@ let tests =
 
                 hash a = hash b)
 
+            test "a lone surrogate in any text field is refused, naming the field" {
+                let cases =
+                    [
+                        "type", """{"type":"E\ud800","message":"m"}"""
+                        "message", """{"type":"E","message":"m\udc00"}"""
+                        "url", """{"type":"E","message":"m","url":"/a\ud800"}"""
+                        "frames[0].function", """{"type":"E","message":"m","frames":[{"function":"f\ud800"}]}"""
+                        "stack", """{"type":"E","message":"m","stack":"at f (\udbff)"}"""
+                        "context", """{"type":"E","message":"m","context":{"k\ud800":"v"}}"""
+                        "context", """{"type":"E","message":"m","context":{"k":["\ud800"]}}"""
+                    ]
+
+                for field, json in cases do
+                    match Report.parse limits json with
+                    | Error e ->
+                        Expect.equal e.Field field json
+                        Expect.stringContains e.Problem "Unicode" json
+                    | Ok _ -> failtestf "accepted %s" json
+
+                match Report.parse limits """{"type":"E","message":"a pair is fine: \ud83d\ude00"}""" with
+                | Ok r -> Expect.stringContains r.Message "😀" "a surrogate pair decodes"
+                | Error e -> failtestf "%A" e
+            }
+
+            test "a relative url's query is read and masked like an absolute one's" {
+                let event (url: string) =
+                    match Report.parse limits (sprintf """{"type":"E","message":"m","url":"%s"}""" url) with
+                    | Ok r ->
+                        Events.build
+                            Config.defaults
+                            (Config.maskingRule Config.defaults)
+                            limits
+                            None
+                            (Report.toCapture r DateTimeOffset.UnixEpoch)
+                    | Error e -> failwithf "%A" e
+
+                let relative = event "/login?user=ann&password=hunter2&next=%2Fhome"
+                Expect.isFalse (relative.RequestData.Contains "hunter2") "the password in a relative url is masked"
+                Expect.stringContains relative.RequestData "\"user\":\"ann\"" "other arguments kept"
+                Expect.equal relative.Path "/login" "its path"
+                let absolute = event "https://shop.example/login?password=hunter2"
+                Expect.isFalse (absolute.RequestData.Contains "hunter2") "absolute, as before"
+            }
+
             test "fields of the wrong type are named" {
                 let field json =
                     match Report.parse limits json with

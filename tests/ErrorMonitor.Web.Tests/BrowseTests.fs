@@ -8,6 +8,7 @@ open System.Text.RegularExpressions
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Http
+open Microsoft.AspNetCore.HttpOverrides
 open Microsoft.AspNetCore.Routing
 open Microsoft.Extensions.DependencyInjection
 open Expecto
@@ -236,6 +237,98 @@ let tests =
                     Expect.equal local.StatusCode HttpStatusCode.OK "the local machine may look"
                     let! after = records app.Store
                     Expect.equal after.Length all.Length "nothing deleted"
+                }
+
+            testTask'
+                "local only: a rebound DNS name or a forwarding header is refused on loopback; loopback names are not"
+            <| fun () ->
+                task {
+                    use! app = browseApp [] ignore ignore
+                    let! _ = seed app
+
+                    let get (host: string) (headers: (string * string) list) =
+                        task {
+                            use req = new HttpRequestMessage(HttpMethod.Get, "/dev/error/api/errors")
+                            req.Headers.Host <- host
+
+                            for k, v in headers do
+                                req.Headers.TryAddWithoutValidation(k, v) |> ignore
+
+                            let! resp = app.Client.SendAsync req
+                            let! body = resp.Content.ReadAsStringAsync()
+                            return resp.StatusCode, body
+                        }
+
+                    let port = Uri(app.BaseUrl).Port
+
+                    for host in
+                        [
+                            sprintf "attacker.example:%d" port
+                            "attacker.example"
+                            "127.0.0.1.nip.example"
+                            "localhost.attacker.example"
+                        ] do
+                        let! status, body = get host []
+                        Expect.equal status HttpStatusCode.Forbidden (sprintf "Host %s" host)
+                        Expect.isFalse (body.Contains "\"hash\"") "no record shown"
+
+                    for header in
+                        [
+                            "X-Forwarded-For", "203.0.113.9"
+                            "Forwarded", "for=203.0.113.9"
+                            "X-Real-IP", "203.0.113.9"
+                            "x-forwarded-host", "errors.example"
+                        ] do
+                        let! status, _ = get (sprintf "127.0.0.1:%d" port) [ header ]
+                        Expect.equal status HttpStatusCode.Forbidden (sprintf "through a proxy (%s)" (fst header))
+
+                    for host in
+                        [
+                            sprintf "127.0.0.1:%d" port
+                            sprintf "localhost:%d" port
+                            "LOCALHOST"
+                            sprintf "[::1]:%d" port
+                            "app.localhost"
+                        ] do
+                        let! status, _ = get host []
+                        Expect.equal status HttpStatusCode.OK (sprintf "Host %s" host)
+                }
+
+            testTask' "local only: the app's AllowedHosts may browse; the forwarded-headers middleware's client decides"
+            <| fun () ->
+                task {
+                    use! app =
+                        start
+                            [ "AllowedHosts", "errors.internal;127.0.0.1" ]
+                            (fun s -> s.AddErrorMonitor() |> ignore)
+                            (fun app ->
+                                app.UseForwardedHeaders(
+                                    ForwardedHeadersOptions(ForwardedHeaders = ForwardedHeaders.XForwardedFor)
+                                )
+                                |> ignore
+
+                                app.UseErrorMonitor() |> ignore
+                                app.MapErrorMonitor() |> ignore)
+
+                    let get (host: string) (forwardedFor: string option) =
+                        task {
+                            use req = new HttpRequestMessage(HttpMethod.Get, "/dev/error/api/errors")
+                            req.Headers.Host <- host
+
+                            match forwardedFor with
+                            | Some f -> req.Headers.TryAddWithoutValidation("X-Forwarded-For", f) |> ignore
+                            | None -> ()
+
+                            let! resp = app.Client.SendAsync req
+                            return resp.StatusCode
+                        }
+
+                    let! allowed = get "errors.internal" None
+                    Expect.equal allowed HttpStatusCode.OK "an AllowedHost over loopback"
+                    let! proxiedLocal = get "127.0.0.1" (Some "127.0.0.1")
+                    Expect.equal proxiedLocal HttpStatusCode.OK "the middleware resolved a local client"
+                    let! proxiedRemote = get "127.0.0.1" (Some "203.0.113.9")
+                    Expect.equal proxiedRemote HttpStatusCode.Forbidden "the middleware resolved a remote client"
                 }
 
             testTask' "a view-permission function replaces the local-only default"

@@ -66,6 +66,68 @@ let tests =
                     Expect.isTrue (ErrorMonitor.Core.Fingerprint.isValid r.Hash) "hash"
                 }
 
+            testTask' "the database, its WAL and the spill file are readable by their owner only (0600)"
+            <| fun () ->
+                task {
+                    use! app = monitored ignore
+                    let! _ = get app "/orders/9"
+                    do! app.Monitor.FlushAsync()
+                    let owner = IO.UnixFileMode.UserRead ||| IO.UnixFileMode.UserWrite
+
+                    for f in [ app.DbPath; app.DbPath + "-wal" ] do
+                        Expect.isTrue (IO.File.Exists f) f
+                        Expect.equal (IO.File.GetUnixFileMode f) owner f
+
+                    let spillPath = IO.Path.Combine(app.Folder, "private.spill.jsonl")
+
+                    let spill =
+                        ErrorMonitor.Web.SpillFile(
+                            spillPath,
+                            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance
+                        )
+
+                    let! all = records app.Store
+                    let r = all.Head
+
+                    spill.Save
+                        [
+                            {
+                                Latest =
+                                    {
+                                        Hash = r.Hash
+                                        Host = r.Host
+                                        Path = r.Path
+                                        Method = r.Method
+                                        RequestData = r.RequestData
+                                        ExceptionName = r.ExceptionName
+                                        Message = r.Message
+                                        Traceback = r.Traceback
+                                        OccurredAt = r.LastSeen
+                                    }
+                                FirstAt = r.CreatedOn
+                                Count = 1L
+                                Detailed = true
+                            }
+                        ]
+
+                    Expect.equal (IO.File.GetUnixFileMode spillPath) owner "spill file"
+                }
+
+            testTask' "300 query arguments: 200 are kept and the marker says exactly how many were left out"
+            <| fun () ->
+                task {
+                    use! app = monitored ignore
+                    let query = String.Join("&", [ 1..300 ] |> List.map (fun i -> sprintf "a%d=%d" i i))
+                    let! status = get app ("/orders/5?" + query)
+                    Expect.equal status HttpStatusCode.InternalServerError "the app's own 500"
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+                    let data = all.Head.RequestData
+                    Expect.stringContains data "\"a200\":\"200\"" "the 200th kept"
+                    Expect.isFalse (data.Contains "\"a201\"") "the 201st left out"
+                    Expect.stringContains data "[100 more entries not shown]" "the marker counts all that was left out"
+                }
+
             testTask' "the same failure twice is one record with count 2, whatever the ids in its message"
             <| fun () ->
                 task {

@@ -186,6 +186,100 @@ let tests =
                     Expect.isEmpty still "still nothing stored"
                 }
 
+            testTask'
+                "a report claiming a server exception's type and frames gets a group of its own and changes nothing"
+            <| fun () ->
+                task {
+                    use! app =
+                        start [ "APP_ERROR_INGEST_KEY", key ] (fun s -> s.AddErrorMonitor() |> ignore) (fun app ->
+                            app.UseErrorMonitor() |> ignore
+                            app.MapErrorMonitor() |> ignore
+
+                            app.MapGet(
+                                "/checkout",
+                                Func<string>(fun () -> raise (InvalidOperationException "the app's own message"))
+                            )
+                            |> ignore)
+
+                    let! _ = app.Client.GetAsync "/checkout"
+                    do! app.Monitor.FlushAsync()
+                    let! before = records app.Store
+                    let own = List.exactlyOne before
+
+                    // What an attacker reads off the server's group: its type and its frames.
+                    let frames =
+                        own.Traceback.Split('\n')
+                        |> Array.choose (fun l ->
+                            let l = l.Trim()
+
+                            if l.StartsWith "at " then
+                                let name = l.Substring(3).Split('(').[0].Split(" in ").[0].Trim()
+                                Some(dict [ "function", box name ])
+                            else
+                                None)
+
+                    let! status, body, _ =
+                        post
+                            app
+                            (Some key)
+                            (report
+                                [
+                                    "type", box own.ExceptionName
+                                    "message", box "<script>phish()</script> call 555-0100"
+                                    "frames", box frames
+                                    "url", box "https://evil.example/x"
+                                ])
+
+                    Expect.equal status HttpStatusCode.Accepted body
+                    do! app.Monitor.FlushAsync()
+                    let! after = records app.Store
+                    Expect.equal after.Length 2 "two groups: the app's and the report's"
+                    let mine = after |> List.find (fun r -> r.Hash = own.Hash)
+                    Expect.equal mine.Message own.Message "the app's message is untouched"
+                    Expect.equal mine.Traceback own.Traceback "the app's traceback is untouched"
+                    Expect.equal mine.RequestData own.RequestData "the app's request data is untouched"
+                    Expect.equal mine.Count 1L "the app's count is untouched"
+                }
+
+            testTask' "lone surrogates are a 400 naming the field; JSON answers carry nosniff; HEAD client.js answers"
+            <| fun () ->
+                task {
+                    use! app = ingestApp []
+
+                    for field, json in
+                        [
+                            "type", """{"type":"E\ud800","message":"m"}"""
+                            "message", """{"type":"E","message":"\udfff"}"""
+                            "frames[0].file",
+                            """{"type":"E","message":"m","frames":[{"function":"f","file":"\ud800x"}]}"""
+                        ] do
+                        let! status, body, headers = post app (Some key) json
+                        Expect.equal status HttpStatusCode.BadRequest (field + ": " + body)
+                        use doc = JsonDocument.Parse body
+                        Expect.equal (doc.RootElement.GetProperty("field").GetString()) field "names the field"
+
+                        Expect.sequenceEqual
+                            (headers.GetValues "X-Content-Type-Options")
+                            [ "nosniff" ]
+                            "problem: nosniff"
+
+                    let! status, body, headers = post app (Some key) """{"type":"E","message":"fine"}"""
+                    Expect.equal status HttpStatusCode.Accepted body
+                    Expect.sequenceEqual (headers.GetValues "X-Content-Type-Options") [ "nosniff" ] "202: nosniff"
+                    use! list = app.Client.GetAsync "/dev/error/api/errors"
+                    Expect.sequenceEqual (list.Headers.GetValues "X-Content-Type-Options") [ "nosniff" ] "API: nosniff"
+                    use head = new HttpRequestMessage(HttpMethod.Head, "/dev/error/client.js")
+                    use! headResp = app.Client.SendAsync head
+                    Expect.equal headResp.StatusCode HttpStatusCode.OK "HEAD client.js"
+                    do! app.Monitor.FlushAsync()
+                    let! stored = records app.Store
+
+                    Expect.equal
+                        (stored |> List.map (fun r -> r.Message))
+                        [ "fine" ]
+                        "only the valid report, no crash recorded"
+                }
+
             testTask' "without a key configured the route is off; CORS answers configured origins only"
             <| fun () ->
                 task {

@@ -59,8 +59,28 @@ ON CONFLICT (id) DO UPDATE SET request_data = excluded.request_data, traceback =
 WHERE hash = $hash
 RETURNING previous_seen, notified_at, ticket_at"""
 
+    // The database file, created owner-only (0600) before SQLite first opens it; None for in-memory databases.
+    let dataFile =
+        let b = SqliteConnectionStringBuilder(connectionString)
+
+        if
+            String.IsNullOrWhiteSpace b.DataSource
+            || b.DataSource = ":memory:"
+            || b.Mode = SqliteOpenMode.Memory
+            || b.DataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase)
+        then
+            None
+        else
+            Some b.DataSource
+
+    let mutable fileEnsured = false
+
     let openConnection () =
         task {
+            if not fileEnsured then
+                dataFile |> Option.iter ErrorMonitor.Web.PrivateFile.ensure
+                fileEnsured <- true
+
             let c = new SqliteConnection(connectionString)
             do! c.OpenAsync()
             use pragma = c.CreateCommand()
