@@ -65,6 +65,9 @@ type internal IngestSettings =
         RatePerMinute: int
         /// APP_ERROR_INGEST_CORS_ORIGINS: origins whose pages may report (browsers). Default none.
         CorsOrigins: string list
+        /// APP_ERROR_INGEST_GROUPS_PER_HOUR: distinct groups a key may report in an hour; reports of a new group
+        /// past it get 429 (what one key can make the database store is bounded). Default 100.
+        GroupsPerHour: int
     }
 
 /// ErrorMonitor's settings, read from the seed's APP_ERROR_* keys.
@@ -189,6 +192,9 @@ module internal Config =
     let IngestCorsKey = "APP_ERROR_INGEST_CORS_ORIGINS"
 
     [<Literal>]
+    let IngestGroupsKey = "APP_ERROR_INGEST_GROUPS_PER_HOUR"
+
+    [<Literal>]
     let SmtpHostKey = "APP_ERROR_SMTP_HOST"
 
     [<Literal>]
@@ -268,6 +274,7 @@ module internal Config =
                     MaxBytes = 262144
                     RatePerMinute = 600
                     CorsOrigins = []
+                    GroupsPerHour = 100
                 }
         }
 
@@ -652,6 +659,7 @@ module internal Config =
                 MaxBytes = whole IngestMaxBytesKey 1024 67108864 defaults.Ingest.MaxBytes
                 RatePerMinute = whole IngestRateKey 1 10000000 defaults.Ingest.RatePerMinute
                 CorsOrigins = origins
+                GroupsPerHour = whole IngestGroupsKey 1 10000000 defaults.Ingest.GroupsPerHour
             }
 
         let settings =
@@ -752,6 +760,7 @@ module internal Config =
             (s.Ingest.Keys |> List.mapi (fun i k -> sprintf "%s:%d" IngestKeyKey i, k))
             [ IngestMaxBytesKey, string s.Ingest.MaxBytes ]
             [ IngestRateKey, string s.Ingest.RatePerMinute ]
+            [ IngestGroupsKey, string s.Ingest.GroupsPerHour ]
             (s.Ingest.CorsOrigins
              |> List.mapi (fun i o -> sprintf "%s:%d" IngestCorsKey i, o))
         ]

@@ -52,6 +52,14 @@ module internal Limits =
             MaxRequestData = 262144
         }
 
+    /// The limits of what a report from the capture route may store: its key is public in browser pages, so a
+    /// group it makes holds at most 64 KB of traceback and 32 KB of request data (about 100 KB with the message).
+    let reports =
+        { defaults with
+            MaxTraceback = 65536
+            MaxRequestData = 32768
+        }
+
     /// The wait before retry number `attempt` (1 for the first retry): `first`, doubled for each further
     /// attempt, never more than `cap`. The one backoff rule of the store writer, the notification dispatcher
     /// and ErrorMonitorClient.

@@ -342,7 +342,7 @@ module Browse =
     /// given the `{hash}` value. The endpoint mapping and the Giraffe-shaped router both read this table, so
     /// they answer the same paths with the same methods.
     let private routes
-        : (string * string list * bool * (BrowseOptions -> PartitionedRateLimiter<string> -> string -> HttpHandler)) list =
+        : (string * string list * bool * (BrowseOptions -> Ingest.KeyLimiter -> string -> HttpHandler)) list =
         [
             "/api/errors", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> Ingest.post b.Engine limiter)
             "/client.js", [ "GET"; "HEAD" ], true, (fun _ _ _ -> Ingest.clientScript)
@@ -359,7 +359,7 @@ module Browse =
     /// Maps the routes as ASP.NET Core endpoints in a group at the prefix (the C# facade's MapErrorMonitor).
     let internal mapEndpoints (endpoints: IEndpointRouteBuilder) (b: BrowseOptions) : RouteGroupBuilder =
         let group = endpoints.MapGroup(prefix b)
-        let limiter = Ingest.limiterFor b.Engine.Settings
+        let limiter = Ingest.limiterFor b.Engine
 
         for path, methods, isOpen, make in routes do
             let run =
@@ -408,7 +408,7 @@ module Browse =
     /// The pages as one Giraffe-shaped handler, for F# apps that route without endpoints: answers the paths
     /// under the prefix with the methods the endpoints answer, passes on (skips) everything else.
     let router (b: BrowseOptions) : HttpHandler =
-        let limiter = Ingest.limiterFor b.Engine.Settings
+        let limiter = Ingest.limiterFor b.Engine
 
         fun next ctx ->
             match segmentsUnder b ctx.Request.Path.Value with

@@ -45,6 +45,16 @@ type internal EngineParts =
         Metrics: Metrics
     }
 
+/// What became of a report from the capture route.
+[<RequireQualifiedAccess>]
+type internal ReportOutcome =
+    /// Recorded in this group.
+    | Recorded of hash: string
+    /// Refused by the per-key bound on new groups; the client may try again after this long.
+    | Refused of wait: TimeSpan
+    /// Capture is off, or the report could not be built.
+    | NotRecorded
+
 /// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
 /// them in the background. Capture never throws into the app.
 type Engine internal (parts: EngineParts) =
@@ -469,23 +479,28 @@ type Engine internal (parts: EngineParts) =
                 Log.CaptureFailed parts.Logger e
 
     /// Records an error report that came over HTTP (the capture route); returns its group's hash.
-    member internal _.RecordReport(report: ClientReport) : string option =
+    /// `admit` decides from the report's group key whether it may be recorded (the capture route's per-key
+    /// bound on new groups); a refusal comes back with how long to wait.
+    member internal _.RecordReport(report: ClientReport, admit: string -> Result<unit, TimeSpan>) : ReportOutcome =
         if not parts.Settings.Enabled then
-            None
+            ReportOutcome.NotRecorded
         else
             try
                 let e =
-                    Report.event parts.Settings parts.Masking parts.Limits report (parts.Clock.GetUtcNow())
+                    Report.event parts.Settings parts.Masking Limits.reports report (parts.Clock.GetUtcNow())
 
-                metrics.Captured.Add 1L
+                match admit e.Hash with
+                | Error wait -> ReportOutcome.Refused wait
+                | Ok() ->
+                    metrics.Captured.Add 1L
 
-                if (queue.Enqueue e).IsNone then
-                    logDropped e.Hash
+                    if (queue.Enqueue e).IsNone then
+                        logDropped e.Hash
 
-                Some e.Hash
+                    ReportOutcome.Recorded e.Hash
             with ex ->
                 Log.ReportFailed parts.Logger ex
-                None
+                ReportOutcome.NotRecorded
 
     /// True when this exception object was recorded already.
     member internal _.WasRecorded(ex: exn, http: HttpContext) =

@@ -5,6 +5,7 @@ open System.IO
 open System.Security.Cryptography
 open System.Text
 open System.Text.Json
+open System.Collections.Generic
 open System.Threading.RateLimiting
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
@@ -113,23 +114,60 @@ module internal Ingest =
                         Some(Encoding.UTF8.GetString(ms.ToArray()))
         }
 
-    /// The per-key limiter of an engine's capture route: a fixed window of a minute.
-    let limiterFor (settings: Settings) : PartitionedRateLimiter<string> =
-        PartitionedRateLimiter.Create<string, string>(fun key ->
-            RateLimitPartition.GetFixedWindowLimiter(
-                key,
-                fun _ ->
-                    FixedWindowRateLimiterOptions(
-                        PermitLimit = settings.Ingest.RatePerMinute,
-                        Window = TimeSpan.FromMinutes 1.0,
-                        QueueLimit = 0,
-                        AutoReplenishment = true
-                    )
-            ))
+    /// The capture route's per-key limits (Core's KeyLimits: reports a minute, new groups an hour), with each
+    /// key's current windows kept in memory (one entry a configured key).
+    type internal KeyLimiter(settings: Settings, now: unit -> DateTimeOffset) =
+        let gate = obj ()
+        let requests = Dictionary<string, RateWindow>()
+        let groups = Dictionary<string, GroupWindow>()
+
+        let find (d: Dictionary<string, 'W>) (key: string) =
+            match d.TryGetValue key with
+            | true, w -> Some w
+            | _ -> None
+
+        /// One more report for `key`, or the time until its minute ends.
+        member _.AdmitRequest(key: string) : Result<unit, TimeSpan> =
+            lock gate (fun () ->
+                match
+                    KeyLimits.admitRequest
+                        settings.Ingest.RatePerMinute
+                        (TimeSpan.FromMinutes 1.0)
+                        (now ())
+                        (find requests key)
+                with
+                | Ok w ->
+                    requests.[key] <- w
+                    Ok()
+                | Error wait -> Error wait)
+
+        /// A report of group `hash` for `key`, or the time until its hour ends.
+        member _.AdmitGroup(key: string, hash: string) : Result<unit, TimeSpan> =
+            lock gate (fun () ->
+                match
+                    KeyLimits.admitGroup
+                        settings.Ingest.GroupsPerHour
+                        (TimeSpan.FromHours 1.0)
+                        (now ())
+                        hash
+                        (find groups key)
+                with
+                | Ok w ->
+                    groups.[key] <- w
+                    Ok()
+                | Error wait -> Error wait)
+
+    /// The per-key limits of an engine's capture route.
+    let limiterFor (engine: Engine) : KeyLimiter = KeyLimiter(engine.Settings, engine.Now)
+
+    let private tooMany (wait: TimeSpan) (detail: string) : HttpHandler =
+        fun next ctx ->
+            ctx.Response.Headers.RetryAfter <- string (KeyLimits.retryAfterSeconds wait)
+            problem 429 "Too Many Requests" detail None next ctx
 
     /// `POST {prefix}/api/errors`: 202 with the group's hash, or a problem naming what is wrong (401 no or
     /// wrong key, 413 too large, 400 invalid JSON or field, 429 past the rate); 404 when no key is set.
-    let post (engine: Engine) (limiter: PartitionedRateLimiter<string>) : HttpHandler =
+    let post (engine: Engine) (limiter: KeyLimiter) : HttpHandler =
         fun next ctx ->
             task {
                 let settings = engine.Settings
@@ -159,23 +197,15 @@ module internal Ingest =
                                 next
                                 ctx
                     | Some key ->
-                        use lease = limiter.AttemptAcquire(key, 1)
-
-                        if not lease.IsAcquired then
-                            match lease.TryGetMetadata MetadataName.RetryAfter with
-                            | true, after ->
-                                ctx.Response.Headers.RetryAfter <- string (max 1 (int (ceil after.TotalSeconds)))
-                            | _ -> ctx.Response.Headers.RetryAfter <- "60"
-
+                        match limiter.AdmitRequest key with
+                        | Error wait ->
                             return!
-                                problem
-                                    429
-                                    "Too Many Requests"
+                                tooMany
+                                    wait
                                     (sprintf "At most %d reports a minute for this key." settings.Ingest.RatePerMinute)
-                                    None
                                     next
                                     ctx
-                        else
+                        | Ok() ->
                             match! readBounded ctx settings.Ingest.MaxBytes with
                             | None ->
                                 return!
@@ -187,7 +217,7 @@ module internal Ingest =
                                         next
                                         ctx
                             | Some body ->
-                                match Report.parse Limits.defaults body with
+                                match Report.parse Limits.reports body with
                                 | Error e ->
                                     let where =
                                         if e.Field = "" then
@@ -204,14 +234,23 @@ module internal Ingest =
                                             next
                                             ctx
                                 | Ok report ->
-                                    match engine.RecordReport report with
-                                    | Some hash ->
+                                    match engine.RecordReport(report, (fun hash -> limiter.AdmitGroup(key, hash))) with
+                                    | ReportOutcome.Refused wait ->
+                                        return!
+                                            tooMany
+                                                wait
+                                                (sprintf
+                                                    "At most %d distinct groups an hour for this key."
+                                                    settings.Ingest.GroupsPerHour)
+                                                next
+                                                ctx
+                                    | ReportOutcome.Recorded hash ->
                                         ctx.Response.StatusCode <- 202
                                         ctx.Response.ContentType <- "application/json"
                                         ctx.Response.Headers.XContentTypeOptions <- "nosniff"
                                         do! ctx.Response.WriteAsync(sprintf "{\"hash\":\"%s\"}" hash)
                                         return Some ctx
-                                    | None ->
+                                    | ReportOutcome.NotRecorded ->
                                         return!
                                             problem 503 "Service Unavailable" "Capture is off or failed." None next ctx
             }

@@ -104,6 +104,7 @@ let private settings: Gen<Settings> =
                         MaxBytes = 1024 + cap
                         RatePerMinute = cap
                         CorsOrigins = if every then [ "https://shop.example.com" ] else []
+                        GroupsPerHour = cap + 1
                     }
             }
     }

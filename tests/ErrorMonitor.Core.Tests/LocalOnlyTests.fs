@@ -95,3 +95,49 @@ let tests =
                     "a name that starts like localhost"
             }
         ]
+
+let keyLimitTests =
+    testList
+        "capture route limits"
+        [
+            property "a window admits exactly its limit; a refusal waits until the window's end"
+            <| Prop.forAll (Arb.fromGen (Gen.zip (Gen.choose (1, 50)) (Gen.choose (0, 59)))) (fun (limit, late) ->
+                let t0 = System.DateTimeOffset(2026, 1, 1, 0, 0, 0, System.TimeSpan.Zero)
+                let minute = System.TimeSpan.FromMinutes 1.0
+
+                let rec run n w =
+                    if n = 0 then
+                        w
+                    else
+                        match KeyLimits.admitRequest limit minute t0 w with
+                        | Ok w -> run (n - 1) (Some w)
+                        | Error _ -> failwith "refused within the limit"
+
+                let full = run limit None
+                let now = t0.AddSeconds(float late)
+
+                (KeyLimits.admitRequest limit minute now full = Error(minute - System.TimeSpan.FromSeconds(float late)))
+                && (KeyLimits.admitRequest limit minute (t0 + minute) full |> Result.isOk))
+
+            test "groups: one already admitted always passes, a new one only within the limit; Retry-After rounds up" {
+                let t0 = System.DateTimeOffset(2026, 1, 1, 0, 0, 0, System.TimeSpan.Zero)
+                let hour = System.TimeSpan.FromHours 1.0
+
+                let admit h w =
+                    match KeyLimits.admitGroup 2 hour t0 h w with
+                    | Ok w -> Some w
+                    | Error _ -> failwith "refused"
+
+                let w = None |> admit "a" |> admit "b" |> admit "a"
+                Expect.isOk (KeyLimits.admitGroup 2 hour t0 "b" w) "seen"
+
+                Expect.equal
+                    (KeyLimits.admitGroup 2 hour (t0.AddMinutes 10.0) "c" w)
+                    (Error(System.TimeSpan.FromMinutes 50.0))
+                    "new"
+
+                Expect.isOk (KeyLimits.admitGroup 2 hour (t0 + hour) "c" w) "next hour"
+                Expect.equal (KeyLimits.retryAfterSeconds (System.TimeSpan.FromMilliseconds 1.0)) 1 "at least 1"
+                Expect.equal (KeyLimits.retryAfterSeconds (System.TimeSpan.FromSeconds 14.2)) 15 "rounded up"
+            }
+        ]

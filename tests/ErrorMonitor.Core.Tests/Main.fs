@@ -18,5 +18,6 @@ let main argv =
             EventTests.spillTests
             ReportTests.tests
             LocalOnlyTests.tests
+            LocalOnlyTests.keyLimitTests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

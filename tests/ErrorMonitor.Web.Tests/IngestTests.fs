@@ -280,6 +280,78 @@ let tests =
                         "only the valid report, no crash recorded"
                 }
 
+            testTask'
+                "Retry-After is the time left in the key's window; a key's new groups an hour are bounded; a report's stored size too"
+            <| fun () ->
+                task {
+                    let clock = ManualClock(DateTimeOffset(2026, 12, 1, 8, 0, 0, TimeSpan.Zero))
+
+                    use! app =
+                        start
+                            [
+                                "APP_ERROR_INGEST_KEY", key
+                                "APP_ERROR_INGEST_RATE", "4"
+                                "APP_ERROR_INGEST_GROUPS_PER_HOUR", "3"
+                            ]
+                            (fun s -> s.AddErrorMonitor(fun o -> o.TimeProvider <- clock) |> ignore)
+                            (fun app -> app.MapErrorMonitor() |> ignore)
+
+                    let send (typeName: string) (stack: string) =
+                        post app (Some key) (report [ "type", box typeName; "message", box "m"; "stack", box stack ])
+
+                    let retryAfter (headers: Headers.HttpResponseHeaders) =
+                        headers.RetryAfter.Delta
+                        |> Option.ofNullable
+                        |> Option.map (fun d -> int d.TotalSeconds)
+
+                    // Three groups fill the hour's allowance; a fourth is refused until the hour ends.
+                    for t in [ "A"; "B"; "C" ] do
+                        let! status, body, _ = send t ""
+                        Expect.equal status HttpStatusCode.Accepted body
+
+                    clock.Advance(TimeSpan.FromSeconds 20.0)
+                    let! status, _, headers = send "D" ""
+                    Expect.equal status HttpStatusCode.TooManyRequests "a fourth group in the hour"
+                    Expect.equal (retryAfter headers) (Some 3580) "until the hour's end"
+
+                    // The rate: 4 a minute, and the 4th request above was the last one; 45 s into the minute, 15 s are left.
+                    clock.Advance(TimeSpan.FromSeconds 25.0)
+                    let! status, _, headers = send "A" ""
+                    Expect.equal status HttpStatusCode.TooManyRequests "a fifth report in the minute"
+                    Expect.equal (retryAfter headers) (Some 15) "the time left in the minute, not 60"
+
+                    // A new minute: a group already seen passes, a new one still waits for the hour.
+                    clock.Advance(TimeSpan.FromSeconds 16.0)
+                    let! status, body, _ = send "B" ""
+                    Expect.equal status HttpStatusCode.Accepted body
+                    let! status, _, _ = send "E" ""
+                    Expect.equal status HttpStatusCode.TooManyRequests "still three groups this hour"
+
+                    // A new hour: a new group, with a 200 KB stack, is stored bounded.
+                    clock.Advance(TimeSpan.FromHours 1.0)
+
+                    let big =
+                        String.Join(
+                            "\n",
+                            [ 1..4000 ]
+                            |> List.map (fun i -> sprintf "    at f%d (https://x.example/app.js:%d:1)" i i)
+                        )
+
+                    let! status, body, _ = send "F" big
+                    Expect.equal status HttpStatusCode.Accepted body
+                    do! app.Monitor.FlushAsync()
+                    let! stored = records app.Store
+
+                    Expect.equal
+                        (stored |> List.map (fun r -> r.ExceptionName) |> List.sort)
+                        [ "A"; "B"; "C"; "F" ]
+                        "D and E were not stored"
+
+                    let f = stored |> List.find (fun r -> r.ExceptionName = "F")
+                    Expect.isLessThanOrEqual f.Traceback.Length (65536 + 64) "a report's traceback is bounded to 64 KB"
+                    Expect.isLessThanOrEqual f.RequestData.Length (32768 + 64) "and its request data to 32 KB"
+                }
+
             testTask' "without a key configured the route is off; CORS answers configured origins only"
             <| fun () ->
                 task {
