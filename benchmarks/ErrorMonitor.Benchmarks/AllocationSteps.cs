@@ -45,7 +45,7 @@ internal static class AllocationSteps
         Data data = null!;
         Measure("Events.requestData", () => data = Events.requestData(Microsoft.FSharp.Core.FSharpOption<RequestContext>.Some(masked), Microsoft.FSharp.Collections.FSharpList<Tuple<string, Data>>.Empty));
         Measure("Json.serialize", () => Json.serialize(data));
-        Measure("Masking.exceptionInfo", () => Masking.exceptionInfo(rule, info));
+        Measure("Masking.exceptionInfo", () => Masking.exceptionInfo(rule, settings.MaskWith, info));
         Measure("Traceback.format", () => Traceback.format(limits, info));
         Measure("Fingerprint.ofException", () => Fingerprint.ofException(info));
         var capture = new Capture(Microsoft.FSharp.Core.FSharpOption<RequestContext>.Some(request), Subject.NewException(info), Microsoft.FSharp.Collections.FSharpList<Tuple<string, Data>>.Empty, DateTimeOffset.UtcNow);

@@ -50,6 +50,7 @@ internal static class EngineBuilder
         Put(values, Core.Config.SubjectPrefixKey, options.SubjectPrefix);
         Put(values, Core.Config.MaskWithKey, options.MaskWith);
         PutList(values, Core.Config.MaskedKeyHasKey, options.MaskedKeyHas);
+        PutList(values, Core.Config.MaskedKeysKey, options.MaskedKeys);
         Put(values, Core.Config.UrlPrefixKey, options.UrlPrefix);
         Put(values, Core.Config.EmailSenderKey, options.EmailSender);
         Put(values, Core.Config.DefaultListSizeKey, options.DefaultListSize);

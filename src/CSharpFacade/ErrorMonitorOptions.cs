@@ -27,6 +27,14 @@ public sealed class ErrorMonitorOptions
     /// turns the key rule off. Default "password", "secret".</summary>
     public IList<string>? MaskedKeyHas { get; set; }
 
+    /// <summary>
+    /// APP_ERROR_MASKED_KEYS: names masked when a key, lower case without '-', '_', '.' and spaces, is one of them
+    /// or ends with one (default: token, apikey, auth, authorization, pwd, passwd, session, sessionid, sid, sig,
+    /// signature, credentials, credential, privatekey, accesskey, secretkey, jwt, csrf, xsrf, phpsessid); an empty
+    /// list turns this rule off.
+    /// </summary>
+    public IList<string>? MaskedKeys { get; set; }
+
     /// <summary>APP_ERROR_URL_PREFIX: where the pages are served. Default "/dev/error".</summary>
     public string? UrlPrefix { get; set; }
 

@@ -86,6 +86,9 @@ type internal Settings =
         /// APP_ERROR_MASKED_KEY_HAS: a key containing one of these (any case) is masked; empty disables the
         /// key rule. Default ["password"; "secret"].
         MaskedKeyHas: string list
+        /// APP_ERROR_MASKED_KEYS: names masked when a key's normal form is one or ends with one (Masking.nameRule).
+        /// Default: Masking.defaultNames (token, apikey, auth, session, …); None turns the rule off.
+        MaskedKeys: string list
         /// APP_ERROR_URL_PREFIX: where the pages are served. Default "/dev/error".
         UrlPrefix: string
         /// APP_ERROR_EMAIL_SENDER: the From address of notification emails. Default none.
@@ -148,6 +151,9 @@ module internal Config =
 
     [<Literal>]
     let MaskedKeyHasKey = "APP_ERROR_MASKED_KEY_HAS"
+
+    [<Literal>]
+    let MaskedKeysKey = "APP_ERROR_MASKED_KEYS"
 
     [<Literal>]
     let UrlPrefixKey = "APP_ERROR_URL_PREFIX"
@@ -242,6 +248,7 @@ module internal Config =
             SubjectPrefix = ""
             MaskWith = "**************"
             MaskedKeyHas = [ "password"; "secret" ]
+            MaskedKeys = Masking.defaultNames
             UrlPrefix = "/dev/error"
             EmailSender = None
             DefaultListSize = 20
@@ -670,6 +677,7 @@ module internal Config =
                 SubjectPrefix = get SubjectPrefixKey |> Option.defaultValue defaults.SubjectPrefix
                 MaskWith = get MaskWithKey |> Option.defaultValue defaults.MaskWith
                 MaskedKeyHas = readList values MaskedKeyHasKey |> Option.defaultValue defaults.MaskedKeyHas
+                MaskedKeys = readList values MaskedKeysKey |> Option.defaultValue defaults.MaskedKeys
                 UrlPrefix = prefix
                 EmailSender = sender
                 DefaultListSize = listSize
@@ -718,6 +726,7 @@ module internal Config =
             [ SubjectPrefixKey, s.SubjectPrefix ]
             [ MaskWithKey, s.MaskWith ]
             list MaskedKeyHasKey s.MaskedKeyHas
+            list MaskedKeysKey s.MaskedKeys
             [ UrlPrefixKey, s.UrlPrefix ]
             (match s.EmailSender with
              | Some e -> [ EmailSenderKey, e ]
@@ -776,4 +785,4 @@ module internal Config =
 
     /// The masking rule the settings describe.
     let maskingRule (s: Settings) : MaskingRule =
-        Masking.keyRule s.MaskedKeyHas s.MaskWith
+        Masking.either (Masking.keyRule s.MaskedKeyHas s.MaskWith) (Masking.nameRule s.MaskedKeys s.MaskWith)

@@ -181,13 +181,15 @@ module internal Events =
 
         let extra =
             match boundData limits 0 (Data.Object capture.Extra) with
-            | Data.Object f -> Masking.entries rule f
+            | Data.Object f ->
+                Masking.entries rule f
+                |> List.map (fun (k, v) -> k, Masking.dataSecrets settings.MaskWith v)
             | _ -> []
 
         let exceptionInfo, name, message, traceback, defaultHash =
             match capture.Subject with
             | Subject.Exception e ->
-                let masked = Masking.exceptionInfo rule e
+                let masked = Masking.exceptionInfo rule settings.MaskWith e
 
                 Some masked,
                 masked.TypeName,
@@ -195,7 +197,7 @@ module internal Events =
                 Traceback.format limits masked,
                 Fingerprint.ofException masked
             | Subject.Message m ->
-                let m = Text.truncate limits.MaxMessage m
+                let m = Text.truncate limits.MaxMessage (Masking.freeText rule settings.MaskWith m)
                 None, MessageName, m, m, Fingerprint.ofMessage m
 
         let hash =

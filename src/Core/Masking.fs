@@ -41,6 +41,140 @@ module internal Masking =
     /// A rule that keeps everything.
     let keepAll: MaskingRule = fun _ -> MaskDecision.Keep
 
+    /// The names masked by default besides the `password`/`secret` words (APP_ERROR_MASKED_KEYS), after
+    /// Sentry's SDKs' default deny list: a key matches when its normal form (lower case, without `-`, `_`, `.`
+    /// and spaces) is one of these or ends with one, so `X-Auth-Token`, `access_token`, `Api-Key`,
+    /// `X-Amz-Security-Token`, `X-Forwarded-Authorization` and `user_session` all match.
+    let defaultNames =
+        [
+            "token"
+            "apikey"
+            "auth"
+            "authorization"
+            "pwd"
+            "passwd"
+            "session"
+            "sessionid"
+            "sid"
+            "sig"
+            "signature"
+            "credentials"
+            "credential"
+            "privatekey"
+            "accesskey"
+            "secretkey"
+            "jwt"
+            "csrf"
+            "xsrf"
+            "phpsessid"
+        ]
+
+    /// A key's normal form for name matching: lower case, without `-`, `_`, `.` and spaces.
+    let normalName (key: string) : string =
+        if isNull key then
+            ""
+        else
+            let sb = Text.StringBuilder(key.Length)
+
+            for c in key do
+                if c <> '-' && c <> '_' && c <> '.' && c <> ' ' then
+                    sb.Append(Char.ToLowerInvariant c) |> ignore
+
+            sb.ToString()
+
+    /// Masks a key whose normal form is one of `names` (in normal form too) or ends with one.
+    let nameRule (names: string list) (maskWith: string) : MaskingRule =
+        let names =
+            names |> List.map normalName |> List.filter (fun n -> n <> "") |> List.distinct
+
+        if names.IsEmpty then
+            keepAll
+        else
+            fun key ->
+                let k = normalName key
+
+                if names |> List.exists (fun n -> k.EndsWith(n, StringComparison.Ordinal)) then
+                    MaskDecision.MaskWith maskWith
+                else
+                    MaskDecision.Keep
+
+    /// The first rule that masks decides; otherwise the value is kept.
+    let either (a: MaskingRule) (b: MaskingRule) : MaskingRule =
+        fun key ->
+            match a key with
+            | MaskDecision.Keep -> b key
+            | masked -> masked
+
+    let private bearer =
+        Text.RegularExpressions.Regex(
+            @"\b(?<scheme>Bearer|Basic|Token|Digest)\s+(?<credential>[A-Za-z0-9\-._~+/]{6,}=*)",
+            Text.RegularExpressions.RegexOptions.CultureInvariant
+            ||| Text.RegularExpressions.RegexOptions.IgnoreCase,
+            TimeSpan.FromMilliseconds 200.0
+        )
+
+    let private digitRun =
+        Text.RegularExpressions.Regex(
+            @"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])",
+            Text.RegularExpressions.RegexOptions.CultureInvariant,
+            TimeSpan.FromMilliseconds 200.0
+        )
+
+    /// True when the digits pass the Luhn check (card numbers do).
+    let luhn (digits: string) : bool =
+        let mutable sum = 0
+        let mutable double = false
+
+        for i in digits.Length - 1 .. -1 .. 0 do
+            let mutable d = int digits.[i] - int '0'
+
+            if double then
+                d <- d * 2
+
+                if d > 9 then
+                    d <- d - 9
+
+            sum <- sum + d
+            double <- not double
+
+        digits.Length > 0 && sum % 10 = 0
+
+    /// Masks secrets recognisable by their shape wherever they stand, whatever their key: `Bearer`/`Basic`
+    /// (and `Token`, `Digest`) credentials, and card numbers (Luhn-valid runs of 13 to 19 digits, with or
+    /// without spaces or dashes). Text that cannot be checked in time is replaced.
+    let secrets (maskWith: string) (text: string) : string =
+        if String.IsNullOrEmpty text then
+            text
+        else
+            try
+                let t =
+                    if text.Length < 10 then
+                        text
+                    else
+                        bearer.Replace(text, fun m -> m.Groups.["scheme"].Value + " " + maskWith)
+
+                let mutable digits = 0
+
+                for c in t do
+                    if Char.IsAsciiDigit c then
+                        digits <- digits + 1
+
+                if digits < 13 then
+                    t
+                else
+                    digitRun.Replace(
+                        t,
+                        fun m ->
+                            let ds = String(m.Value |> Seq.filter Char.IsAsciiDigit |> Array.ofSeq)
+
+                            if ds.Length >= 13 && ds.Length <= 19 && luhn ds then
+                                maskWith
+                            else
+                                m.Value
+                    )
+            with :? Text.RegularExpressions.RegexMatchTimeoutException ->
+                "…[text could not be checked for secrets in time, so it is not kept]"
+
     let rec private anyMasked (rule: MaskingRule) (value: Data) : bool =
         match value with
         | Data.Object fields ->
@@ -67,6 +201,20 @@ module internal Masking =
             | Data.Array items -> items |> List.map (data rule) |> Data.Array
             | other -> other
 
+    /// Masks secret shapes (see `secrets`) in every text of a data tree.
+    let rec dataSecrets (maskWith: string) (value: Data) : Data =
+        match value with
+        | Data.String s ->
+            let masked = secrets maskWith s
+
+            if Object.ReferenceEquals(masked, s) then
+                value
+            else
+                Data.String masked
+        | Data.Array items -> items |> List.map (dataSecrets maskWith) |> Data.Array
+        | Data.Object fields -> fields |> List.map (fun (k, v) -> k, dataSecrets maskWith v) |> Data.Object
+        | other -> other
+
     /// Masks keyed data entries (custom context, Exception.Data).
     let entries (rule: MaskingRule) (fields: (string * Data) list) : (string * Data) list =
         match data rule (Data.Object fields) with
@@ -85,7 +233,40 @@ module internal Masking =
                 | MaskDecision.MaskWith m -> k, m
                 | MaskDecision.Keep -> k, v)
 
-    /// Masks headers: credential headers always (with `maskWith`), the others by the rule.
+    /// A URL with the values of its query masked by key (a Referer names the page it came from, query and all).
+    let urlQuery (rule: MaskingRule) (url: string) : string =
+        match if isNull url then -1 else url.IndexOf '?' with
+        | -1 -> url
+        | q ->
+            let fragment = url.IndexOf('#', q)
+
+            let query =
+                if fragment < 0 then
+                    url.Substring(q + 1)
+                else
+                    url.Substring(q + 1, fragment - q - 1)
+
+            let rest = if fragment < 0 then "" else url.Substring fragment
+
+            let masked =
+                query.Split('&')
+                |> Array.map (fun pair ->
+                    let eq = pair.IndexOf '='
+
+                    let key =
+                        Uri.UnescapeDataString((if eq < 0 then pair else pair.Substring(0, eq)).Replace('+', ' '))
+
+                    match rule key with
+                    | MaskDecision.MaskWith m when eq >= 0 -> pair.Substring(0, eq + 1) + Uri.EscapeDataString m
+                    | _ -> pair)
+
+            url.Substring(0, q + 1) + String.Join("&", masked) + rest
+
+    /// Headers whose value is a URL with a query: its query is masked by key.
+    let urlHeaders = set [ "referer"; "referrer"; "location"; "content-location" ]
+
+    /// Masks headers: credential headers always (with `maskWith`), the others by the rule; URL headers' queries
+    /// by key, and secret shapes (see `secrets`) in every value kept.
     let headers (rule: MaskingRule) (maskWith: string) (fields: (string * string) list) : (string * string) list =
         fields
         |> List.map (fun (k, v) ->
@@ -96,7 +277,8 @@ module internal Masking =
             else
                 match rule k with
                 | MaskDecision.MaskWith m -> k, m
-                | MaskDecision.Keep -> k, v)
+                | MaskDecision.Keep when urlHeaders.Contains lower -> k, secrets maskWith (urlQuery rule v)
+                | MaskDecision.Keep -> k, secrets maskWith v)
 
     let private jsonString (s: string) =
         "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""
@@ -156,6 +338,15 @@ module internal Masking =
 
                 j
 
+    let private unescapeKey (raw: string) =
+        if raw.IndexOf '\\' < 0 then
+            raw
+        else
+            try
+                Text.Json.JsonSerializer.Deserialize<string>("\"" + raw + "\"")
+            with _ ->
+                raw
+
     /// Masks JSON-like text by key, tolerating text that is cut, too deep or not quite JSON: after a quoted
     /// key and a colon, the whole value (nested structures included) is replaced when the rule masks the key.
     let jsonText (rule: MaskingRule) (text: string) : string =
@@ -174,7 +365,8 @@ module internal Masking =
                     k <- k + 1
 
                 if k < t.Length && t.[k] = ':' then
-                    let key = token.Trim('"')
+                    // A key as JSON means it: escapes such as "pass\u0077ord" decoded.
+                    let key = unescapeKey (token.Trim('"'))
 
                     match rule key with
                     | MaskDecision.MaskWith m ->
@@ -196,7 +388,7 @@ module internal Masking =
 
     let private formPair =
         Text.RegularExpressions.Regex(
-            @"(?<![\w.\-\[\]])(?<key>[\w.\-\[\]]{1,256})(?<sep>\s*[=:]\s*)(?<value>[^&\r\n]*)",
+            @"(?<![\w.\-\[\]])(?<key>[\w.\-\[\]]{1,256})(?<sep>'?[ \t]*[=:][ \t]*)(?<value>[^&;\r\n]*)",
             Text.RegularExpressions.RegexOptions.CultureInvariant,
             TimeSpan.FromMilliseconds 200.0
         )
@@ -233,26 +425,34 @@ module internal Masking =
         with :? Text.RegularExpressions.RegexMatchTimeoutException ->
             "…[text could not be checked for masked keys in time, so it is not kept]"
 
-    /// Masks every keyed part of a request.
+    /// Masks free text: by key as far as keys can be seen in it (see `text`), then secret shapes (see `secrets`).
+    let freeText (rule: MaskingRule) (maskWith: string) (t: string) : string = secrets maskWith (text rule t)
+
+    let private pairSecrets (maskWith: string) (fields: (string * string) list) =
+        fields |> List.map (fun (k, v) -> k, secrets maskWith v)
+
+    /// Masks every keyed part of a request, and secret shapes in every value.
     let request (rule: MaskingRule) (maskWith: string) (r: RequestContext) : RequestContext =
         { r with
-            Query = pairs rule r.Query
+            Query = pairs rule r.Query |> pairSecrets maskWith
             Headers = headers rule maskWith r.Headers
-            Form = pairs rule r.Form
+            Form = pairs rule r.Form |> pairSecrets maskWith
             // Cookies are credentials (the Cookie header is masked whatever the rule says): only names are kept.
             Cookies = r.Cookies |> List.map (fun (k, _) -> k, maskWith)
-            RouteValues = pairs rule r.RouteValues
+            RouteValues = pairs rule r.RouteValues |> pairSecrets maskWith
             Body =
                 r.Body
                 |> Option.map (function
-                    | Body.Json d -> Body.Json(data rule d)
-                    | Body.Text t -> Body.Text(text rule t))
-            Custom = entries rule r.Custom
+                    | Body.Json d -> Body.Json(dataSecrets maskWith (data rule d))
+                    | Body.Text t -> Body.Text(freeText rule maskWith t))
+            Custom = entries rule r.Custom |> List.map (fun (k, v) -> k, dataSecrets maskWith v)
         }
 
-    /// Masks Exception.Data at every level of an exception tree.
-    let rec exceptionInfo (rule: MaskingRule) (e: ExceptionInfo) : ExceptionInfo =
+    /// Masks an exception tree at every level: Exception.Data by key, and the message as free text (by key, and
+    /// secret shapes), so neither the traceback nor a notification carries `password=...` or a card number.
+    let rec exceptionInfo (rule: MaskingRule) (maskWith: string) (e: ExceptionInfo) : ExceptionInfo =
         { e with
-            Data = entries rule e.Data
-            Inner = e.Inner |> List.map (exceptionInfo rule)
+            Message = freeText rule maskWith e.Message
+            Data = entries rule e.Data |> List.map (fun (k, v) -> k, dataSecrets maskWith v)
+            Inner = e.Inner |> List.map (exceptionInfo rule maskWith)
         }

@@ -68,6 +68,7 @@ let private settings: Gen<Settings> =
                 SubjectPrefix = prefix
                 MaskWith = maskWith
                 MaskedKeyHas = words
+                MaskedKeys = if every then [] else [ "token"; "api_key" ]
                 UrlPrefix = "/" + String.concat "/" path
                 EmailSender = sender
                 DefaultListSize = size

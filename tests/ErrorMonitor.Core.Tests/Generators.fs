@@ -49,10 +49,14 @@ let sensitiveWords = [ "password"; "secret" ]
 
 /// A key that is not sensitive under the default rule.
 let plainKey: Gen<string> =
+    let names = Masking.nameRule Masking.defaultNames "x"
+
     plainWord
     |> Gen.filter (fun k ->
         let l = k.ToLowerInvariant()
-        sensitiveWords |> List.forall (fun w -> not (l.Contains w)))
+
+        sensitiveWords |> List.forall (fun w -> not (l.Contains w))
+        && names k = MaskDecision.Keep)
 
 /// A key containing a configured word in any letter case, with text around it.
 let sensitiveKey: Gen<string> =

@@ -19,5 +19,6 @@ let main argv =
             ReportTests.tests
             LocalOnlyTests.tests
             LocalOnlyTests.keyLimitTests
+            SecretTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -127,7 +127,7 @@ let tests =
                         Inner = [ leaf ]
                     }
 
-                let text = Traceback.format Limits.defaults (Masking.exceptionInfo rule outer)
+                let text = Traceback.format Limits.defaults (Masking.exceptionInfo rule "###" outer)
                 Expect.isFalse (text.Contains "pw1" || text.Contains "pw2") "no secret in the traceback"
                 Expect.stringContains text maskWith "the mask text is shown"
             }

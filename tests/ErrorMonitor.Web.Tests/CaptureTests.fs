@@ -359,6 +359,74 @@ let tests =
                     Expect.stringContains signup.RequestData "**************" "masked with the default text"
                 }
 
+            testTask' "common secrets reach neither the database files, nor the JSON API, nor the pages"
+            <| fun () ->
+                task {
+                    use! app =
+                        monitored (fun app ->
+                            app.MapErrorMonitor() |> ignore
+
+                            app.MapGet(
+                                "/pay",
+                                Func<string>(fun () ->
+                                    raise (
+                                        InvalidOperationException
+                                            "charge failed: password=MSG-PW-1 token=MSG-TOKEN-2 card 4111 1111 1111 1111 auth Bearer MSG-BEARER-3"
+                                    ))
+                            )
+                            |> ignore)
+
+                    use req =
+                        new HttpRequestMessage(
+                            HttpMethod.Get,
+                            "/pay?access_token=Q-TOKEN-4&api_key=Q-KEY-5&pwd=Q-PWD-6&sig=Q-SIG-7&page=2"
+                        )
+
+                    for k, v in
+                        [
+                            "X-Auth-Token", "H-TOKEN-8"
+                            "Api-Key", "H-KEY-9"
+                            "Private-Token", "H-PT-10"
+                            "X-Amz-Security-Token", "H-AMZ-11"
+                            "X-Forwarded-Authorization", "Bearer H-FWD-12"
+                            "X-CSRF-Token", "H-CSRF-13"
+                            "Referer", "https://shop.example/cart?session=R-SESS-14&step=3"
+                        ] do
+                        req.Headers.TryAddWithoutValidation(k, v) |> ignore
+
+                    use! r = app.Client.SendAsync req
+                    Expect.equal r.StatusCode HttpStatusCode.InternalServerError "failed"
+                    do! app.Monitor.FlushAsync()
+                    let! all = records app.Store
+                    let hash = all.Head.Hash
+                    SqliteConnection.ClearAllPools()
+
+                    let files =
+                        Directory.GetFiles(app.Folder, "errormonitor.db*")
+                        |> Array.map (fun f ->
+                            use s = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
+                            use ms = new MemoryStream()
+                            s.CopyTo ms
+                            Encoding.UTF8.GetString(ms.ToArray()))
+                        |> String.concat "\n"
+
+                    let! api = app.Client.GetStringAsync "/dev/error/api/errors"
+                    let! detailApi = app.Client.GetStringAsync("/dev/error/api/errors/" + hash)
+                    let! page = app.Client.GetStringAsync("/dev/error/" + hash)
+
+                    for secret in
+                        [
+                            "MSG-PW-1"; "MSG-TOKEN-2"; "4111 1111 1111 1111"; "MSG-BEARER-3"; "Q-TOKEN-4"; "Q-KEY-5"
+                            "Q-PWD-6"; "Q-SIG-7"; "H-TOKEN-8"; "H-KEY-9"; "H-PT-10"; "H-AMZ-11"; "H-FWD-12"; "H-CSRF-13"
+                            "R-SESS-14"
+                        ] do
+                        for where, text in [ "database files", files; "JSON list", api; "JSON detail", detailApi; "detail page", page ] do
+                            Expect.isFalse (text.Contains secret) (sprintf "%s is not in the %s" secret where)
+
+                    Expect.stringContains detailApi "step=3" "the Referer's other arguments stay"
+                    Expect.stringContains page "charge failed" "the message's plain words stay"
+                }
+
             testTask' "the app's response is identical with and without ErrorMonitor"
             <| fun () ->
                 task {
