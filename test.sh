@@ -171,6 +171,15 @@ else
     echo "./pack.sh failed:"; tail -n 40 "$TEST_OUTPUT/pack.log"; failed=$((failed + 1))
 fi
 
+# Local-only mode against real clients: a non-loopback client in a network namespace, a rebound DNS name,
+# and a real nginx on the same machine (.ci/access-check.sh).
+say "access: local-only mode against real clients"
+. "$ROOT/.ci/access-check.sh"
+access_dir=$(mktemp -d /tmp/errormonitor-access.XXXXXX)
+CLEANUP+=("rm -rf $access_dir")
+access_check "$access_dir"
+passed=$((passed + ACCESS_PASSED)); failed=$((failed + ACCESS_FAILED))
+
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
