@@ -386,12 +386,46 @@ module internal Masking =
 
         sb.ToString()
 
-    let private formPair =
+    // A key and its separator, in form-like (`key=value`) and line-like (`key: value`, YAML) text.
+    let private formKey =
         Text.RegularExpressions.Regex(
-            @"(?<![\w.\-\[\]])(?<key>[\w.\-\[\]]{1,256})(?<sep>'?[ \t]*[=:][ \t]*)(?<value>[^&;\r\n]*)",
+            @"(?<![\w.\-\[\]])(?<key>[\w.\-\[\]]{1,256})(?<sep>'?[ \t]*[=:][ \t]*)",
             Text.RegularExpressions.RegexOptions.CultureInvariant,
             TimeSpan.FromMilliseconds 200.0
         )
+
+    /// Masks `key=value` and `key: value` pairs by key: a masked key's value runs to the next `&`, `;` or line
+    /// end. A kept key's value is read on, so `error: password=X` still finds `password`.
+    let private formPairs (rule: MaskingRule) (t: string) : string =
+        let mutable m = formKey.Match t
+
+        if not m.Success then
+            t
+        else
+            let sb = Text.StringBuilder(t.Length)
+            let mutable pos = 0
+
+            while m.Success do
+                match rule m.Groups.["key"].Value with
+                | MaskDecision.MaskWith mask ->
+                    let valueStart = m.Index + m.Length
+                    let mutable valueEnd = valueStart
+
+                    while valueEnd < t.Length
+                          && not (
+                              t.[valueEnd] = '&'
+                              || t.[valueEnd] = ';'
+                              || t.[valueEnd] = '\r'
+                              || t.[valueEnd] = '\n'
+                          ) do
+                        valueEnd <- valueEnd + 1
+
+                    sb.Append(t, pos, valueStart - pos).Append(mask) |> ignore
+                    pos <- valueEnd
+                    m <- formKey.Match(t, valueEnd)
+                | MaskDecision.Keep -> m <- m.NextMatch()
+
+            sb.Append(t, pos, t.Length - pos).ToString()
 
     let private xmlElement =
         Text.RegularExpressions.Regex(
@@ -406,14 +440,7 @@ module internal Masking =
         try
             let t = jsonText rule text
 
-            let t =
-                formPair.Replace(
-                    t,
-                    fun m ->
-                        match rule m.Groups.["key"].Value with
-                        | MaskDecision.MaskWith mask -> m.Groups.["key"].Value + m.Groups.["sep"].Value + mask
-                        | MaskDecision.Keep -> m.Value
-                )
+            let t = formPairs rule t
 
             xmlElement.Replace(
                 t,

@@ -159,6 +159,8 @@ let private shapes (k: string) (v: string) =
         sprintf "Server=db;User Id=sa;%s=%s;Database=shop" k v // connection string
         sprintf "<%s>%s</%s>" k v k // XML
         sprintf "failed with %s=%s and more" k v // a message
+        sprintf "charge failed: %s=%s" k v // a message whose first words look like a key
+        sprintf "error: upstream: %s: %s" k v // keys after kept keys
     ]
 
 let private escapedKey (k: string) =

@@ -33,6 +33,18 @@ let private monitored (extra: WebApplication -> unit) =
         extra app
         throwingRoutes app)
 
+/// Everything SQLite wrote for an app, as text: the database, its WAL and shared-memory files.
+let private databaseText (app: RunningApp) =
+    SqliteConnection.ClearAllPools()
+
+    Directory.GetFiles(app.Folder, "errormonitor.db*")
+    |> Array.map (fun f ->
+        use s = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
+        use ms = new MemoryStream()
+        s.CopyTo ms
+        Encoding.UTF8.GetString(ms.ToArray()))
+    |> String.concat "\n"
+
 let private get (app: RunningApp) (path: string) =
     task {
         use! r = app.Client.GetAsync(path)
@@ -326,17 +338,7 @@ let tests =
                     let! all = records app.Store
                     Expect.equal all.Length 2 "both recorded"
 
-                    // Everything SQLite wrote: the database, its WAL and shared-memory files.
-                    SqliteConnection.ClearAllPools()
-
-                    let bytes =
-                        Directory.GetFiles(app.Folder, "errormonitor.db*")
-                        |> Array.map (fun f ->
-                            use s = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
-                            use ms = new MemoryStream()
-                            s.CopyTo ms
-                            Encoding.UTF8.GetString(ms.ToArray()))
-                        |> String.concat "\n"
+                    let bytes = databaseText app
 
                     for secret in
                         [
@@ -399,16 +401,7 @@ let tests =
                     do! app.Monitor.FlushAsync()
                     let! all = records app.Store
                     let hash = all.Head.Hash
-                    SqliteConnection.ClearAllPools()
-
-                    let files =
-                        Directory.GetFiles(app.Folder, "errormonitor.db*")
-                        |> Array.map (fun f ->
-                            use s = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
-                            use ms = new MemoryStream()
-                            s.CopyTo ms
-                            Encoding.UTF8.GetString(ms.ToArray()))
-                        |> String.concat "\n"
+                    let files = databaseText app
 
                     let! api = app.Client.GetStringAsync "/dev/error/api/errors"
                     let! detailApi = app.Client.GetStringAsync("/dev/error/api/errors/" + hash)
@@ -416,11 +409,24 @@ let tests =
 
                     for secret in
                         [
-                            "MSG-PW-1"; "MSG-TOKEN-2"; "4111 1111 1111 1111"; "MSG-BEARER-3"; "Q-TOKEN-4"; "Q-KEY-5"
-                            "Q-PWD-6"; "Q-SIG-7"; "H-TOKEN-8"; "H-KEY-9"; "H-PT-10"; "H-AMZ-11"; "H-FWD-12"; "H-CSRF-13"
+                            "MSG-PW-1"
+                            "MSG-TOKEN-2"
+                            "4111 1111 1111 1111"
+                            "MSG-BEARER-3"
+                            "Q-TOKEN-4"
+                            "Q-KEY-5"
+                            "Q-PWD-6"
+                            "Q-SIG-7"
+                            "H-TOKEN-8"
+                            "H-KEY-9"
+                            "H-PT-10"
+                            "H-AMZ-11"
+                            "H-FWD-12"
+                            "H-CSRF-13"
                             "R-SESS-14"
                         ] do
-                        for where, text in [ "database files", files; "JSON list", api; "JSON detail", detailApi; "detail page", page ] do
+                        for where, text in
+                            [ "database files", files; "JSON list", api; "JSON detail", detailApi; "detail page", page ] do
                             Expect.isFalse (text.Contains secret) (sprintf "%s is not in the %s" secret where)
 
                     Expect.stringContains detailApi "step=3" "the Referer's other arguments stay"

@@ -233,6 +233,71 @@ let tests =
                     Expect.equal counts [ "System.InvalidOperationException", 200L ] "exactly 200"
                 }
 
+            testTask'
+                "a database that was read-only for a while: writes recover without a restart, every occurrence counted"
+            <| fun () ->
+                task {
+                    use! app =
+                        start [] (fun s -> s.AddErrorMonitor() |> ignore) (fun app ->
+                            app.UseErrorMonitor() |> ignore
+
+                            app.MapGet("/fail", Func<string>(fun () -> raise (InvalidOperationException "read-only")))
+                            |> ignore)
+
+                    let! _ = app.Client.GetAsync "/fail"
+                    do! app.Monitor.FlushAsync()
+
+                    let chattr (flag: string) (file: string) =
+                        use p = Process.Start("chattr", [ flag; file ])
+                        p.WaitForExit()
+
+                        Expect.equal
+                            p.ExitCode
+                            0
+                            (sprintf "chattr %s %s (this test needs root on a file system with attributes)" flag file)
+
+                    // The database file only: SQLite maps its -shm file, which must stay writable.
+                    let files = [ app.DbPath ]
+
+                    let health () =
+                        task {
+                            let! report =
+                                app.App.Services
+                                    .GetRequiredService<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckService>()
+                                    .CheckHealthAsync()
+
+                            return report.Entries.["errormonitor"].Status
+                        }
+
+                    try
+                        for f in files do
+                            chattr "+i" f
+
+                        // The writer's next connection opens the file as it is now: read-only.
+                        SqliteConnection.ClearAllPools()
+
+                        for _ in 1..9 do
+                            let! _ = app.Client.GetAsync "/fail"
+                            ()
+
+                        do!
+                            waitUntil "a write failed on the read-only database" (fun () ->
+                                task {
+                                    let! status = health ()
+
+                                    return
+                                        status = Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Unhealthy
+                                })
+                    finally
+                        for f in files do
+                            chattr "-i" f
+
+                    use cts = new Threading.CancellationTokenSource(TimeSpan.FromSeconds 30.0)
+                    do! app.Monitor.FlushAsync(cts.Token)
+                    let! counts = countsByName app.Store
+                    Expect.equal counts [ "System.InvalidOperationException", 10L ] "exactly 10, without a restart"
+                }
+
             testTask' "after a hard kill with the database down, the next start stores what the spill file held"
             <| fun () ->
                 task {

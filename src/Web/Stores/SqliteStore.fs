@@ -91,6 +91,16 @@ RETURNING previous_seen, notified_at, ticket_at"""
             return c
         }
 
+    /// After SQLite said the database is read-only (its file or folder was, for a while), pooled connections
+    /// stay read-only even once it is writable again: drop them, so the next attempt opens new ones and the
+    /// writer recovers without a restart (what waited in memory and the spill file is then written).
+    let recoverFrom (ex: exn) =
+        match ex with
+        | :? SqliteException as e when e.SqliteErrorCode &&& 0xFF = 8 ->
+            use c = new SqliteConnection(connectionString)
+            SqliteConnection.ClearPool c
+        | _ -> ()
+
     let read (r: Data.Common.DbDataReader) =
         Rows.record (fun r i -> parseTime (r.GetString i)) r
 
@@ -184,111 +194,123 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
     /// The connection string this store uses.
     member _.ConnectionString = connectionString
 
+    member private _.Upsert
+        (batch: IReadOnlyList<GroupDelta>, ct: Threading.CancellationToken)
+        : Task<IReadOnlyList<GroupWritten>> =
+        task {
+            do! ensure ()
+
+            if batch.Count > 0 then
+                use! c = openConnection ()
+                use tx = c.BeginTransaction()
+                use cmd = c.CreateCommand()
+                cmd.Transaction <- tx
+                cmd.CommandText <- upsertSql
+
+                let p (c: SqliteCommand) name =
+                    c.Parameters.Add(SqliteParameter(name, null))
+
+                let ps =
+                    [|
+                        p cmd "$hash"
+                        p cmd "$host"
+                        p cmd "$path"
+                        p cmd "$method"
+                        p cmd "$exception_name"
+                        p cmd "$message"
+                        p cmd "$count"
+                        p cmd "$created_on"
+                        p cmd "$last_seen"
+                    |]
+
+                use detail = c.CreateCommand()
+                detail.Transaction <- tx
+                detail.CommandText <- detailSql
+
+                let ds = [| p detail "$id"; p detail "$request_data"; p detail "$traceback" |]
+
+                use counter = c.CreateCommand()
+                counter.Transaction <- tx
+                counter.CommandText <- countSql
+
+                let cs =
+                    [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
+
+                let written = ResizeArray<GroupWritten>()
+
+                let nullableTime (r: SqliteDataReader) (i: int) =
+                    if r.IsDBNull i then
+                        Nullable()
+                    else
+                        Nullable(parseTime (r.GetString i))
+
+                // The row's previous-seen, notified and ticket times, when the statement touched a row.
+                // SQLite does its work synchronously whatever the API: the async calls only add cost.
+                let run (command: SqliteCommand) (hash: string) : int64 voption =
+                    use r = command.ExecuteReader()
+
+                    if r.Read() then
+                        written.Add
+                            {
+                                Hash = hash
+                                PreviousSeen = nullableTime r 0
+                                LastNotified = nullableTime r 1
+                                TicketRaised = nullableTime r 2
+                            }
+
+                        ValueSome(if r.FieldCount > 3 then r.GetInt64 3 else 0L)
+                    else
+                        ValueNone
+
+                for d in batch do
+                    let e = d.Latest
+
+                    let counted =
+                        not d.Detailed
+                        && (cs.[0].Value <- e.Hash
+                            cs.[1].Value <- d.Count
+                            cs.[2].Value <- time d.FirstAt
+                            cs.[3].Value <- time e.OccurredAt
+                            (run counter e.Hash).IsSome)
+
+                    if not counted then
+                        ps.[0].Value <- e.Hash
+                        ps.[1].Value <- e.Host
+                        ps.[2].Value <- e.Path
+                        ps.[3].Value <- e.Method
+                        ps.[4].Value <- e.ExceptionName
+                        ps.[5].Value <- e.Message
+                        ps.[6].Value <- d.Count
+                        ps.[7].Value <- time d.FirstAt
+                        ps.[8].Value <- time e.OccurredAt
+
+                        match run cmd e.Hash with
+                        | ValueSome id ->
+                            // The details (empty for a count-only batch whose group was missing: a later
+                            // occurrence brings them).
+                            ds.[0].Value <- id
+                            ds.[1].Value <- e.RequestData
+                            ds.[2].Value <- e.Traceback
+                            detail.ExecuteNonQuery() |> ignore
+                        | ValueNone -> ()
+
+                do! tx.CommitAsync ct
+                return written :> IReadOnlyList<GroupWritten>
+            else
+                return Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>
+        }
+
     interface IErrorStore with
         member _.InitializeAsync _ = ensure ()
 
-        member _.UpsertAsync(batch, ct) =
+        member this.UpsertAsync(batch, ct) =
             task {
-                do! ensure ()
-
-                if batch.Count > 0 then
-                    use! c = openConnection ()
-                    use tx = c.BeginTransaction()
-                    use cmd = c.CreateCommand()
-                    cmd.Transaction <- tx
-                    cmd.CommandText <- upsertSql
-
-                    let p (c: SqliteCommand) name =
-                        c.Parameters.Add(SqliteParameter(name, null))
-
-                    let ps =
-                        [|
-                            p cmd "$hash"
-                            p cmd "$host"
-                            p cmd "$path"
-                            p cmd "$method"
-                            p cmd "$exception_name"
-                            p cmd "$message"
-                            p cmd "$count"
-                            p cmd "$created_on"
-                            p cmd "$last_seen"
-                        |]
-
-                    use detail = c.CreateCommand()
-                    detail.Transaction <- tx
-                    detail.CommandText <- detailSql
-
-                    let ds = [| p detail "$id"; p detail "$request_data"; p detail "$traceback" |]
-
-                    use counter = c.CreateCommand()
-                    counter.Transaction <- tx
-                    counter.CommandText <- countSql
-
-                    let cs =
-                        [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
-
-                    let written = ResizeArray<GroupWritten>()
-
-                    let nullableTime (r: SqliteDataReader) (i: int) =
-                        if r.IsDBNull i then
-                            Nullable()
-                        else
-                            Nullable(parseTime (r.GetString i))
-
-                    // The row's previous-seen, notified and ticket times, when the statement touched a row.
-                    // SQLite does its work synchronously whatever the API: the async calls only add cost.
-                    let run (command: SqliteCommand) (hash: string) : int64 voption =
-                        use r = command.ExecuteReader()
-
-                        if r.Read() then
-                            written.Add
-                                {
-                                    Hash = hash
-                                    PreviousSeen = nullableTime r 0
-                                    LastNotified = nullableTime r 1
-                                    TicketRaised = nullableTime r 2
-                                }
-
-                            ValueSome(if r.FieldCount > 3 then r.GetInt64 3 else 0L)
-                        else
-                            ValueNone
-
-                    for d in batch do
-                        let e = d.Latest
-
-                        let counted =
-                            not d.Detailed
-                            && (cs.[0].Value <- e.Hash
-                                cs.[1].Value <- d.Count
-                                cs.[2].Value <- time d.FirstAt
-                                cs.[3].Value <- time e.OccurredAt
-                                (run counter e.Hash).IsSome)
-
-                        if not counted then
-                            ps.[0].Value <- e.Hash
-                            ps.[1].Value <- e.Host
-                            ps.[2].Value <- e.Path
-                            ps.[3].Value <- e.Method
-                            ps.[4].Value <- e.ExceptionName
-                            ps.[5].Value <- e.Message
-                            ps.[6].Value <- d.Count
-                            ps.[7].Value <- time d.FirstAt
-                            ps.[8].Value <- time e.OccurredAt
-
-                            match run cmd e.Hash with
-                            | ValueSome id ->
-                                // The details (empty for a count-only batch whose group was missing: a later
-                                // occurrence brings them).
-                                ds.[0].Value <- id
-                                ds.[1].Value <- e.RequestData
-                                ds.[2].Value <- e.Traceback
-                                detail.ExecuteNonQuery() |> ignore
-                            | ValueNone -> ()
-
-                    do! tx.CommitAsync ct
-                    return written :> IReadOnlyList<GroupWritten>
-                else
-                    return Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>
+                try
+                    return! this.Upsert(batch, ct)
+                with ex ->
+                    recoverFrom ex
+                    Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex).Throw()
+                    return Unchecked.defaultof<_>
             }
 
         member _.TryClaimAsync(hash, kind, expected, now, ct) =
