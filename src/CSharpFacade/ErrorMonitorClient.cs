@@ -210,7 +210,7 @@ public sealed class ErrorMonitorClient : IAsyncDisposable
                 using var content = new ByteArrayContent(body);
                 content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
                 using var request = new HttpRequestMessage(HttpMethod.Post, _endpoint) { Content = content };
-                request.Headers.Add("X-ErrorMonitor-Key", _key);
+                request.Headers.Add(Core.Report.KeyHeader, _key);
                 using var response = await _http.SendAsync(request).ConfigureAwait(false);
                 if (response.IsSuccessStatusCode)
                 {

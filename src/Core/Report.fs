@@ -352,6 +352,11 @@ module internal Report =
             OccurredAt = at
         }
 
+    /// The header that carries a report's ingest key: read by the capture route, written by client.js and
+    /// ErrorMonitorClient.
+    [<Literal>]
+    let KeyHeader = "X-ErrorMonitor-Key"
+
     /// The source name of reports from the capture route.
     [<Literal>]
     let Source = "capture-route"

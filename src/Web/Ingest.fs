@@ -18,7 +18,7 @@ module internal Ingest =
 
     /// The header that carries the ingest key.
     [<Literal>]
-    let KeyHeader = "X-ErrorMonitor-Key"
+    let KeyHeader = Report.KeyHeader
 
     let private problemBody (status: int) (title: string) (detail: string) (field: string option) : byte array =
         let buffer = Buffers.ArrayBufferWriter<byte>()
@@ -275,7 +275,7 @@ module internal Ingest =
         try {
           fetch(endpoint, {
             method: "POST", keepalive: true, credentials: "omit",
-            headers: { "Content-Type": "application/json", "X-ErrorMonitor-Key": key },
+            headers: { "Content-Type": "application/json", "__KEY_HEADER__": key },
             body: JSON.stringify(batch[i])
           })["catch"](function () {});
         } catch (e) { /* never into the page */ }
@@ -307,6 +307,7 @@ module internal Ingest =
   } catch (e) { /* never into the page */ }
 })();
 """
+        |> fun text -> text.Replace("__KEY_HEADER__", Report.KeyHeader)
 
     /// `GET` (and `HEAD`) `{prefix}/client.js`.
     let clientScript: HttpHandler =
