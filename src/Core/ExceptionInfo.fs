@@ -4,6 +4,33 @@ open System
 open System.Collections
 open System.Diagnostics
 
+/// Plain .NET values as data: the one conversion of an app's scalar values (Exception.Data, scope extras,
+/// context-builder entries).
+[<RequireQualifiedAccess>]
+module internal AppValue =
+
+    /// A scalar as data (text bounded to `limits.MaxFieldValue`; a NaN or infinity as its text, since JSON has no
+    /// number for it; dates ISO 8601), or None for anything else (collections, objects: the caller decides).
+    let scalar (limits: Limits) (value: obj) : Data option =
+        match value with
+        | null -> Some Data.Null
+        | :? string as s -> Some(Data.String(Text.truncate limits.MaxFieldValue s))
+        | :? bool as b -> Some(Data.Bool b)
+        | :? int as i -> Some(Data.Number(float i))
+        | :? int64 as i -> Some(Data.Number(float i))
+        | :? int16 as i -> Some(Data.Number(float i))
+        | :? byte as i -> Some(Data.Number(float i))
+        | :? uint32 as i -> Some(Data.Number(float i))
+        | :? float as f when Double.IsFinite f -> Some(Data.Number f)
+        | :? float32 as f when Single.IsFinite f -> Some(Data.Number(float f))
+        | :? float as f -> Some(Data.String(f.ToString Globalization.CultureInfo.InvariantCulture))
+        | :? float32 as f -> Some(Data.String(f.ToString Globalization.CultureInfo.InvariantCulture))
+        | :? decimal as d -> Some(Data.Number(float d))
+        | :? DateTime as d -> Some(Data.String(d.ToString "O"))
+        | :? DateTimeOffset as d -> Some(Data.String(d.ToString "O"))
+        | :? Guid as g -> Some(Data.String(g.ToString()))
+        | _ -> None
+
 /// Turning a System.Exception into bounded plain data. Total: never throws.
 [<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
 module internal ExceptionInfo =
@@ -145,17 +172,11 @@ module internal ExceptionInfo =
 
     /// One Exception.Data value as data: strings and numbers as they are, anything else by ToString.
     let private dataValue (limits: Limits) (value: obj) : Data =
-        match value with
-        | null -> Data.Null
-        | :? string as s -> Data.String(Text.truncate limits.MaxFieldValue s)
-        | :? bool as b -> Data.Bool b
-        | :? int as i -> Data.Number(float i)
-        | :? int64 as i -> Data.Number(float i)
-        | :? float as f when Double.IsFinite f -> Data.Number f
-        | :? decimal as d -> Data.Number(float d)
-        | other ->
+        match AppValue.scalar limits value with
+        | Some d -> d
+        | None ->
             attempt (Data.String "<ToString failed>") (fun () ->
-                Data.String(Text.truncate limits.MaxFieldValue (string other)))
+                Data.String(Text.truncate limits.MaxFieldValue (string value)))
 
     let private dataEntries (limits: Limits) (ex: exn) : (string * Data) list =
         attempt [ "<Data>", Data.String "<Exception.Data could not be read>" ] (fun () ->

@@ -461,6 +461,7 @@ module internal Masking =
     /// Masks every keyed part of a request, and secret shapes in every value.
     let request (rule: MaskingRule) (maskWith: string) (r: RequestContext) : RequestContext =
         { r with
+            Path = freeText rule maskWith r.Path
             Query = pairs rule r.Query |> pairSecrets maskWith
             Headers = headers rule maskWith r.Headers
             Form = pairs rule r.Form |> pairSecrets maskWith

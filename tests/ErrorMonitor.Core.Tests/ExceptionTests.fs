@@ -137,4 +137,31 @@ let tests =
                 Expect.isNonEmpty info.Frames "frames"
                 Expect.isTrue (info.Frames |> List.exists (fun f -> f.Line.IsSome)) "a line number (PDB present)"
             }
+
+            test "app values: one scalar conversion; NaN and infinities become text JSON can hold" {
+                let limits = Limits.defaults
+
+                Expect.equal (AppValue.scalar limits (box Double.NaN)) (Some(Data.String "NaN")) "NaN"
+
+                Expect.equal
+                    (AppValue.scalar limits (box Single.PositiveInfinity))
+                    (Some(Data.String "Infinity"))
+                    "infinity"
+
+                Expect.equal (AppValue.scalar limits (box 42uy)) (Some(Data.Number 42.0)) "byte"
+                Expect.equal (AppValue.scalar limits (box (Guid.Empty))) (Some(Data.String(string Guid.Empty))) "guid"
+                Expect.isNone (AppValue.scalar limits (box [| 1; 2 |])) "not a scalar"
+
+                let e = InvalidOperationException "with data"
+                e.Data.["ratio"] <- Double.NaN
+                e.Data.["when"] <- DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero)
+                let info = capture e
+
+                Expect.equal
+                    info.Data
+                    [ "ratio", Data.String "NaN"; "when", Data.String "2026-01-02T03:04:05.0000000+00:00" ]
+                    "Exception.Data through the same conversion"
+
+                Expect.stringContains (Json.serialize (Data.Object info.Data)) "\"ratio\":\"NaN\"" "serialisable"
+            }
         ]

@@ -171,13 +171,17 @@ let tests =
     testList
         "secrets"
         [
-            property "query, form, route values and cookies: a value under a sensitive key is never kept"
+            property "query, form, route values, cookies and the path: a value under a sensitive key is never kept"
             <| Prop.forAll (Arb.fromGen (Gen.zip sensitiveName secret)) (fun (k, v) ->
                 [
                     request (fun r -> { r with Query = [ k, v ] })
                     request (fun r -> { r with Form = [ k, v ] })
                     request (fun r -> { r with RouteValues = [ k, v ] })
                     request (fun r -> { r with Cookies = [ k, v ] })
+                    request (fun r ->
+                        { r with
+                            Path = sprintf "/orders/%s=%s" k v
+                        })
                 ]
                 |> List.forall (fun r -> not (leaks v (build (Some r) plain []))))
 

@@ -140,6 +140,25 @@ let tests =
     <| testList
         "notifications"
         [
+            testTask' "secrets in a failure's message and path reach neither the mail's subject nor its body"
+            <| fun () ->
+                task {
+                    let m = marker ()
+                    use! app = notifyingApp (smtpSettings m) None ignore
+                    // The id lands in the path and in the exception's message ("order {id} failed").
+                    use! _ = app.Client.GetAsync "/orders/4111111111111111%20token=MAIL-TOKEN-1"
+                    do! waitForMails m 1
+                    do! settle app
+                    let mail = (mails m).Head
+
+                    for secret in [ "MAIL-TOKEN-1"; "4111111111111111"; "4111 1111" ] do
+                        Expect.isFalse
+                            (mail.TextBody.Contains secret || mail.Subject.Contains secret)
+                            (sprintf "%s is not in %s" secret mail.Subject)
+
+                    Expect.stringContains mail.TextBody "order" "the message's plain words stay"
+                }
+
             testTask' "mail arrives with the sender, recipients, subject and body, and without masked values"
             <| fun () ->
                 task {
