@@ -248,4 +248,58 @@ let spillTests =
                 let torn = text.Substring(0, text.Length - 10)
                 Expect.equal (Spill.parse torn) ([ d ], 1) "one group read, one line skipped"
             }
+
+            property "the journal replays exactly the occurrences past its last written mark, merged by group"
+            <| Prop.forAll
+                (arb (
+                    Gen.zip
+                        (Gen.listOf (Gen.zip (Gen.choose (0, 4)) (Gen.choose (1, 50)))
+                         |> Gen.map (List.truncate 30))
+                        (Gen.choose (0, 30))
+                ))
+                (fun (items, markAt) ->
+                    // Entries numbered one after another; a written mark after entry `markAt` (all before it stored).
+                    let mutable seq = 0L
+                    let lines = Collections.Generic.List<string>()
+                    let mutable markSeq = 0L
+                    let unwritten = Collections.Generic.Dictionary<string, int64>()
+
+                    items
+                    |> List.iteri (fun i (group, count) ->
+                        let d =
+                            {
+                                Latest =
+                                    { (exceptionEvent None) with
+                                        Hash = Fingerprint.sha256Hex (string group)
+                                    }
+                                FirstAt = at
+                                Count = int64 count
+                                Detailed = true
+                            }
+
+                        let first = seq + 1L
+                        seq <- seq + int64 count
+                        lines.Add(Journal.entry first seq d)
+
+                        if i + 1 = markAt then
+                            markSeq <- seq
+                            lines.Add(Journal.written seq))
+
+                    for line in lines do
+                        match line.Split(' ', 4) with
+                        | [| "E"; _; last; json |] when int64 last > markSeq ->
+                            let d = (fst (Spill.parse json)).Head
+
+                            unwritten.[d.Latest.Hash] <-
+                                (match unwritten.TryGetValue d.Latest.Hash with
+                                 | true, c -> c
+                                 | _ -> 0L)
+                                + d.Count
+                        | _ -> ()
+
+                    let replayed, bad = Journal.replay (String.Join("\n", lines) + "\nE 1 2 {torn")
+
+                    bad = 1
+                    && (replayed |> List.map (fun d -> d.Latest.Hash, d.Count) |> List.sort) =
+                        (unwritten |> Seq.map (fun kv -> kv.Key, kv.Value) |> List.ofSeq |> List.sort))
         ]

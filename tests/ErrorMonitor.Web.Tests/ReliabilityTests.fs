@@ -298,6 +298,94 @@ let tests =
                     Expect.equal counts [ "System.InvalidOperationException", 10L ] "exactly 10, without a restart"
                 }
 
+            testTask' "hard kills during and after a storm of new groups: what was answered before the kill is stored"
+            <| fun () ->
+                task {
+                    // The margin the journal needs: occurrences answered this long before the kill must survive it
+                    // (two flush intervals of 200 ms: one for the background build, one for the journal's append).
+                    let margin = 450.0
+                    let n = 20000
+
+                    for killDuringStorm in [ true; false ] do
+                        let folder = tempFolder ()
+                        use first = new DemoProcess(folder, [])
+                        do! first.WaitReadyAsync()
+                        let clock = Stopwatch.StartNew()
+                        let answered = Collections.Concurrent.ConcurrentBag<float>()
+                        use gate = new SemaphoreSlim(64)
+                        use killed = new CancellationTokenSource()
+
+                        let storm =
+                            Task.WhenAll
+                                [
+                                    for i in 1..n ->
+                                        task {
+                                            do! gate.WaitAsync()
+
+                                            try
+                                                try
+                                                    use! r =
+                                                        first.Client.GetAsync(sprintf "/group/storm-%d" i, killed.Token)
+
+                                                    if r.StatusCode = HttpStatusCode.InternalServerError then
+                                                        answered.Add clock.Elapsed.TotalMilliseconds
+                                                with _ ->
+                                                    ()
+                                            finally
+                                                gate.Release() |> ignore
+                                        }
+                                        :> Task
+                                ]
+
+                        if killDuringStorm then
+                            do! waitUntil "half the storm answered" (fun () -> Task.FromResult(answered.Count >= n / 2))
+                        else
+                            do! storm
+                            do! Task.Delay 600
+
+                        let killedAt = clock.Elapsed.TotalMilliseconds
+                        first.Process.Kill()
+                        first.Process.WaitForExit()
+                        killed.Cancel()
+
+                        try
+                            do! storm
+                        with _ ->
+                            ()
+
+                        let all = answered.ToArray()
+                        let mustHave = all |> Array.filter (fun t -> t < killedAt - margin) |> Array.length
+                        Expect.isGreaterThan mustHave 1000 "the storm was under way long enough to judge"
+
+                        printfn
+                            "hard kill (%s): %d answered in %.0f ms, %d of them more than %.0f ms before the kill"
+                            (if killDuringStorm then "during the storm" else "after it")
+                            all.Length
+                            killedAt
+                            mustHave
+                            margin
+
+                        // A new process on the same folder replays the journal and stores it.
+                        use second = new DemoProcess(folder, [])
+                        do! second.WaitReadyAsync()
+                        let store = sqliteIn folder
+                        let mutable stored = 0L
+
+                        do!
+                            waitUntil
+                                (sprintf "%d answered before the kill (of %d) are stored" mustHave all.Length)
+                                (fun () ->
+                                    task {
+                                        let! counts = countsByName store
+                                        stored <- counts |> List.sumBy snd
+                                        return stored >= int64 mustHave
+                                    })
+
+                        do! second.StopAsync()
+                        // Never more than was sent: requests cut off by the kill may have been recorded unanswered.
+                        Expect.isLessThanOrEqual stored (int64 n) "no invented occurrences"
+                }
+
             testTask' "after a hard kill with the database down, the next start stores what the spill file held"
             <| fun () ->
                 task {
