@@ -59,20 +59,12 @@ type internal ReportOutcome =
 /// them in the background. Capture never throws into the app.
 type Engine internal (parts: EngineParts) =
     let metrics = parts.Metrics
-
-    let queue =
-        CaptureQueue(parts.Settings.MaxPendingGroups, metrics, parts.SpillPath.IsSome)
+    let queue = CaptureQueue(parts.Settings.MaxPendingGroups, metrics)
 
     let dispatcher =
         Dispatcher(parts.Settings, parts.Store, parts.Notifiers, parts.Ticketing, parts.Clock, parts.Logger)
 
     let spill = parts.SpillPath |> Option.map (fun p -> SpillFile(p, parts.Logger))
-
-    // The journal lives beside the spill file (on when spilling is on): what the queue accepts is on the disk
-    // within a flush interval, whatever the store's speed.
-    let journal =
-        parts.SpillPath
-        |> Option.map (fun p -> JournalFile(p + ".journal", parts.Logger))
 
     // Repeats of one throw site, coalesced on the request path before any formatting: a storm costs the
     // request thread a look at the stack, not a whole capture. Bounded like the queue.
@@ -125,7 +117,6 @@ type Engine internal (parts: EngineParts) =
                 if dispatcher.Active then
                     dispatcher.Post rows written),
             spill,
-            journal,
             parts.Settings.FlushInterval
         )
 
@@ -377,19 +368,6 @@ type Engine internal (parts: EngineParts) =
                         Interlocked.Increment &completed |> ignore
         }
 
-    /// Every flush interval, what the queue accepted goes to the journal (and once more when stopping).
-    let journalLoop (j: JournalFile) : Task =
-        task {
-            try
-                while not stopping.IsCancellationRequested do
-                    do! Task.Delay(parts.Settings.FlushInterval, stopping.Token)
-                    j.AppendFrom queue.TakeJournal
-            with :? OperationCanceledException ->
-                ()
-
-            j.AppendFrom queue.TakeJournal
-        }
-
     /// The settings in force.
     member internal _.Settings = parts.Settings
 
@@ -562,26 +540,15 @@ type Engine internal (parts: EngineParts) =
     member internal _.Start() =
         lock stopping (fun () ->
             if isNull loop then
-                // The journal holds everything accepted and not stored (the spill file at most the same): it
-                // wins; the spill file is read when there is no journal (one written by an older version).
-                let fromJournal = journal |> Option.map (fun j -> j.Path, j.Load())
+                match spill with
+                | Some f ->
+                    let waiting = f.Load()
 
-                let fromSpill () =
-                    spill |> Option.map (fun f -> f.Path, f.Load())
+                    if not waiting.IsEmpty then
+                        queue.PutBack waiting
 
-                match
-                    (match fromJournal with
-                     | Some(_, (_ :: _)) -> fromJournal
-                     | _ -> fromSpill ())
-                with
-                | Some(path, (_ :: _ as waiting)) ->
-                    queue.Restore waiting
-                    // Renumbered in this process: the journal is rewritten with them, atomically.
-                    journal |> Option.iter (fun j -> j.Rewrite(queue.TakeJournal()))
-                    Log.SpillReplayed parts.Logger waiting.Length (waiting |> List.sumBy (fun d -> d.Count)) path
-                | _ -> ()
-
-                journal |> Option.iter (fun j -> Task.Run(fun () -> journalLoop j) |> ignore)
+                        Log.SpillReplayed parts.Logger waiting.Length (waiting |> List.sumBy (fun d -> d.Count)) f.Path
+                | None -> ()
 
                 dispatcher.Start()
                 Task.Run(fun () -> completeDeferred ()) |> ignore

@@ -27,7 +27,7 @@ type internal Doorbell() =
 /// coalesce into one pending delta, so memory is bounded by the number of distinct pending groups: at most
 /// `maxGroups` with details (request data and traceback), and ten times as many in all (the others hold a
 /// hash, a few short fields and their counts).
-type internal CaptureQueue(maxGroups: int, metrics: Metrics, journaling: bool) =
+type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
     let gate = obj ()
     let mutable pending = Dictionary<string, GroupDelta>()
     let mutable enqueued = 0L
@@ -40,25 +40,6 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, journaling: bool) =
     let doorbell = Doorbell()
     let ring () = doorbell.Ring()
 
-    // What was accepted since the journal's last append, coalesced by group, with the range of sequence numbers
-    // each holds (only when journaling).
-    let mutable unjournaled = Dictionary<string, struct (int64 * int64 * GroupDelta)>()
-
-    let journal (first: int64) (d: GroupDelta) =
-        if journaling then
-            match unjournaled.TryGetValue d.Latest.Hash with
-            | true, struct (from, _, older) ->
-                unjournaled.[d.Latest.Hash] <- struct (from, enqueued, Events.merge older d)
-            | _ -> unjournaled.[d.Latest.Hash] <- struct (first, enqueued, d)
-
-    let takeJournal () =
-        if unjournaled.Count = 0 then
-            []
-        else
-            let taken = List.ofSeq unjournaled.Values
-            unjournaled <- Dictionary<string, struct (int64 * int64 * GroupDelta)>()
-            taken
-
     /// Adds `d` to what is pending for its group (under the gate); false when it was dropped. A new group past
     /// the bound on groups with details is kept without them (its count and times exact; a later occurrence
     /// brings the details); past ten times the bound, its occurrences are dropped and counted.
@@ -69,9 +50,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, journaling: bool) =
                 detailed <- detailed + 1
 
             pending.[d.Latest.Hash] <- Events.merge existing d
-            let first = enqueued + 1L
             enqueued <- enqueued + d.Count
-            journal first d
             metrics.Coalesced.Add d.Count
             true
         | _ when pending.Count + inFlight >= maxCountOnly ->
@@ -89,9 +68,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, journaling: bool) =
                 detailed <- detailed + 1
 
             pending.[d.Latest.Hash] <- kept
-            let first = enqueued + 1L
             enqueued <- enqueued + d.Count
-            journal first kept
             metrics.Coalesced.Add(d.Count - 1L)
             true
 
@@ -110,29 +87,18 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, journaling: bool) =
         ring ()
         result
 
-    /// Takes everything pending, with the sequence number of the last occurrence it holds, and (when
-    /// journaling) what the journal has not been given yet: taken at the same moment, so no journal entry holds
-    /// occurrences on both sides of the batch.
-    member _.TakeAll() : GroupDelta list * int64 * struct (int64 * int64 * GroupDelta) list =
+    /// Takes everything pending, with the sequence number of the last occurrence it holds.
+    member _.TakeAll() : GroupDelta list * int64 =
         lock gate (fun () ->
-            let toJournal = takeJournal ()
-
             if pending.Count = 0 then
-                [], enqueued, toJournal
+                [], enqueued
             else
                 let batch = List.ofSeq pending.Values
                 pending <- Dictionary<string, GroupDelta>(pending.Count)
                 inFlight <- batch.Length
                 inFlightDetailed <- detailed
                 detailed <- 0
-                batch, enqueued, toJournal)
-
-    /// What the journal has not been given yet (coalesced by group, with sequence ranges).
-    member _.TakeJournal() : struct (int64 * int64 * GroupDelta) list = lock gate takeJournal
-
-    /// True when nothing is pending, in flight or waiting for the journal: everything accepted is stored.
-    member _.IsIdle =
-        lock gate (fun () -> pending.Count = 0 && inFlight = 0 && unjournaled.Count = 0)
+                batch, enqueued)
 
     /// The batch last taken was written.
     member _.Written() =
@@ -152,23 +118,6 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, journaling: bool) =
                 | _ -> pending.[d.Latest.Hash] <- d
 
             detailed <- pending.Values |> Seq.filter (fun d -> d.Detailed) |> Seq.length)
-
-    /// Puts back groups read from the journal or the spill file on start: numbered as new occurrences (and
-    /// journaled), never dropped.
-    member _.Restore(batch: GroupDelta list) =
-        lock gate (fun () ->
-            for d in batch do
-                let first = enqueued + 1L
-                enqueued <- enqueued + d.Count
-                journal first d
-
-                match pending.TryGetValue d.Latest.Hash with
-                | true, newer -> pending.[d.Latest.Hash] <- Events.merge d newer
-                | _ -> pending.[d.Latest.Hash] <- d
-
-            detailed <- pending.Values |> Seq.filter (fun d -> d.Detailed) |> Seq.length)
-
-        ring ()
 
     /// A copy of what is pending (for the spill file).
     member _.Snapshot() : GroupDelta list =
@@ -237,78 +186,6 @@ type internal SpillFile(path: string, logger: ILogger) =
 /// Writes what the queue holds to the store, in batches, retrying with backoff while the store fails; while
 /// it fails, saves what is pending to the spill file every flush interval. Callers can wait until a given
 /// occurrence is stored. `onWritten` gets each written batch with what the store reported of it.
-/// The journal file (Core's Journal format): appended every flush interval with what the queue accepted, and
-/// after every store write with a written mark, so a hard kill loses nothing answered more than a flush
-/// interval ago, however slowly the store drains. Deleted whenever everything accepted is stored; replayed on
-/// start. Every append is flushed to the disk before it returns.
-type internal JournalFile(path: string, logger: ILogger) =
-    let gate = obj ()
-
-    let append (lines: string seq) =
-        let text = String.Join("", lines |> Seq.map (fun l -> l + "\n"))
-
-        if text <> "" then
-            IO.Directory.CreateDirectory(IO.Path.GetDirectoryName(IO.Path.GetFullPath path))
-            |> ignore
-
-            use stream = PrivateFile.openAppend path
-            let bytes = Text.Encoding.UTF8.GetBytes text
-            stream.Write(bytes, 0, bytes.Length)
-            stream.Flush(true)
-
-    let entries (taken: struct (int64 * int64 * GroupDelta) list) =
-        taken |> Seq.map (fun (struct (first, last, d)) -> Journal.entry first last d)
-
-    /// Its path.
-    member _.Path = path
-
-    /// Appends entries taken from the queue by `take` (under the journal's lock, so a reset never loses them).
-    member _.AppendFrom(take: unit -> struct (int64 * int64 * GroupDelta) list) =
-        lock gate (fun () ->
-            try
-                append (entries (take ()))
-            with ex ->
-                Log.SpillFailed logger ex path)
-
-    /// Marks everything up to `upTo` as stored; deletes the journal when `idle` says nothing else is waiting.
-    member _.MarkWritten(upTo: int64, idle: unit -> bool) =
-        lock gate (fun () ->
-            try
-                if idle () then
-                    if IO.File.Exists path then
-                        IO.File.Delete path
-                elif IO.File.Exists path then
-                    append [ Journal.written upTo ]
-            with ex ->
-                Log.SpillFailed logger ex path)
-
-    /// What the journal holds that is not stored (empty when there is no journal).
-    member _.Load() : GroupDelta list =
-        lock gate (fun () ->
-            try
-                if IO.File.Exists path then
-                    let pending, bad = Journal.replay (IO.File.ReadAllText path)
-
-                    if bad > 0 then
-                        Log.SpillLinesUnreadable logger bad path
-
-                    pending
-                else
-                    []
-            with ex ->
-                Log.SpillUnreadable logger ex path
-                [])
-
-    /// Replaces the journal, atomically, with these entries (after a replay: the old numbering is gone).
-    member _.Rewrite(taken: struct (int64 * int64 * GroupDelta) list) =
-        lock gate (fun () ->
-            try
-                let temp = path + ".tmp"
-                PrivateFile.writeAllText temp (String.Join("", entries taken |> Seq.map (fun l -> l + "\n")))
-                IO.File.Move(temp, path, true)
-            with ex ->
-                Log.SpillFailed logger ex path)
-
 type internal Writer
     (
         queue: CaptureQueue,
@@ -317,7 +194,6 @@ type internal Writer
         logger: ILogger,
         onWritten: GroupDelta array -> IReadOnlyList<GroupWritten> -> unit,
         spill: SpillFile option,
-        journal: JournalFile option,
         flushInterval: TimeSpan
     ) =
     let gate = obj ()
@@ -374,13 +250,7 @@ type internal Writer
     /// Writes one batch: everything pending now. Returns false when the store failed (the batch is kept).
     member _.FlushOnceAsync(ct: CancellationToken) : Task<bool> =
         task {
-            let batch, upTo, toJournal = queue.TakeAll()
-
-            // What the batch holds goes to the journal before the store sees it.
-            match journal with
-            | Some j -> j.AppendFrom(fun () -> toJournal)
-            | None -> ()
-
+            let batch, upTo = queue.TakeAll()
             let started = Diagnostics.Stopwatch.GetTimestamp()
 
             try
@@ -406,10 +276,6 @@ type internal Writer
                 queue.Written()
                 failures <- 0
                 release upTo
-
-                match journal with
-                | Some j -> j.MarkWritten(upTo, fun () -> queue.IsIdle)
-                | None -> ()
 
                 match spill with
                 | Some f when f.Exists -> saveSpill true

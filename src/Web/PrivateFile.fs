@@ -30,10 +30,6 @@ module internal PrivateFile =
             with :? IO.IOException when IO.File.Exists path ->
                 () // created meanwhile by another instance
 
-    /// Opens `path` for appending, created owner-only when it is new.
-    let openAppend (path: string) : IO.FileStream =
-        new IO.FileStream(path, options IO.FileMode.Append)
-
     /// Writes `text` into `path`, created owner-only when it is new.
     let writeAllText (path: string) (text: string) =
         use stream = new IO.FileStream(path, options IO.FileMode.Create)
