@@ -91,3 +91,14 @@ module internal Limits =
             match omitted with
             | Some n -> sprintf "[%d more entries not shown]" n
             | None -> "[more entries not shown]"
+
+    /// A request collection bounded to `maxEntries`: the entries kept (gathered in reverse order), in order, then,
+    /// when `seen` entries were more, the marker saying exactly how many were left out.
+    let closeEntries (maxEntries: int) (reversed: (string * string) list) (seen: int) : (string * string) list =
+        if seen > maxEntries then
+            List.rev (
+                (Markers.MoreEntriesKey, Markers.moreEntries (Some(seen - maxEntries)))
+                :: reversed
+            )
+        else
+            List.rev reversed

@@ -59,6 +59,14 @@ module internal LocalOnly =
             | true, ip -> IPAddress.IsLoopback ip
             | _ -> false)
 
+    /// The hosts of an AllowedHosts setting (host filtering's format: `;`-separated); none for a missing one.
+    let allowedHostsOf (setting: string) : string list =
+        if isNull setting then
+            []
+        else
+            setting.Split(';', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+            |> List.ofArray
+
     /// True when `name` is one of the app's AllowedHosts (exact, or `*.domain` for its subdomains); `*` (every
     /// host, the template's default) allows nothing extra here.
     let isAllowedHost (allowedHosts: string list) (name: string) : bool =

@@ -5,7 +5,6 @@ open System.IO
 open System.Net
 open System.Text
 open System.Text.Json
-open System.Threading.RateLimiting
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Antiforgery
 open Microsoft.AspNetCore.Authorization
@@ -40,7 +39,7 @@ module Browse =
                 ctx.Response.StatusCode <- status
                 ctx.Response.ContentType <- "text/html; charset=utf-8"
                 ctx.Response.Headers.["Cache-Control"] <- "no-store"
-                ctx.Response.Headers.["X-Content-Type-Options"] <- "nosniff"
+                Ingest.noSniff ctx
 
                 ctx.Response.Headers.["Content-Security-Policy"] <-
                     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -63,7 +62,7 @@ module Browse =
                 ctx.Response.StatusCode <- status
                 ctx.Response.ContentType <- contentType
                 ctx.Response.Headers.["Cache-Control"] <- "no-store"
-                ctx.Response.Headers.["X-Content-Type-Options"] <- "nosniff"
+                Ingest.noSniff ctx
                 do! ctx.Response.Body.WriteAsync(jsonBytes write)
                 return Some ctx
             }
@@ -71,16 +70,11 @@ module Browse =
     let private problem (status: int) (title: string) (detail: string) : HttpHandler =
         Ingest.problem status title detail None
 
-    /// The app's AllowedHosts (host filtering's setting, `;`-separated), which local-only mode accepts too.
+    /// The app's AllowedHosts (host filtering's setting), which local-only mode accepts too.
     let private allowedHosts (ctx: HttpContext) : string list =
         match ctx.RequestServices.GetService<IConfiguration>() with
         | null -> []
-        | config ->
-            match config.["AllowedHosts"] with
-            | null -> []
-            | v ->
-                v.Split(';', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
-                |> List.ofArray
+        | config -> LocalOnly.allowedHostsOf config.["AllowedHosts"]
 
     /// "Local machine only" (Core's LocalOnly rule on what the connection and the headers say).
     let private isLocal (ctx: HttpContext) =

@@ -2,12 +2,7 @@ namespace ErrorMonitor.Web
 
 open System
 open System.Collections.Generic
-open System.Diagnostics
 open System.IO
-open System.Runtime.CompilerServices
-open System.Threading
-open System.Threading.Channels
-open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 open Microsoft.Data.Sqlite
 open Microsoft.Extensions.Logging

@@ -6,7 +6,6 @@ open System.Security.Cryptography
 open System.Text
 open System.Text.Json
 open System.Collections.Generic
-open System.Threading.RateLimiting
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 open ErrorMonitor.Core
@@ -16,9 +15,10 @@ open ErrorMonitor.Core
 [<RequireQualifiedAccess>]
 module internal Ingest =
 
-    /// The header that carries the ingest key.
-    [<Literal>]
-    let KeyHeader = Report.KeyHeader
+    /// Says that an answer is exactly the type it names (no sniffing by browsers): every answer of the pages,
+    /// the JSON API and the capture route carries it.
+    let noSniff (ctx: HttpContext) =
+        ctx.Response.Headers.XContentTypeOptions <- "nosniff"
 
     let private problemBody (status: int) (title: string) (detail: string) (field: string option) : byte array =
         let buffer = Buffers.ArrayBufferWriter<byte>()
@@ -44,14 +44,14 @@ module internal Ingest =
             task {
                 ctx.Response.StatusCode <- status
                 ctx.Response.ContentType <- "application/problem+json"
-                ctx.Response.Headers.XContentTypeOptions <- "nosniff"
+                noSniff ctx
                 do! ctx.Response.Body.WriteAsync(problemBody status title detail field)
                 return Some ctx
             }
 
     /// The key the request carries, if it is one of the configured keys (compared in constant time).
     let private matchingKey (settings: Settings) (ctx: HttpContext) : string option =
-        match ctx.Request.Headers.TryGetValue KeyHeader with
+        match ctx.Request.Headers.TryGetValue Report.KeyHeader with
         | true, v ->
             let given = Encoding.UTF8.GetBytes(string v)
 
@@ -73,7 +73,7 @@ module internal Ingest =
             ctx.Response.Headers.AccessControlAllowMethods <- "POST"
 
             ctx.Response.Headers.AccessControlAllowHeaders <-
-                Microsoft.Extensions.Primitives.StringValues("Content-Type, " + KeyHeader)
+                Microsoft.Extensions.Primitives.StringValues("Content-Type, " + Report.KeyHeader)
 
             ctx.Response.Headers.AccessControlMaxAge <- "600"
             true
@@ -121,41 +121,30 @@ module internal Ingest =
         let requests = Dictionary<string, RateWindow>()
         let groups = Dictionary<string, GroupWindow>()
 
-        let find (d: Dictionary<string, 'W>) (key: string) =
-            match d.TryGetValue key with
-            | true, w -> Some w
-            | _ -> None
+        // Runs a Core decision on `key`'s current window in `windows`, keeping the window it admits.
+        let admit (windows: Dictionary<string, 'W>) (key: string) (decide: 'W option -> Result<'W, TimeSpan>) =
+            lock gate (fun () ->
+                let current =
+                    match windows.TryGetValue key with
+                    | true, w -> Some w
+                    | _ -> None
+
+                match decide current with
+                | Ok w ->
+                    windows.[key] <- w
+                    Ok()
+                | Error wait -> Error wait)
 
         /// One more report for `key`, or the time until its minute ends.
         member _.AdmitRequest(key: string) : Result<unit, TimeSpan> =
-            lock gate (fun () ->
-                match
-                    KeyLimits.admitRequest
-                        settings.Ingest.RatePerMinute
-                        (TimeSpan.FromMinutes 1.0)
-                        (now ())
-                        (find requests key)
-                with
-                | Ok w ->
-                    requests.[key] <- w
-                    Ok()
-                | Error wait -> Error wait)
+            admit
+                requests
+                key
+                (KeyLimits.admitRequest settings.Ingest.RatePerMinute (TimeSpan.FromMinutes 1.0) (now ()))
 
         /// A report of group `hash` for `key`, or the time until its hour ends.
         member _.AdmitGroup(key: string, hash: string) : Result<unit, TimeSpan> =
-            lock gate (fun () ->
-                match
-                    KeyLimits.admitGroup
-                        settings.Ingest.GroupsPerHour
-                        (TimeSpan.FromHours 1.0)
-                        (now ())
-                        hash
-                        (find groups key)
-                with
-                | Ok w ->
-                    groups.[key] <- w
-                    Ok()
-                | Error wait -> Error wait)
+            admit groups key (KeyLimits.admitGroup settings.Ingest.GroupsPerHour (TimeSpan.FromHours 1.0) (now ()) hash)
 
     /// The per-key limits of an engine's capture route.
     let limiterFor (engine: Engine) : KeyLimiter = KeyLimiter(engine.Settings, engine.Now)
@@ -192,7 +181,7 @@ module internal Ingest =
                             problem
                                 401
                                 "Unauthorized"
-                                (sprintf "A valid ingest key is required in the %s header." KeyHeader)
+                                (sprintf "A valid ingest key is required in the %s header." Report.KeyHeader)
                                 None
                                 next
                                 ctx
@@ -247,7 +236,7 @@ module internal Ingest =
                                     | ReportOutcome.Recorded hash ->
                                         ctx.Response.StatusCode <- 202
                                         ctx.Response.ContentType <- "application/json"
-                                        ctx.Response.Headers.XContentTypeOptions <- "nosniff"
+                                        noSniff ctx
                                         do! ctx.Response.WriteAsync(sprintf "{\"hash\":\"%s\"}" hash)
                                         return Some ctx
                                     | ReportOutcome.NotRecorded ->
@@ -314,7 +303,7 @@ module internal Ingest =
         fun _ ctx ->
             task {
                 ctx.Response.ContentType <- "text/javascript; charset=utf-8"
-                ctx.Response.Headers.XContentTypeOptions <- "nosniff"
+                noSniff ctx
                 ctx.Response.Headers.CacheControl <- "public, max-age=3600"
                 do! ctx.Response.WriteAsync script
                 return Some ctx

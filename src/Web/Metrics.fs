@@ -57,9 +57,6 @@ type internal Metrics(factory: IMeterFactory) =
     /// The meter's name.
     static member MeterName = "ErrorMonitor"
 
-    /// Metrics on a meter of their own (no IMeterFactory): for engines built outside dependency injection.
-    new() = new Metrics(null)
-
     /// Occurrences captured on the request path.
     member _.Captured = captured
 

@@ -3,7 +3,7 @@ namespace ErrorMonitor.Web
 open System
 
 /// Files ErrorMonitor creates (the SQLite database, the spill file) hold masked but private data: they are
-/// created readable and writable by their owner only (0600; SQLite gives its -wal and -shm files the same mode).
+/// created readable and writable by their owner only (0600; SQLite gives its -wal file the same mode).
 [<RequireQualifiedAccess>]
 module internal PrivateFile =
 

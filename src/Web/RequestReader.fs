@@ -19,29 +19,19 @@ module internal RequestReader =
         with _ ->
             fallback
 
-    /// The entries gathered in reverse (at most the limit), in order, then the core's marker when `seen` entries
-    /// were more than the limit.
-    let private closeList (limits: Limits) (reversed: (string * string) list) (seen: int) =
-        if seen > limits.MaxEntries then
-            List.rev (
-                (Limits.Markers.MoreEntriesKey, Limits.Markers.moreEntries (Some(seen - limits.MaxEntries)))
-                :: reversed
-            )
-        else
-            List.rev reversed
-
+    /// A collection bounded by Core's rule (the limit, then a marker counting what was left out): the collections
+    /// counted here are already in memory and bounded by the server's own limits.
     let private take (limits: Limits) (pairs: seq<string * string>) =
-        // The entries within the limit, then (when there are more) the core's marker with how many were left
-        // out: the collections counted here are already in memory and bounded by the server's own limits.
-        let kept = pairs |> Seq.truncate (limits.MaxEntries + 1) |> List.ofSeq
+        let mutable kept = []
+        let mutable seen = 0
 
-        if kept.Length <= limits.MaxEntries then
-            kept
-        else
-            let omitted = Seq.length pairs - limits.MaxEntries
+        for pair in pairs do
+            if seen < limits.MaxEntries then
+                kept <- pair :: kept
 
-            List.truncate limits.MaxEntries kept
-            @ [ Limits.Markers.MoreEntriesKey, Limits.Markers.moreEntries (Some omitted) ]
+            seen <- seen + 1
+
+        Limits.closeEntries limits.MaxEntries kept seen
 
     let private isJson (contentType: string) =
         not (isNull contentType)
@@ -136,7 +126,7 @@ module internal RequestReader =
 
                             n <- n + 1
 
-                    closeList limits acc n)
+                    Limits.closeEntries limits.MaxEntries acc n)
             Headers =
                 attempt [] (fun () ->
                     let mutable acc = []
@@ -148,7 +138,7 @@ module internal RequestReader =
 
                         n <- n + 1
 
-                    closeList limits acc n)
+                    Limits.closeEntries limits.MaxEntries acc n)
             Form = form limits ctx
             Cookies = attempt [] (fun () -> r.Cookies |> Seq.map (fun kv -> kv.Key, kv.Value) |> take limits)
             RouteValues =

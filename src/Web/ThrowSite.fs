@@ -1,19 +1,9 @@
 namespace ErrorMonitor.Web
 
 open System
-open System.Collections.Generic
 open System.Diagnostics
-open System.IO
 open System.Runtime.CompilerServices
-open System.Threading
-open System.Threading.Channels
-open System.Threading.Tasks
-open Microsoft.AspNetCore.Http
-open Microsoft.Data.Sqlite
-open Microsoft.Extensions.Logging
-open ErrorMonitor
 open ErrorMonitor.Core
-open ErrorMonitor.Web.Stores
 
 /// The request-thread copy of an occurrence, waiting for the rest of its work.
 type internal Snapshot =

@@ -9,6 +9,10 @@ open ErrorMonitor.Core.Tests.Generators
 
 let private limits = Limits.defaults
 
+/// A report's occurrence, as the capture route builds it.
+let private event (r: ClientReport) =
+    Report.event Config.defaults (Config.maskingRule Config.defaults) limits r DateTimeOffset.UnixEpoch
+
 let private names (frames: Frame list) =
     frames |> List.map (fun f -> f.Type, f.Method)
 
@@ -63,14 +67,7 @@ let tests =
                                 line
                                 (Text.Json.JsonSerializer.Serialize(stack line)))
                     with
-                    | Ok r ->
-                        Events.build
-                            Config.defaults
-                            (Config.maskingRule Config.defaults)
-                            limits
-                            None
-                            (Report.toCapture r DateTimeOffset.UnixEpoch)
-                        |> fun e -> e.Hash
+                    | Ok r -> (event r).Hash
                     | Error e -> failwithf "%A" e
 
                 hash a = hash b)
@@ -102,13 +99,7 @@ let tests =
             test "a relative url's query is read and masked like an absolute one's" {
                 let event (url: string) =
                     match Report.parse limits (sprintf """{"type":"E","message":"m","url":"%s"}""" url) with
-                    | Ok r ->
-                        Events.build
-                            Config.defaults
-                            (Config.maskingRule Config.defaults)
-                            limits
-                            None
-                            (Report.toCapture r DateTimeOffset.UnixEpoch)
+                    | Ok r -> event r
                     | Error e -> failwithf "%A" e
 
                 let relative = event "/login?user=ann&password=hunter2&next=%2Fhome"
