@@ -66,6 +66,25 @@ type IErrorStore =
     /// Deletes a group; true when it existed.
     abstract DeleteAsync: hash: string * cancellationToken: CancellationToken -> Task<bool>
 
+/// A store that keeps, in the same transaction as a batch, how far a journal is stored (the journal's *mark*: the
+/// last journal segment the store holds). The built-in SQLite and PostgreSQL stores do; with any other store the
+/// mark lives in the journal file, written after the batch.
+type internal IJournalMarks =
+    /// The last segment of journal `journal` the store holds (0 when none). Forgets the marks of journals not
+    /// written since `forgetBefore` (journals of processes long gone).
+    abstract ReadMarkAsync:
+        journal: string * forgetBefore: DateTimeOffset * cancellationToken: CancellationToken -> Task<int64>
+
+    /// Writes `batch` and sets journal `journal`'s mark to `segment`, in one transaction; when the mark already is
+    /// at least `segment` (the batch was stored and the answer lost on the way), writes nothing and returns None.
+    abstract UpsertMarkedAsync:
+        batch: IReadOnlyList<GroupDelta> *
+        journal: string *
+        segment: int64 *
+        now: DateTimeOffset *
+        cancellationToken: CancellationToken ->
+            Task<IReadOnlyList<GroupWritten> option>
+
 /// A notification about a group: what a notifier sends (the seed's notify gets the message and the record).
 type Notification =
     {

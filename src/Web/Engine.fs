@@ -64,7 +64,21 @@ type Engine internal (parts: EngineParts) =
     let dispatcher =
         Dispatcher(parts.Settings, parts.Store, parts.Notifiers, parts.Ticketing, parts.Clock, parts.Logger)
 
-    let spill = parts.SpillPath |> Option.map (fun p -> SpillFile(p, parts.Logger))
+    // The journal, at the spill file's path: what was answered is on the disk within moments, whatever the
+    // store's speed or health (not with the in-memory store, which a restart empties anyway).
+    let journal =
+        match parts.Store with
+        | :? MemoryStore -> None
+        | _ ->
+            parts.SpillPath
+            |> Option.map (fun p -> JournalFile(p, Guid.NewGuid().ToString "N", parts.Logger, queue.Unstored))
+
+    /// Hands what the queue accepted to the journaled stage: appended to the journal as its next segment (or
+    /// just handed on, without a journal).
+    let stage () =
+        match journal with
+        | Some j -> j.Append queue.Journal
+        | None -> queue.Journal 0L |> ignore
 
     // Repeats of one throw site, coalesced on the request path before any formatting: a storm costs the
     // request thread a look at the stack, not a whole capture. Bounded like the queue.
@@ -105,6 +119,9 @@ type Engine internal (parts: EngineParts) =
                     for k in stale do
                         known.Remove k |> ignore)
 
+    // Occurrences the app handed over (the writer rests between writes only while they keep coming).
+    let mutable arrivals = 0L
+
     let writer =
         Writer(
             queue,
@@ -116,8 +133,10 @@ type Engine internal (parts: EngineParts) =
 
                 if dispatcher.Active then
                     dispatcher.Post rows written),
-            spill,
-            parts.Settings.FlushInterval
+            journal,
+            parts.Settings.FlushInterval,
+            parts.Clock,
+            (fun () -> Interlocked.Read &arrivals)
         )
 
     do metrics.ObserveQueue(Func<int64>(fun () -> int64 queue.Length))
@@ -243,6 +262,7 @@ type Engine internal (parts: EngineParts) =
         else
             try
                 metrics.Captured.Add 1L
+                Interlocked.Increment &arrivals |> ignore
                 complete (snapshot raw message http)
             with ex ->
                 Log.CaptureFailed parts.Logger ex
@@ -332,11 +352,12 @@ type Engine internal (parts: EngineParts) =
                     let! rang = shapeBell.WaitAsync(TimeSpan.FromMilliseconds 50.0, stopping.Token)
 
                     // A short window lets a storm's repeats gather, so one build serves many occurrences; when
-                    // the last pass was busy (many throw sites at once), a longer one (the flush interval).
+                    // the last pass was busy (many throw sites at once), a longer one (a quarter of the flush
+                    // interval: what was answered must reach the journal within one).
                     if rang then
                         let window =
                             if lastPass > 100 then
-                                parts.Settings.FlushInterval
+                                parts.Settings.FlushInterval / 4.0
                             else
                                 TimeSpan.FromMilliseconds 10.0
 
@@ -367,6 +388,32 @@ type Engine internal (parts: EngineParts) =
                         complete s |> ignore
                         Interlocked.Increment &completed |> ignore
         }
+
+    /// Moves what the queue accepted on to the journal: at once after a quiet spell, then at most every quarter
+    /// of a flush interval (each append is one write and one flush to the disk).
+    let journalLoop () : Task =
+        task {
+            let gap = parts.Settings.FlushInterval / 4.0
+            let mutable last = 0L
+
+            while not stopping.IsCancellationRequested do
+                try
+                    let! _ = queue.WaitArrivedAsync(parts.Settings.FlushInterval, stopping.Token)
+                    let since = Diagnostics.Stopwatch.GetElapsedTime last
+
+                    if since < gap then
+                        do! Task.Delay(gap - since, stopping.Token)
+
+                    last <- Diagnostics.Stopwatch.GetTimestamp()
+                    stage ()
+                with
+                | :? OperationCanceledException -> ()
+                | ex -> Log.WriterFailed parts.Logger ex
+
+            stage ()
+        }
+
+    let mutable journaling: Task = Task.CompletedTask
 
     /// The settings in force.
     member internal _.Settings = parts.Settings
@@ -409,6 +456,7 @@ type Engine internal (parts: EngineParts) =
                 | ValueNone ->
                     remember ex http null
                     metrics.Captured.Add 1L
+                    Interlocked.Increment &arrivals |> ignore
                     let key = appKey ex http
 
                     match ThrowSite.shapeOf ex with
@@ -493,6 +541,7 @@ type Engine internal (parts: EngineParts) =
                 | Error wait -> ReportOutcome.Refused wait
                 | Ok() ->
                     metrics.Captured.Add 1L
+                    Interlocked.Increment &arrivals |> ignore
 
                     if (queue.Enqueue e).IsNone then
                         logDropped e.Hash
@@ -540,16 +589,10 @@ type Engine internal (parts: EngineParts) =
     member internal _.Start() =
         lock stopping (fun () ->
             if isNull loop then
-                match spill with
-                | Some f ->
-                    let waiting = f.Load()
-
-                    if not waiting.IsEmpty then
-                        queue.PutBack waiting
-
-                        Log.SpillReplayed parts.Logger waiting.Length (waiting |> List.sumBy (fun d -> d.Count)) f.Path
-                | None -> ()
-
+                // What an earlier process left in the journal is read now and restored once the store answers
+                // (which of it is stored is the store's to say).
+                journal |> Option.iter (fun j -> j.Open())
+                journaling <- Task.Run(fun () -> journalLoop ())
                 dispatcher.Start()
                 Task.Run(fun () -> completeDeferred ()) |> ignore
                 Task.Run(fun () -> shapeLoop ()) |> ignore
@@ -571,12 +614,13 @@ type Engine internal (parts: EngineParts) =
             if not (isNull loop) then
                 do! loop
 
+            do! journaling
+
             use cts = new CancellationTokenSource(timeout)
-            let mutable ok = false
 
             while queue.Length > 0 && not cts.IsCancellationRequested do
+                stage ()
                 let! wrote = writer.FlushOnceAsync cts.Token
-                ok <- wrote
 
                 if not wrote then
                     try
@@ -587,12 +631,18 @@ type Engine internal (parts: EngineParts) =
             dispatcher.Stop()
             metrics.ObserveQueue(Func<int64>(fun () -> 0L))
 
-            if queue.Length > 0 then
-                writer.Spill()
+            // What is left is in the journal already; it is rewritten to hold exactly that.
+            match journal with
+            | Some j ->
+                stage ()
+                j.Compact()
+                j.Close()
 
-                match spill with
-                | Some f -> Log.SpilledOnStop parts.Logger queue.Length f.Path
-                | None -> Log.LostOnStop parts.Logger queue.Length
+                if queue.Length > 0 then
+                    Log.SpilledOnStop parts.Logger queue.Length j.Path
+            | None ->
+                if queue.Length > 0 then
+                    Log.LostOnStop parts.Logger queue.Length
 
             // A meter the engine created itself goes with it (a factory's meter is the host's).
             (metrics :> IDisposable).Dispose()

@@ -23,22 +23,33 @@ type internal Doorbell() =
     /// Waits for a ring or the timeout; true when it rang.
     member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = bell.WaitAsync(timeout, ct)
 
-/// The bounded in-memory queue between the request thread and the writer. Repeats of one fingerprint
-/// coalesce into one pending delta, so memory is bounded by the number of distinct pending groups: at most
-/// `maxGroups` with details (request data and traceback), and ten times as many in all (the others hold a
-/// hash, a few short fields and their counts).
+/// The bounded in-memory queue between the request thread and the store, in three stages: *pending* (accepted),
+/// *journaled* (appended to the journal, or just handed on when there is none) and *in flight* (the batch the
+/// writer is writing: kept until it is written, and retried as it is). Repeats of one group coalesce within a
+/// stage, so memory is bounded by the number of distinct groups: at most `maxGroups` with details (request data
+/// and traceback), and ten times as many in all (the others hold a hash, a few short fields and their counts).
 type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
     let gate = obj ()
     let mutable pending = Dictionary<string, GroupDelta>()
+    let mutable journaled = Dictionary<string, GroupDelta>()
+    // The last journal segment `journaled` holds, and the sequence number of its last occurrence.
+    let mutable journaledTop = 0L
+    let mutable journaledUpTo = 0L
+    let mutable inFlight: GroupDelta list = []
+    let mutable inFlightCount = 0
+    let mutable inFlightDetailed = 0
+    let mutable inFlightTop = 0L
+    let mutable inFlightUpTo = 0L
+    // Groups with details in `pending` and `journaled`.
+    let mutable detailed = 0
     let mutable enqueued = 0L
     let mutable dropped = 0L
-    // Groups taken by the writer and not yet written or put back: they count toward the bounds too.
-    let mutable inFlight = 0
-    let mutable detailed = 0
-    let mutable inFlightDetailed = 0
     let maxCountOnly = maxGroups * 10
-    let doorbell = Doorbell()
-    let ring () = doorbell.Ring()
+    let arrived = Doorbell()
+    let ready = Doorbell()
+
+    let total () =
+        pending.Count + journaled.Count + inFlightCount
 
     /// Adds `d` to what is pending for its group (under the gate); false when it was dropped. A new group past
     /// the bound on groups with details is kept without them (its count and times exact; a later occurrence
@@ -53,7 +64,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
             enqueued <- enqueued + d.Count
             metrics.Coalesced.Add d.Count
             true
-        | _ when pending.Count + inFlight >= maxCountOnly ->
+        | _ when total () >= maxCountOnly ->
             dropped <- dropped + d.Count
             metrics.Dropped.Add d.Count
             false
@@ -72,62 +83,115 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
             metrics.Coalesced.Add(d.Count - 1L)
             true
 
+    /// Merges `d` (counted in `detailed` already when it has details) into the journaled stage.
+    let journal (d: GroupDelta) =
+        match journaled.TryGetValue d.Latest.Hash with
+        | true, existing ->
+            if existing.Detailed && d.Detailed then
+                detailed <- detailed - 1
+
+            journaled.[d.Latest.Hash] <- Events.merge existing d
+        | _ -> journaled.[d.Latest.Hash] <- d
+
     /// Adds an occurrence; returns its sequence number, or None when the queue is full and it was dropped.
     member _.Enqueue(e: ErrorEvent) : int64 option =
         let result =
             lock gate (fun () -> if add (Events.single e) then Some enqueued else None)
 
-        ring ()
+        arrived.Ring()
         result
 
     /// Adds a batch of occurrences of one group coalesced before the queue (by throw site, on the request
     /// path); returns the sequence number of its last occurrence, or None when it was dropped.
     member _.EnqueueDelta(d: GroupDelta) : int64 option =
         let result = lock gate (fun () -> if add d then Some enqueued else None)
-        ring ()
+        arrived.Ring()
         result
 
-    /// Takes everything pending, with the sequence number of the last occurrence it holds.
-    member _.TakeAll() : GroupDelta list * int64 =
-        lock gate (fun () ->
-            if pending.Count = 0 then
-                [], enqueued
-            else
-                let batch = List.ofSeq pending.Values
-                pending <- Dictionary<string, GroupDelta>(pending.Count)
-                inFlight <- batch.Length
-                inFlightDetailed <- detailed
-                detailed <- 0
-                batch, enqueued)
+    /// Moves everything pending to the journaled stage as journal segment `segment`; returns what it moved (in
+    /// the order to append it), empty when nothing was pending.
+    member _.Journal(segment: int64) : GroupDelta list =
+        let moved =
+            lock gate (fun () ->
+                if pending.Count = 0 then
+                    []
+                else
+                    let moved = List.ofSeq pending.Values
+                    pending <- Dictionary<string, GroupDelta>(pending.Count)
 
-    /// The batch last taken was written.
+                    for d in moved do
+                        journal d
+
+                    journaledTop <- segment
+                    journaledUpTo <- enqueued
+                    moved)
+
+        if not moved.IsEmpty then
+            ready.Ring()
+
+        moved
+
+    /// Puts groups read back from the journal into the journaled stage (never dropped): they hold segments up to
+    /// `top`, all older than any this process journaled.
+    member _.Restore(groups: GroupDelta list, top: int64) =
+        lock gate (fun () ->
+            for d in groups do
+                if d.Detailed then
+                    detailed <- detailed + 1
+
+                journal d
+
+            journaledTop <- max journaledTop top)
+
+        ready.Ring()
+
+    /// The batch to write: the one in flight when its write failed (retried as it is, so a store that keeps the
+    /// journal's mark can tell whether it was written after all), else everything journaled, which becomes the
+    /// batch in flight. With the last journal segment and the last sequence number it holds.
+    member _.TakeBatch() : struct (GroupDelta list * int64 * int64) voption =
+        lock gate (fun () ->
+            if inFlightCount > 0 then
+                ValueSome(struct (inFlight, inFlightTop, inFlightUpTo))
+            elif journaled.Count = 0 then
+                ValueNone
+            else
+                inFlight <- List.ofSeq journaled.Values
+                inFlightCount <- journaled.Count
+                inFlightDetailed <- inFlight |> List.sumBy (fun d -> if d.Detailed then 1 else 0)
+                detailed <- detailed - inFlightDetailed
+                inFlightTop <- journaledTop
+                inFlightUpTo <- journaledUpTo
+                journaled <- Dictionary<string, GroupDelta>()
+                ValueSome(struct (inFlight, inFlightTop, inFlightUpTo)))
+
+    /// The batch in flight was written.
     member _.Written() =
         lock gate (fun () ->
-            inFlight <- 0
+            inFlight <- []
+            inFlightCount <- 0
             inFlightDetailed <- 0)
 
-    /// Puts back a batch that could not be written, merging it with what came in meanwhile.
-    member _.PutBack(batch: GroupDelta list) =
+    /// What is journaled and not stored, by segment: the batch in flight (up to its segment), then the rest.
+    member _.Unstored() : (int64 * GroupDelta list) list =
         lock gate (fun () ->
-            inFlight <- 0
-            inFlightDetailed <- 0
-
-            for d in batch do
-                match pending.TryGetValue d.Latest.Hash with
-                | true, newer -> pending.[d.Latest.Hash] <- Events.merge d newer
-                | _ -> pending.[d.Latest.Hash] <- d
-
-            detailed <- pending.Values |> Seq.filter (fun d -> d.Detailed) |> Seq.length)
-
-    /// A copy of what is pending (for the spill file).
-    member _.Snapshot() : GroupDelta list =
-        lock gate (fun () -> List.ofSeq pending.Values)
+            [
+                if inFlightCount > 0 then
+                    inFlightTop, inFlight
+                if journaled.Count > 0 then
+                    journaledTop, List.ofSeq journaled.Values
+            ])
 
     /// Occurrences dropped because the queue was full.
     member _.Dropped = Interlocked.Read &dropped
 
-    /// Distinct groups waiting to be written.
-    member _.Length = lock gate (fun () -> pending.Count)
+    /// Distinct groups waiting to be written (all stages).
+    member _.Length = lock gate total
+
+    /// Distinct groups not yet journaled.
+    member _.PendingLength = lock gate (fun () -> pending.Count)
+
+    /// Distinct groups journaled and not written (the next batch's size).
+    member _.BatchLength = lock gate (fun () -> journaled.Count + inFlightCount)
 
     /// Sequence number of the latest occurrence accepted.
     member _.LastSequence = lock gate (fun () -> enqueued)
@@ -136,56 +200,190 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
     member _.DetailedLength = lock gate (fun () -> detailed + inFlightDetailed)
 
     /// Waits until something is enqueued, or the timeout passes.
-    member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = doorbell.WaitAsync(timeout, ct)
+    member _.WaitArrivedAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = arrived.WaitAsync(timeout, ct)
 
-/// The spill file: what could not be written waits here for the next start. Saved whole, atomically
-/// (a temp file renamed over it); removed once everything in it is written.
-type internal SpillFile(path: string, logger: ILogger) =
+    /// Waits until something is journaled, or the timeout passes.
+    member _.WaitReadyAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = ready.WaitAsync(timeout, ct)
+
+/// The journal, at the spill file's path (`APP_ERROR_SPILL_FILE`): every moment, what the queue accepted since
+/// the last append is appended as a numbered segment (Core's Journal format), so what was answered survives a
+/// hard kill whatever the store's speed or health. A batch is written to the store with the number of its last
+/// segment (the store's mark for this journal, in the same transaction when the store keeps marks; else a line
+/// in the file after the write); the next start replays the segments past the mark. The file is deleted
+/// whenever everything in it is stored, and compacted (rewritten with what is not stored) when it grows.
+/// `unstored` gives what the queue holds that is journaled and not stored, by segment.
+type internal JournalFile
+    (path: string, freshId: string, logger: ILogger, unstored: unit -> (int64 * GroupDelta list) list) =
     let gate = obj ()
+    // Compaction is for long outages (a healthy store empties the file every write that catches up): a file of
+    // this size or twice its size after the last compaction is rewritten with what is not stored.
+    let minCompact = 64L * 1024L * 1024L
+    let mutable id = freshId
+    let mutable nextSegment = 1L
+    let mutable lastAppended = 0L
+    let mutable stream: IO.FileStream = null
+    let mutable broken = false
+    let mutable compactAt = minCompact
+    let mutable leftover: JournalContent option = None
+
+    let close () =
+        if not (isNull stream) then
+            stream.Dispose()
+            stream <- null
+
+    let delete () =
+        close ()
+        broken <- false
+
+        if IO.File.Exists path then
+            IO.File.Delete path
+
+    let write (lines: string seq) =
+        if isNull stream then
+            IO.Directory.CreateDirectory(IO.Path.GetDirectoryName(IO.Path.GetFullPath path))
+            |> ignore
+
+            stream <- PrivateFile.openAppend path
+
+            if stream.Length = 0L then
+                let bytes = Text.Encoding.UTF8.GetBytes(Journal.header id + "\n")
+                stream.Write(bytes, 0, bytes.Length)
+
+        let sb = Text.StringBuilder()
+
+        for l in lines do
+            sb.Append(l).Append('\n') |> ignore
+
+        let bytes = Text.Encoding.UTF8.GetBytes(sb.ToString())
+        stream.Write(bytes, 0, bytes.Length)
+        // To the operating system, which keeps it whatever becomes of the process (like SQLite's commits with
+        // synchronous=NORMAL, a power cut can lose its last moments).
+        stream.Flush false
+
+    /// Rewrites the file with what is not stored (atomically: a temp file renamed over it); deletes it when
+    /// nothing is left.
+    let compact () =
+        let segments =
+            [
+                match leftover with
+                | Some content -> yield! content.Segments |> List.map (fun (k, d) -> k, Seq.singleton d)
+                | None -> ()
+                for k, groups in unstored () do
+                    k, Seq.ofList groups
+            ]
+
+        if segments.IsEmpty then
+            delete ()
+        else
+            close ()
+            let temp = path + ".tmp"
+            PrivateFile.writeAllText temp (Journal.compacted id segments)
+            IO.File.Move(temp, path, true)
+            broken <- false
+            stream <- PrivateFile.openAppend path
+            compactAt <- max minCompact (stream.Length * 2L)
+
+    let guarded (what: unit -> unit) =
+        try
+            what ()
+        with ex ->
+            broken <- true
+            close ()
+            Log.SpillFailed logger ex path
 
     /// Its path.
     member _.Path = path
 
-    /// True when it exists.
-    member _.Exists = IO.File.Exists path
+    /// Its id (the store's key for its mark).
+    member _.Id = lock gate (fun () -> id)
 
-    /// Replaces its content with `pending`; deletes it when there is nothing pending.
-    member _.Save(pending: GroupDelta list) =
-        lock gate (fun () ->
-            try
-                if pending.IsEmpty then
-                    if IO.File.Exists path then
-                        IO.File.Delete path
-                else
-                    let dir = IO.Path.GetDirectoryName(IO.Path.GetFullPath path)
-                    IO.Directory.CreateDirectory dir |> ignore
-                    let temp = path + ".tmp"
-                    PrivateFile.writeAllText temp (Spill.serialize pending)
-                    IO.File.Move(temp, path, true)
-            with ex ->
-                Log.SpillFailed logger ex path)
+    /// What a journal left by an earlier process held, until `Resolve` (None when there was none).
+    member _.Leftover = lock gate (fun () -> leftover)
 
-    /// The pending groups it holds (empty when there is none).
-    member _.Load() : GroupDelta list =
+    /// Reads what an earlier process left (once, before the first append); a spill file of an older version is
+    /// rewritten in the journal's format.
+    member _.Open() =
         lock gate (fun () ->
             try
                 if IO.File.Exists path then
-                    let groups, bad = Spill.parse (IO.File.ReadAllText path)
+                    let content = Journal.parse (IO.File.ReadAllText path)
 
-                    if bad > 0 then
-                        Log.SpillLinesUnreadable logger bad path
+                    if content.Bad > 0 then
+                        Log.SpillLinesUnreadable logger content.Bad path
 
-                    groups
-                else
-                    []
+                    match content.Id with
+                    | _ when content.Segments.IsEmpty -> delete ()
+                    | Some earlier ->
+                        id <- earlier
+                        lastAppended <- max (Journal.lastSegment content) content.Written
+                        nextSegment <- lastAppended + 1L
+                        leftover <- Some content
+                    | None ->
+                        // No header (an older version's spill file, or a damaged one): nothing in it is stored.
+                        let groups = content.Segments |> List.map snd
+                        let temp = path + ".tmp"
+                        PrivateFile.writeAllText temp (Journal.compacted id [ 1L, Seq.ofList groups ])
+                        IO.File.Move(temp, path, true)
+                        lastAppended <- 1L
+                        nextSegment <- 2L
+
+                        leftover <-
+                            Some
+                                { content with
+                                    Id = Some id
+                                    Written = 0L
+                                }
             with ex ->
-                Log.SpillUnreadable logger ex path
+                Log.SpillUnreadable logger ex path)
 
-                [])
+    /// The store holds segments up to `mark`: the leftover is settled (the caller restored what was past it).
+    member _.Resolve(mark: int64) =
+        lock gate (fun () ->
+            leftover <- None
 
-/// Writes what the queue holds to the store, in batches, retrying with backoff while the store fails; while
-/// it fails, saves what is pending to the spill file every flush interval. Callers can wait until a given
-/// occurrence is stored. `onWritten` gets each written batch with what the store reported of it.
+            if mark >= lastAppended then
+                guarded delete)
+
+    /// Appends, as the next segment, what `take` hands over (the queue's pending groups).
+    member _.Append(take: int64 -> GroupDelta list) =
+        lock gate (fun () ->
+            let segment = nextSegment
+            let groups = take segment
+
+
+            if not groups.IsEmpty then
+                nextSegment <- segment + 1L
+                lastAppended <- segment
+
+                guarded (fun () ->
+                    if broken then
+                        // A failed append may have left a torn line: rewrite the whole file instead.
+                        compact ()
+                    else
+                        write (groups |> Seq.map (Journal.segment segment))
+
+                        if stream.Length > compactAt then
+                            compact ()))
+
+    /// A batch holding every segment up to `top` was stored (with the mark in the store when `marked`): the
+    /// file goes when that is all it holds; else, without a store-kept mark, the file notes it.
+    member _.Stored(top: int64, marked: bool) =
+        lock gate (fun () ->
+            guarded (fun () ->
+                if leftover.IsNone && top >= lastAppended then
+                    delete ()
+                elif not marked && not broken then
+                    write [ Journal.written top ]))
+
+    /// Rewrites the file with exactly what is not stored (on stop); deletes it when everything is stored.
+    member _.Compact() = lock gate (fun () -> guarded compact)
+
+    /// Closes the file (on stop).
+    member _.Close() = lock gate close
+
+/// Writes what the queue has journaled to the store, in batches, retrying with backoff while the store fails.
+/// Callers can wait until a given occurrence is stored. `onWritten` gets each written batch with what the store
+/// reported of it.
 type internal Writer
     (
         queue: CaptureQueue,
@@ -193,15 +391,25 @@ type internal Writer
         store: IErrorStore,
         logger: ILogger,
         onWritten: GroupDelta array -> IReadOnlyList<GroupWritten> -> unit,
-        spill: SpillFile option,
-        flushInterval: TimeSpan
+        journal: JournalFile option,
+        flushInterval: TimeSpan,
+        clock: TimeProvider,
+        arrivals: unit -> int64
     ) =
     let gate = obj ()
     let mutable stored = 0L
     let mutable initialized = false
     let waiters = List<int64 * TaskCompletionSource<unit>>()
     let mutable failures = 0
-    let mutable spilledAt = -1L
+
+    // A store that keeps the journal's mark in the batch's transaction (with a journal only).
+    let marks =
+        match journal, store with
+        | Some j, (:? IJournalMarks as m) -> Some(j, m)
+        | _ -> None
+
+    /// How long a store keeps the mark of a journal nobody writes any more.
+    let forgetMarksAfter = TimeSpan.FromDays 30.0
 
     let release (upTo: int64) =
         let ready =
@@ -214,16 +422,28 @@ type internal Writer
         for _, tcs in ready do
             tcs.TrySetResult() |> ignore
 
-    /// Saves what is pending to the spill file, when anything came in since the last save.
-    let saveSpill (force: bool) =
-        match spill with
-        | Some f ->
-            let seen = queue.LastSequence
+    /// What an earlier process's journal holds past the store's mark goes back into the queue (once the store
+    /// answers).
+    let restoreLeftover (ct: CancellationToken) =
+        task {
+            match journal with
+            | Some j ->
+                match j.Leftover with
+                | Some content ->
+                    let! mark =
+                        match marks with
+                        | Some(_, m) -> m.ReadMarkAsync(j.Id, clock.GetUtcNow() - forgetMarksAfter, ct)
+                        | None -> Task.FromResult content.Written
 
-            if force || seen <> spilledAt then
-                f.Save(queue.Snapshot())
-                spilledAt <- seen
-        | None -> ()
+                    let waiting = Journal.unstored mark content
+                    queue.Restore(waiting, Journal.lastSegment content)
+                    j.Resolve mark
+
+                    if not waiting.IsEmpty then
+                        Log.SpillReplayed logger waiting.Length (waiting |> List.sumBy (fun d -> d.Count)) j.Path
+                | None -> ()
+            | None -> ()
+        }
 
     /// Sequence number of the last occurrence known to be stored.
     member _.StoredUpTo = lock gate (fun () -> stored)
@@ -244,88 +464,103 @@ type internal Writer
 
         tcs.Task.WaitAsync ct
 
-    /// Saves what is pending to the spill file now (on stop).
-    member _.Spill() = saveSpill true
-
-    /// Writes one batch: everything pending now. Returns false when the store failed (the batch is kept).
+    /// Writes one batch: everything journaled now (or the batch whose write failed). Returns false when the
+    /// store failed (the batch is kept, and retried as it is).
     member _.FlushOnceAsync(ct: CancellationToken) : Task<bool> =
         task {
-            let batch, upTo = queue.TakeAll()
-            let started = Diagnostics.Stopwatch.GetTimestamp()
-
             try
                 if not initialized then
                     do! store.InitializeAsync ct
                     initialized <- true
 
-                let rows = Array.ofList batch
+                do! restoreLeftover ct
 
-                if rows.Length > 0 then
-                    let! written = store.UpsertAsync(rows :> IReadOnlyList<GroupDelta>, ct)
+                match queue.TakeBatch() with
+                | ValueNone -> ()
+                | ValueSome(struct (batch, top, upTo)) ->
+                    let rows = Array.ofList batch
+                    let started = Diagnostics.Stopwatch.GetTimestamp()
+
+                    let! written =
+                        match marks with
+                        | Some(j, m) ->
+                            m.UpsertMarkedAsync(rows :> IReadOnlyList<GroupDelta>, j.Id, top, clock.GetUtcNow(), ct)
+                        | None ->
+                            task {
+                                let! w = store.UpsertAsync(rows :> IReadOnlyList<GroupDelta>, ct)
+                                return Some w
+                            }
+
                     metrics.StoreLatency.Record(Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds)
-                    metrics.Stored.Add(rows |> Array.sumBy (fun d -> d.Count))
+                    queue.Written()
+                    journal |> Option.iter (fun j -> j.Stored(top, marks.IsSome))
 
-                    try
-                        onWritten rows written
-                    with ex ->
-                        Log.AfterWriteFailed logger ex
+                    match written with
+                    | Some w ->
+                        metrics.Stored.Add(rows |> Array.sumBy (fun d -> d.Count))
+
+                        try
+                            onWritten rows w
+                        with ex ->
+                            Log.AfterWriteFailed logger ex
+                    | None -> () // written by the attempt that seemed to fail
+
+                    release upTo
 
                 if failures > 0 then
                     Log.StoreBack logger failures
 
-                queue.Written()
                 failures <- 0
-                release upTo
-
-                match spill with
-                | Some f when f.Exists -> saveSpill true
-                | _ -> ()
-
                 return true
             with ex ->
-                queue.PutBack batch
                 failures <- failures + 1
                 metrics.StoreFailures.Add 1L
 
                 if failures = 1 || failures % 50 = 0 then
-                    Log.StoreWriteFailed logger ex batch.Length failures
+                    Log.StoreWriteFailed logger ex queue.BatchLength failures
 
-                saveSpill false
                 return false
         }
 
-    /// The writer loop: waits for occurrences, writes them; while the store fails, retries with backoff
-    /// (100 ms doubling, at most 5 s) and keeps the spill file current every flush interval.
+    /// The writer loop: waits for journaled occurrences and writes them; while the store fails, retries with
+    /// backoff (200 ms doubling, at most 5 s).
     member this.RunAsync(ct: CancellationToken) : Task =
         task {
             let mutable retryAt = DateTime.MinValue
             let mutable lastBatch = 0
             let mutable lastWrite = 0L
             let mutable lastDuration = TimeSpan.Zero
+            let mutable arrivedAtWrite = 0L
 
             while not ct.IsCancellationRequested do
                 try
-                    let! _ = queue.WaitAsync(flushInterval, ct)
+                    let! _ = queue.WaitReadyAsync(flushInterval, ct)
 
                     if failures = 0 || DateTime.UtcNow >= retryAt then
-                        // Writes are paced: at most one a flush interval (one a second while more than 1,000 groups
-                        // fail at once), so a storm's repeats coalesce in memory and the store gets few, larger
-                        // writes; a failure after a quiet spell is written at once.
-                        if failures = 0 && queue.Length > 0 then
-                            // ...and a slow store is given nine times its last write's duration to rest, so that
-                            // writing takes at most a tenth of the writer's time.
+                        // While the app keeps failing, writes are paced: at most one a flush interval (one a second,
+                        // and nine times the last write's duration, while batches hold more than 1,000 groups), so
+                        // a storm's repeats coalesce in memory, the store gets few larger writes and writing takes at
+                        // most a tenth of the writer's time. As soon as nothing new arrives (checked every 50 ms of
+                        // a rest), what is left drains at the store's own speed; a failure after a quiet spell is
+                        // written at once. The journal keeps all of it safe meanwhile.
+                        if failures = 0 && queue.BatchLength > 0 then
                             let pace =
                                 if lastBatch > 1000 then
                                     max (max flushInterval (TimeSpan.FromSeconds 1.0)) (lastDuration * 9.0)
                                 else
                                     flushInterval
 
-                            let since = Diagnostics.Stopwatch.GetElapsedTime lastWrite
+                            let mutable seen = arrivedAtWrite
+                            let mutable busy = arrivals () <> seen
 
-                            if since < pace then
-                                do! Task.Delay(pace - since, ct)
+                            while busy && Diagnostics.Stopwatch.GetElapsedTime lastWrite < pace do
+                                seen <- arrivals ()
+                                let left = pace - Diagnostics.Stopwatch.GetElapsedTime lastWrite
+                                do! Task.Delay(min left (TimeSpan.FromMilliseconds 50.0), ct)
+                                busy <- arrivals () <> seen
 
-                        lastBatch <- queue.Length
+                        lastBatch <- queue.BatchLength
+                        arrivedAtWrite <- arrivals ()
 
                         if lastBatch > 0 then
                             lastWrite <- Diagnostics.Stopwatch.GetTimestamp()
@@ -340,8 +575,6 @@ type internal Writer
                                 Limits.backoff (TimeSpan.FromMilliseconds 200.0) (TimeSpan.FromSeconds 5.0) failures
 
                             retryAt <- DateTime.UtcNow.Add delay
-                    else
-                        saveSpill false
                 with
                 | :? OperationCanceledException -> ()
                 | ex -> Log.WriterFailed logger ex

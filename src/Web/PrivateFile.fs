@@ -35,3 +35,9 @@ module internal PrivateFile =
         use stream = new IO.FileStream(path, options IO.FileMode.Create)
         use writer = new IO.StreamWriter(stream)
         writer.Write text
+
+    /// Opens `path` for appending (created owner-only when it is new).
+    let openAppend (path: string) : IO.FileStream =
+        let o = options IO.FileMode.Append
+        o.Share <- IO.FileShare.Read
+        new IO.FileStream(path, o)

@@ -249,3 +249,99 @@ let spillTests =
                 Expect.equal (Spill.parse torn) ([ d ], 1) "one group read, one line skipped"
             }
         ]
+
+[<Tests>]
+let journalTests =
+    let delta (i: int) (count: int64) =
+        {
+            Latest =
+                { (exceptionEvent None) with
+                    Hash = Fingerprint.sha256Hex (string i)
+                }
+            FirstAt = at
+            Count = count
+            Detailed = i % 2 = 0
+        }
+
+    let text (lines: string list) =
+        String.Join("", lines |> List.map (fun l -> l + "\n"))
+
+    testList
+        "journal"
+        [
+            test "the segments past the store's mark are what is not stored, merged by group" {
+                let content =
+                    Journal.parse (
+                        text
+                            [
+                                Journal.header "abc-1"
+                                Journal.segment 1L (delta 1 2L)
+                                Journal.segment 2L (delta 1 3L)
+                                Journal.segment 2L (delta 2 1L)
+                                Journal.segment 3L (delta 1 5L)
+                                Journal.segment 4L (delta 3 7L)
+                            ]
+                    )
+
+                Expect.equal content.Id (Some "abc-1") "id"
+                Expect.equal content.Bad 0 "all read"
+                Expect.equal (Journal.lastSegment content) 4L "last segment"
+
+                let counts (mark: int64) =
+                    Journal.unstored mark content
+                    |> List.map (fun d -> d.Latest.Hash, d.Count)
+                    |> List.sort
+
+                let h i = Fingerprint.sha256Hex (string i)
+                Expect.equal (counts 0L) (List.sort [ h 1, 10L; h 2, 1L; h 3, 7L ]) "nothing stored"
+                Expect.equal (counts 2L) (List.sort [ h 1, 5L; h 3, 7L ]) "up to segment 2 stored"
+                Expect.equal (counts 4L) [] "all stored"
+            }
+
+            test "written lines keep the mark for stores that cannot; a torn last line is skipped and counted" {
+                let full =
+                    text
+                        [
+                            Journal.header "j"
+                            Journal.segment 1L (delta 1 2L)
+                            Journal.written 1L
+                            Journal.segment 2L (delta 2 4L)
+                        ]
+
+                let content = Journal.parse (full.Substring(0, full.Length - 12))
+                Expect.equal content.Written 1L "the written mark"
+                Expect.equal content.Bad 1 "the torn line"
+                Expect.equal (Journal.unstored content.Written content) [] "segment 2 was torn: nothing else"
+            }
+
+            test "an older version's spill file (no header) is read as one segment, none of it stored" {
+                let content = Journal.parse (Spill.serialize [ delta 1 2L; delta 2 3L ])
+                Expect.isNone content.Id "no id"
+                Expect.equal (content.Segments |> List.map fst) [ 1L; 1L ] "segment 1"
+                Expect.equal (Journal.unstored 0L content |> List.sumBy (fun d -> d.Count)) 5L "all of it"
+            }
+
+            test "a compacted journal reads back the same segments" {
+                let segments = [ 3L, [ delta 1 2L; delta 2 1L ]; 5L, [ delta 1 4L ] ]
+
+                let content =
+                    Journal.parse (Journal.compacted "k" (segments |> List.map (fun (k, ds) -> k, Seq.ofList ds)))
+
+                Expect.equal content.Id (Some "k") "id"
+
+                Expect.equal
+                    content.Segments
+                    [
+                        for k, ds in segments do
+                            for d in ds -> k, d
+                    ]
+                    "segments"
+            }
+
+            test "ids are short plain keys" {
+                Expect.isTrue (Journal.isValidId "0f3a-9") "plain"
+                Expect.isFalse (Journal.isValidId "") "empty"
+                Expect.isFalse (Journal.isValidId "a b") "space"
+                Expect.isFalse (Journal.isValidId (String('a', 65))) "long"
+            }
+        ]

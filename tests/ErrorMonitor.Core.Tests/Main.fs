@@ -16,6 +16,7 @@ let main argv =
             EventTests.tests
             PolicyTests.tests
             EventTests.spillTests
+            EventTests.journalTests
             ReportTests.tests
             LocalOnlyTests.tests
             LocalOnlyTests.keyLimitTests

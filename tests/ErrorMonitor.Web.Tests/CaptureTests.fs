@@ -93,15 +93,17 @@ let tests =
                     let spillPath = IO.Path.Combine(app.Folder, "private.spill.jsonl")
 
                     let spill =
-                        ErrorMonitor.Web.SpillFile(
+                        ErrorMonitor.Web.JournalFile(
                             spillPath,
-                            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance
+                            "test",
+                            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+                            fun () -> []
                         )
 
                     let! all = records app.Store
                     let r = all.Head
 
-                    spill.Save
+                    spill.Append(fun _ ->
                         [
                             {
                                 Latest =
@@ -120,8 +122,9 @@ let tests =
                                 Count = 1L
                                 Detailed = true
                             }
-                        ]
+                        ])
 
+                    spill.Close()
                     Expect.equal (IO.File.GetUnixFileMode spillPath) owner "spill file"
                 }
 

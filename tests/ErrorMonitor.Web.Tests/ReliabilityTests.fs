@@ -328,8 +328,13 @@ let tests =
                                         return false
                                     else
                                         try
-                                            let groups, _ = Spill.parse (File.ReadAllText spill)
-                                            return groups |> List.sumBy (fun d -> d.Count) = 50L
+                                            let content = Journal.parse (File.ReadAllText spill)
+
+                                            return
+                                                Journal.unstored content.Written content
+                                                |> List.sumBy (fun d -> d.Count)
+                                                    =
+                                                    50L
                                         with :? IOException ->
                                             return false
                                 })
@@ -343,6 +348,114 @@ let tests =
                     do! second.WaitReadyAsync()
                     do! ErrorMonitor.Web.Tests.BrowserTests.waitForGroups second.Client "/dev/error" 1 50L
                     do! waitUntil "the spill file is gone" (fun () -> Task.FromResult(not (File.Exists spill)))
+                }
+
+            testTask'
+                "hard kills at random moments during and after storms of new groups: every occurrence answered a flush interval before the kill is stored, once"
+            <| fun () ->
+                task {
+                    // The default flush interval: what was answered this long before a kill must survive it.
+                    let margin = 200.0
+                    let n = 20000
+                    let seed = Environment.TickCount
+                    let random = Random seed
+
+                    for round, duringStorm in [ 1, true; 2, false; 3, true ] do
+                        let folder = tempFolder ()
+                        use first = new DemoProcess(folder, [])
+                        do! first.WaitReadyAsync()
+                        let clock = Stopwatch.StartNew()
+                        // When each request was answered (ms on `clock`), by its number.
+                        let answered = Collections.Concurrent.ConcurrentDictionary<int, float>()
+                        use gate = new SemaphoreSlim(64)
+                        use killed = new CancellationTokenSource()
+
+                        let storm =
+                            Task.WhenAll
+                                [
+                                    for i in 1..n ->
+                                        task {
+                                            do! gate.WaitAsync()
+
+                                            try
+                                                try
+                                                    use! r =
+                                                        first.Client.GetAsync(sprintf "/group/storm-%d" i, killed.Token)
+
+                                                    if r.StatusCode = HttpStatusCode.InternalServerError then
+                                                        answered.[i] <- clock.Elapsed.TotalMilliseconds
+                                                with _ ->
+                                                    ()
+                                            finally
+                                                gate.Release() |> ignore
+                                        }
+                                        :> Task
+                                ]
+
+                        if duringStorm then
+                            // Somewhere between a quarter and three quarters of the way through.
+                            let at = n / 4 + random.Next(n / 2)
+                            do! waitUntil "the storm is under way" (fun () -> Task.FromResult(answered.Count >= at))
+                        else
+                            do! storm
+                            do! Task.Delay(random.Next 1000)
+
+                        let killedAt = clock.Elapsed.TotalMilliseconds
+                        first.Process.Kill()
+                        first.Process.WaitForExit()
+                        killed.Cancel()
+
+                        try
+                            do! storm
+                        with _ ->
+                            ()
+
+                        let all = answered.ToArray()
+
+                        let mustHave =
+                            all
+                            |> Array.filter (fun kv -> kv.Value < killedAt - margin)
+                            |> Array.map (fun kv -> kv.Key)
+
+                        Expect.isGreaterThan mustHave.Length 1000 "the storm was under way long enough to judge"
+
+                        // A new process on the same folder replays the journal past the store's mark.
+                        use second = new DemoProcess(folder, [])
+                        do! second.WaitReadyAsync()
+                        let store = sqliteIn folder
+
+                        let group (r: ErrorRecord) =
+                            r.Message.Replace("Failure of group storm-", "")
+
+                        let mutable counts = Map.empty
+
+                        do!
+                            waitUntil (sprintf "the %d answered before the kill are stored" mustHave.Length) (fun () ->
+                                task {
+                                    let! stored = records store
+                                    counts <- stored |> List.map (fun r -> group r, r.Count) |> Map.ofList
+                                    return mustHave |> Array.forall (fun i -> counts.ContainsKey(string i))
+                                })
+
+                        do! second.StopAsync()
+
+                        printfn
+                            "hard kill, round %d (seed %d, %s): %d answered in %.0f ms, %d more than %.0f ms before the kill, %d stored"
+                            round
+                            seed
+                            (if duringStorm then "during the storm" else "after it")
+                            all.Length
+                            killedAt
+                            mustHave.Length
+                            margin
+                            counts.Count
+
+                        // Each request is a group of its own: stored once, never twice (a replay of what was stored
+                        // would count it again), and nothing that was not sent.
+                        for KeyValue(g, c) in counts do
+                            Expect.equal c 1L (sprintf "group storm-%s counted once" g)
+
+                        Expect.isLessThanOrEqual counts.Count n "no invented groups"
                 }
 
             testTask' "1,000,000 occurrences of 100 groups: exact counts, bounded memory"

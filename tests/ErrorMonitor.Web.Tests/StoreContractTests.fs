@@ -363,6 +363,48 @@ let tests =
                     let! left = store.ListAsync(0L, 10, none)
                     Expect.equal left.Count 1 "one left"
                 }
+            for name, make in
+                [
+                    "SQLite",
+                    (fun () ->
+                        SqliteStore("Data Source=" + Path.Combine(tempFolder (), "m.db"), "app_error") :> IJournalMarks)
+                    "PostgreSQL",
+                    (fun () ->
+                        PostgresStore.Create(postgres (), "marks_" + Guid.NewGuid().ToString "N") :> IJournalMarks)
+                ] do
+                testTask' (sprintf "the %s store keeps a journal's mark with its batch and writes a batch once" name)
+                <| fun () ->
+                    task {
+                        let marks = make ()
+                        let store = marks :?> IErrorStore
+                        let none = CancellationToken.None
+                        let! before = marks.ReadMarkAsync("j1", baseTime, none)
+                        Expect.equal before 0L "no mark yet"
+                        let batch = [| Events.single (event 1 0 1); Events.single (event 2 0 1) |]
+                        let! first = marks.UpsertMarkedAsync(batch, "j1", 3L, baseTime, none)
+                        Expect.equal (first |> Option.map (fun w -> w.Count)) (Some 2) "written"
+                        // The same batch again (its answer was lost): nothing written, counts stay.
+                        let! again = marks.UpsertMarkedAsync(batch, "j1", 3L, baseTime, none)
+                        Expect.isNone again "not written twice"
+                        let! older = marks.UpsertMarkedAsync(batch, "j1", 2L, baseTime, none)
+                        Expect.isNone older "an older segment is not written either"
+                        let! a = store.GetAsync(hashOf 1, none)
+                        Expect.equal a.Count 1L "counted once"
+                        // Another journal has a mark of its own.
+                        let! other = marks.UpsertMarkedAsync(batch, "j2", 3L, baseTime.AddDays 40.0, none)
+                        Expect.isSome other "another journal's batch is written"
+                        let! a2 = store.GetAsync(hashOf 1, none)
+                        Expect.equal a2.Count 2L "counted"
+                        let! next = marks.UpsertMarkedAsync(batch, "j1", 4L, baseTime, none)
+                        Expect.isSome next "the next segment is written"
+                        let! mark = marks.ReadMarkAsync("j1", baseTime, none)
+                        Expect.equal mark 4L "the mark moved"
+                        // Reading j2's mark forgets the marks not written since the cut-off (j1's, 40 days older).
+                        let! j2 = marks.ReadMarkAsync("j2", baseTime.AddDays 10.0, none)
+                        Expect.equal j2 3L "j2's mark"
+                        let! forgotten = marks.ReadMarkAsync("j1", baseTime.AddDays 10.0, none)
+                        Expect.equal forgotten 0L "j1's old mark is forgotten"
+                    }
             contract "the in-memory" (fun () -> MemoryStore())
             contract "the SQLite" (fun () ->
                 SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error"))

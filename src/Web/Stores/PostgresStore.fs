@@ -34,6 +34,11 @@ CREATE INDEX IF NOT EXISTS ix_{table}_last_seen ON {table} (last_seen DESC, hash
             $"""ALTER TABLE {table} ADD COLUMN IF NOT EXISTS previous_seen timestamptz NULL;
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS notified_at timestamptz NULL;
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ticket_at timestamptz NULL"""
+            // How far each instance's journal is stored, written in the same transaction as its batches.
+            $"""CREATE TABLE IF NOT EXISTS {table}_journal (
+  id text COLLATE "C" NOT NULL PRIMARY KEY,
+  segment bigint NOT NULL,
+  updated_at timestamptz NOT NULL)"""
         ]
 
     let upsertSql =
@@ -130,20 +135,42 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
         let builder = NpgsqlDataSourceBuilder(connectionString)
         new PostgresStore(builder.Build(), table)
 
-    interface IErrorStore with
-        member _.InitializeAsync _ = ensure ()
+    /// Writes a batch; with a journal mark `(journal, segment, now)`, sets the mark in the same transaction, or
+    /// writes nothing (None) when the mark already is at least `segment`.
+    member private _.Upsert
+        (batch: IReadOnlyList<GroupDelta>, mark: (string * int64 * DateTimeOffset) option, ct: CancellationToken)
+        : Task<IReadOnlyList<GroupWritten> option> =
+        task {
+            do! ensure ()
 
-        member _.UpsertAsync(batch, ct) =
-            task {
-                do! ensure ()
+            if batch.Count > 0 then
+                // One row a hash, in hash order, so concurrent writers lock rows in the same order.
+                let sorted = batch |> Seq.sortBy (fun d -> d.Latest.Hash) |> Array.ofSeq
+                let counts = sorted |> Array.filter (fun d -> not d.Detailed)
+                use! conn = dataSource.OpenConnectionAsync ct
+                use! tx = conn.BeginTransactionAsync ct
 
-                if batch.Count > 0 then
-                    // One row a hash, in hash order, so concurrent writers lock rows in the same order.
-                    let sorted = batch |> Seq.sortBy (fun d -> d.Latest.Hash) |> Array.ofSeq
-                    let counts = sorted |> Array.filter (fun d -> not d.Detailed)
-                    use! conn = dataSource.OpenConnectionAsync ct
-                    use! tx = conn.BeginTransactionAsync ct
+                let! storedBefore =
+                    match mark with
+                    | Some(journal, segment, _) ->
+                        task {
+                            // FOR UPDATE: two writes of one journal never both pass this check.
+                            let! marks =
+                                Sql.query
+                                    conn
+                                    tx
+                                    $"SELECT segment FROM {table}_journal WHERE id = @id FOR UPDATE"
+                                    [ Sql.text "id" journal ]
+                                    (fun r -> r.GetInt64 0)
+                                    ct
 
+                            return marks.Count > 0 && marks.[0] >= segment
+                        }
+                    | None -> Task.FromResult false
+
+                if storedBefore then
+                    return None
+                else
                     let! counted =
                         if counts.Length = 0 then
                             Task.FromResult(ResizeArray<GroupWritten>())
@@ -196,12 +223,65 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                                 writtenRow
                                 ct
 
+                    match mark with
+                    | Some(journal, segment, now) ->
+                        let! _ =
+                            Sql.execute
+                                conn
+                                tx
+                                $"INSERT INTO {table}_journal (id, segment, updated_at) VALUES (@id, @segment, @now) ON CONFLICT (id) DO UPDATE SET segment = EXCLUDED.segment, updated_at = EXCLUDED.updated_at"
+                                [ Sql.text "id" journal; Sql.bigint "segment" segment; Sql.time "now" now ]
+                                ct
+
+                        ()
+                    | None -> ()
+
                     do! tx.CommitAsync ct
                     counted.AddRange upserted
-                    let written = counted
-                    return written :> IReadOnlyList<GroupWritten>
-                else
-                    return Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>
+                    return Some(counted :> IReadOnlyList<GroupWritten>)
+            else
+                return Some(Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>)
+        }
+
+    interface IJournalMarks with
+        member _.ReadMarkAsync(journal, forgetBefore, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let! _ =
+                    Sql.execute
+                        conn
+                        null
+                        $"DELETE FROM {table}_journal WHERE updated_at < @before AND id <> @id"
+                        [ Sql.time "before" forgetBefore; Sql.text "id" journal ]
+                        ct
+
+                let! marks =
+                    Sql.query
+                        conn
+                        null
+                        $"SELECT segment FROM {table}_journal WHERE id = @id"
+                        [ Sql.text "id" journal ]
+                        (fun r -> r.GetInt64 0)
+                        ct
+
+                return if marks.Count = 0 then 0L else marks.[0]
+            }
+
+        member this.UpsertMarkedAsync(batch, journal, segment, now, ct) =
+            this.Upsert(batch, Some(journal, segment, now), ct)
+
+    interface IErrorStore with
+        member _.InitializeAsync _ = ensure ()
+
+        member this.UpsertAsync(batch, ct) =
+            task {
+                let! written = this.Upsert(batch, None, ct)
+
+                return
+                    written
+                    |> Option.defaultValue (Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>)
             }
 
         member _.TryClaimAsync(hash, kind, expected, now, ct) =

@@ -153,6 +153,11 @@ SELECT n.id, o.request_data, o.traceback FROM {table} o JOIN {table}_v3 n ON n.h
 DROP TABLE {table};
 ALTER TABLE {table}_v3 RENAME TO {table};
 CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
+            // How far each journal is stored, written in the same transaction as its batches.
+            $"""CREATE TABLE IF NOT EXISTS {table}_journal (
+  id TEXT NOT NULL PRIMARY KEY,
+  segment INTEGER NOT NULL,
+  updated_at TEXT NOT NULL);"""
         ]
 
     let createSchema () =
@@ -194,123 +199,197 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
     /// The connection string this store uses.
     member _.ConnectionString = connectionString
 
+    /// Writes a batch; with a journal mark `(journal, segment, now)`, sets the mark in the same transaction, or
+    /// writes nothing (None) when the mark already is at least `segment`.
     member private _.Upsert
-        (batch: IReadOnlyList<GroupDelta>, ct: Threading.CancellationToken)
-        : Task<IReadOnlyList<GroupWritten>> =
+        (
+            batch: IReadOnlyList<GroupDelta>,
+            mark: (string * int64 * DateTimeOffset) option,
+            ct: Threading.CancellationToken
+        ) : Task<IReadOnlyList<GroupWritten> option> =
         task {
             do! ensure ()
 
             if batch.Count > 0 then
                 use! c = openConnection ()
                 use tx = c.BeginTransaction()
-                use cmd = c.CreateCommand()
-                cmd.Transaction <- tx
-                cmd.CommandText <- upsertSql
 
-                let p (c: SqliteCommand) name =
-                    c.Parameters.Add(SqliteParameter(name, null))
+                let storedBefore =
+                    match mark with
+                    | Some(journal, segment, _) ->
+                        use m = c.CreateCommand()
+                        m.Transaction <- tx
+                        m.CommandText <- $"SELECT segment FROM {table}_journal WHERE id = $id"
+                        m.Parameters.AddWithValue("$id", journal) |> ignore
 
-                let ps =
-                    [|
-                        p cmd "$hash"
-                        p cmd "$host"
-                        p cmd "$path"
-                        p cmd "$method"
-                        p cmd "$exception_name"
-                        p cmd "$message"
-                        p cmd "$count"
-                        p cmd "$created_on"
-                        p cmd "$last_seen"
-                    |]
+                        match m.ExecuteScalar() with
+                        | :? int64 as stored -> stored >= segment
+                        | _ -> false
+                    | None -> false
 
-                use detail = c.CreateCommand()
-                detail.Transaction <- tx
-                detail.CommandText <- detailSql
+                if storedBefore then
+                    return None
+                else
+                    use cmd = c.CreateCommand()
+                    cmd.Transaction <- tx
+                    cmd.CommandText <- upsertSql
 
-                let ds = [| p detail "$id"; p detail "$request_data"; p detail "$traceback" |]
+                    let p (c: SqliteCommand) name =
+                        c.Parameters.Add(SqliteParameter(name, null))
 
-                use counter = c.CreateCommand()
-                counter.Transaction <- tx
-                counter.CommandText <- countSql
+                    let ps =
+                        [|
+                            p cmd "$hash"
+                            p cmd "$host"
+                            p cmd "$path"
+                            p cmd "$method"
+                            p cmd "$exception_name"
+                            p cmd "$message"
+                            p cmd "$count"
+                            p cmd "$created_on"
+                            p cmd "$last_seen"
+                        |]
 
-                let cs =
-                    [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
+                    use detail = c.CreateCommand()
+                    detail.Transaction <- tx
+                    detail.CommandText <- detailSql
 
-                let written = ResizeArray<GroupWritten>()
+                    let ds = [| p detail "$id"; p detail "$request_data"; p detail "$traceback" |]
 
-                let nullableTime (r: SqliteDataReader) (i: int) =
-                    if r.IsDBNull i then
-                        Nullable()
-                    else
-                        Nullable(parseTime (r.GetString i))
+                    use counter = c.CreateCommand()
+                    counter.Transaction <- tx
+                    counter.CommandText <- countSql
 
-                // The row's previous-seen, notified and ticket times, when the statement touched a row.
-                // SQLite does its work synchronously whatever the API: the async calls only add cost.
-                let run (command: SqliteCommand) (hash: string) : int64 voption =
-                    use r = command.ExecuteReader()
+                    let cs =
+                        [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
 
-                    if r.Read() then
-                        written.Add
-                            {
-                                Hash = hash
-                                PreviousSeen = nullableTime r 0
-                                LastNotified = nullableTime r 1
-                                TicketRaised = nullableTime r 2
-                            }
+                    let written = ResizeArray<GroupWritten>()
 
-                        ValueSome(if r.FieldCount > 3 then r.GetInt64 3 else 0L)
-                    else
-                        ValueNone
+                    let nullableTime (r: SqliteDataReader) (i: int) =
+                        if r.IsDBNull i then
+                            Nullable()
+                        else
+                            Nullable(parseTime (r.GetString i))
 
-                for d in batch do
-                    let e = d.Latest
+                    // The row's previous-seen, notified and ticket times, when the statement touched a row.
+                    // SQLite does its work synchronously whatever the API: the async calls only add cost.
+                    let run (command: SqliteCommand) (hash: string) : int64 voption =
+                        use r = command.ExecuteReader()
 
-                    let counted =
-                        not d.Detailed
-                        && (cs.[0].Value <- e.Hash
-                            cs.[1].Value <- d.Count
-                            cs.[2].Value <- time d.FirstAt
-                            cs.[3].Value <- time e.OccurredAt
-                            (run counter e.Hash).IsSome)
+                        if r.Read() then
+                            written.Add
+                                {
+                                    Hash = hash
+                                    PreviousSeen = nullableTime r 0
+                                    LastNotified = nullableTime r 1
+                                    TicketRaised = nullableTime r 2
+                                }
 
-                    if not counted then
-                        ps.[0].Value <- e.Hash
-                        ps.[1].Value <- e.Host
-                        ps.[2].Value <- e.Path
-                        ps.[3].Value <- e.Method
-                        ps.[4].Value <- e.ExceptionName
-                        ps.[5].Value <- e.Message
-                        ps.[6].Value <- d.Count
-                        ps.[7].Value <- time d.FirstAt
-                        ps.[8].Value <- time e.OccurredAt
+                            ValueSome(if r.FieldCount > 3 then r.GetInt64 3 else 0L)
+                        else
+                            ValueNone
 
-                        match run cmd e.Hash with
-                        | ValueSome id ->
-                            // The details (empty for a count-only batch whose group was missing: a later
-                            // occurrence brings them).
-                            ds.[0].Value <- id
-                            ds.[1].Value <- e.RequestData
-                            ds.[2].Value <- e.Traceback
-                            detail.ExecuteNonQuery() |> ignore
-                        | ValueNone -> ()
+                    // In hash order: the inserts walk the hash index from one end to the other instead of jumping
+                    // around it (a large batch of new groups touches each index page once).
+                    for d in
+                        batch
+                        |> Seq.sortWith (fun a b -> String.CompareOrdinal(a.Latest.Hash, b.Latest.Hash)) do
+                        let e = d.Latest
 
-                do! tx.CommitAsync ct
-                return written :> IReadOnlyList<GroupWritten>
+                        let counted =
+                            not d.Detailed
+                            && (cs.[0].Value <- e.Hash
+                                cs.[1].Value <- d.Count
+                                cs.[2].Value <- time d.FirstAt
+                                cs.[3].Value <- time e.OccurredAt
+                                (run counter e.Hash).IsSome)
+
+                        if not counted then
+                            ps.[0].Value <- e.Hash
+                            ps.[1].Value <- e.Host
+                            ps.[2].Value <- e.Path
+                            ps.[3].Value <- e.Method
+                            ps.[4].Value <- e.ExceptionName
+                            ps.[5].Value <- e.Message
+                            ps.[6].Value <- d.Count
+                            ps.[7].Value <- time d.FirstAt
+                            ps.[8].Value <- time e.OccurredAt
+
+                            match run cmd e.Hash with
+                            | ValueSome id ->
+                                // The details (empty for a count-only batch whose group was missing: a later
+                                // occurrence brings them).
+                                ds.[0].Value <- id
+                                ds.[1].Value <- e.RequestData
+                                ds.[2].Value <- e.Traceback
+                                detail.ExecuteNonQuery() |> ignore
+                            | ValueNone -> ()
+
+                    match mark with
+                    | Some(journal, segment, now) ->
+                        use m = c.CreateCommand()
+                        m.Transaction <- tx
+
+                        m.CommandText <-
+                            $"INSERT INTO {table}_journal (id, segment, updated_at) VALUES ($id, $segment, $now) ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, updated_at = excluded.updated_at"
+
+                        m.Parameters.AddWithValue("$id", journal) |> ignore
+                        m.Parameters.AddWithValue("$segment", segment) |> ignore
+                        m.Parameters.AddWithValue("$now", time now) |> ignore
+                        m.ExecuteNonQuery() |> ignore
+                    | None -> ()
+
+                    do! tx.CommitAsync ct
+                    return Some(written :> IReadOnlyList<GroupWritten>)
             else
-                return Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>
+                return Some(Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>)
         }
+
+    /// Runs a write, dropping read-only pooled connections when SQLite says the database is read-only.
+    member private _.Recovering(write: unit -> Task<'T>) : Task<'T> =
+        task {
+            try
+                return! write ()
+            with ex ->
+                recoverFrom ex
+                Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex).Throw()
+                return Unchecked.defaultof<'T>
+        }
+
+    interface IJournalMarks with
+        member _.ReadMarkAsync(journal, forgetBefore, ct) =
+            task {
+                do! ensure ()
+                use! c = openConnection ()
+                use forget = c.CreateCommand()
+                forget.CommandText <- $"DELETE FROM {table}_journal WHERE updated_at < $before AND id <> $id"
+                forget.Parameters.AddWithValue("$before", time forgetBefore) |> ignore
+                forget.Parameters.AddWithValue("$id", journal) |> ignore
+                let! _ = forget.ExecuteNonQueryAsync ct
+                use m = c.CreateCommand()
+                m.CommandText <- $"SELECT segment FROM {table}_journal WHERE id = $id"
+                m.Parameters.AddWithValue("$id", journal) |> ignore
+                let! v = m.ExecuteScalarAsync ct
+
+                return
+                    match v with
+                    | :? int64 as stored -> stored
+                    | _ -> 0L
+            }
+
+        member this.UpsertMarkedAsync(batch, journal, segment, now, ct) =
+            this.Recovering(fun () -> this.Upsert(batch, Some(journal, segment, now), ct))
 
     interface IErrorStore with
         member _.InitializeAsync _ = ensure ()
 
         member this.UpsertAsync(batch, ct) =
             task {
-                try
-                    return! this.Upsert(batch, ct)
-                with ex ->
-                    recoverFrom ex
-                    Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex).Throw()
-                    return Unchecked.defaultof<_>
+                let! written = this.Recovering(fun () -> this.Upsert(batch, None, ct))
+
+                return
+                    written
+                    |> Option.defaultValue (Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>)
             }
 
         member _.TryClaimAsync(hash, kind, expected, now, ct) =

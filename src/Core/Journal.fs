@@ -1,0 +1,110 @@
+namespace ErrorMonitor.Core
+
+open System
+
+/// What a journal file holds, read back.
+type internal JournalContent =
+    {
+        /// The journal's id (None for a spill file written by an older version, which has no header).
+        Id: string option
+        /// Its segments in file order: a segment number and the groups it holds (coalesced within the segment).
+        Segments: (int64 * GroupDelta) list
+        /// The highest "stored up to" mark the file holds (0 when none); used with stores that cannot keep the
+        /// mark themselves.
+        Written: int64
+        /// Lines that could not be read (a torn last line after a hard kill, say).
+        Bad: int
+    }
+
+/// The journal's format and replay rule. The shell appends, every moment, what was accepted since the last
+/// append as one numbered *segment* (one line per group); it writes a batch to the store together with the
+/// number of the last segment the batch holds (the store's *mark* for this journal, in the same transaction).
+/// A batch always holds every segment up to its mark, so after a hard kill "the segments past the store's mark"
+/// are exactly what was answered and not stored: nothing lost, nothing counted twice. Pure: text in, text out.
+[<RequireQualifiedAccess>]
+module internal Journal =
+
+    /// The first line: the format and the journal's id.
+    let header (id: string) : string = "J1 " + id
+
+    /// A segment's line for one group.
+    let segment (number: int64) (d: GroupDelta) : string = sprintf "S %d %s" number (Spill.line d)
+
+    /// A "stored up to `number`" line (for stores that cannot keep the mark in the batch's transaction).
+    let written (number: int64) : string = sprintf "W %d" number
+
+    /// True for a valid journal id: 1 to 64 letters, digits or dashes (it is a key in the store).
+    let isValidId (id: string) =
+        not (String.IsNullOrEmpty id)
+        && id.Length <= 64
+        && id |> Seq.forall (fun c -> Char.IsAsciiLetterOrDigit c || c = '-')
+
+    /// Reads a journal; a file without a header is a spill file of an older version: its groups are read as
+    /// segment 1, none of it stored.
+    let parse (text: string) : JournalContent =
+        let lines =
+            (if isNull text then "" else text).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+
+        if lines.Length = 0 || not (lines.[0].StartsWith "J1 ") then
+            let groups, bad = Spill.parse text
+
+            {
+                Id = None
+                Segments = groups |> List.map (fun d -> 1L, d)
+                Written = 0L
+                Bad = bad
+            }
+        else
+            let id = lines.[0].Substring 3
+            let mutable written = 0L
+            let mutable bad = 0
+            let segments = Collections.Generic.List<int64 * GroupDelta>()
+
+            for line in Seq.skip 1 lines do
+                match line.Split(' ', 3) with
+                | [| "W"; n |] ->
+                    match Int64.TryParse n with
+                    | true, k when k > 0L -> written <- max written k
+                    | _ -> bad <- bad + 1
+                | [| "S"; n; json |] ->
+                    match Int64.TryParse n, Spill.parse json with
+                    | (true, k), ([ d ], 0) when k > 0L -> segments.Add(k, d)
+                    | _ -> bad <- bad + 1
+                | _ -> bad <- bad + 1
+
+            {
+                Id = if isValidId id then Some id else None
+                Segments = List.ofSeq segments
+                Written = written
+                Bad = bad + (if isValidId id then 0 else 1)
+            }
+
+    /// The highest segment number the journal holds (0 when none).
+    let lastSegment (content: JournalContent) : int64 =
+        content.Segments |> List.fold (fun top (k, _) -> max top k) 0L
+
+    /// What is not stored when the store's mark is `mark`: the groups of every segment past it, merged by group
+    /// in segment order.
+    let unstored (mark: int64) (content: JournalContent) : GroupDelta list =
+        content.Segments
+        |> List.filter (fun (k, _) -> k > mark)
+        |> List.sortBy fst
+        |> List.fold
+            (fun (acc: Map<string, GroupDelta>) (_, d) ->
+                match acc.TryFind d.Latest.Hash with
+                | Some older -> acc.Add(d.Latest.Hash, Events.merge older d)
+                | None -> acc.Add(d.Latest.Hash, d))
+            Map.empty
+        |> Map.toList
+        |> List.map snd
+
+    /// The whole text of a compacted journal: the header, then each (segment, groups) in order.
+    let compacted (id: string) (segments: (int64 * GroupDelta seq) seq) : string =
+        let sb = Text.StringBuilder()
+        sb.Append(header id).Append('\n') |> ignore
+
+        for k, groups in segments do
+            for d in groups do
+                sb.Append(segment k d).Append('\n') |> ignore
+
+        sb.ToString()
