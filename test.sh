@@ -79,6 +79,9 @@ for proj in $(git ls-files '*.csproj' | grep -v '^tests/consumers/'); do
 done
 if [ $fmt_ok = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
+say "log events: one id and one name each, the README's range (.ci/event-ids.py)"
+if /usr/bin/python3 .ci/event-ids.py "$ROOT"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 # Runs one Expecto suite (a console project) and adds its closing line to the totals.
 run_expecto() {
     local proj=$1; shift
@@ -133,6 +136,18 @@ CLEANUP+=("rm -rf $consumers")
 say "packages: ./pack.sh"
 if ./pack.sh "$consumers/feed" >"$TEST_OUTPUT/pack.log" 2>&1; then
     passed=$((passed + 1)); ls -1 "$consumers/feed"
+    say "packages: contents (licence, readme, XML docs, repository, symbol packages)"
+    count /usr/bin/python3 "$ROOT/.ci/package-check.py" "$consumers/feed"
+    # SourceLink needs a clone whose origin is a GitHub repository: a clone of HEAD with one, packed again.
+    sourcelink_check() {
+        local clone="$consumers/sourcelink" url=https://github.com/errormonitor/errormonitor
+        git clone -q "$ROOT" "$clone" && git -C "$clone" remote set-url origin "$url" \
+            && (cd "$clone" && ./pack.sh "$consumers/sourcelink-feed" >"$TEST_OUTPUT/pack-sourcelink.log" 2>&1) \
+            || { echo "packing a clone with a GitHub origin failed:"; tail -n 30 "$TEST_OUTPUT/pack-sourcelink.log"; return 1; }
+        /usr/bin/python3 "$ROOT/.ci/package-check.py" "$consumers/sourcelink-feed" --sourcelink "$url" "$(git -C "$clone" rev-parse HEAD)"
+    }
+    say "packages: SourceLink (a clone of HEAD whose origin is on GitHub)"
+    count sourcelink_check
     version=$(ls "$consumers/feed" | sed -nE 's/^ErrorMonitor\.([0-9][^a-zA-Z]*[0-9](-[A-Za-z0-9.]+)?)\.nupkg$/\1/p' | head -n 1)
     consumer_check() {
         local lang=$1 expect=$2 dir="$consumers/$1"
