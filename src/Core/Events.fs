@@ -307,9 +307,21 @@ module internal Events =
                 Count = d.Count
                 CreatedOn = d.FirstAt
                 LastSeen = d.Latest.OccurredAt
+                Status = GroupStatus.Unresolved
+                Regressions = 0L
+                LastRegression = Nullable()
+                IgnoreUntil = Nullable()
+                IgnoreUntilCount = Nullable()
             }
         | Some r ->
+            let t = Triage.recur r d.Count d.FirstAt d.Latest.OccurredAt
+
             { r with
+                Status = t.Status
+                Regressions = t.Regressions
+                LastRegression = t.LastRegression
+                IgnoreUntil = t.IgnoreUntil
+                IgnoreUntilCount = t.IgnoreUntilCount
                 RequestData = if d.Detailed then d.Latest.RequestData else r.RequestData
                 Message = if d.Detailed then d.Latest.Message else r.Message
                 Traceback = if d.Detailed then d.Latest.Traceback else r.Traceback

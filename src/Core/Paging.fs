@@ -24,13 +24,14 @@ type CursorDirection =
     /// Rows before the cursor's row: newer ones (the previous page).
     | Newer = 1
 
-/// A position in the newest-first list: a row's last-seen time and hash. Reading from a cursor uses the
-/// index on (last_seen, hash), so a deep page costs what page 1 costs (keyset pagination).
+/// A position in a list: a row's key in the list's order (`ListSort`: UTC ticks of its last-seen or first-seen
+/// time, or its count) and its hash. Reading from a cursor uses the index on (key, hash), so a deep page costs
+/// what page 1 costs (keyset pagination).
 type PageCursor =
     {
-        /// The row's last-seen time.
-        LastSeen: DateTimeOffset
-        /// The row's hash (ties on last-seen order by hash).
+        /// The row's key in the list's order.
+        Key: int64
+        /// The row's hash (ties on the key order by hash).
         Hash: string
         /// Which way to read from it.
         Direction: CursorDirection
@@ -78,33 +79,33 @@ module internal Paging =
 
         ofFetched number size (rest |> List.truncate (Math.Max(1, size) + 1))
 
-    /// A cursor as URL text: "<UTC ticks>.<hash>".
-    let formatCursor (lastSeen: DateTimeOffset) (hash: string) : string = sprintf "%d.%s" lastSeen.UtcTicks hash
+    /// A cursor as URL text: "<key>.<hash>".
+    let formatCursor (key: int64) (hash: string) : string = sprintf "%d.%s" key hash
 
-    /// A cursor from URL text; None when it is not one (then the page number alone decides).
+    /// A cursor from URL text; None when it is not one (then the page number alone decides). A key is a count or
+    /// the ticks of a time, so never negative nor past the last representable time.
     let parseCursor (direction: CursorDirection) (text: string) : PageCursor option =
         match (if isNull text then "" else text).Split('.') with
-        | [| ticks; hash |] when Fingerprint.isValid hash ->
-            match Int64.TryParse ticks with
-            | true, t when t >= DateTimeOffset.MinValue.UtcTicks && t <= DateTimeOffset.MaxValue.UtcTicks ->
+        | [| key; hash |] when Fingerprint.isValid hash ->
+            match Int64.TryParse key with
+            | true, k when k >= 0L && k <= DateTimeOffset.MaxValue.UtcTicks ->
                 Some
                     {
-                        LastSeen = DateTimeOffset(t, TimeSpan.Zero)
+                        Key = k
                         Hash = hash
                         Direction = direction
                     }
             | _ -> None
         | _ -> None
 
-    /// Whether a row comes after the cursor's row in newest-first order (for Older), or before it (Newer).
-    let beyond (c: PageCursor) (lastSeen: DateTimeOffset) (hash: string) : bool =
+    /// The ticks of a time key as a time (UTC).
+    let timeOf (key: int64) : DateTimeOffset = DateTimeOffset(key, TimeSpan.Zero)
+
+    /// Whether a row comes after the cursor's row in the list's order (for Older), or before it (Newer).
+    let beyond (c: PageCursor) (key: int64) (hash: string) : bool =
         match c.Direction with
-        | CursorDirection.Older ->
-            lastSeen < c.LastSeen
-            || (lastSeen = c.LastSeen && String.CompareOrdinal(hash, c.Hash) > 0)
-        | _ ->
-            lastSeen > c.LastSeen
-            || (lastSeen = c.LastSeen && String.CompareOrdinal(hash, c.Hash) < 0)
+        | CursorDirection.Older -> key < c.Key || (key = c.Key && String.CompareOrdinal(hash, c.Hash) > 0)
+        | _ -> key > c.Key || (key = c.Key && String.CompareOrdinal(hash, c.Hash) < 0)
 
     /// A page read from a cursor, asking for at most size + 1 rows (newest first). Reading older, the extra
     /// row says an older page exists; reading newer, the page is the last `size` rows before the cursor.
@@ -137,26 +138,27 @@ module internal Paging =
             }
 
     /// The Newer and Older links of a page under `prefix`: `{prefix}/?page=N`, with the cursor of the page's
-    /// edge row (`before` the first, `after` the last) so the linked page is read through the index; the link
-    /// to page 1 needs none.
+    /// edge row (`before` the first, `after` the last) so the linked page is read through the index (the link
+    /// to page 1 needs none), then `view` (the list's filters, "&name=value..." or "").
     let links
         (prefix: string)
-        (position: 'T -> DateTimeOffset * string)
+        (view: string)
+        (position: 'T -> int64 * string)
         (page: Page<'T>)
         : string option * string option =
         let newer =
             match page.Items with
             | first :: _ when page.HasNewer && page.Number > 2 ->
-                let t, h = position first
-                Some(sprintf "%s/?page=%d&before=%s" prefix (page.Number - 1) (formatCursor t h))
-            | _ when page.HasNewer -> Some(sprintf "%s/?page=%d" prefix (max 1 (page.Number - 1)))
+                let k, h = position first
+                Some(sprintf "%s/?page=%d&before=%s%s" prefix (page.Number - 1) (formatCursor k h) view)
+            | _ when page.HasNewer -> Some(sprintf "%s/?page=%d%s" prefix (max 1 (page.Number - 1)) view)
             | _ -> None
 
         let older =
             match List.tryLast page.Items with
             | Some last when page.HasOlder ->
-                let t, h = position last
-                Some(sprintf "%s/?page=%d&after=%s" prefix (page.Number + 1) (formatCursor t h))
+                let k, h = position last
+                Some(sprintf "%s/?page=%d&after=%s%s" prefix (page.Number + 1) (formatCursor k h) view)
             | _ -> None
 
         newer, older

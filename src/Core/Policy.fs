@@ -23,6 +23,10 @@ type internal GroupWrite =
         LastNotified: DateTimeOffset option
         /// When the group's ticket was last raised (claimed), if ever.
         TicketRaised: DateTimeOffset option
+        /// The group's status after the write.
+        Status: GroupStatus
+        /// True when the write made a resolved group unresolved again (one write sees it, across instances).
+        Regressed: bool
     }
 
 /// The overall cap: notifications sent in the current window, and what was held back.
@@ -42,11 +46,16 @@ type internal NotifyWindow =
 [<RequireQualifiedAccess>]
 module internal Policy =
 
-    /// Whether a written group should notify, and why: the first time it is seen; again when it comes back
-    /// after the quiet period (at most once per interval); or every write in the seed's mode.
+    /// Whether a written group should notify, and why: never while it is ignored; the first time it is seen;
+    /// when it fails again after being resolved (a regression, like a first occurrence); again when it comes
+    /// back after the quiet period (at most once per interval); or every write in the seed's mode.
     let reason (n: NotifySettings) (now: DateTimeOffset) (g: GroupWrite) : NotifyReason option =
-        if n.EveryOccurrence then
+        if g.Status = GroupStatus.Ignored then
+            None
+        elif n.EveryOccurrence then
             Some NotifyReason.Occurrence
+        elif g.Regressed then
+            Some NotifyReason.Regression
         else
             match g.LastNotified with
             | None -> Some NotifyReason.FirstSeen

@@ -95,6 +95,61 @@ type ErrorEvent =
         OccurredAt: DateTimeOffset
     }
 
+/// Where a group stands in triage.
+type GroupStatus =
+    /// Every new group; a resolved group that occurs again (a regression); an ignored one whose ignore ran out.
+    | Unresolved = 0
+    /// Fixed: its next occurrence makes it unresolved again, as a regression.
+    | Resolved = 1
+    /// Accepted: it keeps counting, notifies nobody and is left out of the default list.
+    | Ignored = 2
+
+/// The orders a list of groups comes in (each with ties broken by hash, so paging is exact).
+type ListSort =
+    /// Most recently seen first (the default).
+    | LastSeen = 0
+    /// Most recently first seen first (the newest groups).
+    | FirstSeen = 1
+    /// Most occurrences first.
+    | Count = 2
+
+/// Which groups a list shows, and in which order.
+type ListQuery =
+    {
+        /// Only groups with this status; null for all of them.
+        Status: Nullable<GroupStatus>
+        /// Words the group's exception type, message, path or host must have (each a prefix of one of its words,
+        /// case-insensitive); null or blank for no search.
+        Search: string
+        /// The order.
+        Sort: ListSort
+    }
+
+    /// Every group, most recently seen first.
+    static member All: ListQuery =
+        {
+            Status = Nullable()
+            Search = null
+            Sort = ListSort.LastSeen
+        }
+
+    /// Unresolved groups, most recently seen first: the list the pages open on.
+    static member Unresolved: ListQuery =
+        { ListQuery.All with
+            Status = Nullable GroupStatus.Unresolved
+        }
+
+/// A change of a group's status (from the pages, the API, or code).
+type StatusChange =
+    {
+        /// The new status.
+        Status: GroupStatus
+        /// With `Ignored`: it returns to unresolved at this time (null: no time limit).
+        IgnoreUntil: Nullable<DateTimeOffset>
+        /// With `Ignored`: it returns to unresolved after this many more occurrences (null: no count limit).
+        IgnoreCount: Nullable<int64>
+    }
+
 /// A stored group of identical failures.
 type ErrorRecord =
     {
@@ -120,6 +175,16 @@ type ErrorRecord =
         CreatedOn: DateTimeOffset
         /// Last occurrence (UTC).
         LastSeen: DateTimeOffset
+        /// Where it stands in triage.
+        Status: GroupStatus
+        /// How many times it came back after being resolved.
+        Regressions: int64
+        /// When it last came back after being resolved (the first occurrence that did); null if never.
+        LastRegression: Nullable<DateTimeOffset>
+        /// Ignored until this time (then unresolved again); null when not ignored for a while.
+        IgnoreUntil: Nullable<DateTimeOffset>
+        /// Ignored until its count reaches this (then unresolved again); null when not ignored for a count.
+        IgnoreUntilCount: Nullable<int64>
     }
 
 /// A batch of occurrences of one group, coalesced before it is written.

@@ -19,6 +19,11 @@ type GroupWritten =
         LastNotified: Nullable<DateTimeOffset>
         /// When its ticket was last raised (claimed); null if never.
         TicketRaised: Nullable<DateTimeOffset>
+        /// Its status after the write.
+        Status: GroupStatus
+        /// True when this write made a resolved group unresolved again (a regression): exactly one write, across
+        /// every instance, sees it.
+        Regressed: bool
     }
 
 /// Which right a store claims for a group.
@@ -54,14 +59,26 @@ type IErrorStore =
     /// One group by its hash, or null (a C# implementation declares it `Task<ErrorRecord?>`).
     abstract GetAsync: hash: string * cancellationToken: CancellationToken -> Task<ErrorRecord>
 
-    /// Groups newest `LastSeen` first (ties by hash), skipping `offset`, at most `count` of them.
+    /// The groups `query` selects (status, search: `Triage.selects`), in its order (largest key first, ties by
+    /// hash), skipping `offset`, at most `count` of them.
     abstract ListAsync:
-        offset: int64 * count: int * cancellationToken: CancellationToken -> Task<IReadOnlyList<ErrorRecord>>
+        query: ListQuery * offset: int64 * count: int * cancellationToken: CancellationToken ->
+            Task<IReadOnlyList<ErrorRecord>>
 
-    /// Up to `count` groups beyond a cursor's row (older, or newer), newest `LastSeen` first (ties by hash), read
-    /// through the index on (last_seen, hash) so a deep page costs what page 1 costs.
+    /// Up to `count` of the groups `query` selects beyond a cursor's row (older, or newer), in its order, read
+    /// through an index on (status, key, hash) so a deep page costs what page 1 costs.
     abstract ListFromAsync:
-        cursor: PageCursor * count: int * cancellationToken: CancellationToken -> Task<IReadOnlyList<ErrorRecord>>
+        query: ListQuery * cursor: PageCursor * count: int * cancellationToken: CancellationToken ->
+            Task<IReadOnlyList<ErrorRecord>>
+
+    /// Changes a group's status (`Triage.change`) in one conditional statement, so a change racing an
+    /// occurrence loses neither; returns the group as changed, or null when there is none.
+    abstract SetStatusAsync:
+        hash: string * change: StatusChange * cancellationToken: CancellationToken -> Task<ErrorRecord>
+
+    /// Makes the ignored groups whose time ran out by `now` unresolved again (`Triage.expire`); called before a
+    /// list is read.
+    abstract ExpireIgnoresAsync: now: DateTimeOffset * cancellationToken: CancellationToken -> Task
 
     /// Deletes a group; true when it existed.
     abstract DeleteAsync: hash: string * cancellationToken: CancellationToken -> Task<bool>
@@ -146,3 +163,32 @@ type DefaultContextBuilder() =
 /// A configuration that cannot work: thrown at start-up, naming the key at fault.
 type ErrorMonitorConfigException(message: string) =
     inherit InvalidOperationException(message)
+
+/// The rules every store follows, for a store of your own (`IErrorStore`): the built-in stores follow the same
+/// rules in their SQL, checked against these by their contract tests.
+[<AbstractClass; Sealed>]
+type StoreRules =
+    /// The group after a batch is written to it (`existing` null for a new group): counts, times, details,
+    /// and the triage rule (a resolved group becomes unresolved as a regression; an ignored one whose limit ran
+    /// out becomes unresolved).
+    static member Apply([<Nullable(2uy)>] existing: ErrorRecord, delta: GroupDelta) : ErrorRecord =
+        Events.apply (if isNull (box existing) then None else Some existing) delta
+
+    /// True when the written batch made a resolved group unresolved again.
+    static member Regressed([<Nullable(2uy)>] existing: ErrorRecord, after: ErrorRecord) : bool =
+        not (isNull (box existing)) && after.Regressions > existing.Regressions
+
+    /// The group after a status change.
+    static member Change(record: ErrorRecord, change: StatusChange) : ErrorRecord = Triage.change change record
+
+    /// The group once `now` has passed (an ignored group whose time ran out is unresolved again).
+    static member Expire(record: ErrorRecord, now: DateTimeOffset) : ErrorRecord = Triage.expire now record
+
+    /// True when a list shows the group (its status filter and search).
+    static member Selects(query: ListQuery, record: ErrorRecord) : bool = Triage.selects query record
+
+    /// The group's key in a list's order (larger first; ties by hash, ordinal).
+    static member SortKey(sort: ListSort, record: ErrorRecord) : int64 = Triage.sortKey sort record
+
+    /// True when a row with this key and hash comes after the cursor's row (older) or before it (newer).
+    static member Beyond(cursor: PageCursor, key: int64, hash: string) : bool = Paging.beyond cursor key hash

@@ -140,12 +140,38 @@ module Browse =
         | true, v -> Some(string v)
         | _ -> None
 
-    /// The page a request asks for: by a cursor from a Newer/Older link when it has one (keyset: a deep
-    /// page costs what page 1 costs), else by its number.
-    let private pageOf (b: BrowseOptions) (ctx: HttpContext) : Task<Page<ErrorRecord>> =
+    /// The list a request asks for (`status`, `q`, `sort`), or the parameter at fault and why.
+    let private queryOf (ctx: HttpContext) : Result<ListQuery, string * string> =
+        match Triage.parseStatusFilter (query ctx "status"), Triage.parseSort (query ctx "sort") with
+        | Error why, _ -> Error("status", why)
+        | _, Error why -> Error("sort", why)
+        | Ok status, Ok sort ->
+            Ok
+                {
+                    Status = status
+                    Sort = sort
+                    Search =
+                        match query ctx "q" with
+                        | Some q when not (String.IsNullOrWhiteSpace q) -> q.Trim()
+                        | _ -> null
+                }
+
+    /// A list's filters as URL parameters ("&status=...&sort=...[&q=...]"), carried by every link of the view.
+    let internal viewParameters (q: ListQuery) : string =
+        sprintf "&status=%s&sort=%s" (Triage.filterName q.Status) (Triage.sortName q.Sort)
+        + (if String.IsNullOrWhiteSpace q.Search then
+               ""
+           else
+               "&q=" + Uri.EscapeDataString q.Search)
+
+    /// The page a request asks for of a list: by a cursor from a Newer/Older link when it has one (keyset: a
+    /// deep page costs what page 1 costs), else by its number. Ignored groups whose time ran out are made
+    /// unresolved first.
+    let private pageOf (b: BrowseOptions) (ctx: HttpContext) (q: ListQuery) : Task<Page<ErrorRecord>> =
         task {
             let number = Paging.parsePage (query ctx "page")
             let size = b.Engine.Settings.DefaultListSize
+            do! b.Engine.Store.ExpireIgnoresAsync(b.Engine.Now(), ctx.RequestAborted)
 
             let cursor =
                 match query ctx "after" |> Option.bind (Paging.parseCursor CursorDirection.Older) with
@@ -154,35 +180,42 @@ module Browse =
 
             match cursor with
             | Some c when number > 1 || c.Direction = CursorDirection.Newer ->
-                let! rows = b.Engine.Store.ListFromAsync(c, size + 1, ctx.RequestAborted)
+                let! rows = b.Engine.Store.ListFromAsync(q, c, size + 1, ctx.RequestAborted)
                 return Paging.ofCursor number size c.Direction (List.ofSeq rows)
             | _ ->
                 let! rows =
-                    b.Engine.Store.ListAsync(Paging.offset number size, size + 1, ctx.RequestAborted)
+                    b.Engine.Store.ListAsync(q, Paging.offset number size, size + 1, ctx.RequestAborted)
 
                 return Paging.ofFetched number size (List.ofSeq rows)
         }
 
-    /// The Newer and Older links of a page (the rule is Core's).
-    let private links (b: BrowseOptions) (page: Page<ErrorRecord>) : string option * string option =
-        Paging.links (prefix b) (fun (r: ErrorRecord) -> r.LastSeen, r.Hash) page
+    /// The Newer and Older links of a page of a list (the rule is Core's).
+    let private links (b: BrowseOptions) (q: ListQuery) (page: Page<ErrorRecord>) : string option * string option =
+        Paging.links (prefix b) (viewParameters q) (fun (r: ErrorRecord) -> Triage.sortKey q.Sort r, r.Hash) page
 
     let private banner (b: BrowseOptions) =
         match b.Engine.Queue.Dropped with
         | 0L -> None
         | n -> Some(sprintf "%d occurrences were dropped because ErrorMonitor's queue was full." n)
 
-    /// The list page: newest last-seen first, `APP_DEFAULT_LIST_SIZE` a page.
+    /// The list page: unresolved groups, most recently seen first, unless the URL asks for another view;
+    /// `APP_DEFAULT_LIST_SIZE` a page.
     let internal list (b: BrowseOptions) : HttpHandler =
         fun next ctx ->
             task {
-                let! page = pageOf b ctx
-                let newer, older = links b page
+                let q =
+                    match queryOf ctx with
+                    | Ok q -> q
+                    | Error _ -> Triage.defaultQuery
+
+                let! page = pageOf b ctx q
+                let newer, older = links b q page
+                let here = ctx.Request.Path.Value + ctx.Request.QueryString.Value
 
                 return!
                     html
                         200
-                        (Views.list (prefix b) (b.Engine.Now()) (antiforgery ctx) (banner b) newer older page)
+                        (Views.list (prefix b) (b.Engine.Now()) (antiforgery ctx) (banner b) q here newer older page)
                         next
                         ctx
             }
@@ -205,6 +238,128 @@ module Browse =
                 | None ->
                     return!
                         html 404 (Views.message (prefix b) "Not found" "There is no error group with this id.") next ctx
+            }
+
+    /// True when a form post carries a valid antiforgery token; else the page that says why.
+    let private validForm (b: BrowseOptions) (ctx: HttpContext) : Task<Result<unit, HttpHandler>> =
+        task {
+            let af = ctx.RequestServices.GetService<IAntiforgery>()
+
+            let! valid =
+                task {
+                    if isNull af then
+                        return false
+                    else
+                        try
+                            do! af.ValidateRequestAsync ctx
+                            return true
+                        with :? AntiforgeryValidationException ->
+                            return false
+                }
+
+            if valid then
+                return Ok()
+            else
+                let why =
+                    if isNull af then
+                        "Changing a group needs ASP.NET Core antiforgery: call builder.Services.AddAntiforgery()."
+                    else
+                        "The form's antiforgery token is missing or invalid: reload the page and try again."
+
+                return Error(html 400 (Views.message (prefix b) "Bad request" why))
+        }
+
+    let private postOnly (b: BrowseOptions) (ctx: HttpContext) (what: string) : HttpHandler option =
+        if HttpMethods.IsPost ctx.Request.Method then
+            None
+        else
+            ctx.Response.Headers.Allow <- "POST"
+            Some(html 405 (Views.message (prefix b) "Method not allowed" what))
+
+    /// Where a form goes back to: its `back` field when it is a page under the prefix, else the list.
+    let private backTo (b: BrowseOptions) (form: IFormCollection) : string =
+        let back = string form.["back"]
+
+        if
+            back.StartsWith(prefix b + "/", StringComparison.Ordinal)
+            && not (back.StartsWith("//", StringComparison.Ordinal))
+            && not (back.Contains '\\')
+        then
+            back
+        else
+            prefix b + "/"
+
+    /// A status change from a form's fields: `status`, and with ignored, `ignoreHours` or `ignoreCount`.
+    let private formChange (b: BrowseOptions) (form: IFormCollection) (status: GroupStatus) : StatusChange =
+        let number (name: string) =
+            match Int64.TryParse(string form.[name]) with
+            | true, n when n >= 1L -> Some n
+            | _ -> None
+
+        {
+            Status = status
+            IgnoreUntil =
+                match status, number "ignoreHours" with
+                | GroupStatus.Ignored, Some h when h <= 24L * 366L -> Nullable(b.Engine.Now().AddHours(float h))
+                | _ -> Nullable()
+            IgnoreCount =
+                match status, number "ignoreCount" with
+                | GroupStatus.Ignored, Some n -> Nullable n
+                | _ -> Nullable()
+        }
+
+    /// Changes the status of one group or of the groups selected in the list (a form post with a valid
+    /// antiforgery token: fields `hash` (one or many), `status` (unresolved, resolved, ignored or delete), and
+    /// `back`), then goes back to the page it came from.
+    let internal changeStatus (b: BrowseOptions) (hash: string) : HttpHandler =
+        fun next ctx ->
+            task {
+                match postOnly b ctx "Changing a group needs a POST from its buttons." with
+                | Some refuse -> return! refuse next ctx
+                | None ->
+                    match! validForm b ctx with
+                    | Error refuse -> return! refuse next ctx
+                    | Ok() ->
+                        let! form = ctx.Request.ReadFormAsync ctx.RequestAborted
+
+                        let hashes =
+                            (if String.IsNullOrEmpty hash then
+                                 form.["hash"] |> Seq.map string |> List.ofSeq
+                             else
+                                 [ hash ])
+                            |> List.filter Fingerprint.isValid
+                            |> List.distinct
+                            |> List.truncate 1000
+
+                        let action = string form.["status"]
+
+                        match action, Triage.parseStatus action with
+                        | "delete", _ ->
+                            for h in hashes do
+                                let! _ = b.Engine.Store.DeleteAsync(h, ctx.RequestAborted)
+                                ()
+
+                            ctx.Response.Redirect(backTo b form)
+                            return Some ctx
+                        | _, Some status ->
+                            let change = formChange b form status
+
+                            for h in hashes do
+                                let! _ = b.Engine.Store.SetStatusAsync(h, change, ctx.RequestAborted)
+                                ()
+
+                            ctx.Response.Redirect(backTo b form)
+                            return Some ctx
+                        | _ ->
+                            return!
+                                html
+                                    400
+                                    (Views.message
+                                        (prefix b)
+                                        "Bad request"
+                                        "The status must be unresolved, resolved, ignored or delete.")
+                                    next
+                                    ctx
             }
 
     /// Deletes a group (POST with a valid antiforgery token), then goes back to the list.
@@ -262,42 +417,153 @@ module Browse =
     let internal apiList (b: BrowseOptions) : HttpHandler =
         fun next ctx ->
             task {
-                let! page = pageOf b ctx
+                match queryOf ctx with
+                | Error(field, why) -> return! Ingest.problem 400 "Bad Request" why (Some field) next ctx
+                | Ok q ->
+                    let! page = pageOf b ctx q
 
-                return!
-                    json
-                        200
-                        "application/json; charset=utf-8"
-                        (fun w ->
-                            w.WriteStartObject()
-                            w.WriteStartArray "items"
-
-                            for r in page.Items do
+                    return!
+                        json
+                            200
+                            "application/json; charset=utf-8"
+                            (fun w ->
                                 w.WriteStartObject()
-                                writeItem w r
-                                w.WriteEndObject()
+                                w.WriteStartArray "items"
 
-                            w.WriteEndArray()
-                            w.WriteNumber("page", page.Number)
-                            w.WriteNumber("pageSize", page.Size)
-                            w.WriteBoolean("hasNext", page.HasOlder)
-                            w.WriteBoolean("hasPrevious", page.HasNewer)
-                            let newer, older = links b page
+                                for r in page.Items do
+                                    w.WriteStartObject()
+                                    writeItem w r
+                                    w.WriteEndObject()
 
-                            let api (href: string) =
-                                href.Replace(prefix b + "/?", prefix b + "/api/errors?")
+                                w.WriteEndArray()
+                                w.WriteNumber("page", page.Number)
+                                w.WriteNumber("pageSize", page.Size)
+                                w.WriteBoolean("hasNext", page.HasOlder)
+                                w.WriteBoolean("hasPrevious", page.HasNewer)
+                                let newer, older = links b q page
 
-                            match older with
-                            | Some o -> w.WriteString("next", api o)
-                            | None -> w.WriteNull "next"
+                                let api (href: string) =
+                                    href.Replace(prefix b + "/?", prefix b + "/api/errors?")
 
-                            match newer with
-                            | Some n -> w.WriteString("previous", api n)
-                            | None -> w.WriteNull "previous"
+                                match older with
+                                | Some o -> w.WriteString("next", api o)
+                                | None -> w.WriteNull "next"
 
-                            w.WriteEndObject())
-                        next
-                        ctx
+                                match newer with
+                                | Some n -> w.WriteString("previous", api n)
+                                | None -> w.WriteNull "previous"
+
+                                w.WriteEndObject())
+                            next
+                            ctx
+            }
+
+    /// A status change from a JSON body `{"status", "ignoreUntil"?, "ignoreCount"?}`, or the field at fault.
+    let private parseChange (body: string) : Result<StatusChange, string * string> =
+        try
+            use doc = JsonDocument.Parse body
+            let root = doc.RootElement
+
+            if root.ValueKind <> JsonValueKind.Object then
+                Error("body", "the body must be a JSON object")
+            else
+                let prop (name: string) =
+                    match root.TryGetProperty name with
+                    | true, v when v.ValueKind <> JsonValueKind.Null -> Some v
+                    | _ -> None
+
+                match prop "status" with
+                | Some v when
+                    v.ValueKind = JsonValueKind.String
+                    && (Triage.parseStatus (v.GetString())).IsSome
+                    ->
+                    let status = (Triage.parseStatus (v.GetString())).Value
+
+                    let until =
+                        match prop "ignoreUntil" with
+                        | None -> Ok(Nullable())
+                        | Some t when t.ValueKind = JsonValueKind.String ->
+                            match
+                                DateTimeOffset.TryParse(
+                                    t.GetString(),
+                                    Globalization.CultureInfo.InvariantCulture,
+                                    Globalization.DateTimeStyles.AssumeUniversal
+                                )
+                            with
+                            | true, at -> Ok(Nullable(at.ToUniversalTime()))
+                            | _ -> Error("ignoreUntil", "ignoreUntil must be an ISO 8601 time")
+                        | Some _ -> Error("ignoreUntil", "ignoreUntil must be an ISO 8601 time")
+
+                    let count =
+                        match prop "ignoreCount" with
+                        | None -> Ok(Nullable())
+                        | Some n when n.ValueKind = JsonValueKind.Number ->
+                            match n.TryGetInt64() with
+                            | true, c -> Ok(Nullable c)
+                            | _ -> Error("ignoreCount", "ignoreCount must be a whole number of at least 1")
+                        | Some _ -> Error("ignoreCount", "ignoreCount must be a whole number of at least 1")
+
+                    match until, count with
+                    | Error e, _
+                    | _, Error e -> Error e
+                    | Ok u, Ok c ->
+                        Triage.validate
+                            {
+                                Status = status
+                                IgnoreUntil = u
+                                IgnoreCount = c
+                            }
+                | _ -> Error("status", "status must be unresolved, resolved or ignored")
+        with :? JsonException ->
+            Error("body", "the body is not valid JSON")
+
+    /// Changes a group's status from the API: `POST {prefix}/api/errors/{hash}/status` with a JSON body (only
+    /// `application/json`, which a browser cannot send cross-site without a preflight these routes never
+    /// grant); 200 with the item as changed, 404 for an unknown group, 415 for another content type, 400 naming
+    /// the field at fault.
+    let internal apiStatus (b: BrowseOptions) (hash: string) : HttpHandler =
+        fun next ctx ->
+            task {
+                let mediaType =
+                    match Net.Http.Headers.MediaTypeHeaderValue.TryParse(ctx.Request.ContentType) with
+                    | true, m -> m.MediaType
+                    | _ -> ""
+
+                if not (String.Equals(mediaType, "application/json", StringComparison.OrdinalIgnoreCase)) then
+                    return!
+                        Ingest.problem 415 "Unsupported Media Type" "The body must be application/json." None next ctx
+                else
+                    use reader = new StreamReader(ctx.Request.Body, Text.Encoding.UTF8)
+                    let! body = reader.ReadToEndAsync ctx.RequestAborted
+
+                    match parseChange body with
+                    | Error(field, why) -> return! Ingest.problem 400 "Bad Request" why (Some field) next ctx
+                    | Ok change ->
+                        let! changed =
+                            if Fingerprint.isValid hash then
+                                b.Engine.Store.SetStatusAsync(hash, change, ctx.RequestAborted)
+                            else
+                                Task.FromResult Unchecked.defaultof<ErrorRecord>
+
+                        if isNull (box changed) then
+                            return!
+                                problem
+                                    404
+                                    "Not Found"
+                                    (sprintf "There is no error group with hash '%s'." hash)
+                                    next
+                                    ctx
+                        else
+                            return!
+                                json
+                                    200
+                                    "application/json; charset=utf-8"
+                                    (fun w ->
+                                        w.WriteStartObject()
+                                        writeItem w changed
+                                        w.WriteEndObject())
+                                    next
+                                    ctx
             }
 
     /// One group as JSON, with requestData (an object) and traceback; 404 problem details when unknown.
@@ -344,6 +610,9 @@ module Browse =
             "/api/errors", [ "GET" ], false, (fun b _ _ -> apiList b)
             "/api/errors/{hash}", [ "GET" ], false, (fun b _ hash -> apiDetail b hash)
             "/delete/{hash}", [ "GET"; "POST" ], false, (fun b _ hash -> delete b hash)
+            "/api/errors/{hash}/status", [ "POST" ], false, (fun b _ hash -> apiStatus b hash)
+            "/status/{hash}", [ "GET"; "POST" ], false, (fun b _ hash -> changeStatus b hash)
+            "/status", [ "GET"; "POST" ], false, (fun b _ _ -> changeStatus b "")
             "/{hash}", [ "GET" ], false, (fun b _ hash -> detail b hash)
         ]
 

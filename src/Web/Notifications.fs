@@ -19,7 +19,17 @@ open ErrorMonitor.Core
 [<RequireQualifiedAccess>]
 module internal RecordJson =
 
-    /// Writes hash, host, path, method, exceptionName, message, count, createdOn and lastSeen (ISO 8601 UTC).
+    let private time (t: DateTimeOffset) =
+        t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", Globalization.CultureInfo.InvariantCulture)
+
+    let private nullableTime (w: Utf8JsonWriter) (name: string) (t: Nullable<DateTimeOffset>) =
+        if t.HasValue then
+            w.WriteString(name, time t.Value)
+        else
+            w.WriteNull name
+
+    /// Writes hash, host, path, method, exceptionName, message, count, createdOn and lastSeen (ISO 8601 UTC),
+    /// status, regressions, lastRegression, ignoreUntil and ignoreUntilCount (null when none).
     let fields (w: Utf8JsonWriter) (r: ErrorRecord) =
         w.WriteString("hash", r.Hash)
         w.WriteString("host", r.Host)
@@ -28,8 +38,17 @@ module internal RecordJson =
         w.WriteString("exceptionName", r.ExceptionName)
         w.WriteString("message", r.Message)
         w.WriteNumber("count", r.Count)
-        w.WriteString("createdOn", r.CreatedOn.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
-        w.WriteString("lastSeen", r.LastSeen.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ"))
+        w.WriteString("createdOn", time r.CreatedOn)
+        w.WriteString("lastSeen", time r.LastSeen)
+        w.WriteString("status", Triage.statusName r.Status)
+        w.WriteNumber("regressions", r.Regressions)
+        nullableTime w "lastRegression" r.LastRegression
+        nullableTime w "ignoreUntil" r.IgnoreUntil
+
+        if r.IgnoreUntilCount.HasValue then
+            w.WriteNumber("ignoreUntilCount", r.IgnoreUntilCount.Value)
+        else
+            w.WriteNull "ignoreUntilCount"
 
 /// The built-in email notifier: SMTP through MailKit, configured by the APP_ERROR_SMTP_* keys.
 type internal EmailNotifier(n: NotifySettings) =
@@ -247,6 +266,8 @@ type internal Dispatcher
                     FirstAt = delta.FirstAt
                     LastNotified = toOption written.LastNotified
                     TicketRaised = toOption written.TicketRaised
+                    Status = written.Status
+                    Regressed = written.Regressed
                 }
 
             let reason = Policy.reason n now write

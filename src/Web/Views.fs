@@ -82,22 +82,113 @@ table.data td { overflow-wrap: anywhere; }
                 button [ _type "submit"; _class "delete" ] [ str "Delete" ]
             ]
 
-    /// The list page.
+    let private hidden (token: Antiforgery option) =
+        match token with
+        | Some t -> input [ _type "hidden"; _name t.FieldName; _value t.Token ]
+        | None -> str ""
+
+    let private statusMark (r: ErrorRecord) =
+        span
+            [ _class ("status status-" + Triage.statusName r.Status) ]
+            [
+                str (Triage.statusName r.Status)
+                if r.Regressions > 0L then
+                    span
+                        [
+                            _class "regression"
+                            _title (
+                                sprintf
+                                    "came back after being resolved %d time%s"
+                                    r.Regressions
+                                    (if r.Regressions = 1L then "" else "s")
+                            )
+                        ]
+                        [ str (sprintf " ↺ regression ×%d" r.Regressions) ]
+            ]
+
+    /// The list page: status tabs, a search box, sort links, and the groups with a check box each for the bulk
+    /// actions (resolve, ignore, unresolve, delete: one form, posted with the antiforgery token). `here` is the
+    /// page's own URL (the actions come back to it).
     let list
         (prefix: string)
         (now: DateTimeOffset)
         (token: Antiforgery option)
         (banner: string option)
+        (q: ListQuery)
+        (here: string)
         (newerHref: string option)
         (olderHref: string option)
         (page: Page<ErrorRecord>)
         : XmlNode =
+        let viewHref (status: Nullable<GroupStatus>) (sort: ListSort) =
+            sprintf
+                "%s/?status=%s&sort=%s%s"
+                prefix
+                (Triage.filterName status)
+                (Triage.sortName sort)
+                (if String.IsNullOrWhiteSpace q.Search then
+                     ""
+                 else
+                     "&q=" + Uri.EscapeDataString q.Search)
+
+        let tabs =
+            nav
+                [ _class "tabs"; attr "aria-label" "Status" ]
+                [
+                    for label, status in
+                        [
+                            "Unresolved", Nullable GroupStatus.Unresolved
+                            "Resolved", Nullable GroupStatus.Resolved
+                            "Ignored", Nullable GroupStatus.Ignored
+                            "All", Nullable()
+                        ] do
+                        if status = q.Status then
+                            strong [ _class "tab current"; attr "aria-current" "page" ] [ str label ]
+                        else
+                            a [ _class "tab"; _href (viewHref status q.Sort) ] [ str label ]
+                ]
+
+        let search =
+            form
+                [ _method "get"; _action (prefix + "/"); _class "search" ]
+                [
+                    input [ _type "hidden"; _name "status"; _value (Triage.filterName q.Status) ]
+                    input [ _type "hidden"; _name "sort"; _value (Triage.sortName q.Sort) ]
+                    input
+                        [
+                            _type "search"
+                            _name "q"
+                            _value (if isNull q.Search then "" else q.Search)
+                            _placeholder "Search type, message, path, host"
+                            attr "aria-label" "Search"
+                        ]
+                    button [ _type "submit" ] [ str "Search" ]
+                ]
+
+        let sortLink (label: string) (sort: ListSort) =
+            if sort = q.Sort then
+                strong [ _class "sort current" ] [ str label ]
+            else
+                a [ _class "sort"; _href (viewHref q.Status sort) ] [ str label ]
+
         let rows =
             page.Items
             |> List.map (fun r ->
                 tr
                     []
                     [
+                        td
+                            []
+                            [
+                                input
+                                    [
+                                        _type "checkbox"
+                                        _name "hash"
+                                        _value r.Hash
+                                        _class "select"
+                                        attr "aria-label" ("Select " + r.ExceptionName)
+                                    ]
+                            ]
                         td [] [ str r.Host ]
                         td [] [ str r.Method ]
                         td [ _class "path"; _title r.Path ] [ str (Display.shorten 60 r.Path) ]
@@ -107,10 +198,22 @@ table.data td { overflow-wrap: anywhere; }
                                 a
                                     [ _href (sprintf "%s/%s" prefix r.Hash); _class "detail-link" ]
                                     [ str r.ExceptionName ]
+                                div [ _class "message muted"; _title r.Message ] [ str (Display.shorten 80 r.Message) ]
                             ]
+                        td [] [ statusMark r ]
                         td [] [ time now r.LastSeen ]
                         td [ _class "count" ] [ str (string r.Count) ]
-                        td [] [ deleteForm prefix token r.Hash ]
+                        td
+                            []
+                            [
+                                button
+                                    [
+                                        _type "submit"
+                                        _class "delete"
+                                        attr "formaction" (sprintf "%s/delete/%s" prefix r.Hash)
+                                    ]
+                                    [ str "Delete" ]
+                            ]
                     ])
 
         let pager =
@@ -132,42 +235,71 @@ table.data td { overflow-wrap: anywhere; }
                 match banner with
                 | Some b -> div [ _class "banner"; attr "role" "alert" ] [ str b ]
                 | None -> ()
+                tabs
+                search
+                div
+                    [ _class "sorts" ]
+                    [
+                        str "Sort: "
+                        sortLink "Last seen" ListSort.LastSeen
+                        str " · "
+                        sortLink "First seen" ListSort.FirstSeen
+                        str " · "
+                        sortLink "Occurrences" ListSort.Count
+                    ]
                 if page.Items.IsEmpty then
                     p
                         [ _class "empty" ]
                         [
                             str (
                                 if page.Number = 1 then
-                                    "No errors recorded."
+                                    "No errors here."
                                 else
                                     "No errors on this page. "
                             )
                             if page.Number > 1 then
-                                a [ _href (prefix + "/?page=1") ] [ str "Back to the first page" ]
+                                a [ _href (viewHref q.Status q.Sort) ] [ str "Back to the first page" ]
                         ]
                 else
-                    div
-                        [ _class "table-wrap" ]
+                    form
+                        [ _method "post"; _action (prefix + "/status"); _class "bulk" ]
                         [
-                            table
-                                []
+                            hidden token
+                            input [ _type "hidden"; _name "back"; _value here ]
+                            div
+                                [ _class "bulk-actions" ]
                                 [
-                                    thead
+                                    str "Selected: "
+                                    button [ _type "submit"; _name "status"; _value "resolved" ] [ str "Resolve" ]
+                                    button [ _type "submit"; _name "status"; _value "ignored" ] [ str "Ignore" ]
+                                    button [ _type "submit"; _name "status"; _value "unresolved" ] [ str "Unresolve" ]
+                                    button [ _type "submit"; _name "status"; _value "delete" ] [ str "Delete" ]
+                                ]
+                            div
+                                [ _class "table-wrap" ]
+                                [
+                                    table
                                         []
                                         [
-                                            tr
+                                            thead
                                                 []
                                                 [
-                                                    th [] [ str "Host" ]
-                                                    th [] [ str "Method" ]
-                                                    th [] [ str "Path" ]
-                                                    th [] [ str "Exception" ]
-                                                    th [] [ str "Last seen" ]
-                                                    th [] [ str "Occurrences" ]
-                                                    th [] []
+                                                    tr
+                                                        []
+                                                        [
+                                                            th [] []
+                                                            th [] [ str "Host" ]
+                                                            th [] [ str "Method" ]
+                                                            th [] [ str "Path" ]
+                                                            th [] [ str "Exception" ]
+                                                            th [] [ str "Status" ]
+                                                            th [] [ str "Last seen" ]
+                                                            th [] [ str "Occurrences" ]
+                                                            th [] []
+                                                        ]
                                                 ]
+                                            tbody [] rows
                                         ]
-                                    tbody [] rows
                                 ]
                         ]
                 pager
@@ -224,12 +356,43 @@ table.data td { overflow-wrap: anywhere; }
                         dd [] [ time now r.LastSeen ]
                         dt [] [ str "Occurrences" ]
                         dd [ _class "count" ] [ str (string r.Count) ]
+                        dt [] [ str "Status" ]
+                        dd [ _class "status-fact" ] [ statusMark r ]
+                        if r.LastRegression.HasValue then
+                            dt [] [ str "Last regression" ]
+                            dd [] [ time now r.LastRegression.Value ]
+                        if r.IgnoreUntil.HasValue then
+                            dt [] [ str "Ignored until" ]
+                            dd [] [ time now r.IgnoreUntil.Value ]
+                        if r.IgnoreUntilCount.HasValue then
+                            dt [] [ str "Ignored until its count reaches" ]
+                            dd [] [ str (string r.IgnoreUntilCount.Value) ]
                     ]
                 h2 [] [ str "Exception" ]
                 pre [ _class "traceback" ] [ str r.Traceback ]
                 h2 [] [ str "Request data" ]
                 div [ _class "table-wrap request-data" ] [ requestData r.RequestData ]
                 h2 [] [ str "Actions" ]
+                form
+                    [ _method "post"; _action (sprintf "%s/status/%s" prefix r.Hash); _class "status-form" ]
+                    [
+                        hidden token
+                        input [ _type "hidden"; _name "back"; _value (sprintf "%s/%s" prefix r.Hash) ]
+                        if r.Status <> GroupStatus.Resolved then
+                            button [ _type "submit"; _name "status"; _value "resolved" ] [ str "Resolve" ]
+                        if r.Status <> GroupStatus.Unresolved then
+                            button [ _type "submit"; _name "status"; _value "unresolved" ] [ str "Unresolve" ]
+                        button [ _type "submit"; _name "status"; _value "ignored" ] [ str "Ignore" ]
+                        label
+                            []
+                            [
+                                str " for "
+                                input [ _type "number"; _name "ignoreHours"; _min "1"; _class "short" ]
+                                str " hours, or until "
+                                input [ _type "number"; _name "ignoreCount"; _min "1"; _class "short" ]
+                                str " more occurrences (blank: for good)"
+                            ]
+                    ]
                 deleteForm prefix token r.Hash
                 p [] [ a [ _href (prefix + "/") ] [ str "← All errors" ] ]
             ]

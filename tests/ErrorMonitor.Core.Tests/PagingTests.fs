@@ -42,7 +42,9 @@ let tests =
                     |> List.sortBy (fun (t, h) -> -t.UtcTicks, h)
 
                 let fetch (c: PageCursor) count =
-                    let beyond = rows |> List.filter (fun (t, h) -> Paging.beyond c t h)
+                    let beyond =
+                        rows
+                        |> List.filter (fun (t: System.DateTimeOffset, h) -> Paging.beyond c t.UtcTicks h)
 
                     if c.Direction = CursorDirection.Older then
                         List.truncate count beyond
@@ -56,8 +58,11 @@ let tests =
                     List.unfold
                         (fun (p: Page<_>) ->
                             if p.HasOlder then
-                                let t, h = List.last p.Items
-                                let c = (Paging.parseCursor CursorDirection.Older (Paging.formatCursor t h)).Value
+                                let (t: System.DateTimeOffset), h = List.last p.Items
+
+                                let c =
+                                    (Paging.parseCursor CursorDirection.Older (Paging.formatCursor t.UtcTicks h))
+                                        .Value
 
                                 let next =
                                     Paging.ofCursor (p.Number + 1) size CursorDirection.Older (fetch c (size + 1))
@@ -73,8 +78,11 @@ let tests =
                     pages
                     |> List.tail
                     |> List.map (fun p ->
-                        let t, h = List.head p.Items
-                        let c = (Paging.parseCursor CursorDirection.Newer (Paging.formatCursor t h)).Value
+                        let (t: System.DateTimeOffset), h = List.head p.Items
+
+                        let c =
+                            (Paging.parseCursor CursorDirection.Newer (Paging.formatCursor t.UtcTicks h)).Value
+
                         (Paging.ofCursor (p.Number - 1) size CursorDirection.Newer (fetch c (size + 1))).Items)
 
                 (pages |> List.map (fun p -> p.Items)) = (if chunks.IsEmpty then [ [] ] else chunks)
@@ -89,13 +97,27 @@ let tests =
                 let h (i: int) = Fingerprint.sha256Hex (string i)
 
                 let page n =
-                    Paging.ofFetched n 2 [ (t, h 1); (t, h 2); (t, h 3) ]
+                    Paging.ofFetched n 2 [ (t.UtcTicks, h 1); (t.UtcTicks, h 2); (t.UtcTicks, h 3) ]
 
-                let newer, older = Paging.links "/dev/error" id (page 3)
-                Expect.equal newer (Some(sprintf "/dev/error/?page=2&before=%s" (Paging.formatCursor t (h 1)))) "newer"
-                Expect.equal older (Some(sprintf "/dev/error/?page=4&after=%s" (Paging.formatCursor t (h 2)))) "older"
-                Expect.equal (fst (Paging.links "/dev/error" id (page 2))) (Some "/dev/error/?page=1") "page 1"
-                Expect.equal (fst (Paging.links "/dev/error" id (page 1))) None "no newer page"
+                let view = "&status=resolved&sort=count"
+                let newer, older = Paging.links "/dev/error" view id (page 3)
+
+                Expect.equal
+                    newer
+                    (Some(sprintf "/dev/error/?page=2&before=%s%s" (Paging.formatCursor t.UtcTicks (h 1)) view))
+                    "newer"
+
+                Expect.equal
+                    older
+                    (Some(sprintf "/dev/error/?page=4&after=%s%s" (Paging.formatCursor t.UtcTicks (h 2)) view))
+                    "older"
+
+                Expect.equal
+                    (fst (Paging.links "/dev/error" view id (page 2)))
+                    (Some("/dev/error/?page=1" + view))
+                    "page 1"
+
+                Expect.equal (fst (Paging.links "/dev/error" view id (page 1))) None "no newer page"
             }
 
             test "a cursor that is not one is ignored" {
@@ -105,6 +127,7 @@ let tests =
                         "abc"
                         "12.xyz"
                         "x." + Fingerprint.sha256Hex "a"
+                        "-5." + Fingerprint.sha256Hex "a"
                         "99999999999999999999." + Fingerprint.sha256Hex "a"
                     ] do
                     Expect.isNone (Paging.parseCursor CursorDirection.Older text) text

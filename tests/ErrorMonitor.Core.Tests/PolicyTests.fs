@@ -26,6 +26,8 @@ let private write: Gen<GroupWrite * DateTimeOffset> =
                 FirstAt = minutes first
                 LastNotified = notified |> Option.map minutes
                 TicketRaised = None
+                Status = GroupStatus.Unresolved
+                Regressed = false
             },
             minutes (first + lag)
     }
@@ -94,6 +96,8 @@ let tests =
                         FirstAt = t0
                         LastNotified = None
                         TicketRaised = None
+                        Status = GroupStatus.Unresolved
+                        Regressed = false
                     }
 
                 Expect.isTrue (Policy.ticket n w (Some NotifyReason.FirstSeen)) "first time"

@@ -39,7 +39,7 @@ public sealed class ClientTests
         }
 
         await monitor.FlushAsync();
-        var record = Assert.Single(await monitor.Store.ListAsync(0, 10, CancellationToken.None));
+        var record = Assert.Single(await monitor.Store.ListAsync(ListQuery.All, 0, 10, CancellationToken.None));
         Assert.Equal("System.FormatException", record.ExceptionName);
         Assert.Contains("ErrorMonitor.Facade.Tests.Worker.Run()", record.Traceback, StringComparison.Ordinal);
         Assert.Contains("\"job\":12", record.RequestData, StringComparison.Ordinal);

@@ -13,7 +13,7 @@ public sealed class RecordingTests
     private static async Task<IReadOnlyList<ErrorRecord>> All(AppErrorMonitor monitor)
     {
         await monitor.FlushAsync();
-        return await monitor.Store.ListAsync(0, 1000, CancellationToken.None);
+        return await monitor.Store.ListAsync(ListQuery.All, 0, 1000, CancellationToken.None);
     }
 
     private static async Task<(TestHost Host, AppErrorMonitor Monitor)> StartDi(Action<WebApplication> routes, Action<ErrorMonitorOptions>? configure = null)

@@ -19,22 +19,17 @@ public sealed class DictionaryStore : IErrorStore
     public Task<IReadOnlyList<GroupWritten>> UpsertAsync(IReadOnlyList<GroupDelta> batch, CancellationToken cancellationToken)
     {
         var written = new List<GroupWritten>();
-        foreach (var delta in batch)
+        lock (_records)
         {
-            Interlocked.Increment(ref Upserts);
-            DateTimeOffset? previous = _records.TryGetValue(delta.Latest.Hash, out var before) ? before.LastSeen : null;
-            _records.AddOrUpdate(
-                delta.Latest.Hash,
-                _ => new ErrorRecord(delta.Latest.Hash, delta.Latest.Host, delta.Latest.Path, delta.Latest.Method,
-                    delta.Latest.RequestData, delta.Latest.ExceptionName, delta.Latest.Message, delta.Latest.Traceback,
-                    delta.Count, delta.FirstAt, delta.Latest.OccurredAt),
-                // A count-only delta (Detailed false) keeps the details the record has.
-                (_, old) => new ErrorRecord(old.Hash, old.Host, old.Path, old.Method,
-                    delta.Detailed ? delta.Latest.RequestData : old.RequestData, old.ExceptionName,
-                    delta.Detailed ? delta.Latest.Message : old.Message,
-                    delta.Detailed ? delta.Latest.Traceback : old.Traceback, old.Count + delta.Count,
-                    old.CreatedOn, delta.Latest.OccurredAt));
-            written.Add(new GroupWritten(delta.Latest.Hash, previous, Claimed(delta.Latest.Hash, ClaimKind.Notification), Claimed(delta.Latest.Hash, ClaimKind.Ticket)));
+            foreach (var delta in batch)
+            {
+                Interlocked.Increment(ref Upserts);
+                _records.TryGetValue(delta.Latest.Hash, out var before);
+                var after = StoreRules.Apply(before, delta);
+                _records[delta.Latest.Hash] = after;
+                written.Add(new GroupWritten(delta.Latest.Hash, before?.LastSeen, Claimed(delta.Latest.Hash, ClaimKind.Notification),
+                    Claimed(delta.Latest.Hash, ClaimKind.Ticket), after.Status, StoreRules.Regressed(before, after)));
+            }
         }
 
         return Task.FromResult<IReadOnlyList<GroupWritten>>(written);
@@ -61,19 +56,47 @@ public sealed class DictionaryStore : IErrorStore
     public Task<ErrorRecord?> GetAsync(string hash, CancellationToken cancellationToken) =>
         Task.FromResult(_records.TryGetValue(hash, out var r) ? r : null);
 
-    public Task<IReadOnlyList<ErrorRecord>> ListAsync(long offset, int count, CancellationToken cancellationToken) =>
-        Task.FromResult<IReadOnlyList<ErrorRecord>>(
-            _records.Values.OrderByDescending(r => r.LastSeen).Skip((int)offset).Take(count).ToList());
+    private IEnumerable<ErrorRecord> Ordered(ListQuery query) =>
+        _records.Values.Where(r => StoreRules.Selects(query, r))
+            .OrderByDescending(r => StoreRules.SortKey(query.Sort, r)).ThenBy(r => r.Hash, StringComparer.Ordinal);
 
-    public Task<IReadOnlyList<ErrorRecord>> ListFromAsync(PageCursor cursor, int count, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<ErrorRecord>> ListAsync(ListQuery query, long offset, int count, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<ErrorRecord>>(Ordered(query).Skip((int)offset).Take(count).ToList());
+
+    public Task<IReadOnlyList<ErrorRecord>> ListFromAsync(ListQuery query, PageCursor cursor, int count, CancellationToken cancellationToken)
     {
-        var beyond = _records.Values
-            .OrderByDescending(r => r.LastSeen).ThenBy(r => r.Hash, StringComparer.Ordinal)
-            .Where(r => Paging.beyond(cursor, r.LastSeen, r.Hash))
-            .ToList();
+        var beyond = Ordered(query).Where(r => StoreRules.Beyond(cursor, StoreRules.SortKey(query.Sort, r), r.Hash)).ToList();
         return Task.FromResult<IReadOnlyList<ErrorRecord>>(cursor.Direction == CursorDirection.Older
             ? beyond.Take(count).ToList()
             : beyond.Skip(Math.Max(0, beyond.Count - count)).ToList());
+    }
+
+    public Task<ErrorRecord?> SetStatusAsync(string hash, StatusChange change, CancellationToken cancellationToken)
+    {
+        lock (_records)
+        {
+            if (!_records.TryGetValue(hash, out var record))
+            {
+                return Task.FromResult<ErrorRecord?>(null);
+            }
+
+            var changed = StoreRules.Change(record, change);
+            _records[hash] = changed;
+            return Task.FromResult<ErrorRecord?>(changed);
+        }
+    }
+
+    public Task ExpireIgnoresAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        lock (_records)
+        {
+            foreach (var record in _records.Values.ToList())
+            {
+                _records[record.Hash] = StoreRules.Expire(record, now);
+            }
+        }
+
+        return Task.CompletedTask;
     }
 
     public Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken) =>
@@ -118,7 +141,7 @@ public sealed class SeedStyleTests
 
         Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
         Assert.True(monitor.IsInitialized);
-        var record = Assert.Single(await store.ListAsync(0, 10, CancellationToken.None));
+        var record = Assert.Single(await store.ListAsync(ListQuery.All, 0, 10, CancellationToken.None));
         Assert.Equal(1, store.Upserts);
         Assert.Contains("\"creditCard\":\"###\"", record.RequestData, StringComparison.Ordinal);
         Assert.Contains("kept-by-custom-rule", record.RequestData, StringComparison.Ordinal);
@@ -139,7 +162,7 @@ public sealed class SeedStyleTests
         await host.Client.GetAsync("/pin?pin=1234&password=visible");
         await monitor.FlushAsync();
 
-        var record = Assert.Single(await monitor.Store.ListAsync(0, 10, CancellationToken.None));
+        var record = Assert.Single(await monitor.Store.ListAsync(ListQuery.All, 0, 10, CancellationToken.None));
         Assert.Contains("\"pin\":\"----\"", record.RequestData, StringComparison.Ordinal);
         Assert.Contains("visible", record.RequestData, StringComparison.Ordinal);
     }

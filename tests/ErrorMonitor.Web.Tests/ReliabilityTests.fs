@@ -45,8 +45,15 @@ type FaultyStore(inner: IErrorStore) =
             inner.TryClaimAsync(hash, kind, expected, now, ct)
 
         member _.GetAsync(hash, ct) = inner.GetAsync(hash, ct)
-        member _.ListAsync(offset, count, ct) = inner.ListAsync(offset, count, ct)
-        member _.ListFromAsync(cursor, count, ct) = inner.ListFromAsync(cursor, count, ct)
+
+        member _.ListAsync(query, offset, count, ct) =
+            inner.ListAsync(query, offset, count, ct)
+
+        member _.ListFromAsync(query, cursor, count, ct) =
+            inner.ListFromAsync(query, cursor, count, ct)
+
+        member _.SetStatusAsync(hash, change, ct) = inner.SetStatusAsync(hash, change, ct)
+        member _.ExpireIgnoresAsync(now, ct) = inner.ExpireIgnoresAsync(now, ct)
         member _.DeleteAsync(hash, ct) = inner.DeleteAsync(hash, ct)
 
 /// Waits for a condition, failing with `what` after 30 s.

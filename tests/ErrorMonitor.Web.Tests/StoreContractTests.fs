@@ -24,20 +24,26 @@ type Op =
     /// (group, occurrences, seconds after the base time) for each group in one batch.
     | Upsert of (int * int * int) list
     | Get of int
-    | Page of number: int * size: int
+    | Page of number: int * size: int * query: ListQuery
     | Delete of int
-    /// Read from a cursor: (seconds after the base time, group, older?, count).
-    | From of seconds: int * group: int * older: bool * count: int
+    /// Read from a cursor: (seconds after the base time (or a count), group, older?, count).
+    | From of seconds: int * group: int * older: bool * count: int * query: ListQuery
+    /// Change a group's status: (group, status, ignore until seconds after the base time, ignore count).
+    | SetStatus of group: int * status: int * until: int option * ignoreCount: int option
+    /// Make the ignored groups whose time ran out by this many seconds after the base time unresolved.
+    | Expire of seconds: int
     /// Claim a right for a group: with the current value as expected (true) or a stale one (false).
     | Claim of group: int * ticket: bool * current: bool * at: int
 
 /// What an operation showed.
 type Seen =
-    | Written of (string * DateTimeOffset option * DateTimeOffset option * DateTimeOffset option) list
+    | Written of
+        (string * DateTimeOffset option * DateTimeOffset option * DateTimeOffset option * GroupStatus * bool) list
     | Claimed of bool
     | Record of ErrorRecord option
     | Listed of ErrorRecord list * bool * bool
     | Deleted of bool
+    | Done
 
 let private baseTime = DateTimeOffset(2026, 3, 1, 12, 0, 0, TimeSpan.Zero)
 
@@ -77,17 +83,46 @@ let private batch (items: (int * int * int) list) : GroupDelta list =
 let private opGen: Gen<Op> =
     let group = Gen.choose (0, 5)
 
+    let query =
+        Gen.zip3
+            (Gen.elements
+                [
+                    Nullable()
+                    Nullable GroupStatus.Unresolved
+                    Nullable GroupStatus.Resolved
+                    Nullable GroupStatus.Ignored
+                ])
+            (Gen.elements [ ListSort.LastSeen; ListSort.FirstSeen; ListSort.Count ])
+            (Gen.frequency
+                [
+                    3, Gen.constant null
+                    1, Gen.elements [ "app"; "ERROR3"; "host-2"; "message 1"; "mess pat"; "zz"; "path/4 app.error4" ]
+                ])
+        |> Gen.map (fun (status, sort, search) ->
+            {
+                Status = status
+                Sort = sort
+                Search = search
+            })
+
     Gen.frequency
         [
             4,
             Gen.listOf (Gen.zip3 group (Gen.choose (1, 4)) (Gen.choose (0, 200)))
             |> Gen.map (List.truncate 6 >> Upsert)
             2, group |> Gen.map Get
-            2, Gen.zip (Gen.choose (1, 4)) (Gen.choose (1, 4)) |> Gen.map Page
+            2, Gen.zip3 (Gen.choose (1, 4)) (Gen.choose (1, 4)) query |> Gen.map Page
             1, group |> Gen.map Delete
             2,
             Gen.zip (Gen.zip (Gen.choose (0, 210)) group) (Gen.zip (Gen.elements [ true; false ]) (Gen.choose (0, 4)))
-            |> Gen.map (fun ((s, g), (o, c)) -> From(s, g, o, c))
+            |> Gen.zip query
+            |> Gen.map (fun (q, ((s, g), (o, c))) -> From(s, g, o, c, q))
+            3,
+            Gen.zip
+                (Gen.zip group (Gen.choose (0, 2)))
+                (Gen.zip (Gen.optionOf (Gen.choose (0, 220))) (Gen.optionOf (Gen.choose (1, 6))))
+            |> Gen.map (fun ((g, st), (u, n)) -> SetStatus(g, st, u, n))
+            1, Gen.choose (0, 220) |> Gen.map Expire
             2,
             Gen.zip
                 (Gen.zip group (Gen.elements [ true; false ]))
@@ -108,6 +143,36 @@ let private kindOf ticket =
 let private stale = DateTimeOffset(2000, 1, 1, 0, 0, 0, TimeSpan.Zero)
 
 
+/// A cursor `seconds` after the base time (a count of `seconds % 12` when the list is by count).
+let private cursorOf (seconds: int) (g: int) (older: bool) (q: ListQuery) : PageCursor =
+    {
+        Key =
+            if q.Sort = ListSort.Count then
+                int64 (seconds % 12)
+            else
+                baseTime.AddSeconds(float seconds).UtcTicks
+        Hash = hashOf g
+        Direction =
+            if older then
+                CursorDirection.Older
+            else
+                CursorDirection.Newer
+    }
+
+/// A status change as an operation asks for it.
+let private changeOf (status: int) (until: int option) (n: int option) : StatusChange =
+    {
+        Status = enum<GroupStatus> status
+        IgnoreUntil =
+            match until with
+            | Some s when status = 2 -> Nullable(baseTime.AddSeconds(float s))
+            | _ -> Nullable()
+        IgnoreCount =
+            match n with
+            | Some c when status = 2 -> Nullable(int64 c)
+            | _ -> Nullable()
+    }
+
 /// The model's answer and next state.
 let private model (state: Model) (op: Op) : Model * Seen =
     match op with
@@ -125,41 +190,38 @@ let private model (state: Model) (op: Op) : Model * Seen =
                         else
                             m.Claims
 
+                    let after = Events.apply before d
+
                     let row =
                         hash,
                         before |> Option.map (fun r -> r.LastSeen),
                         claims.TryFind((hash, ClaimKind.Notification)),
-                        claims.TryFind((hash, ClaimKind.Ticket))
+                        claims.TryFind((hash, ClaimKind.Ticket)),
+                        after.Status,
+                        (match before with
+                         | Some b -> after.Regressions > b.Regressions
+                         | None -> false)
 
                     {
-                        Records = m.Records.Add(hash, Events.apply before d)
+                        Records = m.Records.Add(hash, after)
                         Claims = claims
                     },
                     row :: acc)
                 (state, [])
 
-        next, Written(List.sortBy (fun (h, _, _, _) -> h) written)
+        next, Written(List.sortBy (fun (h, _, _, _, _, _) -> h) written)
     | Get g -> state, Record(state.Records.TryFind(hashOf g))
-    | Page(number, size) ->
+    | Page(number, size, q) ->
         let page =
-            Paging.ofList number size (MemoryStore.Order state.Records.Values |> List.ofSeq)
+            Paging.ofList number size (MemoryStore.Order(q, state.Records.Values) |> List.ofSeq)
 
         state, Listed(page.Items, page.HasNewer, page.HasOlder)
-    | From(seconds, g, older, count) ->
-        let c =
-            {
-                LastSeen = baseTime.AddSeconds(float seconds)
-                Hash = hashOf g
-                Direction =
-                    if older then
-                        CursorDirection.Older
-                    else
-                        CursorDirection.Newer
-            }
+    | From(seconds, g, older, count, q) ->
+        let c = cursorOf seconds g older q
 
         let beyond =
-            MemoryStore.Order state.Records.Values
-            |> Seq.filter (fun r -> Paging.beyond c r.LastSeen r.Hash)
+            MemoryStore.Order(q, state.Records.Values)
+            |> Seq.filter (fun r -> Paging.beyond c (Triage.sortKey q.Sort r) r.Hash)
             |> List.ofSeq
 
         let rows =
@@ -177,6 +239,23 @@ let private model (state: Model) (op: Op) : Model * Seen =
             Claims = state.Claims.Remove((h, ClaimKind.Notification)).Remove((h, ClaimKind.Ticket))
         },
         Deleted(state.Records.ContainsKey h)
+    | SetStatus(g, status, until, n) ->
+        match state.Records.TryFind(hashOf g) with
+        | Some r ->
+            let after = Triage.change (changeOf status until n) r
+
+            { state with
+                Records = state.Records.Add(r.Hash, after)
+            },
+            Record(Some after)
+        | None -> state, Record None
+    | Expire seconds ->
+        { state with
+            Records =
+                state.Records
+                |> Map.map (fun _ r -> Triage.expire (baseTime.AddSeconds(float seconds)) r)
+        },
+        Done
     | Claim(g, ticket, current, at) ->
         let key = hashOf g, kindOf ticket
         let now = baseTime.AddSeconds(float (1000 + at))
@@ -199,33 +278,31 @@ let private run (store: IErrorStore) (op: Op) : Seen =
             if v.HasValue then Some v.Value else None
 
         store.UpsertAsync(batch items |> Array.ofList, ct).GetAwaiter().GetResult()
-        |> Seq.map (fun w -> w.Hash, opt w.PreviousSeen, opt w.LastNotified, opt w.TicketRaised)
-        |> Seq.sortBy (fun (h, _, _, _) -> h)
+        |> Seq.map (fun w -> w.Hash, opt w.PreviousSeen, opt w.LastNotified, opt w.TicketRaised, w.Status, w.Regressed)
+        |> Seq.sortBy (fun (h, _, _, _, _, _) -> h)
         |> List.ofSeq
         |> Written
     | Get g ->
         let r = store.GetAsync(hashOf g, ct).GetAwaiter().GetResult()
         Record(if isNull (box r) then None else Some r)
-    | Page(number, size) ->
+    | Page(number, size, q) ->
         let rows =
-            store.ListAsync(Paging.offset number size, size + 1, ct).GetAwaiter().GetResult()
+            store.ListAsync(q, Paging.offset number size, size + 1, ct).GetAwaiter().GetResult()
 
         let page = Paging.ofFetched number size (List.ofSeq rows)
         Listed(page.Items, page.HasNewer, page.HasOlder)
     | Delete g -> Deleted(store.DeleteAsync(hashOf g, ct).GetAwaiter().GetResult())
-    | From(seconds, g, older, count) ->
-        let c =
-            {
-                LastSeen = baseTime.AddSeconds(float seconds)
-                Hash = hashOf g
-                Direction =
-                    if older then
-                        CursorDirection.Older
-                    else
-                        CursorDirection.Newer
-            }
+    | From(seconds, g, older, count, q) ->
+        let c = cursorOf seconds g older q
+        Listed(List.ofSeq (store.ListFromAsync(q, c, count, ct).GetAwaiter().GetResult()), older, not older)
+    | SetStatus(g, status, until, n) ->
+        let r =
+            store.SetStatusAsync(hashOf g, changeOf status until n, ct).GetAwaiter().GetResult()
 
-        Listed(List.ofSeq (store.ListFromAsync(c, count, ct).GetAwaiter().GetResult()), older, not older)
+        Record(if isNull (box r) then None else Some r)
+    | Expire seconds ->
+        store.ExpireIgnoresAsync(baseTime.AddSeconds(float seconds), ct).GetAwaiter().GetResult()
+        Done
     | Claim _ -> failwith "claims run through `claim`, which needs the model's current value"
 
 /// A claim against the store, with the expected value taken from the model (current) or a stale one.
@@ -314,6 +391,36 @@ PRAGMA user_version = 2;"""
     cmd.ExecuteNonQuery() |> ignore
     path
 
+/// A SQLite file as the schema on main before triage left it (version 4: summary, detail and journal tables),
+/// with two groups.
+let private versionFourFile () =
+    let path = Path.Combine(tempFolder (), "v4.db")
+    use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
+    c.Open()
+    use cmd = c.CreateCommand()
+
+    cmd.CommandText <-
+        """CREATE TABLE app_error (id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, host TEXT NOT NULL,
+  path TEXT NOT NULL, method TEXT NOT NULL, exception_name TEXT NOT NULL, message TEXT NOT NULL,
+  count INTEGER NOT NULL, created_on TEXT NOT NULL, last_seen TEXT NOT NULL, previous_seen TEXT NULL,
+  notified_at TEXT NULL, ticket_at TEXT NULL);
+CREATE TABLE app_error_detail (id INTEGER PRIMARY KEY, request_data TEXT NOT NULL, traceback TEXT NOT NULL);
+CREATE INDEX ix_app_error_last_seen ON app_error (last_seen DESC, hash);
+CREATE TABLE app_error_journal (id TEXT NOT NULL PRIMARY KEY, segment INTEGER NOT NULL, updated_at TEXT NOT NULL);
+INSERT INTO app_error (hash, host, path, method, exception_name, message, count, created_on, last_seen)
+VALUES ($h1, 'a.example', '/orders/checkout', 'GET', 'App.PaymentDeclined', 'card declined', 3,
+  '2026-03-01T12:00:00.0000000Z', '2026-03-01T12:05:00.0000000Z');
+INSERT INTO app_error (hash, host, path, method, exception_name, message, count, created_on, last_seen)
+VALUES ($h2, 'b.example', '/b', 'POST', 'App.BError', 'b failed', 7,
+  '2026-03-01T11:00:00.0000000Z', '2026-03-01T12:10:00.0000000Z');
+INSERT INTO app_error_detail (id, request_data, traceback) SELECT id, '{}', exception_name FROM app_error;
+PRAGMA user_version = 4;"""
+
+    cmd.Parameters.AddWithValue("$h1", hashOf 1) |> ignore
+    cmd.Parameters.AddWithValue("$h2", hashOf 2) |> ignore
+    cmd.ExecuteNonQuery() |> ignore
+    path
+
 [<Tests>]
 let tests =
     testSequenced
@@ -327,7 +434,7 @@ let tests =
                     Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
                     let store = SqliteStore("Data Source=" + path, "app_error") :> IErrorStore
                     let none = CancellationToken.None
-                    let! listed = store.ListAsync(0L, 10, none)
+                    let! listed = store.ListAsync(Triage.everything, 0L, 10, none)
 
                     Expect.equal
                         (listed
@@ -360,7 +467,7 @@ let tests =
                     Expect.equal a2.Count 6L "counted"
                     let! gone = store.DeleteAsync(hashOf 2, none)
                     Expect.isTrue gone "deleted"
-                    let! left = store.ListAsync(0L, 10, none)
+                    let! left = store.ListAsync(Triage.everything, 0L, 10, none)
                     Expect.equal left.Count 1 "one left"
                 }
             for name, make in
@@ -405,6 +512,54 @@ let tests =
                         let! forgotten = marks.ReadMarkAsync("j1", baseTime.AddDays 10.0, none)
                         Expect.equal forgotten 0L "j1's old mark is forgotten"
                     }
+            testTask' "a SQLite file of the schema before triage is migrated: every group unresolved, searchable"
+            <| fun () ->
+                task {
+                    let path = versionFourFile ()
+                    Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
+                    let store = SqliteStore("Data Source=" + path, "app_error") :> IErrorStore
+                    let none = CancellationToken.None
+                    let! all = store.ListAsync(ListQuery.Unresolved, 0L, 10, none)
+
+                    Expect.equal
+                        (all |> Seq.map (fun r -> r.Path, r.Status, r.Regressions) |> List.ofSeq)
+                        [ "/b", GroupStatus.Unresolved, 0L; "/orders/checkout", GroupStatus.Unresolved, 0L ]
+                        "both groups, unresolved"
+
+                    let! found =
+                        store.ListAsync(
+                            { ListQuery.All with
+                                Search = "checkout DECLINE"
+                            },
+                            0L,
+                            10,
+                            none
+                        )
+
+                    Expect.equal (found |> Seq.map (fun r -> r.Path) |> List.ofSeq) [ "/orders/checkout" ] "found"
+
+                    let! resolved =
+                        store.SetStatusAsync(
+                            hashOf 1,
+                            {
+                                Status = GroupStatus.Resolved
+                                IgnoreUntil = Nullable()
+                                IgnoreCount = Nullable()
+                            },
+                            none
+                        )
+
+                    Expect.equal resolved.Status GroupStatus.Resolved "resolved"
+                    let e = event 1 900 1
+                    let! written = store.UpsertAsync([| Events.single e |], none)
+                    Expect.isTrue written.[0].Regressed "a regression"
+                    let! back = store.GetAsync(hashOf 1, none)
+
+                    Expect.equal
+                        (back.Status, back.Regressions, back.Count)
+                        (GroupStatus.Unresolved, 1L, 4L)
+                        "back, counted"
+                }
             contract "the in-memory" (fun () -> MemoryStore())
             contract "the SQLite" (fun () ->
                 SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error"))

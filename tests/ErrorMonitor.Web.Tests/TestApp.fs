@@ -108,7 +108,9 @@ let start
 /// All records of a store, newest first.
 let records (store: IErrorStore) =
     task {
-        let! all = store.ListAsync(0L, 100000, Threading.CancellationToken.None)
+        let! all =
+            store.ListAsync(ErrorMonitor.Core.ListQuery.All, 0L, 100000, Threading.CancellationToken.None)
+
         return List.ofSeq all
     }
 

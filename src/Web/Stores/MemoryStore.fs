@@ -17,9 +17,14 @@ type internal MemoryStore() =
         | Some t -> Nullable t
         | None -> Nullable()
 
-    /// Newest last-seen first, ties by hash: the order every store lists in.
-    static member Order(all: seq<ErrorRecord>) =
-        all |> Seq.sortBy (fun r -> -r.LastSeen.UtcTicks, r.Hash)
+    /// The groups a query selects in its order (largest key first, ties by hash): the order every store lists in.
+    static member Order(query: ListQuery, all: seq<ErrorRecord>) =
+        all
+        |> Seq.filter (Triage.selects query)
+        |> Seq.sortWith (fun a b ->
+            match compare (Triage.sortKey query.Sort b) (Triage.sortKey query.Sort a) with
+            | 0 -> String.CompareOrdinal(a.Hash, b.Hash)
+            | c -> c)
 
     interface IErrorStore with
         member _.InitializeAsync _ = Task.CompletedTask
@@ -36,10 +41,15 @@ type internal MemoryStore() =
                                 claims <-
                                     claims.Remove((hash, ClaimKind.Notification)).Remove((hash, ClaimKind.Ticket))
 
-                            records <- records.Add(hash, Events.apply before d)
+                            let after = Events.apply before d
+                            records <- records.Add(hash, after)
 
                             {
                                 Hash = hash
+                                Status = after.Status
+                                Regressed =
+                                    after.Regressions >
+                                        (before |> Option.map (fun r -> r.Regressions) |> Option.defaultValue 0L)
                                 PreviousSeen =
                                     match before with
                                     | Some r -> Nullable r.LastSeen
@@ -66,23 +76,25 @@ type internal MemoryStore() =
             let found = lock gate (fun () -> records.TryFind(if isNull hash then "" else hash))
             Task.FromResult(found |> Option.defaultValue Unchecked.defaultof<ErrorRecord>)
 
-        member _.ListAsync(offset, count, _) =
+        member _.ListAsync(query, offset, count, _) =
             let all = lock gate (fun () -> records)
 
+            let selected = MemoryStore.Order(query, all.Values) |> Array.ofSeq
+
             let page =
-                MemoryStore.Order all.Values
-                |> Seq.skip (int (min offset (int64 all.Count)))
+                selected
+                |> Seq.skip (int (min (max 0L offset) (int64 selected.Length)))
                 |> Seq.truncate (max 0 count)
                 |> Array.ofSeq
 
             Task.FromResult(page :> IReadOnlyList<ErrorRecord>)
 
-        member _.ListFromAsync(cursor, count, _) =
+        member _.ListFromAsync(query, cursor, count, _) =
             let all = lock gate (fun () -> records)
 
             let beyond =
-                MemoryStore.Order all.Values
-                |> Seq.filter (fun r -> Paging.beyond cursor r.LastSeen r.Hash)
+                MemoryStore.Order(query, all.Values)
+                |> Seq.filter (fun r -> Paging.beyond cursor (Triage.sortKey query.Sort r) r.Hash)
                 |> Array.ofSeq
 
             let page =
@@ -92,6 +104,22 @@ type internal MemoryStore() =
                     beyond |> Array.skip (max 0 (beyond.Length - max 0 count))
 
             Task.FromResult(page :> IReadOnlyList<ErrorRecord>)
+
+        member _.SetStatusAsync(hash, change, _) =
+            let changed =
+                lock gate (fun () ->
+                    match records.TryFind(if isNull hash then "" else hash) with
+                    | Some r ->
+                        let after = Triage.change change r
+                        records <- records.Add(r.Hash, after)
+                        after
+                    | None -> Unchecked.defaultof<ErrorRecord>)
+
+            Task.FromResult changed
+
+        member _.ExpireIgnoresAsync(now, _) =
+            lock gate (fun () -> records <- records |> Map.map (fun _ r -> Triage.expire now r))
+            Task.CompletedTask
 
         member _.DeleteAsync(hash, _) =
             let existed =

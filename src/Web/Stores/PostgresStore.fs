@@ -15,6 +15,27 @@ open ErrorMonitor.Core
 type internal PostgresStore(dataSource: NpgsqlDataSource, table: string) =
     let columns = Rows.Columns
 
+    /// The words a search looks at (Core's `Triage.words`: runs of letters and digits, lower case) as a tsvector.
+    let searched =
+        "to_tsvector('simple'::regconfig, regexp_replace(lower(exception_name || ' ' || message || ' ' || path || ' ' || host), '[^[:alnum:]]+', ' ', 'g'))"
+
+    /// The WHERE condition of a list query and its parameters: the status, and the search through the GIN index
+    /// (each word a prefix: `word:*`).
+    let selection (query: ListQuery) : string * Sql.Param list =
+        let words = Triage.searchWords query.Search
+
+        let parts =
+            [
+                "TRUE", []
+                if query.Status.HasValue then
+                    "status = @status", [ Sql.int "status" (Rows.status query.Status.Value) ]
+                if not words.IsEmpty then
+                    $"{searched} @@ to_tsquery('simple'::regconfig, @q)",
+                    [ Sql.text "q" (String.Join(" & ", words |> List.map (fun w -> w + ":*"))) ]
+            ]
+
+        String.Join(" AND ", parts |> List.map fst), parts |> List.collect snd
+
     /// Each migration, in order; the version table remembers how many ran.
     let migrations =
         [
@@ -39,10 +60,25 @@ ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ticket_at timestamptz NULL"""
   id text COLLATE "C" NOT NULL PRIMARY KEY,
   segment bigint NOT NULL,
   updated_at timestamptz NOT NULL)"""
+            // Triage: status (0 unresolved, 1 resolved, 2 ignored), regressions, ignore limits; an index a list
+            // order, with and without the status in front; the search: a GIN index over the words of the
+            // exception type, message, path and host (`searched`).
+            $"""ALTER TABLE {table} ADD COLUMN IF NOT EXISTS status smallint NOT NULL DEFAULT 0;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS previous_status smallint NULL;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS regressions bigint NOT NULL DEFAULT 0;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS last_regression timestamptz NULL;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ignore_until timestamptz NULL;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ignore_until_count bigint NULL;
+CREATE INDEX IF NOT EXISTS ix_{table}_status_last_seen ON {table} (status, last_seen DESC, hash);
+CREATE INDEX IF NOT EXISTS ix_{table}_status_created_on ON {table} (status, created_on DESC, hash);
+CREATE INDEX IF NOT EXISTS ix_{table}_status_count ON {table} (status, count DESC, hash);
+CREATE INDEX IF NOT EXISTS ix_{table}_created_on ON {table} (created_on DESC, hash);
+CREATE INDEX IF NOT EXISTS ix_{table}_count ON {table} (count DESC, hash);
+CREATE INDEX IF NOT EXISTS ix_{table}_search ON {table} USING gin ({searched})"""
         ]
 
     let upsertSql =
-        $"""INSERT INTO {table} AS t ({columns})
+        $"""INSERT INTO {table} AS t (hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen)
 SELECT * FROM unnest(@hash, @host, @path, @method, @request_data, @exception_name, @message, @traceback, @count, @created_on, @last_seen)
 ON CONFLICT (hash) DO UPDATE SET
   request_data = EXCLUDED.request_data,
@@ -51,8 +87,9 @@ ON CONFLICT (hash) DO UPDATE SET
   count = t.count + EXCLUDED.count,
   created_on = LEAST(t.created_on, EXCLUDED.created_on),
   previous_seen = t.last_seen,
-  last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen)
-RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
+  last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen),
+  {Rows.triageSet "t." "EXCLUDED.count" "EXCLUDED.created_on" "EXCLUDED.last_seen"}
+RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previous_status"""
 
     // Count-only batches touch the count and times and leave the rows' details as they are.
     let countSql =
@@ -60,13 +97,18 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
   count = t.count + u.count,
   created_on = LEAST(t.created_on, u.created_on),
   previous_seen = t.last_seen,
-  last_seen = GREATEST(t.last_seen, u.last_seen)
+  last_seen = GREATEST(t.last_seen, u.last_seen),
+  {Rows.triageSet "t." "u.count" "u.created_on" "u.last_seen"}
 FROM unnest(@hash, @count, @created_on, @last_seen) AS u(hash, count, created_on, last_seen)
 WHERE t.hash = u.hash
-RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
+RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previous_status"""
 
     let writtenRow (r: NpgsqlDataReader) : GroupWritten =
+        let status, regressed = Rows.triageWritten (r.GetValue 4) (r.GetValue 5)
+
         {
+            Status = status
+            Regressed = regressed
             Hash = r.GetString 0
             PreviousSeen = Sql.nullableTime r 1
             LastNotified = Sql.nullableTime r 2
@@ -331,45 +373,51 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                         rows.[0]
             }
 
-        member _.ListAsync(offset, count, ct) =
+        member _.ListAsync(query, offset, count, ct) =
             task {
                 do! ensure ()
                 use! conn = dataSource.OpenConnectionAsync ct
+                let where, ps = selection query
 
                 let! rows =
                     Sql.query
                         conn
                         null
-                        $"SELECT {columns} FROM {table} ORDER BY {Rows.listOrder} LIMIT @count OFFSET @offset"
-                        [ Sql.int "count" (max 0 count); Sql.bigint "offset" (max 0L offset) ]
+                        $"SELECT {columns} FROM {table} WHERE {where} ORDER BY {Rows.order query.Sort CursorDirection.Older String.Empty} LIMIT @count OFFSET @offset"
+                        (ps @ [ Sql.int "count" (max 0 count); Sql.bigint "offset" (max 0L offset) ])
                         read
                         ct
 
                 return rows :> IReadOnlyList<ErrorRecord>
             }
 
-        member _.ListFromAsync(cursor, count, ct) =
+        member _.ListFromAsync(query, cursor, count, ct) =
             task {
                 do! ensure ()
                 use! conn = dataSource.OpenConnectionAsync ct
 
                 let d = cursor.Direction
-                let past = Rows.pastCursor d "@"
-                let ordered = Rows.order d ""
+                let where, ps = selection query
+                let past = Rows.pastCursor query.Sort d "@"
+                let ordered = Rows.order query.Sort d ""
 
                 let sql =
-                    $"SELECT {columns} FROM {table} WHERE {past} ORDER BY {ordered} LIMIT @count"
+                    $"SELECT {columns} FROM {table} WHERE {where} AND {past} ORDER BY {ordered} LIMIT @count"
 
                 let! rows =
                     Sql.query
                         conn
                         null
                         sql
-                        [
-                            Sql.time "ls" cursor.LastSeen
-                            Sql.text "hash" (Rows.key cursor.Hash)
-                            Sql.int "count" (max 0 count)
-                        ]
+                        (ps
+                         @ [
+                             (if query.Sort = ListSort.Count then
+                                  Sql.bigint "key" cursor.Key
+                              else
+                                  Sql.time "key" (Paging.timeOf cursor.Key))
+                             Sql.text "hash" (Rows.key cursor.Hash)
+                             Sql.int "count" (max 0 count)
+                         ])
                         read
                         ct
 
@@ -377,6 +425,54 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at"""
                     rows.Reverse()
 
                 return rows :> IReadOnlyList<ErrorRecord>
+            }
+
+        member _.SetStatusAsync(hash, change, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+                let ignored = change.Status = GroupStatus.Ignored
+
+                let! rows =
+                    Sql.query
+                        conn
+                        null
+                        $"UPDATE {table} SET status = @status, ignore_until = @until, ignore_until_count = count + @n WHERE hash = @hash RETURNING {columns}"
+                        [
+                            Sql.int "status" (Rows.status change.Status)
+                            Sql.nullableTimeParam "until" (if ignored then change.IgnoreUntil else Nullable())
+                            ("n",
+                             (if ignored && change.IgnoreCount.HasValue then
+                                  box change.IgnoreCount.Value
+                              else
+                                  box DBNull.Value),
+                             NpgsqlTypes.NpgsqlDbType.Bigint)
+                            Sql.text "hash" (Rows.key hash)
+                        ]
+                        read
+                        ct
+
+                return
+                    if rows.Count = 0 then
+                        Unchecked.defaultof<ErrorRecord>
+                    else
+                        rows.[0]
+            }
+
+        member _.ExpireIgnoresAsync(now, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let! _ =
+                    Sql.execute
+                        conn
+                        null
+                        $"UPDATE {table} SET status = 0, ignore_until = NULL, ignore_until_count = NULL WHERE status = 2 AND ignore_until <= @now"
+                        [ Sql.time "now" now ]
+                        ct
+
+                ()
             }
 
         member _.DeleteAsync(hash, ct) =

@@ -13,10 +13,16 @@ module internal Rows =
     /// The record's columns, in the order `record` reads them.
     [<Literal>]
     let Columns =
-        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen"
+        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, status, regressions, last_regression, ignore_until, ignore_until_count"
+
+    /// A status as stored (its number).
+    let status (s: GroupStatus) : int = int s
 
     /// A row of `Columns` as a record; `time` reads a timestamp column the store's way.
     let record (time: DbDataReader -> int -> DateTimeOffset) (r: DbDataReader) : ErrorRecord =
+        let nullableTime i =
+            if r.IsDBNull i then Nullable() else Nullable(time r i)
+
         {
             Hash = r.GetString 0
             Host = r.GetString 1
@@ -29,7 +35,49 @@ module internal Rows =
             Count = r.GetInt64 8
             CreatedOn = time r 9
             LastSeen = time r 10
+            Status = enum<GroupStatus>(Convert.ToInt32(r.GetValue 11))
+            Regressions = r.GetInt64 12
+            LastRegression = nullableTime 13
+            IgnoreUntil = nullableTime 14
+            IgnoreUntilCount =
+                if r.IsDBNull 15 then
+                    Nullable()
+                else
+                    Nullable(r.GetInt64 15)
         }
+
+    /// The column a list's order reads.
+    let keyColumn (sort: ListSort) : string =
+        match sort with
+        | ListSort.FirstSeen -> "created_on"
+        | ListSort.Count -> "count"
+        | _ -> "last_seen"
+
+    /// The triage part of an upsert's or a count update's SET list (`Triage.recur` in SQL): `old` qualifies the
+    /// row's values before the write ("t." or "{table}."; "" in a plain UPDATE), `added`, `firstAt` and `lastAt`
+    /// are the written occurrences' count and first and last times. `previous_status` keeps the status before
+    /// the write, so the statement can report whether it made a regression.
+    let triageSet (old: string) (added: string) (firstAt: string) (lastAt: string) : string =
+        let recurs =
+            $"({old}status = 1 OR ({old}status = 2 AND (({old}ignore_until IS NOT NULL AND {lastAt} >= {old}ignore_until) OR ({old}ignore_until_count IS NOT NULL AND {old}count + {added} >= {old}ignore_until_count))))"
+
+        $"""status = CASE WHEN {recurs} THEN 0 ELSE {old}status END,
+  previous_status = {old}status,
+  regressions = {old}regressions + CASE WHEN {old}status = 1 THEN 1 ELSE 0 END,
+  last_regression = CASE WHEN {old}status = 1 THEN {firstAt} ELSE {old}last_regression END,
+  ignore_until = CASE WHEN {recurs} THEN NULL ELSE {old}ignore_until END,
+  ignore_until_count = CASE WHEN {recurs} THEN NULL ELSE {old}ignore_until_count END"""
+
+    /// A write's report: status after it and whether it made a regression, from `status` and `previous_status`.
+    let triageWritten (status: obj) (previous: obj) : GroupStatus * bool =
+        let s = enum<GroupStatus>(Convert.ToInt32 status)
+
+        let regressed =
+            not (isNull previous || previous :? DBNull)
+            && Convert.ToInt32 previous = 1
+            && s = GroupStatus.Unresolved
+
+        s, regressed
 
     /// Every row of a reader, read with `read`.
     let readAll (read: DbDataReader -> 'T) (r: DbDataReader) (ct: Threading.CancellationToken) : Task<ResizeArray<'T>> =
@@ -45,24 +93,25 @@ module internal Rows =
             return acc
         }
 
-    /// The order every store lists in (newest last-seen first, ties by hash), or its reverse; `q` qualifies the
+    /// The order every store lists in (largest key first, ties by hash), or its reverse; `q` qualifies the
     /// columns ("" or "t.").
-    let order (direction: CursorDirection) (q: string) =
-        if direction = CursorDirection.Older then
-            $"{q}last_seen DESC, {q}hash"
-        else
-            $"{q}last_seen, {q}hash DESC"
+    let order (sort: ListSort) (direction: CursorDirection) (q: string) =
+        let k = keyColumn sort
 
-    /// The list order, unqualified.
-    let listOrder = order CursorDirection.Older ""
-
-    /// The keyset rule: the rows past a cursor (parameters `ls` and `hash`, with the store's prefix `p`), read
-    /// in `order direction ""`.
-    let pastCursor (direction: CursorDirection) (p: string) =
         if direction = CursorDirection.Older then
-            $"last_seen <= {p}ls AND (last_seen < {p}ls OR hash > {p}hash)"
+            $"{q}{k} DESC, {q}hash"
         else
-            $"last_seen >= {p}ls AND (last_seen > {p}ls OR hash < {p}hash)"
+            $"{q}{k}, {q}hash DESC"
+
+    /// The keyset rule: the rows past a cursor (parameters `key` and `hash`, with the store's prefix `p`), read
+    /// in `order sort direction ""`.
+    let pastCursor (sort: ListSort) (direction: CursorDirection) (p: string) =
+        let k = keyColumn sort
+
+        if direction = CursorDirection.Older then
+            $"{k} <= {p}key AND ({k} < {p}key OR hash > {p}hash)"
+        else
+            $"{k} >= {p}key AND ({k} > {p}key OR hash < {p}hash)"
 
     /// A hash as a parameter value (null is no hash).
     let key (hash: string) = if isNull hash then "" else hash

@@ -33,8 +33,9 @@ ON CONFLICT (hash) DO UPDATE SET
   count = {table}.count + excluded.count,
   created_on = min({table}.created_on, excluded.created_on),
   previous_seen = {table}.last_seen,
-  last_seen = max({table}.last_seen, excluded.last_seen)
-RETURNING previous_seen, notified_at, ticket_at, id"""
+  last_seen = max({table}.last_seen, excluded.last_seen),
+  {Rows.triageSet (table + ".") "excluded.count" "excluded.created_on" "excluded.last_seen"}
+RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
 
     let detailSql =
         $"""INSERT INTO {table}_detail (id, request_data, traceback) VALUES ($id, $request_data, $traceback)
@@ -43,7 +44,8 @@ ON CONFLICT (id) DO UPDATE SET request_data = excluded.request_data, traceback =
     /// The record's columns, read from a summary row `t` and its detail row `d`.
     let selected =
         "t.hash, t.host, t.path, t.method, coalesce(d.request_data, '{}'), t.exception_name, t.message, "
-        + "coalesce(d.traceback, ''), t.count, t.created_on, t.last_seen"
+        + "coalesce(d.traceback, ''), t.count, t.created_on, t.last_seen, t.status, t.regressions, t.last_regression, "
+        + "t.ignore_until, t.ignore_until_count"
 
     /// The records of the summary rows a query picks (`picked` selects whole rows of {table}), in `order`.
     let withDetails (picked: string) (order: string) =
@@ -55,9 +57,10 @@ ON CONFLICT (id) DO UPDATE SET request_data = excluded.request_data, traceback =
   count = count + $count,
   created_on = min(created_on, $created_on),
   previous_seen = last_seen,
-  last_seen = max(last_seen, $last_seen)
+  last_seen = max(last_seen, $last_seen),
+  {Rows.triageSet "" "$count" "$created_on" "$last_seen"}
 WHERE hash = $hash
-RETURNING previous_seen, notified_at, ticket_at"""
+RETURNING previous_seen, notified_at, ticket_at, status, previous_status"""
 
     // The database file, created owner-only (0600) before SQLite first opens it; None for in-memory databases.
     let dataFile =
@@ -158,6 +161,39 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
   id TEXT NOT NULL PRIMARY KEY,
   segment INTEGER NOT NULL,
   updated_at TEXT NOT NULL);"""
+            // Triage: status (0 unresolved, 1 resolved, 2 ignored), regressions, ignore limits; an index a list
+            // order, with and without the status in front; the search (FTS5 over the summary rows, kept by
+            // triggers: a count update touches none of its columns, so it costs the search nothing).
+            $"""ALTER TABLE {table} ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE {table} ADD COLUMN previous_status INTEGER NULL;
+ALTER TABLE {table} ADD COLUMN regressions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE {table} ADD COLUMN last_regression TEXT NULL;
+ALTER TABLE {table} ADD COLUMN ignore_until TEXT NULL;
+ALTER TABLE {table} ADD COLUMN ignore_until_count INTEGER NULL;
+CREATE INDEX ix_{table}_status_last_seen ON {table} (status, last_seen DESC, hash);
+CREATE INDEX ix_{table}_status_created_on ON {table} (status, created_on DESC, hash);
+CREATE INDEX ix_{table}_status_count ON {table} (status, count DESC, hash);
+CREATE INDEX ix_{table}_created_on ON {table} (created_on DESC, hash);
+CREATE INDEX ix_{table}_count ON {table} (count DESC, hash);
+CREATE VIRTUAL TABLE {table}_search USING fts5(exception_name, message, path, host, content='{table}',
+  content_rowid='id', tokenize='unicode61 remove_diacritics 0', prefix='2 3 4');
+INSERT INTO {table}_search({table}_search) VALUES ('rebuild');
+CREATE TRIGGER {table}_search_insert AFTER INSERT ON {table} BEGIN
+  INSERT INTO {table}_search(rowid, exception_name, message, path, host)
+  VALUES (new.id, new.exception_name, new.message, new.path, new.host);
+END;
+CREATE TRIGGER {table}_search_delete AFTER DELETE ON {table} BEGIN
+  INSERT INTO {table}_search({table}_search, rowid, exception_name, message, path, host)
+  VALUES ('delete', old.id, old.exception_name, old.message, old.path, old.host);
+END;
+CREATE TRIGGER {table}_search_update AFTER UPDATE OF exception_name, message, path, host ON {table}
+WHEN old.exception_name IS NOT new.exception_name OR old.message IS NOT new.message OR old.path IS NOT new.path
+  OR old.host IS NOT new.host BEGIN
+  INSERT INTO {table}_search({table}_search, rowid, exception_name, message, path, host)
+  VALUES ('delete', old.id, old.exception_name, old.message, old.path, old.host);
+  INSERT INTO {table}_search(rowid, exception_name, message, path, host)
+  VALUES (new.id, new.exception_name, new.message, new.path, new.host);
+END;"""
         ]
 
     let createSchema () =
@@ -195,6 +231,23 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
     // The schema is created once per store, before its first use; a failed attempt is retried next time.
     let schema = Once(createSchema)
     let ensure () = schema.Run()
+
+    /// The WHERE condition of a list query (its parameters added to `cmd`): the status, and the search through
+    /// the FTS5 table (each word a prefix: `"word"*`).
+    let selection (cmd: SqliteCommand) (query: ListQuery) : string =
+        let words = Triage.searchWords query.Search
+
+        [
+            "1 = 1"
+            if query.Status.HasValue then
+                cmd.Parameters.AddWithValue("$status", Rows.status query.Status.Value) |> ignore
+                "status = $status"
+            if not words.IsEmpty then
+                let q = String.Join(" AND ", words |> List.map (fun w -> "\"" + w + "\"*"))
+                cmd.Parameters.AddWithValue("$q", q) |> ignore
+                $"id IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q)"
+        ]
+        |> String.concat " AND "
 
     /// The connection string this store uses.
     member _.ConnectionString = connectionString
@@ -277,15 +330,19 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
                         use r = command.ExecuteReader()
 
                         if r.Read() then
+                            let status, regressed = Rows.triageWritten (r.GetValue 3) (r.GetValue 4)
+
                             written.Add
                                 {
                                     Hash = hash
                                     PreviousSeen = nullableTime r 0
                                     LastNotified = nullableTime r 1
                                     TicketRaised = nullableTime r 2
+                                    Status = status
+                                    Regressed = regressed
                                 }
 
-                            ValueSome(if r.FieldCount > 3 then r.GetInt64 3 else 0L)
+                            ValueSome(if r.FieldCount > 5 then r.GetInt64 5 else 0L)
                         else
                             ValueNone
 
@@ -436,16 +493,17 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
                 return if found then read r else Unchecked.defaultof<ErrorRecord>
             }
 
-        member _.ListAsync(offset, count, ct) =
+        member _.ListAsync(query, offset, count, ct) =
             task {
                 do! ensure ()
                 use! c = openConnection ()
                 use cmd = c.CreateCommand()
+                let where = selection cmd query
 
                 cmd.CommandText <-
                     withDetails
-                        $"SELECT * FROM {table} ORDER BY {Rows.listOrder} LIMIT $count OFFSET $offset"
-                        (Rows.order CursorDirection.Older "t.")
+                        $"SELECT * FROM {table} WHERE {where} ORDER BY {Rows.order query.Sort CursorDirection.Older String.Empty} LIMIT $count OFFSET $offset"
+                        (Rows.order query.Sort CursorDirection.Older "t.")
 
                 cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
                 cmd.Parameters.AddWithValue("$offset", max 0L offset) |> ignore
@@ -455,22 +513,30 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
                 return acc :> IReadOnlyList<ErrorRecord>
             }
 
-        member _.ListFromAsync(cursor, count, ct) =
+        member _.ListFromAsync(query, cursor, count, ct) =
             task {
                 do! ensure ()
                 use! c = openConnection ()
                 use cmd = c.CreateCommand()
 
                 let d = cursor.Direction
-                let past = Rows.pastCursor d "$"
-                let ordered = Rows.order d ""
+                let where = selection cmd query
+                let past = Rows.pastCursor query.Sort d "$"
+                let ordered = Rows.order query.Sort d ""
 
                 cmd.CommandText <-
                     withDetails
-                        $"SELECT * FROM {table} WHERE {past} ORDER BY {ordered} LIMIT $count"
-                        (Rows.order d "t.")
+                        $"SELECT * FROM {table} WHERE {where} AND {past} ORDER BY {ordered} LIMIT $count"
+                        (Rows.order query.Sort d "t.")
 
-                cmd.Parameters.AddWithValue("$ls", time cursor.LastSeen) |> ignore
+                cmd.Parameters.AddWithValue(
+                    "$key",
+                    (if query.Sort = ListSort.Count then
+                         box cursor.Key
+                     else
+                         box (time (Paging.timeOf cursor.Key)))
+                )
+                |> ignore
 
                 cmd.Parameters.AddWithValue("$hash", (Rows.key cursor.Hash)) |> ignore
 
@@ -482,6 +548,63 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
                     acc.Reverse()
 
                 return acc :> IReadOnlyList<ErrorRecord>
+            }
+
+        member _.SetStatusAsync(hash, change, ct) =
+            task {
+                do! ensure ()
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+
+                cmd.CommandText <-
+                    $"UPDATE {table} SET status = $status, ignore_until = $until, ignore_until_count = CASE WHEN $n IS NULL THEN NULL ELSE count + $n END WHERE hash = $hash"
+
+                cmd.Parameters.AddWithValue("$status", Rows.status change.Status) |> ignore
+
+                cmd.Parameters.AddWithValue(
+                    "$until",
+                    (if change.Status = GroupStatus.Ignored && change.IgnoreUntil.HasValue then
+                         box (time change.IgnoreUntil.Value)
+                     else
+                         box DBNull.Value)
+                )
+                |> ignore
+
+                cmd.Parameters.AddWithValue(
+                    "$n",
+                    (if change.Status = GroupStatus.Ignored && change.IgnoreCount.HasValue then
+                         box change.IgnoreCount.Value
+                     else
+                         box DBNull.Value)
+                )
+                |> ignore
+
+                cmd.Parameters.AddWithValue("$hash", Rows.key hash) |> ignore
+                let! n = cmd.ExecuteNonQueryAsync ct
+
+                if n = 0 then
+                    return Unchecked.defaultof<ErrorRecord>
+                else
+                    use get = c.CreateCommand()
+                    get.CommandText <- withDetails $"SELECT * FROM {table} WHERE hash = $hash" "t.hash"
+                    get.Parameters.AddWithValue("$hash", Rows.key hash) |> ignore
+                    use! r = get.ExecuteReaderAsync ct
+                    let! found = r.ReadAsync ct
+                    return if found then read r else Unchecked.defaultof<ErrorRecord>
+            }
+
+        member _.ExpireIgnoresAsync(now, ct) =
+            task {
+                do! ensure ()
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+
+                cmd.CommandText <-
+                    $"UPDATE {table} SET status = 0, ignore_until = NULL, ignore_until_count = NULL WHERE status = 2 AND ignore_until <= $now"
+
+                cmd.Parameters.AddWithValue("$now", time now) |> ignore
+                let! _ = cmd.ExecuteNonQueryAsync ct
+                ()
             }
 
         member _.DeleteAsync(hash, ct) =

@@ -29,17 +29,10 @@ public sealed class OwnStore : IErrorStore
             {
                 var e = delta.Latest;
                 _records.TryGetValue(e.Hash, out var old);
-                var keepDetails = old is not null && !delta.Detailed;
-                _records[e.Hash] = new ErrorRecord(
-                    e.Hash, e.Host, e.Path, e.Method,
-                    keepDetails ? old!.RequestData : e.RequestData,
-                    e.ExceptionName,
-                    keepDetails ? old!.Message : e.Message,
-                    keepDetails ? old!.Traceback : e.Traceback,
-                    (old?.Count ?? 0) + delta.Count,
-                    old is null || delta.FirstAt < old.CreatedOn ? delta.FirstAt : old.CreatedOn,
-                    old is null || e.OccurredAt > old.LastSeen ? e.OccurredAt : old.LastSeen);
-                written.Add(new GroupWritten(e.Hash, old?.LastSeen, Claimed(e.Hash, ClaimKind.Notification), Claimed(e.Hash, ClaimKind.Ticket)));
+                var after = StoreRules.Apply(old, delta);
+                _records[e.Hash] = after;
+                written.Add(new GroupWritten(e.Hash, old?.LastSeen, Claimed(e.Hash, ClaimKind.Notification),
+                    Claimed(e.Hash, ClaimKind.Ticket), after.Status, StoreRules.Regressed(old, after)));
             }
         }
 
@@ -67,24 +60,52 @@ public sealed class OwnStore : IErrorStore
     public Task<ErrorRecord?> GetAsync(string hash, CancellationToken cancellationToken) =>
         Task.FromResult(_records.TryGetValue(hash, out var record) ? record : null);
 
-    public Task<IReadOnlyList<ErrorRecord>> ListAsync(long offset, int count, CancellationToken cancellationToken) =>
-        Task.FromResult<IReadOnlyList<ErrorRecord>>(Ordered().Skip((int)offset).Take(count).ToList());
+    public Task<IReadOnlyList<ErrorRecord>> ListAsync(ListQuery query, long offset, int count, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<ErrorRecord>>(Ordered(query).Skip((int)offset).Take(count).ToList());
 
-    public Task<IReadOnlyList<ErrorRecord>> ListFromAsync(PageCursor cursor, int count, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<ErrorRecord>> ListFromAsync(ListQuery query, PageCursor cursor, int count, CancellationToken cancellationToken)
     {
-        bool Older(ErrorRecord r) => r.LastSeen < cursor.LastSeen
-            || (r.LastSeen == cursor.LastSeen && string.CompareOrdinal(r.Hash, cursor.Hash) > 0);
+        var beyond = Ordered(query).Where(r => StoreRules.Beyond(cursor, StoreRules.SortKey(query.Sort, r), r.Hash)).ToList();
         var rows = cursor.Direction == CursorDirection.Older
-            ? Ordered().Where(Older).Take(count).ToList()
-            : Ordered().Where(r => !Older(r) && r.Hash != cursor.Hash).Reverse().Take(count).Reverse().ToList();
+            ? beyond.Take(count).ToList()
+            : beyond.Skip(Math.Max(0, beyond.Count - count)).ToList();
         return Task.FromResult<IReadOnlyList<ErrorRecord>>(rows);
+    }
+
+    public Task<ErrorRecord?> SetStatusAsync(string hash, StatusChange change, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            if (!_records.TryGetValue(hash, out var record))
+            {
+                return Task.FromResult<ErrorRecord?>(null);
+            }
+
+            var changed = StoreRules.Change(record, change);
+            _records[hash] = changed;
+            return Task.FromResult<ErrorRecord?>(changed);
+        }
+    }
+
+    public Task ExpireIgnoresAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            foreach (var record in _records.Values.ToList())
+            {
+                _records[record.Hash] = StoreRules.Expire(record, now);
+            }
+        }
+
+        return Task.CompletedTask;
     }
 
     public Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken) =>
         Task.FromResult(_records.TryRemove(hash, out _));
 
-    private IEnumerable<ErrorRecord> Ordered() =>
-        _records.Values.OrderByDescending(r => r.LastSeen).ThenBy(r => r.Hash, StringComparer.Ordinal);
+    private IEnumerable<ErrorRecord> Ordered(ListQuery query) =>
+        _records.Values.Where(r => StoreRules.Selects(query, r))
+            .OrderByDescending(r => StoreRules.SortKey(query.Sort, r)).ThenBy(r => r.Hash, StringComparer.Ordinal);
 }
 
 /// <summary>A context builder of the app's own: HttpContext is null outside a request.</summary>
