@@ -32,6 +32,14 @@ td.path { max-width: 320px; overflow-wrap: anywhere; }
 pre { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: pre-wrap; overflow-wrap: anywhere; background: rgba(127,127,127,.08); padding: 12px; border-radius: 6px; }
 .muted { color: var(--muted); }
 .pager { display: flex; gap: 16px; margin: 16px 0; }
+.tabs { display: flex; gap: 18px; margin: 0 0 10px; }
+.tab.current { border-bottom: 2px solid var(--accent); }
+.search { display: flex; gap: 6px; margin: 0 0 8px; }
+.search input[type=search] { width: min(420px, 100%); padding: 4px 6px; }
+.sorts, .bulk-actions { margin: 6px 0; display: flex; gap: 6px; align-items: baseline; flex-wrap: wrap; }
+.regression { color: var(--accent); white-space: nowrap; }
+.status-ignored, .status-resolved { color: var(--muted); }
+input.short { width: 5em; }
 button.delete { background: none; border: 1px solid var(--accent); color: var(--accent); border-radius: 4px; padding: 2px 8px; cursor: pointer; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; }
 dl.facts dt { color: var(--muted); }

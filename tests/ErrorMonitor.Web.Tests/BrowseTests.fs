@@ -154,6 +154,11 @@ let tests =
                             "count"
                             "createdOn"
                             "lastSeen"
+                            "status"
+                            "regressions"
+                            "lastRegression"
+                            "ignoreUntil"
+                            "ignoreUntilCount"
                         ]
                         "item fields"
 
@@ -424,15 +429,19 @@ let tests =
                     let target = all.Head.Hash
                     let! page = client.GetStringAsync "/dev/error/"
 
+                    // The row's Delete button posts the list's form (with its token) to the group's delete route.
                     let formOf =
                         Regex.Match(
                             page,
-                            sprintf
-                                "action=\"/dev/error/delete/%s\"[^>]*><input type=\"hidden\" name=\"([^\"]+)\" value=\"([^\"]+)\""
-                                target
+                            "action=\"/dev/error/status\" class=\"bulk\"><input type=\"hidden\" name=\"([^\"]+)\" value=\"([^\"]+)\""
                         )
 
-                    Expect.isTrue formOf.Success "the list has a delete form with a token for the group"
+                    Expect.isTrue formOf.Success "the list has a form with a token"
+
+                    Expect.stringContains
+                        page
+                        (sprintf "formaction=\"/dev/error/delete/%s\"" target)
+                        "and a Delete button for the group"
 
                     use form =
                         new FormUrlEncodedContent(dict [ formOf.Groups.[1].Value, formOf.Groups.[2].Value ])
@@ -455,12 +464,17 @@ let tests =
                     let! _ = seed app
                     let! past = app.Client.GetStringAsync "/dev/error/?page=9"
                     Expect.stringContains past "No errors on this page." "empty"
-                    Expect.stringContains past "href=\"/dev/error/?page=1\"" "a way back"
+
+                    Expect.stringContains
+                        past
+                        "href=\"/dev/error/?status=unresolved&amp;sort=lastSeen\""
+                        "a way back (to page 1 of the same view)"
+
                     let! first = app.Client.GetStringAsync "/dev/error/?page=abc"
                     let! one = app.Client.GetStringAsync "/dev/error/?page=1"
 
                     let strip (s: string) =
-                        Regex.Replace(s, "name=\"__RequestVerificationToken\" value=\"[^\"]+\"", "")
+                        Regex.Replace(s, "name=\"(__RequestVerificationToken|back)\" value=\"[^\"]+\"", "")
 
                     Expect.equal (strip first) (strip one) "page=abc is page 1"
                     Expect.stringContains one "href=\"/dev/error/?page=2&amp;after=" "an older page, with its cursor"

@@ -377,4 +377,89 @@ let tests =
                     Expect.equal scripts 0 "no script element"
                     Expect.isEmpty browser.Dialogs "no dialog fired"
                 }
+
+            testTask' "a person searches, sorts, resolves two groups together, and sees one come back as a regression"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+                    use demo = new DemoProcess(folder, [])
+                    do! demo.WaitReadyAsync()
+
+                    for id in [ "alpha"; "beta"; "gamma"; "gamma"; "gamma"; "delta" ] do
+                        let! _ = demo.Client.GetAsync("/group/" + id)
+                        ()
+
+                    do! waitForGroups demo.Client "/dev/error" 4 6L
+                    let! browser = Browser.LaunchAsync()
+
+                    use _ =
+                        { new IDisposable with
+                            member _.Dispose() =
+                                (browser :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
+                        }
+
+                    let! page = browser.NewPageAsync()
+                    let! _ = page.GotoAsync(demo.Url + "/dev/error")
+                    let! all = rows page
+                    Expect.equal all 4 "four unresolved groups"
+
+                    // Search: a word of the message.
+                    do! page.GetByLabel("Search").FillAsync("gamm")
+                    do! page.GetByRole(AriaRole.Button, PageGetByRoleOptions(Name = "Search")).ClickAsync()
+                    do! page.WaitForURLAsync("**q=gamm**")
+                    let! found = page.Locator("tbody").InnerTextAsync()
+                    let! foundRows = rows page
+                    Expect.equal foundRows 1 "one group found"
+                    Expect.stringContains found "Failure of group gamma" "the message is under the type"
+
+                    // Sort by occurrences, without the search.
+                    let! _ = page.GotoAsync(demo.Url + "/dev/error")
+                    do! page.GetByRole(AriaRole.Link, PageGetByRoleOptions(Name = "Occurrences")).ClickAsync()
+                    do! page.WaitForURLAsync("**sort=count**")
+                    let! first = page.Locator("tbody tr").First.InnerTextAsync()
+                    Expect.stringContains first "gamma" "most occurrences first"
+
+                    // Select alpha and beta, resolve them together.
+                    for id in [ "alpha"; "beta" ] do
+                        do!
+                            page
+                                .Locator("tbody tr", PageLocatorOptions(HasText = "group " + id))
+                                .Locator("input.select")
+                                .CheckAsync()
+
+                    do!
+                        page
+                            .GetByRole(AriaRole.Button, PageGetByRoleOptions(Name = "Resolve", Exact = true))
+                            .ClickAsync()
+
+                    do! page.WaitForURLAsync("**sort=count**")
+                    let! left = page.Locator("tbody").InnerTextAsync()
+                    let! leftRows = rows page
+                    Expect.equal leftRows 2 "two unresolved left"
+                    Expect.isFalse (left.Contains "group alpha") "alpha is resolved"
+
+                    do!
+                        page
+                            .GetByRole(AriaRole.Link, PageGetByRoleOptions(Name = "Resolved", Exact = true))
+                            .ClickAsync()
+
+                    do! page.WaitForURLAsync("**status=resolved**")
+                    let! resolvedRows = rows page
+                    Expect.equal resolvedRows 2 "two resolved"
+
+                    // Alpha fails again: back in the unresolved list, marked as a regression.
+                    let! _ = demo.Client.GetAsync "/group/alpha"
+                    do! waitForGroups demo.Client "/dev/error" 3 6L
+                    let! _ = page.GotoAsync(demo.Url + "/dev/error")
+                    let alpha = page.Locator("tbody tr", PageLocatorOptions(HasText = "group alpha"))
+                    let! mark = alpha.Locator(".regression").InnerTextAsync()
+                    Expect.stringContains mark "regression" "marked as a regression"
+
+                    let! _ =
+                        page.ScreenshotAsync(
+                            PageScreenshotOptions(Path = Path.Combine(outputFolder (), "triage.png"), FullPage = true)
+                        )
+
+                    ()
+                }
         ]

@@ -17,6 +17,7 @@ let main argv =
             ReliabilityTests.tests
             BadInputTests.tests
             IngestTests.tests
+            TriageTests.tests
             PublicApiTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

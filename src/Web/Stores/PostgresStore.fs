@@ -172,6 +172,9 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
     let schema = Once(migrate)
     let ensure () = schema.Run()
 
+    /// Its table.
+    member _.Table = table
+
     /// Opens a store on an Npgsql connection string (throws ArgumentException when it is malformed).
     static member Create(connectionString: string, table: string) =
         let builder = NpgsqlDataSourceBuilder(connectionString)
