@@ -133,6 +133,7 @@ internal static class StoreFigures
             await c.OpenAsync();
             await using var cmd = c.CreateCommand();
             cmd.CommandText = "UPDATE app_error SET status = CASE WHEN id % 50 = 0 THEN 2 WHEN id % 10 = 0 THEN 1 ELSE 0 END";
+            cmd.CommandTimeout = 600;
             await cmd.ExecuteNonQueryAsync();
         }
         else
@@ -140,11 +141,15 @@ internal static class StoreFigures
             var table = ((PostgresStore)store).Table;
             await using var source = Npgsql.NpgsqlDataSource.Create(postgres);
             await using var cmd = source.CreateCommand(
-                $"UPDATE {table} SET status = CASE WHEN right(path, 2)::int % 50 = 0 THEN 2 WHEN right(path, 1)::int = 0 THEN 1 ELSE 0 END");
+                $"UPDATE {table} SET status = CASE WHEN abs(hashtext(hash)) % 50 = 0 THEN 2 WHEN abs(hashtext(hash)) % 10 = 0 THEN 1 ELSE 0 END");
+            cmd.CommandTimeout = 600;
             await cmd.ExecuteNonQueryAsync();
+            // What autovacuum does in a running database: statistics for the planner (the search's selectivity).
+            await using var analyze = source.CreateCommand($"ANALYZE {table}");
+            analyze.CommandTimeout = 600;
+            await analyze.ExecuteNonQueryAsync();
         }
 
-        var worst = 0.0;
         foreach (var sort in new[] { ListSort.LastSeen, ListSort.FirstSeen, ListSort.Count })
         {
             var query = new ListQuery(GroupStatus.Resolved, null, sort);
@@ -153,7 +158,6 @@ internal static class StoreFigures
             var cursor = new PageCursor(global::ErrorMonitor.Core.Triage.sortKey(sort, edge), edge.Hash, CursorDirection.Older);
             var first = await Latencies(() => store.ListAsync(query, 0, 21, CancellationToken.None));
             var deep = await Latencies(() => store.ListFromAsync(query, cursor, 21, CancellationToken.None));
-            worst = Math.Max(worst, Math.Max(first.P99, deep.P99));
             rows.Add([$"{name}: resolved groups by {sort}, page 1 / page {deepPage:N0} p99 (ms)", $"{first.P99:F2} / {deep.P99:F2}", "p99 ≤ 20", Met(first.P99 <= 20 && deep.P99 <= 20)]);
         }
 

@@ -116,13 +116,16 @@ module internal Triage =
     let searchText (r: ErrorRecord) : string =
         String.Join(" ", [| r.ExceptionName; r.Message; r.Path; r.Host |])
 
-    /// True when every search word is a prefix of a word of the group's searched text.
-    let matches (search: string list) (r: ErrorRecord) : bool =
+    /// True when every search word is a prefix of a word of `text`.
+    let matchesText (search: string list) (text: string) : bool =
         search.IsEmpty
-        || (let have = words (searchText r)
+        || (let have = words text
 
             search
             |> List.forall (fun w -> have |> List.exists (fun h -> h.StartsWith(w, StringComparison.Ordinal))))
+
+    /// True when every search word is a prefix of a word of the group's searched text.
+    let matches (search: string list) (r: ErrorRecord) : bool = matchesText search (searchText r)
 
     /// A record's key in an order (larger first): ticks for the times, the count.
     let sortKey (sort: ListSort) (r: ErrorRecord) : int64 =

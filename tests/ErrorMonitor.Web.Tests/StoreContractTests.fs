@@ -560,6 +560,107 @@ let tests =
                         (GroupStatus.Unresolved, 1L, 4L)
                         "back, counted"
                 }
+            for name, make in
+                [
+                    "SQLite",
+                    (fun () ->
+                        SqliteStore("Data Source=" + Path.Combine(tempFolder (), "d.db"), "app_error") :> IErrorStore)
+                    "PostgreSQL",
+                    (fun () -> PostgresStore.Create(postgres (), "dense_" + Guid.NewGuid().ToString "N") :> IErrorStore)
+                ] do
+                testTask' (sprintf "the %s store pages a search matching thousands of groups as the model does" name)
+                <| fun () ->
+                    task {
+                        let store = make ()
+                        let none = CancellationToken.None
+                        let n = Rows.SparseSearch + 400
+                        // Every group has "message"; every other one "host-1..." (a dense search either way).
+                        let batch = [| for g in 1..n -> Events.single (event g (g % 200) 1) |]
+                        let! _ = store.UpsertAsync(batch, none)
+                        let model = [ for d in batch -> Events.apply None d ]
+
+                        for q in
+                            [
+                                { ListQuery.All with
+                                    Search = "message"
+                                }
+                                { ListQuery.All with
+                                    Search = "host 1"
+                                    Sort = ListSort.Count
+                                }
+                                { ListQuery.Unresolved with
+                                    Search = "app error12"
+                                }
+                            ] do
+                            let expected = MemoryStore.Order(q, model) |> List.ofSeq
+                            let! first = store.ListAsync(q, 0L, 21, none)
+                            Expect.equal (List.ofSeq first) (List.truncate 21 expected) (sprintf "page 1 of %A" q)
+                            let edge = expected.[19]
+
+                            let c =
+                                {
+                                    Key = Triage.sortKey q.Sort edge
+                                    Hash = edge.Hash
+                                    Direction = CursorDirection.Older
+                                }
+
+                            let! next = store.ListFromAsync(q, c, 21, none)
+
+                            Expect.equal
+                                (List.ofSeq next)
+                                (expected |> List.skip 20 |> List.truncate 21)
+                                (sprintf "the page after it of %A" q)
+
+                        match store with
+                        | :? IDisposable as d -> d.Dispose()
+                        | _ -> ()
+                    }
+            testTask' "a PostgreSQL table of the schema before triage is migrated: every group unresolved, searchable"
+            <| fun () ->
+                task {
+                    let table = "old_" + Guid.NewGuid().ToString "N"
+                    use source = Npgsql.NpgsqlDataSource.Create(postgres ())
+
+                    use cmd =
+                        source.CreateCommand(
+                            $"""CREATE TABLE {table} (hash text COLLATE "C" NOT NULL PRIMARY KEY, host text NOT NULL,
+  path text NOT NULL, method text NOT NULL, request_data text NOT NULL, exception_name text NOT NULL,
+  message text NOT NULL, traceback text NOT NULL, count bigint NOT NULL, created_on timestamptz NOT NULL,
+  last_seen timestamptz NOT NULL, previous_seen timestamptz NULL, notified_at timestamptz NULL,
+  ticket_at timestamptz NULL);
+CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);
+CREATE TABLE {table}_journal (id text COLLATE "C" NOT NULL PRIMARY KEY, segment bigint NOT NULL,
+  updated_at timestamptz NOT NULL);
+CREATE TABLE {table}_schema (version integer NOT NULL);
+INSERT INTO {table}_schema VALUES (3);
+INSERT INTO {table} (hash, host, path, method, request_data, exception_name, message, traceback, count,
+  created_on, last_seen) VALUES ('{hashOf 1}', 'a.example', '/orders/checkout', 'GET', '{{}}',
+  'App.PaymentDeclined', 'card declined', 'trace', 3, '2026-03-01T12:00:00Z', '2026-03-01T12:05:00Z')"""
+                        )
+
+                    let! _ = cmd.ExecuteNonQueryAsync()
+                    use store = PostgresStore.Create(postgres (), table)
+                    let s = store :> IErrorStore
+                    let none = CancellationToken.None
+                    let! all = s.ListAsync(ListQuery.Unresolved, 0L, 10, none)
+
+                    Expect.equal
+                        (all |> Seq.map (fun r -> r.Path, r.Status, r.Count) |> List.ofSeq)
+                        [ "/orders/checkout", GroupStatus.Unresolved, 3L ]
+                        "the group, unresolved"
+
+                    let! found =
+                        s.ListAsync(
+                            { ListQuery.All with
+                                Search = "paymentdecl checkout"
+                            },
+                            0L,
+                            10,
+                            none
+                        )
+
+                    Expect.equal found.Count 1 "found by the words it had before the migration"
+                }
             contract "the in-memory" (fun () -> MemoryStore())
             contract "the SQLite" (fun () ->
                 SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error"))

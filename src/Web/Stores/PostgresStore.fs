@@ -15,26 +15,61 @@ open ErrorMonitor.Core
 type internal PostgresStore(dataSource: NpgsqlDataSource, table: string) =
     let columns = Rows.Columns
 
-    /// The words a search looks at (Core's `Triage.words`: runs of letters and digits, lower case) as a tsvector.
-    let searched =
-        "to_tsvector('simple'::regconfig, regexp_replace(lower(exception_name || ' ' || message || ' ' || path || ' ' || host), '[^[:alnum:]]+', ' ', 'g'))"
+    /// The words a search looks at (Core's `Triage.words`: runs of letters and digits, lower case) as a tsvector,
+    /// from the columns of a row qualified by `q` ("" or "t.").
+    let searchedOf (q: string) =
+        $"to_tsvector('simple'::regconfig, regexp_replace(lower({q}exception_name || ' ' || {q}message || ' ' || {q}path || ' ' || {q}host), '[^[:alnum:]]+', ' ', 'g'))"
 
-    /// The WHERE condition of a list query and its parameters: the status, and the search through the GIN index
-    /// (each word a prefix: `word:*`).
-    let selection (query: ListQuery) : string * Sql.Param list =
-        let words = Triage.searchWords query.Search
+    /// The search table's rows for the groups named by @hash, from their stored columns (after a write that
+    /// may have changed them); unchanged words are not rewritten.
+    let searchSql =
+        $"""INSERT INTO {table}_search (hash, words)
+SELECT t.hash, {searchedOf "t."} FROM {table} t WHERE t.hash = ANY(@hash)
+ON CONFLICT (hash) DO UPDATE SET words = EXCLUDED.words WHERE {table}_search.words IS DISTINCT FROM EXCLUDED.words"""
 
-        let parts =
-            [
-                "TRUE", []
+    /// The WHERE condition of a list query and its parameters: the status, and the search through the search
+    /// table's GIN index (each word a prefix: `word:*`). A search that matches few groups reads them through the
+    /// index (their hashes, then the rows by key); one that matches many reads the list's order and checks each
+    /// row (dense matches fill a page soon): whichever way the planner would have guessed, neither is slow.
+    let selection (conn: NpgsqlConnection) (query: ListQuery) (ct: CancellationToken) : Task<string * Sql.Param list> =
+        task {
+            let words = Triage.searchWords query.Search
+
+            let status =
                 if query.Status.HasValue then
-                    "status = @status", [ Sql.int "status" (Rows.status query.Status.Value) ]
-                if not words.IsEmpty then
-                    $"{searched} @@ to_tsquery('simple'::regconfig, @q)",
-                    [ Sql.text "q" (String.Join(" & ", words |> List.map (fun w -> w + ":*"))) ]
-            ]
+                    [ "status = @status", [ Sql.int "status" (Rows.status query.Status.Value) ] ]
+                else
+                    []
 
-        String.Join(" AND ", parts |> List.map fst), parts |> List.collect snd
+            let! search =
+                if words.IsEmpty then
+                    Task.FromResult []
+                else
+                    task {
+                        let q = String.Join(" & ", words |> List.map (fun w -> w + ":*"))
+
+                        let! hits =
+                            Sql.query
+                                conn
+                                null
+                                $"SELECT hash FROM {table}_search WHERE words @@ to_tsquery('simple'::regconfig, @q) LIMIT {Rows.SparseSearch + 1}"
+                                [ Sql.text "q" q ]
+                                (fun r -> r.GetString 0)
+                                ct
+
+                        if hits.Count <= Rows.SparseSearch then
+                            return [ "hash = ANY(@hits)", [ Sql.textArray "hits" (hits.ToArray()) ] ]
+                        else
+                            return
+                                [
+                                    $"{searchedOf String.Empty} @@ to_tsquery('simple'::regconfig, @q)",
+                                    [ Sql.text "q" q ]
+                                ]
+                    }
+
+            let parts = ("TRUE", []) :: status @ search
+            return String.Join(" AND ", parts |> List.map fst), parts |> List.collect snd
+        }
 
     /// Each migration, in order; the version table remembers how many ran.
     let migrations =
@@ -61,8 +96,9 @@ ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ticket_at timestamptz NULL"""
   segment bigint NOT NULL,
   updated_at timestamptz NOT NULL)"""
             // Triage: status (0 unresolved, 1 resolved, 2 ignored), regressions, ignore limits; an index a list
-            // order, with and without the status in front; the search: a GIN index over the words of the
-            // exception type, message, path and host (`searched`).
+            // order behind the status (a list of every status by first seen or count reads the table); the
+            // search: a table of each group's words (exception type, message, path and host) with a GIN index,
+            // written only when they change, so a count update costs the search nothing.
             $"""ALTER TABLE {table} ADD COLUMN IF NOT EXISTS status smallint NOT NULL DEFAULT 0;
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS previous_status smallint NULL;
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS regressions bigint NOT NULL DEFAULT 0;
@@ -72,9 +108,9 @@ ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ignore_until_count bigint NULL;
 CREATE INDEX IF NOT EXISTS ix_{table}_status_last_seen ON {table} (status, last_seen DESC, hash);
 CREATE INDEX IF NOT EXISTS ix_{table}_status_created_on ON {table} (status, created_on DESC, hash);
 CREATE INDEX IF NOT EXISTS ix_{table}_status_count ON {table} (status, count DESC, hash);
-CREATE INDEX IF NOT EXISTS ix_{table}_created_on ON {table} (created_on DESC, hash);
-CREATE INDEX IF NOT EXISTS ix_{table}_count ON {table} (count DESC, hash);
-CREATE INDEX IF NOT EXISTS ix_{table}_search ON {table} USING gin ({searched})"""
+CREATE TABLE IF NOT EXISTS {table}_search (hash text COLLATE "C" NOT NULL PRIMARY KEY, words tsvector NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_{table}_search ON {table}_search USING gin (words);
+INSERT INTO {table}_search (hash, words) SELECT hash, {searchedOf ""} FROM {table} ON CONFLICT (hash) DO NOTHING"""
         ]
 
     let upsertSql =
@@ -268,6 +304,12 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
                                 writtenRow
                                 ct
 
+                    if rows.Length > 0 then
+                        let! _ =
+                            Sql.execute conn tx searchSql [ Sql.textArray "hash" (col (fun d -> d.Latest.Hash)) ] ct
+
+                        ()
+
                     match mark with
                     | Some(journal, segment, now) ->
                         let! _ =
@@ -380,7 +422,7 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
             task {
                 do! ensure ()
                 use! conn = dataSource.OpenConnectionAsync ct
-                let where, ps = selection query
+                let! where, ps = selection conn query ct
 
                 let! rows =
                     Sql.query
@@ -400,12 +442,19 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
                 use! conn = dataSource.OpenConnectionAsync ct
 
                 let d = cursor.Direction
-                let where, ps = selection query
-                let past = Rows.pastCursor query.Sort d "@"
+                let! where, ps = selection conn query ct
                 let ordered = Rows.order query.Sort d ""
 
+                // Two exact range reads (the rows tied with the cursor's key past its hash, then the rows past its
+                // key), so a key shared by many rows (a count of 1) is not scanned from its start.
+                let tied, beyond = Rows.pastCursorParts query.Sort d "@"
+
                 let sql =
-                    $"SELECT {columns} FROM {table} WHERE {where} AND {past} ORDER BY {ordered} LIMIT @count"
+                    $"""SELECT {columns} FROM (
+  (SELECT {columns} FROM {table} WHERE {where} AND {tied} ORDER BY {ordered} LIMIT @count)
+  UNION ALL
+  (SELECT {columns} FROM {table} WHERE {where} AND {beyond} ORDER BY {ordered} LIMIT @count)) x
+ORDER BY {ordered} LIMIT @count"""
 
                 let! rows =
                     Sql.query
@@ -487,7 +536,7 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
                     Sql.execute
                         conn
                         null
-                        $"DELETE FROM {table} WHERE hash = @hash"
+                        $"DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = @hash"
                         [ Sql.text "hash" (Rows.key hash) ]
                         ct
 

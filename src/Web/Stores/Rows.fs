@@ -46,6 +46,11 @@ module internal Rows =
                     Nullable(r.GetInt64 15)
         }
 
+    /// A search matching at most this many groups is read through the search index and sorted; one matching more
+    /// reads the list's order and checks each row (dense matches fill a page soon).
+    [<Literal>]
+    let SparseSearch = 5000
+
     /// The column a list's order reads.
     let keyColumn (sort: ListSort) : string =
         match sort with
@@ -112,6 +117,16 @@ module internal Rows =
             $"{k} <= {p}key AND ({k} < {p}key OR hash > {p}hash)"
         else
             $"{k} >= {p}key AND ({k} > {p}key OR hash < {p}hash)"
+
+    /// The keyset rule in two parts that each read one range of an index: the rows tied with the cursor's key
+    /// and past its hash, and the rows past its key.
+    let pastCursorParts (sort: ListSort) (direction: CursorDirection) (p: string) : string * string =
+        let k = keyColumn sort
+
+        if direction = CursorDirection.Older then
+            $"{k} = {p}key AND hash > {p}hash", $"{k} < {p}key"
+        else
+            $"{k} = {p}key AND hash < {p}hash", $"{k} > {p}key"
 
     /// A hash as a parameter value (null is no hash).
     let key (hash: string) = if isNull hash then "" else hash

@@ -86,6 +86,15 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status"""
 
             let c = new SqliteConnection(connectionString)
             do! c.OpenAsync()
+
+            // Core's search rule, for a search that matches many groups (checked row by row in the list's order).
+            c.CreateFunction(
+                "errormonitor_search",
+                Func<string, string, string, string, string, bool>(fun t m p h q ->
+                    Triage.matchesText (Triage.searchWords q) (String.Join(" ", t, m, p, h))),
+                true
+            )
+
             use pragma = c.CreateCommand()
             // WAL with synchronous=NORMAL: a commit is durable against a crash of the app; only a power cut can
             // lose the last commits (the spill file covers outages, not that).
@@ -162,8 +171,10 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hash);"""
   segment INTEGER NOT NULL,
   updated_at TEXT NOT NULL);"""
             // Triage: status (0 unresolved, 1 resolved, 2 ignored), regressions, ignore limits; an index a list
-            // order, with and without the status in front; the search (FTS5 over the summary rows, kept by
-            // triggers: a count update touches none of its columns, so it costs the search nothing).
+            // order behind the status (a list of every status by first seen or count reads the table: fewer
+            // indexes keep new groups cheap); the search (FTS5 over the summary rows, kept by triggers: a count
+            // update touches none of its columns, so it costs the search nothing; only which rows hold a word is
+            // kept, no positions or sizes: a search asks for word prefixes, nothing more).
             $"""ALTER TABLE {table} ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE {table} ADD COLUMN previous_status INTEGER NULL;
 ALTER TABLE {table} ADD COLUMN regressions INTEGER NOT NULL DEFAULT 0;
@@ -173,10 +184,8 @@ ALTER TABLE {table} ADD COLUMN ignore_until_count INTEGER NULL;
 CREATE INDEX ix_{table}_status_last_seen ON {table} (status, last_seen DESC, hash);
 CREATE INDEX ix_{table}_status_created_on ON {table} (status, created_on DESC, hash);
 CREATE INDEX ix_{table}_status_count ON {table} (status, count DESC, hash);
-CREATE INDEX ix_{table}_created_on ON {table} (created_on DESC, hash);
-CREATE INDEX ix_{table}_count ON {table} (count DESC, hash);
 CREATE VIRTUAL TABLE {table}_search USING fts5(exception_name, message, path, host, content='{table}',
-  content_rowid='id', tokenize='unicode61 remove_diacritics 0', prefix='2 3 4');
+  content_rowid='id', tokenize='unicode61 remove_diacritics 0', detail='none', columnsize=0);
 INSERT INTO {table}_search({table}_search) VALUES ('rebuild');
 CREATE TRIGGER {table}_search_insert AFTER INSERT ON {table} BEGIN
   INSERT INTO {table}_search(rowid, exception_name, message, path, host)
@@ -245,7 +254,21 @@ END;"""
             if not words.IsEmpty then
                 let q = String.Join(" AND ", words |> List.map (fun w -> "\"" + w + "\"*"))
                 cmd.Parameters.AddWithValue("$q", q) |> ignore
-                $"id IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q)"
+
+                // A search that matches few groups reads them through the index and sorts them; one that matches
+                // many reads the list's order and checks each row (the matches are dense, so a page comes soon).
+                use probe = cmd.Connection.CreateCommand()
+
+                probe.CommandText <-
+                    $"SELECT count(*) FROM (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q LIMIT {Rows.SparseSearch + 1})"
+
+                probe.Parameters.AddWithValue("$q", q) |> ignore
+
+                if Convert.ToInt32(probe.ExecuteScalar()) <= Rows.SparseSearch then
+                    $"id IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q)"
+                else
+                    cmd.Parameters.AddWithValue("$words", query.Search) |> ignore
+                    "errormonitor_search(exception_name, message, path, host, $words)"
         ]
         |> String.concat " AND "
 
