@@ -31,7 +31,14 @@ ON CONFLICT (hash) DO UPDATE SET words = EXCLUDED.words WHERE {table}_search.wor
     /// table's GIN index (each word a prefix: `word:*`). A search that matches few groups reads them through the
     /// index (their hashes, then the rows by key); one that matches many reads the list's order and checks each
     /// row (dense matches fill a page soon): whichever way the planner would have guessed, neither is slow.
-    let selection (conn: NpgsqlConnection) (query: ListQuery) (ct: CancellationToken) : Task<string * Sql.Param list> =
+    let selection
+        (conn: NpgsqlConnection)
+        (query: ListQuery)
+        (past: string, pastParams: Sql.Param list)
+        (ordered: string)
+        (page: int)
+        (ct: CancellationToken)
+        : Task<string * Sql.Param list> =
         task {
             let words = Triage.searchWords query.Search
 
@@ -41,30 +48,47 @@ ON CONFLICT (hash) DO UPDATE SET words = EXCLUDED.words WHERE {table}_search.wor
                 else
                     []
 
+            let statusWhere = String.Join(" AND ", "TRUE" :: (status |> List.map fst))
+            let statusParams = status |> List.collect snd
+
             let! search =
                 if words.IsEmpty then
                     Task.FromResult []
                 else
                     task {
                         let q = String.Join(" & ", words |> List.map (fun w -> w + ":*"))
+                        let byRow = $"{searchedOf String.Empty} @@ to_tsquery('simple'::regconfig, @q)"
 
-                        let! hits =
+                        // Dense among the first rows of the list (a common word): the list's order, each row
+                        // checked. Else the matches through the GIN index: few of them, their hashes then the
+                        // rows by key; many (and not among the first rows), each row checked after all.
+                        let! dense =
                             Sql.query
                                 conn
                                 null
-                                $"SELECT hash FROM {table}_search WHERE words @@ to_tsquery('simple'::regconfig, @q) LIMIT {Rows.SparseSearch + 1}"
-                                [ Sql.text "q" q ]
-                                (fun r -> r.GetString 0)
+                                $"""SELECT count(*) FROM (SELECT 1 FROM (SELECT exception_name, message, path, host FROM {table}
+WHERE {statusWhere} AND {past} ORDER BY {ordered} LIMIT {Rows.DenseWindow}) w
+WHERE {searchedOf "w."} @@ to_tsquery('simple'::regconfig, @q) LIMIT @page) x"""
+                                (statusParams @ pastParams @ [ Sql.text "q" q; Sql.int "page" (max 1 page) ])
+                                (fun r -> r.GetInt64 0)
                                 ct
 
-                        if hits.Count <= Rows.SparseSearch then
-                            return [ "hash = ANY(@hits)", [ Sql.textArray "hits" (hits.ToArray()) ] ]
+                        if dense.[0] >= int64 (max 1 page) then
+                            return [ byRow, [ Sql.text "q" q ] ]
                         else
-                            return
-                                [
-                                    $"{searchedOf String.Empty} @@ to_tsquery('simple'::regconfig, @q)",
+                            let! hits =
+                                Sql.query
+                                    conn
+                                    null
+                                    $"SELECT hash FROM {table}_search WHERE words @@ to_tsquery('simple'::regconfig, @q) LIMIT {Rows.SparseSearch + 1}"
                                     [ Sql.text "q" q ]
-                                ]
+                                    (fun r -> r.GetString 0)
+                                    ct
+
+                            if hits.Count <= Rows.SparseSearch then
+                                return [ "hash = ANY(@hits)", [ Sql.textArray "hits" (hits.ToArray()) ] ]
+                            else
+                                return [ byRow, [ Sql.text "q" q ] ]
                     }
 
             let parts = ("TRUE", []) :: status @ search
@@ -422,7 +446,15 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
             task {
                 do! ensure ()
                 use! conn = dataSource.OpenConnectionAsync ct
-                let! where, ps = selection conn query ct
+
+                let! where, ps =
+                    selection
+                        conn
+                        query
+                        ("TRUE", [])
+                        (Rows.order query.Sort CursorDirection.Older String.Empty)
+                        (count + int (min offset 100000L))
+                        ct
 
                 let! rows =
                     Sql.query
@@ -442,8 +474,19 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
                 use! conn = dataSource.OpenConnectionAsync ct
 
                 let d = cursor.Direction
-                let! where, ps = selection conn query ct
                 let ordered = Rows.order query.Sort d ""
+
+                let keyParams =
+                    [
+                        (if query.Sort = ListSort.Count then
+                             Sql.bigint "key" cursor.Key
+                         else
+                             Sql.time "key" (Paging.timeOf cursor.Key))
+                        Sql.text "hash" (Rows.key cursor.Hash)
+                    ]
+
+                let! where, ps =
+                    selection conn query (Rows.pastCursor query.Sort d "@", keyParams) ordered count ct
 
                 // Two exact range reads (the rows tied with the cursor's key past its hash, then the rows past its
                 // key), so a key shared by many rows (a count of 1) is not scanned from its start.
@@ -457,21 +500,7 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
 ORDER BY {ordered} LIMIT @count"""
 
                 let! rows =
-                    Sql.query
-                        conn
-                        null
-                        sql
-                        (ps
-                         @ [
-                             (if query.Sort = ListSort.Count then
-                                  Sql.bigint "key" cursor.Key
-                              else
-                                  Sql.time "key" (Paging.timeOf cursor.Key))
-                             Sql.text "hash" (Rows.key cursor.Hash)
-                             Sql.int "count" (max 0 count)
-                         ])
-                        read
-                        ct
+                    Sql.query conn null sql (ps @ keyParams @ [ Sql.int "count" (max 0 count) ]) read ct
 
                 if cursor.Direction = CursorDirection.Newer then
                     rows.Reverse()

@@ -51,6 +51,11 @@ module internal Rows =
     [<Literal>]
     let SparseSearch = 5000
 
+    /// A search first reads at most this many rows of the list's order, checking each: when they hold a page's
+    /// worth of matches (a common word), that is the page; else the matches are read through the search index.
+    [<Literal>]
+    let DenseWindow = 5000
+
     /// The column a list's order reads.
     let keyColumn (sort: ListSort) : string =
         match sort with

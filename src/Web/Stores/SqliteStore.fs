@@ -243,32 +243,43 @@ END;"""
 
     /// The WHERE condition of a list query (its parameters added to `cmd`): the status, and the search through
     /// the FTS5 table (each word a prefix: `"word"*`).
-    let selection (cmd: SqliteCommand) (query: ListQuery) : string =
+    let selection (cmd: SqliteCommand) (query: ListQuery) (past: string) (ordered: string) (count: int) : string =
         let words = Triage.searchWords query.Search
 
-        [
-            "1 = 1"
+        let status =
             if query.Status.HasValue then
                 cmd.Parameters.AddWithValue("$status", Rows.status query.Status.Value) |> ignore
                 "status = $status"
+            else
+                "1 = 1"
+
+        [
+            status
             if not words.IsEmpty then
                 let q = String.Join(" AND ", words |> List.map (fun w -> "\"" + w + "\"*"))
                 cmd.Parameters.AddWithValue("$q", q) |> ignore
+                cmd.Parameters.AddWithValue("$words", query.Search) |> ignore
 
-                // A search that matches few groups reads them through the index and sorts them; one that matches
-                // many reads the list's order and checks each row (the matches are dense, so a page comes soon).
+                // A search whose matches are dense among the first rows of the list (a common word) reads the
+                // list's order and checks each row with Core's rule; any other reads its matches through the
+                // index and sorts them (a rare word: few matches). The probe reads at most `Rows.DenseWindow`
+                // rows and stops at a page's worth of matches.
                 use probe = cmd.Connection.CreateCommand()
 
+                for p in cmd.Parameters do
+                    probe.Parameters.AddWithValue(p.ParameterName, p.Value) |> ignore
+
+                probe.Parameters.AddWithValue("$page", max 1 count) |> ignore
+
                 probe.CommandText <-
-                    $"SELECT count(*) FROM (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q LIMIT {Rows.SparseSearch + 1})"
+                    $"""SELECT count(*) FROM (SELECT 1 FROM (SELECT exception_name, message, path, host FROM {table}
+WHERE {status} AND {past} ORDER BY {ordered} LIMIT {Rows.DenseWindow}) w
+WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) LIMIT $page)"""
 
-                probe.Parameters.AddWithValue("$q", q) |> ignore
-
-                if Convert.ToInt32(probe.ExecuteScalar()) <= Rows.SparseSearch then
-                    $"id IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q)"
-                else
-                    cmd.Parameters.AddWithValue("$words", query.Search) |> ignore
+                if Convert.ToInt32(probe.ExecuteScalar()) >= max 1 count then
                     "errormonitor_search(exception_name, message, path, host, $words)"
+                else
+                    $"id IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q)"
         ]
         |> String.concat " AND "
 
@@ -521,15 +532,22 @@ END;"""
                 do! ensure ()
                 use! c = openConnection ()
                 use cmd = c.CreateCommand()
-                let where = selection cmd query
+                cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
+                cmd.Parameters.AddWithValue("$offset", max 0L offset) |> ignore
+
+                let where =
+                    selection
+                        cmd
+                        query
+                        "1 = 1"
+                        (Rows.order query.Sort CursorDirection.Older String.Empty)
+                        (count + int (min offset 100000L))
 
                 cmd.CommandText <-
                     withDetails
                         $"SELECT * FROM {table} WHERE {where} ORDER BY {Rows.order query.Sort CursorDirection.Older String.Empty} LIMIT $count OFFSET $offset"
                         (Rows.order query.Sort CursorDirection.Older "t.")
 
-                cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
-                cmd.Parameters.AddWithValue("$offset", max 0L offset) |> ignore
                 use! r = cmd.ExecuteReaderAsync ct
                 let! acc = Rows.readAll read r ct
 
@@ -543,14 +561,6 @@ END;"""
                 use cmd = c.CreateCommand()
 
                 let d = cursor.Direction
-                let where = selection cmd query
-                let past = Rows.pastCursor query.Sort d "$"
-                let ordered = Rows.order query.Sort d ""
-
-                cmd.CommandText <-
-                    withDetails
-                        $"SELECT * FROM {table} WHERE {where} AND {past} ORDER BY {ordered} LIMIT $count"
-                        (Rows.order query.Sort d "t.")
 
                 cmd.Parameters.AddWithValue(
                     "$key",
@@ -562,8 +572,16 @@ END;"""
                 |> ignore
 
                 cmd.Parameters.AddWithValue("$hash", (Rows.key cursor.Hash)) |> ignore
-
                 cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
+                let past = Rows.pastCursor query.Sort d "$"
+                let ordered = Rows.order query.Sort d ""
+                let where = selection cmd query past ordered count
+
+                cmd.CommandText <-
+                    withDetails
+                        $"SELECT * FROM {table} WHERE {where} AND {past} ORDER BY {ordered} LIMIT $count"
+                        (Rows.order query.Sort d "t.")
+
                 use! r = cmd.ExecuteReaderAsync ct
                 let! acc = Rows.readAll read r ct
 
