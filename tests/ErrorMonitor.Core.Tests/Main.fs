@@ -21,5 +21,6 @@ let main argv =
             LocalOnlyTests.tests
             LocalOnlyTests.keyLimitTests
             SecretTests.tests
+            TriageTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv
