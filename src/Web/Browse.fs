@@ -366,42 +366,12 @@ module Browse =
     let internal delete (b: BrowseOptions) (hash: string) : HttpHandler =
         fun next ctx ->
             task {
-                if not (HttpMethods.IsPost ctx.Request.Method) then
-                    ctx.Response.Headers.Allow <- "POST"
-
-                    return!
-                        html
-                            405
-                            (Views.message
-                                (prefix b)
-                                "Method not allowed"
-                                "Deleting needs a POST from the delete button.")
-                            next
-                            ctx
-                else
-                    let af = ctx.RequestServices.GetService<IAntiforgery>()
-
-                    let! valid =
-                        task {
-                            if isNull af then
-                                return false
-                            else
-                                try
-                                    do! af.ValidateRequestAsync ctx
-                                    return true
-                                with :? AntiforgeryValidationException ->
-                                    return false
-                        }
-
-                    if not valid then
-                        let why =
-                            if isNull af then
-                                "Deleting needs ASP.NET Core antiforgery: call builder.Services.AddAntiforgery()."
-                            else
-                                "The form's antiforgery token is missing or invalid: reload the page and try again."
-
-                        return! html 400 (Views.message (prefix b) "Bad request" why) next ctx
-                    else
+                match postOnly b ctx "Deleting needs a POST from the delete button." with
+                | Some refuse -> return! refuse next ctx
+                | None ->
+                    match! validForm b ctx with
+                    | Error refuse -> return! refuse next ctx
+                    | Ok() ->
                         if Fingerprint.isValid hash then
                             let! _ = b.Engine.Store.DeleteAsync(hash, ctx.RequestAborted)
                             ()
