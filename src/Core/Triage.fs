@@ -67,12 +67,6 @@ module internal Triage =
         | Some "count" -> Ok ListSort.Count
         | Some _ -> Error "sort must be lastSeen, firstSeen or count"
 
-    /// The list a team opens on: unresolved groups, most recently seen first.
-    let defaultQuery: ListQuery = ListQuery.Unresolved
-
-    /// Every group, most recently seen first (the list before triage existed).
-    let everything: ListQuery = ListQuery.All
-
     /// The words of a text: maximal runs of letters and digits, in lower case.
     let words (text: string) : string list =
         if String.IsNullOrEmpty text then

@@ -206,7 +206,7 @@ module Browse =
                 let q =
                     match queryOf ctx with
                     | Ok q -> q
-                    | Error _ -> Triage.defaultQuery
+                    | Error _ -> ListQuery.Unresolved
 
                 let! page = pageOf b ctx q
                 let newer, older = links b q page
@@ -269,12 +269,19 @@ module Browse =
                 return Error(html 400 (Views.message (prefix b) "Bad request" why))
         }
 
-    let private postOnly (b: BrowseOptions) (ctx: HttpContext) (what: string) : HttpHandler option =
-        if HttpMethods.IsPost ctx.Request.Method then
-            None
-        else
-            ctx.Response.Headers.Allow <- "POST"
-            Some(html 405 (Views.message (prefix b) "Method not allowed" what))
+    /// Runs `handler` for a form post with a valid antiforgery token; refuses any other method (405, saying `what`
+    /// needs a POST) and a missing or invalid token (400).
+    let private formPost (b: BrowseOptions) (what: string) (handler: HttpHandler) : HttpHandler =
+        fun next ctx ->
+            task {
+                if not (HttpMethods.IsPost ctx.Request.Method) then
+                    ctx.Response.Headers.Allow <- "POST"
+                    return! html 405 (Views.message (prefix b) "Method not allowed" what) next ctx
+                else
+                    match! validForm b ctx with
+                    | Error refuse -> return! refuse next ctx
+                    | Ok() -> return! handler next ctx
+            }
 
     /// Where a form goes back to: its `back` field when it is a page under the prefix, else the list.
     let private backTo (b: BrowseOptions) (form: IFormCollection) : string =
@@ -312,72 +319,62 @@ module Browse =
     /// antiforgery token: fields `hash` (one or many), `status` (unresolved, resolved, ignored or delete), and
     /// `back`), then goes back to the page it came from.
     let internal changeStatus (b: BrowseOptions) (hash: string) : HttpHandler =
-        fun next ctx ->
+        formPost b "Changing a group needs a POST from its buttons."
+        <| fun next ctx ->
             task {
-                match postOnly b ctx "Changing a group needs a POST from its buttons." with
-                | Some refuse -> return! refuse next ctx
-                | None ->
-                    match! validForm b ctx with
-                    | Error refuse -> return! refuse next ctx
-                    | Ok() ->
-                        let! form = ctx.Request.ReadFormAsync ctx.RequestAborted
+                let! form = ctx.Request.ReadFormAsync ctx.RequestAborted
 
-                        let hashes =
-                            (if String.IsNullOrEmpty hash then
-                                 form.["hash"] |> Seq.map string |> List.ofSeq
-                             else
-                                 [ hash ])
-                            |> List.filter Fingerprint.isValid
-                            |> List.distinct
-                            |> List.truncate 1000
+                let hashes =
+                    (if String.IsNullOrEmpty hash then
+                         form.["hash"] |> Seq.map string |> List.ofSeq
+                     else
+                         [ hash ])
+                    |> List.filter Fingerprint.isValid
+                    |> List.distinct
+                    |> List.truncate 1000
 
-                        let action = string form.["status"]
+                let action = string form.["status"]
 
-                        match action, Triage.parseStatus action with
-                        | "delete", _ ->
-                            for h in hashes do
-                                let! _ = b.Engine.Store.DeleteAsync(h, ctx.RequestAborted)
-                                ()
+                match action, Triage.parseStatus action with
+                | "delete", _ ->
+                    for h in hashes do
+                        let! _ = b.Engine.Store.DeleteAsync(h, ctx.RequestAborted)
+                        ()
 
-                            ctx.Response.Redirect(backTo b form)
-                            return Some ctx
-                        | _, Some status ->
-                            let change = formChange b form status
+                    ctx.Response.Redirect(backTo b form)
+                    return Some ctx
+                | _, Some status ->
+                    let change = formChange b form status
 
-                            for h in hashes do
-                                let! _ = b.Engine.Store.SetStatusAsync(h, change, ctx.RequestAborted)
-                                ()
+                    for h in hashes do
+                        let! _ = b.Engine.Store.SetStatusAsync(h, change, ctx.RequestAborted)
+                        ()
 
-                            ctx.Response.Redirect(backTo b form)
-                            return Some ctx
-                        | _ ->
-                            return!
-                                html
-                                    400
-                                    (Views.message
-                                        (prefix b)
-                                        "Bad request"
-                                        "The status must be unresolved, resolved, ignored or delete.")
-                                    next
-                                    ctx
+                    ctx.Response.Redirect(backTo b form)
+                    return Some ctx
+                | _ ->
+                    return!
+                        html
+                            400
+                            (Views.message
+                                (prefix b)
+                                "Bad request"
+                                "The status must be unresolved, resolved, ignored or delete.")
+                            next
+                            ctx
             }
 
     /// Deletes a group (POST with a valid antiforgery token), then goes back to the list.
     let internal delete (b: BrowseOptions) (hash: string) : HttpHandler =
-        fun next ctx ->
+        formPost b "Deleting needs a POST from the delete button."
+        <| fun next ctx ->
             task {
-                match postOnly b ctx "Deleting needs a POST from the delete button." with
-                | Some refuse -> return! refuse next ctx
-                | None ->
-                    match! validForm b ctx with
-                    | Error refuse -> return! refuse next ctx
-                    | Ok() ->
-                        if Fingerprint.isValid hash then
-                            let! _ = b.Engine.Store.DeleteAsync(hash, ctx.RequestAborted)
-                            ()
+                if Fingerprint.isValid hash then
+                    let! _ = b.Engine.Store.DeleteAsync(hash, ctx.RequestAborted)
+                    ()
 
-                        ctx.Response.Redirect(prefix b + "/")
-                        return Some ctx
+                ctx.Response.Redirect(prefix b + "/")
+                return Some ctx
             }
 
     let private writeItem (w: Utf8JsonWriter) (r: ErrorRecord) = RecordJson.fields w r

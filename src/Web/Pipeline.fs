@@ -187,9 +187,6 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
     /// Distinct groups waiting to be written (all stages).
     member _.Length = lock gate total
 
-    /// Distinct groups not yet journaled.
-    member _.PendingLength = lock gate (fun () -> pending.Count)
-
     /// Distinct groups journaled and not written (the next batch's size).
     member _.BatchLength = lock gate (fun () -> journaled.Count + inFlightCount)
 

@@ -434,7 +434,7 @@ let tests =
                     Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
                     let store = SqliteStore("Data Source=" + path, "app_error") :> IErrorStore
                     let none = CancellationToken.None
-                    let! listed = store.ListAsync(Triage.everything, 0L, 10, none)
+                    let! listed = store.ListAsync(ListQuery.All, 0L, 10, none)
 
                     Expect.equal
                         (listed
@@ -467,7 +467,7 @@ let tests =
                     Expect.equal a2.Count 6L "counted"
                     let! gone = store.DeleteAsync(hashOf 2, none)
                     Expect.isTrue gone "deleted"
-                    let! left = store.ListAsync(Triage.everything, 0L, 10, none)
+                    let! left = store.ListAsync(ListQuery.All, 0L, 10, none)
                     Expect.equal left.Count 1 "one left"
                 }
             for name, make in
