@@ -1,28 +1,44 @@
 #!/usr/bin/env bash
-# End-to-end load: the demo app (Release) on 127.0.0.1 driven by wrk, each figure measured with ErrorMonitor
-# on and off in the same run (the demo honours APP_ERROR_ENABLED=false). Prints a markdown table and saves it
-# to benchmarks/results/load.md. Only 127.0.0.1 is loaded; every run is bounded in time.
-#   DURATION=10s CONNECTIONS=32 ROUNDS=3 STORM=1000000 benchmarks/load.sh
+# End-to-end load: the demo app (Release) on 127.0.0.1 driven by wrk. Each round measures every scenario with
+# ErrorMonitor on and off (the demo honours APP_ERROR_ENABLED=false), one after the other in alternating order;
+# a figure is the median of the rounds' on/off ratios with their range (never a best round). With BASELINE set
+# to a git revision, that revision's demo is built in a worktree and measured in the same rounds, so a change's
+# cost is the median of the per-round differences of the ratios. Prints a markdown table and saves it to
+# benchmarks/results/load.md (load-baseline.md with BASELINE). Only 127.0.0.1 is loaded; every run is bounded.
+#   DURATION=10s CONNECTIONS=32 ROUNDS=5 STORM=1000000 BASELINE= benchmarks/load.sh   (STORM=0: no storm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 STORM=${STORM:-1000000}
-OUT="$ROOT/benchmarks/results/load.md"
+BASELINE=${BASELINE:-}
+OUT="$ROOT/benchmarks/results/load${BASELINE:+-baseline}.md"
 
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
     else echo "wrk is missing: apt-get install wrk"; exit 1; fi
 fi
 
-dotnet build samples/DemoApp -c Release -nologo -clp:ErrorsOnly >/dev/null
-DLL="$ROOT/samples/DemoApp/bin/Release/net10.0/DemoApp.dll"
 WORK=$(mktemp -d /tmp/errormonitor-load.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; rm -rf "$WORK"; }
+cleanup() {
+    for p in "${PIDS[@]:-}" $(cat "$WORK/pids" 2>/dev/null); do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+    [ -n "$BASELINE" ] && git -C "$ROOT" worktree remove --force "$WORK/baseline" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
+
+dotnet build samples/DemoApp -c Release -nologo -clp:ErrorsOnly >/dev/null
+BUILDS=(current)
+declare -A DLLS=([current]="$ROOT/samples/DemoApp/bin/Release/net10.0/DemoApp.dll")
+if [ -n "$BASELINE" ]; then
+    git -C "$ROOT" worktree add --detach "$WORK/baseline" "$BASELINE" >/dev/null 2>&1
+    dotnet build "$WORK/baseline/samples/DemoApp" -c Release -nologo -clp:ErrorsOnly >/dev/null
+    BUILDS+=(baseline)
+    DLLS[baseline]="$WORK/baseline/samples/DemoApp/bin/Release/net10.0/DemoApp.dll"
+fi
 
 cat >"$WORK/groups.lua" <<'LUA'
 -- 10,000 distinct groups: the demo groups /group/{id} failures by id (its custom fingerprint).
@@ -32,15 +48,16 @@ LUA
 
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
-# Starts the demo (ErrorMonitor on or off) in its own folder; sets PORT and PID.
+# Starts a build of the demo (ErrorMonitor on or off) in its own folder; sets PORT and PID.
 start_demo() {
-    local enabled=$1
+    local enabled=$1 dll=${DLLS[${2:-current}]}
     PORT=$(port)
     mkdir -p "$WORK/$enabled-$PORT"
     APP_ERROR_ENABLED=$enabled Logging__LogLevel__Default=None ASPNETCORE_ENVIRONMENT=Production \
-        dotnet "$DLL" --urls "http://127.0.0.1:$PORT" --contentRoot "$WORK/$enabled-$PORT" >"$WORK/demo-$PORT.log" 2>&1 &
+        dotnet "$dll" --urls "http://127.0.0.1:$PORT" --contentRoot "$WORK/$enabled-$PORT" >"$WORK/demo-$PORT.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
+    echo "$PID" >>"$WORK/pids" # started in a subshell too: the cleanup reads them here
     for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && return 0; sleep 0.1; done
     echo "the demo did not start"; cat "$WORK/demo-$PORT.log"; exit 1
 }
@@ -52,33 +69,66 @@ rps() {
 
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
-measure() { # scenario path [lua]
+# Requests a second of one build with ErrorMonitor on or off: `one build enabled path [wrk args]`.
+one() {
+    local build=$1 enabled=$2 path=$3
+    shift 3
+    start_demo "$enabled" "$build"
+    wrk -t2 -c"$CONNECTIONS" -d2s "$@" "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 # warm-up
+    local r; r=$(rps "$@" "http://127.0.0.1:$PORT$path")
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+    echo "$r"
+}
+
+# Every round: each build on and off (the order alternates between rounds). Prints a line a round:
+# `on off ratio` for each build in BUILDS order.
+measure() { # path [lua]
     local path=$1 script=${2:-}
     local args=()
     [ -n "$script" ] && args=(-s "$script")
-    local best_on=0 best_off=0
-    for _ in $(seq 1 "$ROUNDS"); do
-        for enabled in false true; do
-            start_demo "$enabled"
-            wrk -t2 -c"$CONNECTIONS" -d2s "${args[@]}" "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 # warm-up
-            local r; r=$(rps "${args[@]}" "http://127.0.0.1:$PORT$path")
-            kill "$PID"; wait "$PID" 2>/dev/null || true
-            if [ "$enabled" = true ]; then best_on=$(echo "$r $best_on" | awk '{ print ($1 > $2) ? $1 : $2 }')
-            else best_off=$(echo "$r $best_off" | awk '{ print ($1 > $2) ? $1 : $2 }'); fi
+    for round in $(seq 1 "$ROUNDS"); do
+        local line=""
+        for build in "${BUILDS[@]}"; do
+            local on off
+            if [ $((round % 2)) = 1 ]; then
+                off=$(one "$build" false "$path" "${args[@]}"); on=$(one "$build" true "$path" "${args[@]}")
+            else
+                on=$(one "$build" true "$path" "${args[@]}"); off=$(one "$build" false "$path" "${args[@]}")
+            fi
+            line="$line $on $off $(echo "$on $off" | awk '{ printf "%.3f", $1 / $2 }')"
         done
+        echo "$line"
     done
-    echo "$best_on $best_off"
 }
 
-row() { # name on off target
-    local ratio; ratio=$(echo "$2 $3" | awk '{ printf "%.3f", $1 / $2 }')
-    local met; met=$(echo "$ratio $4" | awk '{ print ($1 >= $2) ? "yes" : "**no**" }')
-    printf '| %s | %s | %s | %s | ≥ %s | %s |\n' "$1" "$2" "$3" "$ratio" "$4" "$met"
+# The median and range of a column of numbers (one a line): `median [min–max]`.
+summary() {
+    sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+        printf "%.3f [%.3f–%.3f]", m, v[1], v[NR] }'
+}
+median() { summary | awk '{ print $1 }'; }
+col() { awk -v c="$1" '{ print $c }' <<<"$2"; }
+
+# A table row from a scenario's rounds: rates and ratio of the current build, the target, met (by the median
+# ratio), and with a baseline its ratio and the median of the per-round differences.
+row() { # name rounds target
+    local name=$1 rounds=$2 target=$3
+    local ratio; ratio=$(col 3 "$rounds" | summary)
+    local met; met=$(echo "${ratio%% *} $target" | awk '{ print ($1 >= $2) ? "yes" : "**no**" }')
+    local cells
+    cells="$(col 1 "$rounds" | median | awk '{ printf "%.0f", $1 }') | $(col 2 "$rounds" | median | awk '{ printf "%.0f", $1 }') | $ratio | ≥ $target | $met"
+    if [ -n "$BASELINE" ]; then
+        local base; base=$(col 6 "$rounds" | summary)
+        local diff; diff=$(awk '{ printf "%.3f\n", $3 - $6 }' <<<"$rounds" | summary)
+        local kept; kept=$(echo "${diff%% *}" | awk '{ print ($1 >= -0.02) ? "yes" : "**no**" }')
+        cells="$cells | $base | $diff | $kept"
+    fi
+    printf '| %s | %s |\n' "$name" "$cells"
 }
 
-read -r happy_on happy_off <<<"$(measure /)"
-read -r one_on one_off <<<"$(measure /value-error)"
-read -r many_on many_off <<<"$(measure /group/1 "$WORK/groups.lua")"
+happy=$(measure /)
+one_group=$(measure /value-error)
+many=$(measure /group/1 "$WORK/groups.lua")
 
 # Memory under a storm: RSS growth of the app while it records STORM failures (ErrorMonitor on and off).
 storm() {
@@ -94,20 +144,30 @@ storm() {
     kill "$PID"; wait "$PID" 2>/dev/null || true
     echo "$(( (after - before) / 1024 )) $total"
 }
-read -r grow_on storm_on <<<"$(storm true)"
-read -r grow_off storm_off <<<"$(storm false)"
-grow_met=$(echo "$grow_on" | awk '{ print ($1 <= 50) ? "yes" : "**no**" }')
+grow_on=""
+if [ "$STORM" -gt 0 ]; then
+    read -r grow_on storm_on <<<"$(storm true)"
+    read -r grow_off storm_off <<<"$(storm false)"
+    grow_met=$(echo "$grow_on" | awk '{ print ($1 <= 50) ? "yes" : "**no**" }')
+fi
 
 {
-    echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, wrk -t2 -c$CONNECTIONS -d$DURATION, best of $ROUNDS rounds, demo app in Release with logging off"
+    echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, wrk -t2 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds (on and off alternating), demo app in Release with logging off; rates are medians, ratios the median [range] of the rounds' on/off${BASELINE:+; baseline: $(git -C "$ROOT" rev-parse --short "$BASELINE") in the same rounds}"
     echo
-    echo "| figure | ErrorMonitor on (req/s) | off (req/s) | on/off | target | met? |"
-    echo "| --- | --- | --- | --- | --- | --- |"
-    row "happy path GET /" "$happy_on" "$happy_off" 0.98
-    row "failing path, one group" "$one_on" "$one_off" 0.90
-    row "failing path, 10,000 groups" "$many_on" "$many_off" 0.80
-    echo
-    echo "| figure | ErrorMonitor on | off | target | met? |"
-    echo "| --- | --- | --- | --- | --- |"
-    echo "| RSS growth under a storm of $storm_on / $storm_off failures (MB) | $grow_on | $grow_off | ≤ 50 | $grow_met |"
+    if [ -n "$BASELINE" ]; then
+        echo "| figure | ErrorMonitor on (req/s) | off (req/s) | on/off | target | met? | baseline on/off | change of on/off | within 0.02? |"
+        echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    else
+        echo "| figure | ErrorMonitor on (req/s) | off (req/s) | on/off | target | met? |"
+        echo "| --- | --- | --- | --- | --- | --- |"
+    fi
+    row "happy path GET /" "$happy" 0.98
+    row "failing path, one group" "$one_group" 0.90
+    row "failing path, 10,000 groups" "$many" 0.80
+    if [ -n "$grow_on" ]; then
+        echo
+        echo "| figure | ErrorMonitor on | off | target | met? |"
+        echo "| --- | --- | --- | --- | --- |"
+        echo "| RSS growth under a storm of $storm_on / $storm_off failures (MB) | $grow_on | $grow_off | ≤ 50 | $grow_met |"
+    fi
 } | tee "$OUT"

@@ -259,6 +259,7 @@ module internal Events =
             FirstAt = min older.FirstAt newer.FirstAt
             Count = older.Count + newer.Count
             Detailed = older.Detailed || newer.Detailed
+            Hours = History.add older.Hours newer.Hours
         }
 
     /// One occurrence as a delta of its own.
@@ -268,11 +269,19 @@ module internal Events =
             FirstAt = e.OccurredAt
             Count = 1L
             Detailed = true
+            Hours = History.one e.OccurredAt 1L
         }
 
-    /// A count-only delta: `count` repeats of a group between `firstAt` and `lastAt`, whose details were stored
-    /// recently. `header` is an event of the group; its request data and traceback are left out.
-    let countOnly (header: ErrorEvent) (count: int64) (firstAt: DateTimeOffset) (lastAt: DateTimeOffset) : GroupDelta =
+    /// A count-only delta: `count` repeats of a group between `firstAt` and `lastAt` (`hours` of them an hour),
+    /// whose details were stored recently. `header` is an event of the group; its request data and traceback
+    /// are left out.
+    let countOnly
+        (header: ErrorEvent)
+        (count: int64)
+        (firstAt: DateTimeOffset)
+        (lastAt: DateTimeOffset)
+        (hours: Bucket[])
+        : GroupDelta =
         {
             Latest =
                 { header with
@@ -283,6 +292,7 @@ module internal Events =
             FirstAt = firstAt
             Count = count
             Detailed = false
+            Hours = hours
         }
 
     /// Merges an occurrence into a pending delta of the same group (the coalescing rule).

@@ -33,6 +33,15 @@ module internal Spill =
          w.WriteString("firstAt", time d.FirstAt)
          w.WriteNumber("count", d.Count)
          w.WriteBoolean("detailed", d.Detailed)
+         w.WriteStartArray("hours")
+
+         for b in d.Hours do
+             w.WriteStartArray()
+             w.WriteStringValue(time b.Start)
+             w.WriteNumberValue(b.Count)
+             w.WriteEndArray()
+
+         w.WriteEndArray()
          w.WriteEndObject())
 
         Encoding.UTF8.GetString(ms.ToArray())
@@ -86,6 +95,40 @@ module internal Spill =
                             match r.TryGetProperty "detailed" with
                             | true, v -> v.ValueKind <> JsonValueKind.False
                             | _ -> true
+                        // Files written before the history (or hours that do not add up): every occurrence in
+                        // the hour of the latest.
+                        Hours =
+                            let hours =
+                                match r.TryGetProperty "hours" with
+                                | true, v when v.ValueKind = JsonValueKind.Array ->
+                                    [|
+                                        for b in v.EnumerateArray() ->
+                                            {
+                                                Start =
+                                                    DateTimeOffset.Parse(
+                                                        b.[0].GetString(),
+                                                        CultureInfo.InvariantCulture,
+                                                        DateTimeStyles.AssumeUniversal
+                                                    )
+                                                Count = b.[1].GetInt64()
+                                            }
+                                    |]
+                                | _ -> [||]
+
+                            if
+                                hours.Length > 0
+                                && hours |> Array.forall (fun (b: Bucket) -> b.Count > 0L)
+                                && Array.sumBy (fun (b: Bucket) -> b.Count) hours = count
+                            then
+                                History.sum (
+                                    hours
+                                    |> Array.map (fun b ->
+                                        { b with
+                                            Start = History.hourOf b.Start
+                                        })
+                                )
+                            else
+                                History.one (t "occurredAt") count
                     }
         with _ ->
             None

@@ -187,6 +187,26 @@ type ErrorRecord =
         IgnoreUntilCount: Nullable<int64>
     }
 
+/// How many occurrences fell in one span of time (an hour or a day, UTC): a bucket of a history.
+[<Struct>]
+type Bucket =
+    {
+        /// The span's start (UTC, on the hour or on the day).
+        Start: DateTimeOffset
+        /// Occurrences in it.
+        Count: int64
+    }
+
+/// The history buckets a store holds for a group (or for all groups together) from some time on: hourly ones
+/// (not yet added to their day) and daily ones.
+type StoredHistory =
+    {
+        /// Hourly buckets, oldest first.
+        Hours: Bucket[]
+        /// Daily buckets, oldest first.
+        Days: Bucket[]
+    }
+
 /// A batch of occurrences of one group, coalesced before it is written.
 type GroupDelta =
     {
@@ -202,4 +222,7 @@ type GroupDelta =
         /// ("{}") and traceback: a store adds the count and times and keeps the details it has (inserting the
         /// row as given only when the group is missing, deleted meanwhile, say).
         Detailed: bool
+        /// Its occurrences by hour (oldest first, one bucket an hour; they add up to `Count`): what the group's
+        /// history gains.
+        Hours: Bucket[]
     }

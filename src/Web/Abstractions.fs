@@ -80,8 +80,21 @@ type IErrorStore =
     /// list is read.
     abstract ExpireIgnoresAsync: now: DateTimeOffset * cancellationToken: CancellationToken -> Task
 
-    /// Deletes a group; true when it existed.
+    /// Deletes a group (and its history); true when it existed.
     abstract DeleteAsync: hash: string * cancellationToken: CancellationToken -> Task<bool>
+
+    /// The history of a group (`hash`), or of all groups together (`hash` null), from `from` on: the hourly
+    /// buckets each batch's `Hours` added (all groups: the sum of every group's), and the daily ones (`History`'s
+    /// rules turn them into series).
+    abstract HistoryAsync:
+        [<Nullable(2uy)>] hash: string * from: DateTimeOffset * cancellationToken: CancellationToken ->
+            Task<StoredHistory>
+
+    /// The hourly buckets from `from` on of each of `hashes` (a list page's sparklines); a group with none is
+    /// left out.
+    abstract HoursAsync:
+        hashes: IReadOnlyList<string> * from: DateTimeOffset * cancellationToken: CancellationToken ->
+            Task<IReadOnlyDictionary<string, Bucket[]>>
 
 /// A store that keeps, in the same transaction as a batch, how far a journal is stored (the journal's *mark*: the
 /// last journal segment the store holds). The built-in SQLite and PostgreSQL stores do; with any other store the

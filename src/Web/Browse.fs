@@ -198,6 +198,33 @@ module Browse =
         | 0L -> None
         | n -> Some(sprintf "%d occurrences were dropped because ErrorMonitor's queue was full." n)
 
+    /// The series of a group (`hash`) or of all groups (null): the last `hours` hours and the last `days` days.
+    let private historyOf
+        (b: BrowseOptions)
+        (ctx: HttpContext)
+        (hash: string)
+        (hours: int)
+        (days: int)
+        : Task<Bucket[] * Bucket[]> =
+        task {
+            let now = b.Engine.Now()
+
+            let from =
+                min
+                    (History.dayOf now - TimeSpan.FromDays(float (days - 1)))
+                    (History.hourOf now - TimeSpan.FromHours(float (hours - 1)))
+
+            let! h = b.Engine.Store.HistoryAsync(hash, from, ctx.RequestAborted)
+            return History.hourly now hours h.Hours, History.daily now days h.Days h.Hours
+        }
+
+    /// The charts of a history: hours, then days.
+    let private charts (name: string) (what: string) (hourly: Bucket[], daily: Bucket[]) =
+        [
+            Views.chart (name + "-hours") (sprintf "%s, last %d hours" what hourly.Length) (History.chart false hourly)
+            Views.chart (name + "-days") (sprintf "%s, last %d days" what daily.Length) (History.chart true daily)
+        ]
+
     /// The list page: unresolved groups, most recently seen first, unless the URL asks for another view;
     /// `APP_DEFAULT_LIST_SIZE` a page.
     let internal list (b: BrowseOptions) : HttpHandler =
@@ -211,11 +238,42 @@ module Browse =
                 let! page = pageOf b ctx q
                 let newer, older = links b q page
                 let here = ctx.Request.Path.Value + ctx.Request.QueryString.Value
+                let now = b.Engine.Now()
+                let! all = historyOf b ctx null 24 14
+
+                let! hours =
+                    b.Engine.Store.HoursAsync(
+                        page.Items |> List.map (fun r -> r.Hash) |> Array.ofList,
+                        History.hourOf now - TimeSpan.FromHours 23.0,
+                        ctx.RequestAborted
+                    )
+
+                let sparks =
+                    page.Items
+                    |> List.map (fun r ->
+                        let buckets =
+                            match hours.TryGetValue r.Hash with
+                            | true, bs -> bs
+                            | _ -> [||]
+
+                        r.Hash, History.chart false (History.hourly now 24 buckets))
+                    |> readOnlyDict
 
                 return!
                     html
                         200
-                        (Views.list (prefix b) (b.Engine.Now()) (antiforgery ctx) (banner b) q here newer older page)
+                        (Views.list
+                            (prefix b)
+                            now
+                            (antiforgery ctx)
+                            (banner b)
+                            q
+                            here
+                            newer
+                            older
+                            page
+                            (charts "all" "All errors" all)
+                            sparks)
                         next
                         ctx
             }
@@ -234,7 +292,20 @@ module Browse =
         fun next ctx ->
             task {
                 match! find b ctx hash with
-                | Some r -> return! html 200 (Views.detail (prefix b) (b.Engine.Now()) (antiforgery ctx) r) next ctx
+                | Some r ->
+                    let! history = historyOf b ctx r.Hash 24 30
+
+                    return!
+                        html
+                            200
+                            (Views.detail
+                                (prefix b)
+                                (b.Engine.Now())
+                                (antiforgery ctx)
+                                r
+                                (charts "group" "This error" history))
+                            next
+                            ctx
                 | None ->
                     return!
                         html 404 (Views.message (prefix b) "Not found" "There is no error group with this id.") next ctx
@@ -539,6 +610,20 @@ module Browse =
             task {
                 match! find b ctx hash with
                 | Some r ->
+                    let! hourly, daily = historyOf b ctx r.Hash 24 30
+
+                    let series (name: string) (buckets: Bucket[]) =
+                        fun (w: Utf8JsonWriter) ->
+                            w.WriteStartArray name
+
+                            for bucket in buckets do
+                                w.WriteStartObject()
+                                w.WriteString("start", RecordJson.time bucket.Start)
+                                w.WriteNumber("count", bucket.Count)
+                                w.WriteEndObject()
+
+                            w.WriteEndArray()
+
                     return!
                         json
                             200
@@ -546,6 +631,10 @@ module Browse =
                             (fun w ->
                                 w.WriteStartObject()
                                 writeItem w r
+                                w.WriteStartObject "history"
+                                series "hourly" hourly w
+                                series "daily" daily w
+                                w.WriteEndObject()
                                 w.WritePropertyName "requestData"
 
                                 try

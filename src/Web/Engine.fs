@@ -292,7 +292,9 @@ type Engine internal (parts: EngineParts) =
                 let c =
                     counting
                     |> Seq.map (fun site ->
-                        let d = Events.countOnly site.Header site.Pending site.FirstAt site.LastAt
+                        let d =
+                            Events.countOnly site.Header site.Pending site.FirstAt site.LastAt (site.Hours.Take())
+
                         site.Pending <- 0L
                         d)
                     |> Array.ofSeq
@@ -314,12 +316,13 @@ type Engine internal (parts: EngineParts) =
                             Latest = { e with OccurredAt = entry.LastAt }
                             FirstAt = entry.Snapshot.OccurredAt
                             Count = entry.Count
+                            Hours = entry.Hours.Take()
                         }
 
                     if (queue.EnqueueDelta delta).IsNone then
                         logDropped e.Hash
                     else
-                        let header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt).Latest
+                        let header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt [||]).Latest
                         learned.Add(struct (kv.Key, KnownShape(header, entry.Snapshot.OccurredAt)))
                 with ex ->
                     Log.CaptureFailed parts.Logger ex
@@ -470,6 +473,7 @@ type Engine internal (parts: EngineParts) =
                                 | true, entry ->
                                     entry.Count <- entry.Count + 1L
                                     entry.LastAt <- max entry.LastAt now
+                                    entry.Hours.Add now
                                     Interlocked.Increment &accepted |> ignore
                                     Counted.AddedToPending
                                 | _ ->
@@ -481,11 +485,13 @@ type Engine internal (parts: EngineParts) =
                                             site.Pending <- 1L
                                             site.FirstAt <- now
                                             site.LastAt <- now
+                                            site.Hours.Add now
                                             counting.Add site
                                             Counted.FirstRepeat
                                         else
                                             site.Pending <- site.Pending + 1L
                                             site.LastAt <- max site.LastAt now
+                                            site.Hours.Add now
                                             Counted.AddedToPending
                                     | _ -> Counted.DetailsDue)
 
@@ -501,14 +507,19 @@ type Engine internal (parts: EngineParts) =
                                     | true, entry ->
                                         entry.Count <- entry.Count + 1L
                                         entry.LastAt <- max entry.LastAt s.OccurredAt
+                                        entry.Hours.Add s.OccurredAt
                                         Interlocked.Increment &accepted |> ignore
                                         true
                                     | _ when shapes.Count < parts.Settings.MaxPendingGroups ->
+                                        let hours = HourTally()
+                                        hours.Add s.OccurredAt
+
                                         shapes.[k] <-
                                             {
                                                 Snapshot = s
                                                 Count = 1L
                                                 LastAt = s.OccurredAt
+                                                Hours = hours
                                             }
 
                                         Interlocked.Increment &accepted |> ignore

@@ -19,7 +19,8 @@ open ErrorMonitor.Core
 [<RequireQualifiedAccess>]
 module internal RecordJson =
 
-    let private time (t: DateTimeOffset) =
+    /// A time as JSON has it: ISO 8601 UTC, seven fractional digits.
+    let time (t: DateTimeOffset) =
         t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", Globalization.CultureInfo.InvariantCulture)
 
     let private nullableTime (w: Utf8JsonWriter) (name: string) (t: Nullable<DateTimeOffset>) =

@@ -71,7 +71,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
         | _ ->
             let kept =
                 if d.Detailed && detailed + inFlightDetailed >= maxGroups then
-                    Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt
+                    Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt d.Hours
                 else
                     d
 
@@ -208,13 +208,13 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
 /// segment (the store's mark for this journal, in the same transaction when the store keeps marks; else a line
 /// in the file after the write); the next start replays the segments past the mark. The file is deleted
 /// whenever everything in it is stored, and compacted (rewritten with what is not stored) when it grows.
-/// `unstored` gives what the queue holds that is journaled and not stored, by segment.
+/// `unstored` gives what the queue holds that is journaled and not stored, by segment. Compaction is for long
+/// outages (a healthy store empties the file every write that catches up): a file past `minCompact` bytes, or
+/// past twice its size after the last compaction, is rewritten with what is not stored.
 type internal JournalFile
-    (path: string, freshId: string, logger: ILogger, unstored: unit -> (int64 * GroupDelta list) list) =
+    (path: string, freshId: string, logger: ILogger, unstored: unit -> (int64 * GroupDelta list) list, minCompact: int64)
+    =
     let gate = obj ()
-    // Compaction is for long outages (a healthy store empties the file every write that catches up): a file of
-    // this size or twice its size after the last compaction is rewritten with what is not stored.
-    let minCompact = 64L * 1024L * 1024L
     let mutable id = freshId
     let mutable nextSegment = 1L
     let mutable lastAppended = 0L
@@ -287,6 +287,9 @@ type internal JournalFile
             broken <- true
             close ()
             Log.SpillFailed logger ex path
+
+    /// A journal compacted from 64 MB.
+    new(path, freshId, logger, unstored) = JournalFile(path, freshId, logger, unstored, 64L * 1024L * 1024L)
 
     /// Its path.
     member _.Path = path

@@ -19,6 +19,40 @@ type internal Snapshot =
         Key: string option
     }
 
+/// Occurrences counted an hour at a time on the request path (under the engine's shape gate): a counter for
+/// the current hour and the buckets of earlier ones (an hour changes rarely within one pass).
+[<AllowNullLiteral>]
+type internal HourTally() =
+    let mutable hour = DateTimeOffset.MinValue
+    let mutable inHour = 0L
+    let mutable earlier: Bucket list = []
+
+    /// Counts one occurrence at `at`.
+    member _.Add(at: DateTimeOffset) =
+        let h = History.hourOf at
+
+        if h = hour then
+            inHour <- inHour + 1L
+        else
+            if inHour > 0L then
+                earlier <- { Start = hour; Count = inHour } :: earlier
+
+            hour <- h
+            inHour <- 1L
+
+    /// What was counted, by hour (oldest first), and starts again.
+    member _.Take() : Bucket[] =
+        let all =
+            if earlier.IsEmpty then
+                [| { Start = hour; Count = inHour } |]
+            else
+                History.sum ({ Start = hour; Count = inHour } :: earlier)
+
+        hour <- DateTimeOffset.MinValue
+        inHour <- 0L
+        earlier <- []
+        all
+
 /// A throw site whose group was written with its details: the group's header (its event without request
 /// data and traceback), when those details were taken, and the repeats counted since the last pass (read and
 /// changed under the engine's shape gate).
@@ -29,6 +63,8 @@ type internal KnownShape(header: ErrorEvent, detailsAt: DateTimeOffset) =
     member val Pending = 0L with get, set
     member val FirstAt = DateTimeOffset.MinValue with get, set
     member val LastAt = DateTimeOffset.MinValue with get, set
+    /// The pending repeats by hour.
+    member val Hours = HourTally()
 
 /// Repeats of one throw site waiting for their background work: the first one's snapshot, and the count.
 type internal ShapeEntry =
@@ -36,6 +72,8 @@ type internal ShapeEntry =
         Snapshot: Snapshot
         mutable Count: int64
         mutable LastAt: DateTimeOffset
+        /// The occurrences by hour (the first one's included).
+        Hours: HourTally
     }
 
 /// What counting an occurrence at a known throw site did, on the request path.

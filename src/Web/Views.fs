@@ -49,6 +49,13 @@ h2 { font-size: 16px; margin: 24px 0 8px; }
 table.data th { width: 1%; white-space: nowrap; color: var(--muted); }
 table.data table.data { margin: -4px 0; }
 table.data td { overflow-wrap: anywhere; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 12px 24px; margin: 0 0 12px; }
+figure.chart { margin: 0; }
+figure.chart figcaption { font-size: 13px; }
+svg .bar { fill: var(--accent); }
+svg .axis { font-size: 10px; fill: var(--muted); }
+svg .axis-line { stroke: var(--line); }
+svg.spark { vertical-align: middle; }
 """
 
     let private layout (prefix: string) (pageTitle: string) (content: XmlNode list) =
@@ -114,6 +121,112 @@ table.data td { overflow-wrap: anywhere; }
                         [ str (sprintf " ↺ regression ×%d" r.Regressions) ]
             ]
 
+    let private number (x: float) =
+        x.ToString("0.##", Globalization.CultureInfo.InvariantCulture)
+
+    /// A history chart in inline SVG (no script and no style attribute: the pages' CSP holds): a bar a span, the
+    /// axes labelled (the top count and 0; the first, middle and last span), a title and a description for screen
+    /// readers, and the same summary in words under it. Each bar carries its count (`data-count`).
+    let chart (name: string) (heading: string) (c: Chart) : XmlNode =
+        let w, h, left, top, bottom = 600.0, 130.0, 44.0, 10.0, 22.0
+        let n = max 1 c.Bars.Length
+        let step = (w - left) / float n
+        let plot = h - top - bottom
+        let id = "chart-" + name
+
+        let text (x: float) (y: float) (anchor: string) (s: string) =
+            tag
+                "text"
+                [ attr "x" (number x); attr "y" (number y); attr "text-anchor" anchor; attr "class" "axis" ]
+                [ str s ]
+
+        figure
+            [ _class ("chart " + name); attr "data-total" (string c.Total) ]
+            [
+                tag
+                    "svg"
+                    [
+                        attr "viewBox" (sprintf "0 0 %s %s" (number w) (number h))
+                        attr "width" "100%"
+                        attr "role" "img"
+                        attr "aria-labelledby" (id + "-title " + id + "-desc")
+                    ]
+                    [
+                        tag "title" [ _id (id + "-title") ] [ str heading ]
+                        tag "desc" [ _id (id + "-desc") ] [ str c.Summary ]
+                        tag
+                            "line"
+                            [
+                                attr "x1" (number left)
+                                attr "y1" (number (top + plot))
+                                attr "x2" (number w)
+                                attr "y2" (number (top + plot))
+                                attr "class" "axis-line"
+                            ]
+                            []
+                        text
+                            (left - 6.0)
+                            (top + 8.0)
+                            "end"
+                            (c.Top.ToString("N0", Globalization.CultureInfo.InvariantCulture))
+                        text (left - 6.0) (top + plot) "end" "0"
+                        for i in List.distinct [ 0; (n - 1) / 2; n - 1 ] do
+                            if i < c.Labels.Length then
+                                text (left + (float i + 0.5) * step) (h - 6.0) "middle" c.Labels.[i]
+                        for i, b in Array.indexed c.Bars do
+                            let barHeight = plot * float b.Count / float (max 1L c.Top)
+
+                            tag
+                                "rect"
+                                [
+                                    attr "x" (number (left + float i * step + 1.0))
+                                    attr "y" (number (top + plot - barHeight))
+                                    attr "width" (number (max 1.0 (step - 2.0)))
+                                    attr "height" (number barHeight)
+                                    attr "class" "bar"
+                                    attr "data-start" (b.Start.UtcDateTime.ToString "O")
+                                    attr "data-count" (string b.Count)
+                                ]
+                                [ tag "title" [] [ str (sprintf "%s: %d" c.Labels.[i] b.Count) ] ]
+                    ]
+                figcaption [] [ strong [] [ str heading ]; str ": "; span [ _class "summary" ] [ str c.Summary ] ]
+            ]
+
+    /// A row's 24-hour sparkline: small bars, no axes, its summary as its accessible name.
+    let private sparkline (c: Chart) : XmlNode =
+        let w, h = 96.0, 20.0
+        let step = w / float (max 1 c.Bars.Length)
+
+        tag
+            "svg"
+            [
+                attr "viewBox" (sprintf "0 0 %s %s" (number w) (number h))
+                attr "width" (number w)
+                attr "height" (number h)
+                attr "class" "spark"
+                attr "role" "img"
+                attr "aria-label" c.Summary
+                attr "data-total" (string c.Total)
+            ]
+            [
+                tag "title" [] [ str c.Summary ]
+                for i, b in Array.indexed c.Bars do
+                    if b.Count > 0L then
+                        let barHeight = max 1.0 (h * float b.Count / float (max 1L c.Top))
+
+                        tag
+                            "rect"
+                            [
+                                attr "x" (number (float i * step))
+                                attr "y" (number (h - barHeight))
+                                attr "width" (number (max 1.0 (step - 1.0)))
+                                attr "height" (number barHeight)
+                                attr "class" "bar"
+                                attr "data-count" (string b.Count)
+                            ]
+                            []
+            ]
+
     /// The list page: status tabs, a search box, sort links, and the groups with a check box each for the bulk
     /// actions (resolve, ignore, unresolve, delete: one form, posted with the antiforgery token). `here` is the
     /// page's own URL (the actions come back to it).
@@ -127,6 +240,8 @@ table.data td { overflow-wrap: anywhere; }
         (newerHref: string option)
         (olderHref: string option)
         (page: Page<ErrorRecord>)
+        (charts: XmlNode list)
+        (sparks: Collections.Generic.IReadOnlyDictionary<string, Chart>)
         : XmlNode =
         let viewHref (status: Nullable<GroupStatus>) (sort: ListSort) =
             sprintf
@@ -209,6 +324,13 @@ table.data td { overflow-wrap: anywhere; }
                                 div [ _class "message muted"; _title r.Message ] [ str (Display.shorten 80 r.Message) ]
                             ]
                         td [] [ statusMark r ]
+                        td
+                            [ _class "history" ]
+                            [
+                                match sparks.TryGetValue r.Hash with
+                                | true, c -> sparkline c
+                                | _ -> ()
+                            ]
                         td [] [ time now r.LastSeen ]
                         td [ _class "count" ] [ str (string r.Count) ]
                         td
@@ -243,6 +365,7 @@ table.data td { overflow-wrap: anywhere; }
                 match banner with
                 | Some b -> div [ _class "banner"; attr "role" "alert" ] [ str b ]
                 | None -> ()
+                div [ _class "charts" ] charts
                 tabs
                 search
                 div
@@ -301,6 +424,7 @@ table.data td { overflow-wrap: anywhere; }
                                                             th [] [ str "Path" ]
                                                             th [] [ str "Exception" ]
                                                             th [] [ str "Status" ]
+                                                            th [] [ str "Last 24 hours" ]
                                                             th [] [ str "Last seen" ]
                                                             th [] [ str "Occurrences" ]
                                                             th [] []
@@ -340,7 +464,13 @@ table.data td { overflow-wrap: anywhere; }
             pre [] [ str json ]
 
     /// The detail page of one group.
-    let detail (prefix: string) (now: DateTimeOffset) (token: Antiforgery option) (r: ErrorRecord) : XmlNode =
+    let detail
+        (prefix: string)
+        (now: DateTimeOffset)
+        (token: Antiforgery option)
+        (r: ErrorRecord)
+        (charts: XmlNode list)
+        : XmlNode =
         let url = Notification.recordUrl r
 
         layout
@@ -376,6 +506,8 @@ table.data td { overflow-wrap: anywhere; }
                             dt [] [ str "Ignored until its count reaches" ]
                             dd [] [ str (string r.IgnoreUntilCount.Value) ]
                     ]
+                h2 [] [ str "History" ]
+                div [ _class "charts" ] charts
                 h2 [] [ str "Exception" ]
                 pre [ _class "traceback" ] [ str r.Traceback ]
                 h2 [] [ str "Request data" ]

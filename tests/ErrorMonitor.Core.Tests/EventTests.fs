@@ -131,7 +131,12 @@ let tests =
                                     Count = int64 (i + 1)
                                 }
                             else
-                                Events.countOnly ev (int64 (i + 1)) (at.AddSeconds(float seconds - 1.0)) ev.OccurredAt)
+                                Events.countOnly
+                                    ev
+                                    (int64 (i + 1))
+                                    (at.AddSeconds(float seconds - 1.0))
+                                    ev.OccurredAt
+                                    (History.one ev.OccurredAt (int64 (i + 1))))
 
                     let oneByOne =
                         deltas |> List.fold (fun r d -> Some(Events.apply r d)) None |> Option.get
@@ -154,7 +159,10 @@ let tests =
 
             test "a count-only batch of a missing group inserts it without details" {
                 let e = exceptionEvent None
-                let r = Events.apply None (Events.countOnly e 5L at (at.AddSeconds 2.0))
+
+                let r =
+                    Events.apply None (Events.countOnly e 5L at (at.AddSeconds 2.0) (History.one at 5L))
+
                 Expect.equal r.Count 5L "counted"
                 Expect.equal r.RequestData "{}" "no request data"
                 Expect.equal r.Traceback "" "no traceback"
@@ -231,6 +239,14 @@ let spillTests =
                                 FirstAt = at
                                 Count = int64 count
                                 Detailed = count % 2 = 0
+                                // Some span two hours.
+                                Hours =
+                                    if count > 1 && count % 3 = 0 then
+                                        History.add
+                                            (History.one at 1L)
+                                            (History.one (at.AddHours 1.0) (int64 count - 1L))
+                                    else
+                                        History.one at (int64 count)
                             })
 
                     Spill.parse (Spill.serialize deltas) = (deltas, 0))
@@ -242,6 +258,7 @@ let spillTests =
                         FirstAt = at
                         Count = 3L
                         Detailed = true
+                        Hours = History.one at 3L
                     }
 
                 let text = Spill.serialize [ d; d ]
@@ -261,6 +278,7 @@ let journalTests =
             FirstAt = at
             Count = count
             Detailed = i % 2 = 0
+            Hours = History.one at count
         }
 
     let text (lines: string list) =

@@ -22,5 +22,6 @@ let main argv =
             LocalOnlyTests.keyLimitTests
             SecretTests.tests
             TriageTests.tests
+            HistoryTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -101,6 +101,13 @@ public sealed class DictionaryStore : IErrorStore
 
     public Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken) =>
         Task.FromResult(_records.TryRemove(hash, out _));
+
+    // No history kept: the charts show nothing for this store.
+    public Task<StoredHistory> HistoryAsync(string? hash, DateTimeOffset from, CancellationToken cancellationToken) =>
+        Task.FromResult(new StoredHistory([], []));
+
+    public Task<IReadOnlyDictionary<string, Bucket[]>> HoursAsync(IReadOnlyList<string> hashes, DateTimeOffset from, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyDictionary<string, Bucket[]>>(new Dictionary<string, Bucket[]>());
 }
 
 /// <summary>Masks keys that mention a card.</summary>

@@ -121,6 +121,7 @@ let tests =
                                 FirstAt = r.CreatedOn
                                 Count = 1L
                                 Detailed = true
+                                Hours = ErrorMonitor.Core.History.one r.LastSeen 1L
                             }
                         ])
 

@@ -18,6 +18,7 @@ let main argv =
             BadInputTests.tests
             IngestTests.tests
             TriageTests.tests
+            HistoryTests.tests
             PublicApiTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -55,6 +55,8 @@ type FaultyStore(inner: IErrorStore) =
         member _.SetStatusAsync(hash, change, ct) = inner.SetStatusAsync(hash, change, ct)
         member _.ExpireIgnoresAsync(now, ct) = inner.ExpireIgnoresAsync(now, ct)
         member _.DeleteAsync(hash, ct) = inner.DeleteAsync(hash, ct)
+        member _.HistoryAsync(hash, from, ct) = inner.HistoryAsync(hash, from, ct)
+        member _.HoursAsync(hashes, from, ct) = inner.HoursAsync(hashes, from, ct)
 
 /// Waits for a condition, failing with `what` after 30 s.
 let waitUntil (what: string) (condition: unit -> Task<bool>) =
@@ -108,6 +110,89 @@ let tests =
     <| testList
         "reliability"
         [
+            test
+                "a journal growing through a long outage is compacted to what is not stored, and reads back exactly that" {
+                let folder = Directory.CreateTempSubdirectory("errormonitor-journal").FullName
+                let path = Path.Combine(folder, "journal.jsonl")
+                let threshold = 16L * 1024L
+                // The queue's view: what is journaled and not stored, by segment.
+                let unstored = SortedDictionary<int64, GroupDelta list>()
+
+                let delta (i: int) =
+                    let at = DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero).AddSeconds(float i)
+
+                    {
+                        Latest =
+                            {
+                                Hash = Fingerprint.sha256Hex (string i)
+                                Host = "h"
+                                Path = "/p"
+                                Method = "GET"
+                                RequestData = "{}"
+                                ExceptionName = "E"
+                                Message = String('m', 400) + string i
+                                Traceback = "t"
+                                OccurredAt = at
+                            }
+                        FirstAt = at
+                        Count = int64 i
+                        Detailed = true
+                        Hours = History.one at (int64 i)
+                    }
+
+                let journal =
+                    JournalFile(
+                        path,
+                        "outage",
+                        Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+                        (fun () -> [ for kv in unstored -> kv.Key, kv.Value ]),
+                        threshold
+                    )
+
+                journal.Open()
+                let mutable largest = 0L
+
+                for i in 1..1000 do
+                    journal.Append(fun segment ->
+                        let groups = [ delta i ]
+                        unstored.[segment] <- groups
+                        groups)
+
+                    // The store is down for the first 300 segments; then it stores all but the newest three.
+                    if i > 300 then
+                        for k in List.ofSeq unstored.Keys do
+                            if k <= int64 (i - 3) then
+                                unstored.Remove k |> ignore
+
+                        journal.Stored(int64 (i - 3), true)
+
+                    largest <- max largest (FileInfo(path).Length)
+
+                journal.Close()
+                // Bounded: never much more than twice what was not stored at the worst (300 segments of under
+                // 800 bytes), and once the store keeps up, within the threshold (1,000 segments without compaction).
+                Expect.isLessThan largest (2L * 300L * 800L + 16L * 1024L) "the file stays bounded through the outage"
+                Expect.isLessThan (FileInfo(path).Length) (17L * 1024L) "once the store keeps up, the file is small"
+
+                let reread =
+                    JournalFile(
+                        path,
+                        "next",
+                        Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+                        (fun () -> []),
+                        threshold
+                    )
+
+                reread.Open()
+
+                let content =
+                    reread.Leftover |> Option.defaultWith (fun () -> failwith "no journal left")
+                // The store's mark is 997: what a new process replays.
+                let left = Journal.unstored 997L content |> List.map (fun d -> d.Count) |> List.sort
+                Expect.equal left [ 998L; 999L; 1000L ] "exactly the segments not stored are replayed"
+                Directory.Delete(folder, true)
+            }
+
             testTask'
                 "a queue past its bound keeps new groups without details, then counts exactly what it dropped, shows it, and keeps the rest"
             <| fun () ->

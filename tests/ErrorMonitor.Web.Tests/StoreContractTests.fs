@@ -34,6 +34,8 @@ type Op =
     | Expire of seconds: int
     /// Claim a right for a group: with the current value as expected (true) or a stale one (false).
     | Claim of group: int * ticket: bool * current: bool * at: int
+    /// Read the history of a group (also through HoursAsync), or of all groups (None).
+    | HistoryOf of group: int option
 
 /// What an operation showed.
 type Seen =
@@ -44,8 +46,11 @@ type Seen =
     | Listed of ErrorRecord list * bool * bool
     | Deleted of bool
     | Done
+    /// Hourly buckets (HistoryAsync), daily ones, and the hourly ones HoursAsync gave (a group's history).
+    | Buckets of Bucket list * Bucket list * Bucket list
 
-let private baseTime = DateTimeOffset(2026, 3, 1, 12, 0, 0, TimeSpan.Zero)
+// Two minutes before an hour: the operations' times (up to 220 s after it) fall in two hours of history.
+let private baseTime = DateTimeOffset(2026, 3, 1, 12, 58, 0, TimeSpan.Zero)
 
 let private hashOf (g: int) =
     Fingerprint.sha256Hex (sprintf "group %d" g)
@@ -76,7 +81,7 @@ let private batch (items: (int * int * int) list) : GroupDelta list =
             |> Option.get
 
         if (xs |> List.sumBy (fun (_, _, s) -> s)) % 3 = 0 then
-            Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt
+            Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt d.Hours
         else
             d)
 
@@ -128,6 +133,7 @@ let private opGen: Gen<Op> =
                 (Gen.zip group (Gen.elements [ true; false ]))
                 (Gen.zip (Gen.frequency [ 4, Gen.constant true; 1, Gen.constant false ]) (Gen.choose (0, 500)))
             |> Gen.map (fun ((g, t), (c, at)) -> Claim(g, t, c, at))
+            2, Gen.optionOf group |> Gen.map HistoryOf
         ]
 
 /// The model: records and claimed rights.
@@ -135,7 +141,29 @@ type Model =
     {
         Records: Map<string, ErrorRecord>
         Claims: Map<string * ClaimKind, DateTimeOffset>
+        /// Hourly history by group hash ("" for all groups together).
+        Hours: Map<string, Map<DateTimeOffset, int64>>
     }
+
+let private addHours (hash: string) (buckets: Bucket seq) (hours: Map<string, Map<DateTimeOffset, int64>>) =
+    let had = hours.TryFind hash |> Option.defaultValue Map.empty
+
+    hours.Add(
+        hash,
+        buckets
+        |> Seq.fold
+            (fun (m: Map<DateTimeOffset, int64>) b ->
+                m.Add(b.Start, (m.TryFind b.Start |> Option.defaultValue 0L) + b.Count))
+            had
+    )
+
+let private bucketsOf (hash: string) (hours: Map<string, Map<DateTimeOffset, int64>>) =
+    match hours.TryFind hash with
+    | Some m -> [ for kv in m -> { Start = kv.Key; Count = kv.Value } ]
+    | None -> []
+
+/// Where history reads start: the day before the base time.
+let private historyFrom = baseTime.AddDays -1.0
 
 let private kindOf ticket =
     if ticket then ClaimKind.Ticket else ClaimKind.Notification
@@ -205,6 +233,7 @@ let private model (state: Model) (op: Op) : Model * Seen =
                     {
                         Records = m.Records.Add(hash, after)
                         Claims = claims
+                        Hours = m.Hours |> addHours hash d.Hours |> addHours "" d.Hours
                     },
                     row :: acc)
                 (state, [])
@@ -234,9 +263,18 @@ let private model (state: Model) (op: Op) : Model * Seen =
     | Delete g ->
         let h = hashOf g
 
+        // Its history leaves the all-groups history (the buckets stay, with what is left).
+        let own = bucketsOf h state.Hours
+
         {
             Records = state.Records.Remove h
             Claims = state.Claims.Remove((h, ClaimKind.Notification)).Remove((h, ClaimKind.Ticket))
+            Hours =
+                if own.IsEmpty then
+                    state.Hours
+                else
+                    (state.Hours.Remove h)
+                    |> addHours "" (own |> List.map (fun b -> { b with Count = -b.Count }))
         },
         Deleted(state.Records.ContainsKey h)
     | SetStatus(g, status, until, n) ->
@@ -267,6 +305,10 @@ let private model (state: Model) (op: Op) : Model * Seen =
             Claimed true
         else
             state, Claimed false
+    | HistoryOf None -> state, Buckets(bucketsOf "" state.Hours, [], [])
+    | HistoryOf(Some g) ->
+        let own = bucketsOf (hashOf g) state.Hours
+        state, Buckets(own, [], own)
 
 /// The store's answer.
 let private run (store: IErrorStore) (op: Op) : Seen =
@@ -304,6 +346,19 @@ let private run (store: IErrorStore) (op: Op) : Seen =
         store.ExpireIgnoresAsync(baseTime.AddSeconds(float seconds), ct).GetAwaiter().GetResult()
         Done
     | Claim _ -> failwith "claims run through `claim`, which needs the model's current value"
+    | HistoryOf group ->
+        let hash = group |> Option.map hashOf |> Option.defaultValue null
+        let h = store.HistoryAsync(hash, historyFrom, ct).GetAwaiter().GetResult()
+
+        let hours =
+            match group with
+            | Some _ ->
+                match store.HoursAsync([| hash |], historyFrom, ct).GetAwaiter().GetResult().TryGetValue hash with
+                | true, bs -> List.ofArray bs
+                | _ -> []
+            | None -> []
+
+        Buckets(List.ofArray h.Hours, List.ofArray h.Days, hours)
 
 /// A claim against the store, with the expected value taken from the model (current) or a stale one.
 let private claim (store: IErrorStore) (state: Model) (g: int) (ticket: bool) (current: bool) (at: int) : Seen =
@@ -355,6 +410,7 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
                     ({
                         Records = Map.empty
                         Claims = Map.empty
+                        Hours = Map.empty
                      },
                      [])
 
@@ -454,7 +510,10 @@ let tests =
                     let e = event 1 600 9
 
                     let! written =
-                        store.UpsertAsync([| Events.countOnly e 2L e.OccurredAt e.OccurredAt |], none)
+                        store.UpsertAsync(
+                            [| Events.countOnly e 2L e.OccurredAt e.OccurredAt (History.one e.OccurredAt 2L) |],
+                            none
+                        )
 
                     Expect.equal written.Count 1 "written"
                     Expect.isTrue written.[0].PreviousSeen.HasValue "an existing group"

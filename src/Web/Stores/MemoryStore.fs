@@ -11,6 +11,31 @@ type internal MemoryStore() =
     let gate = obj ()
     let mutable records = Map.empty<string, ErrorRecord>
     let mutable claims = Map.empty<string * ClaimKind, DateTimeOffset>
+    // History: hourly and daily buckets by group hash ("" for all groups together).
+    let mutable hours = Map.empty<string, Map<DateTimeOffset, int64>>
+    let mutable days = Map.empty<string, Map<DateTimeOffset, int64>>
+
+    let addTo (hash: string) (buckets: Bucket seq) =
+        let had = hours.TryFind hash |> Option.defaultValue Map.empty
+
+        let now =
+            buckets
+            |> Seq.fold
+                (fun (m: Map<DateTimeOffset, int64>) b ->
+                    m.Add(b.Start, (m.TryFind b.Start |> Option.defaultValue 0L) + b.Count))
+                had
+
+        hours <- hours.Add(hash, now)
+
+    let from (buckets: Map<string, Map<DateTimeOffset, int64>>) (hash: string) (start: DateTimeOffset) =
+        match buckets.TryFind hash with
+        | Some m ->
+            [|
+                for kv in m do
+                    if kv.Key >= start then
+                        { Start = kv.Key; Count = kv.Value }
+            |]
+        | None -> [||]
 
     let claimed hash kind =
         match claims.TryFind(hash, kind) with
@@ -43,6 +68,8 @@ type internal MemoryStore() =
 
                             let after = Events.apply before d
                             records <- records.Add(hash, after)
+                            addTo hash d.Hours
+                            addTo "" d.Hours
 
                             {
                                 Hash = hash
@@ -127,7 +154,53 @@ type internal MemoryStore() =
                     let k = if isNull hash then "" else hash
                     let had = records.ContainsKey k
                     records <- records.Remove k
+
+                    // Its history leaves the all-groups history too.
+                    let subtract (buckets: Map<string, Map<DateTimeOffset, int64>>) =
+                        match buckets.TryFind k, buckets.TryFind "" with
+                        | Some own, Some all ->
+                            let left =
+                                own
+                                |> Map.fold
+                                    (fun (m: Map<DateTimeOffset, int64>) t c ->
+                                        m.Add(t, (m.TryFind t |> Option.defaultValue 0L) - c))
+                                    all
+
+                            buckets.Remove(k).Add("", left)
+                        | _ -> buckets.Remove k
+
+                    if k <> "" then
+                        hours <- subtract hours
+                        days <- subtract days
+
                     claims <- claims.Remove((k, ClaimKind.Notification)).Remove((k, ClaimKind.Ticket))
                     had)
 
             Task.FromResult existed
+
+        member _.HistoryAsync(hash, start, _) =
+            let found =
+                lock gate (fun () ->
+                    let k = if isNull hash then "" else hash
+
+                    {
+                        Hours = from hours k start
+                        Days = from days k start
+                    })
+
+            Task.FromResult found
+
+        member _.HoursAsync(hashes, start, _) =
+            let found =
+                lock gate (fun () ->
+                    let d = Dictionary<string, Bucket[]>()
+
+                    for h in hashes do
+                        if not (String.IsNullOrEmpty h) then
+                            match from hours h start with
+                            | [||] -> ()
+                            | bs -> d.[h] <- bs
+
+                    d)
+
+            Task.FromResult(found :> IReadOnlyDictionary<_, _>)

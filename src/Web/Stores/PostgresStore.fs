@@ -57,7 +57,10 @@ ON CONFLICT (hash) DO UPDATE SET words = EXCLUDED.words WHERE {table}_search.wor
                 else
                     task {
                         let q = String.Join(" & ", words |> List.map (fun w -> w + ":*"))
-                        let byRow = $"{searchedOf String.Empty} @@ to_tsquery('simple'::regconfig, @q)"
+                        let matches = "s.words @@ to_tsquery('simple'::regconfig, @q)"
+                        // Each row checked against its stored words (an index lookup, not its text read again).
+                        let byRow =
+                            $"EXISTS (SELECT 1 FROM {table}_search s WHERE s.hash = {table}.hash AND {matches})"
 
                         // Dense among the first rows of the list (a common word): the list's order, each row
                         // checked. Else the matches through the GIN index: few of them, their hashes then the
@@ -66,9 +69,9 @@ ON CONFLICT (hash) DO UPDATE SET words = EXCLUDED.words WHERE {table}_search.wor
                             Sql.query
                                 conn
                                 null
-                                $"""SELECT count(*) FROM (SELECT 1 FROM (SELECT exception_name, message, path, host FROM {table}
+                                $"""SELECT count(*) FROM (SELECT 1 FROM (SELECT hash FROM {table}
 WHERE {statusWhere} AND {past} ORDER BY {ordered} LIMIT {Rows.DenseWindow}) w
-WHERE {searchedOf "w."} @@ to_tsquery('simple'::regconfig, @q) LIMIT @page) x"""
+JOIN {table}_search s ON s.hash = w.hash WHERE {matches} LIMIT @page) x"""
                                 (statusParams @ pastParams @ [ Sql.text "q" q; Sql.int "page" (max 1 page) ])
                                 (fun r -> r.GetInt64 0)
                                 ct
@@ -80,7 +83,7 @@ WHERE {searchedOf "w."} @@ to_tsquery('simple'::regconfig, @q) LIMIT @page) x"""
                                 Sql.query
                                     conn
                                     null
-                                    $"SELECT hash FROM {table}_search WHERE words @@ to_tsquery('simple'::regconfig, @q) LIMIT {Rows.SparseSearch + 1}"
+                                    $"SELECT s.hash FROM {table}_search s WHERE {matches} LIMIT {Rows.SparseSearch + 1}"
                                     [ Sql.text "q" q ]
                                     (fun r -> r.GetString 0)
                                     ct
@@ -135,6 +138,12 @@ CREATE INDEX IF NOT EXISTS ix_{table}_status_count ON {table} (status, count DES
 CREATE TABLE IF NOT EXISTS {table}_search (hash text COLLATE "C" NOT NULL PRIMARY KEY, words tsvector NOT NULL);
 CREATE INDEX IF NOT EXISTS ix_{table}_search ON {table}_search USING gin (words);
 INSERT INTO {table}_search (hash, words) SELECT hash, {searchedOf ""} FROM {table} ON CONFLICT (hash) DO NOTHING"""
+            // History: occurrences an hour (and a day, for hours past the hourly span) of each group, and of all
+            // groups together under the hash ''.
+            $"""CREATE TABLE IF NOT EXISTS {table}_hours (hash text COLLATE "C" NOT NULL, start timestamptz NOT NULL,
+  count bigint NOT NULL, PRIMARY KEY (hash, start));
+CREATE TABLE IF NOT EXISTS {table}_days (hash text COLLATE "C" NOT NULL, start timestamptz NOT NULL,
+  count bigint NOT NULL, PRIMARY KEY (hash, start))"""
         ]
 
     let upsertSql =
@@ -331,6 +340,34 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
                     if rows.Length > 0 then
                         let! _ =
                             Sql.execute conn tx searchSql [ Sql.textArray "hash" (col (fun d -> d.Latest.Hash)) ] ct
+
+                        ()
+
+                    // The history: each group's hours, then all groups' (under ''), in key order like the rows.
+                    let buckets =
+                        [|
+                            for d in sorted do
+                                for b in d.Hours -> d.Latest.Hash, b
+                            for b in History.sum (sorted |> Seq.collect (fun d -> d.Hours)) -> "", b
+                        |]
+                        |> Array.sortWith (fun (h1, b1) (h2, b2) ->
+                            match String.CompareOrdinal(h1, h2) with
+                            | 0 -> compare b1.Start b2.Start
+                            | c -> c)
+
+                    if buckets.Length > 0 then
+                        let! _ =
+                            Sql.execute
+                                conn
+                                tx
+                                $"""INSERT INTO {table}_hours AS t (hash, start, count) SELECT * FROM unnest(@hash, @start, @count)
+ON CONFLICT (hash, start) DO UPDATE SET count = t.count + EXCLUDED.count"""
+                                [
+                                    Sql.textArray "hash" (buckets |> Array.map fst)
+                                    Sql.timeArray "start" (buckets |> Array.map (fun (_, b) -> b.Start))
+                                    Sql.bigintArray "count" (buckets |> Array.map (fun (_, b) -> b.Count))
+                                ]
+                                ct
 
                         ()
 
@@ -561,15 +598,95 @@ ORDER BY {ordered} LIMIT @count"""
                 do! ensure ()
                 use! conn = dataSource.OpenConnectionAsync ct
 
-                let! n =
-                    Sql.execute
+                use tx = conn.BeginTransaction()
+                let key = Rows.key hash
+
+                let! found =
+                    Sql.query
                         conn
-                        null
-                        $"DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = @hash"
-                        [ Sql.text "hash" (Rows.key hash) ]
+                        tx
+                        $"SELECT 1 FROM {table} WHERE hash = @hash FOR UPDATE"
+                        [ Sql.text "hash" key ]
+                        ignore
                         ct
 
-                return n > 0
+                // Its history leaves the all-groups history too.
+                let! _ =
+                    Sql.execute
+                        conn
+                        tx
+                        $"""UPDATE {table}_hours t SET count = t.count - g.count FROM {table}_hours g
+WHERE g.hash = @hash AND t.hash = '' AND t.start = g.start;
+UPDATE {table}_days t SET count = t.count - g.count FROM {table}_days g
+WHERE g.hash = @hash AND t.hash = '' AND t.start = g.start;
+DELETE FROM {table}_hours WHERE hash = @hash; DELETE FROM {table}_days WHERE hash = @hash;
+DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = @hash"""
+                        [ Sql.text "hash" key ]
+                        ct
+
+                do! tx.CommitAsync ct
+                return found.Count > 0
+            }
+
+        member _.HistoryAsync(hash, from, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let read (kind: string) =
+                    Sql.query
+                        conn
+                        null
+                        $"SELECT start, count FROM {table}_{kind} WHERE hash = @hash AND start >= @from ORDER BY start"
+                        [ Sql.text "hash" (Rows.key hash); Sql.time "from" from ]
+                        (fun r ->
+                            {
+                                Start = Sql.readTime r 0
+                                Count = r.GetInt64 1
+                            })
+                        ct
+
+                let! hours = read "hours"
+                let! days = read "days"
+
+                return
+                    {
+                        Hours = hours.ToArray()
+                        Days = days.ToArray()
+                    }
+            }
+
+        member _.HoursAsync(hashes, from, ct) =
+            task {
+                do! ensure ()
+                let found = Dictionary<string, Bucket[]>()
+
+                if hashes.Count > 0 then
+                    use! conn = dataSource.OpenConnectionAsync ct
+
+                    let! rows =
+                        Sql.query
+                            conn
+                            null
+                            $"SELECT hash, start, count FROM {table}_hours WHERE hash = ANY(@hashes) AND start >= @from ORDER BY hash, start"
+                            [
+                                Sql.textArray
+                                    "hashes"
+                                    (hashes |> Seq.filter (fun h -> not (String.IsNullOrEmpty h)) |> Array.ofSeq)
+                                Sql.time "from" from
+                            ]
+                            (fun r ->
+                                r.GetString 0,
+                                {
+                                    Start = Sql.readTime r 1
+                                    Count = r.GetInt64 2
+                                })
+                            ct
+
+                    for hash, buckets in rows |> Seq.groupBy fst do
+                        found.[hash] <- buckets |> Seq.map snd |> Array.ofSeq
+
+                return found :> IReadOnlyDictionary<_, _>
             }
 
     interface IDisposable with

@@ -85,6 +85,10 @@ module internal Sql =
         NpgsqlDbType.TimestampTz
 
     /// A UTC timestamp column that may be null.
+    let readTime (r: NpgsqlDataReader) (i: int) : DateTimeOffset =
+        DateTimeOffset(DateTime.SpecifyKind(r.GetDateTime i, DateTimeKind.Utc))
+
+    /// A timestamptz column that may be null.
     let nullableTime (r: NpgsqlDataReader) (i: int) : Nullable<DateTimeOffset> =
         if r.IsDBNull i then
             Nullable()

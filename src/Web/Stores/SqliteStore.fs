@@ -60,7 +60,7 @@ ON CONFLICT (id) DO UPDATE SET request_data = excluded.request_data, traceback =
   last_seen = max(last_seen, $last_seen),
   {Rows.triageSet "" "$count" "$created_on" "$last_seen"}
 WHERE hash = $hash
-RETURNING previous_seen, notified_at, ticket_at, status, previous_status"""
+RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
 
     // The database file, created owner-only (0600) before SQLite first opens it; None for in-memory databases.
     let dataFile =
@@ -98,7 +98,7 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status"""
             use pragma = c.CreateCommand()
             // WAL with synchronous=NORMAL: a commit is durable against a crash of the app; only a power cut can
             // lose the last commits (the spill file covers outages, not that).
-            pragma.CommandText <- "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;"
+            pragma.CommandText <- "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;"
             let! _ = pragma.ExecuteNonQueryAsync()
             return c
         }
@@ -203,6 +203,12 @@ WHEN old.exception_name IS NOT new.exception_name OR old.message IS NOT new.mess
   INSERT INTO {table}_search(rowid, exception_name, message, path, host)
   VALUES (new.id, new.exception_name, new.message, new.path, new.host);
 END;"""
+            // History: occurrences an hour (and a day, for hours past the hourly span) of each group by its id,
+            // and of all groups together under id 0; a bucket's start in Unix seconds.
+            $"""CREATE TABLE {table}_hours (group_id INTEGER NOT NULL, start INTEGER NOT NULL, count INTEGER NOT NULL,
+  PRIMARY KEY (group_id, start)) WITHOUT ROWID;
+CREATE TABLE {table}_days (group_id INTEGER NOT NULL, start INTEGER NOT NULL, count INTEGER NOT NULL,
+  PRIMARY KEY (group_id, start)) WITHOUT ROWID;"""
         ]
 
     let createSchema () =
@@ -350,6 +356,21 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                     let cs =
                         [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
 
+                    use hours = c.CreateCommand()
+                    hours.Transaction <- tx
+
+                    hours.CommandText <-
+                        $"INSERT INTO {table}_hours (group_id, start, count) VALUES ($group, $start, $count) ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"
+
+                    let hs = [| p hours "$group"; p hours "$start"; p hours "$count" |]
+
+                    let addHours (group: int64) (buckets: Bucket seq) =
+                        for b in buckets do
+                            hs.[0].Value <- group
+                            hs.[1].Value <- b.Start.ToUnixTimeSeconds()
+                            hs.[2].Value <- b.Count
+                            hours.ExecuteNonQuery() |> ignore
+
                     let written = ResizeArray<GroupWritten>()
 
                     let nullableTime (r: SqliteDataReader) (i: int) =
@@ -376,7 +397,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                                     Regressed = regressed
                                 }
 
-                            ValueSome(if r.FieldCount > 5 then r.GetInt64 5 else 0L)
+                            ValueSome(r.GetInt64 5)
                         else
                             ValueNone
 
@@ -388,14 +409,18 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                         let e = d.Latest
 
                         let counted =
-                            not d.Detailed
-                            && (cs.[0].Value <- e.Hash
+                            if d.Detailed then
+                                ValueNone
+                            else
+                                cs.[0].Value <- e.Hash
                                 cs.[1].Value <- d.Count
                                 cs.[2].Value <- time d.FirstAt
                                 cs.[3].Value <- time e.OccurredAt
-                                (run counter e.Hash).IsSome)
+                                run counter e.Hash
 
-                        if not counted then
+                        match counted with
+                        | ValueSome id -> addHours id d.Hours
+                        | ValueNone ->
                             ps.[0].Value <- e.Hash
                             ps.[1].Value <- e.Host
                             ps.[2].Value <- e.Path
@@ -414,7 +439,11 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                                 ds.[1].Value <- e.RequestData
                                 ds.[2].Value <- e.Traceback
                                 detail.ExecuteNonQuery() |> ignore
+                                addHours id d.Hours
                             | ValueNone -> ()
+
+                    // All groups together (id 0).
+                    addHours 0L (History.sum (batch |> Seq.collect (fun d -> d.Hours)))
 
                     match mark with
                     | Some(journal, segment, now) ->
@@ -656,12 +685,102 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                 use cmd = c.CreateCommand()
                 cmd.Transaction <- tx
 
+                // Its history leaves the all-groups history too.
                 cmd.CommandText <-
-                    $"DELETE FROM {table}_detail WHERE id IN (SELECT id FROM {table} WHERE hash = $hash); DELETE FROM {table} WHERE hash = $hash"
+                    $"""UPDATE {table}_hours AS t SET count = t.count - g.count
+FROM (SELECT h.start, h.count FROM {table}_hours h JOIN {table} e ON e.id = h.group_id WHERE e.hash = $hash) g
+WHERE t.group_id = 0 AND t.start = g.start;
+UPDATE {table}_days AS t SET count = t.count - g.count
+FROM (SELECT h.start, h.count FROM {table}_days h JOIN {table} e ON e.id = h.group_id WHERE e.hash = $hash) g
+WHERE t.group_id = 0 AND t.start = g.start;
+DELETE FROM {table}_hours WHERE group_id IN (SELECT id FROM {table} WHERE hash = $hash);
+DELETE FROM {table}_days WHERE group_id IN (SELECT id FROM {table} WHERE hash = $hash);
+DELETE FROM {table}_detail WHERE id IN (SELECT id FROM {table} WHERE hash = $hash);
+DELETE FROM {table} WHERE hash = $hash"""
 
                 cmd.Parameters.AddWithValue("$hash", (Rows.key hash)) |> ignore
 
-                let! n = cmd.ExecuteNonQueryAsync ct
+                use exists = c.CreateCommand()
+                exists.Transaction <- tx
+                exists.CommandText <- $"SELECT count(*) FROM {table} WHERE hash = $hash"
+                exists.Parameters.AddWithValue("$hash", (Rows.key hash)) |> ignore
+                let! found = exists.ExecuteScalarAsync ct
+                let! _ = cmd.ExecuteNonQueryAsync ct
                 do! tx.CommitAsync ct
-                return n > 0
+                return (found :?> int64) > 0L
+            }
+
+        member _.HistoryAsync(hash, from, ct) =
+            task {
+                do! ensure ()
+                use! c = openConnection ()
+
+                let read (kind: string) =
+                    use cmd = c.CreateCommand()
+
+                    let group =
+                        if isNull hash then
+                            "0"
+                        else
+                            $"(SELECT id FROM {table} WHERE hash = $hash)"
+
+                    cmd.CommandText <-
+                        $"SELECT start, count FROM {table}_{kind} WHERE group_id = {group} AND start >= $from ORDER BY start"
+
+                    cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else Rows.key hash))
+                    |> ignore
+
+                    cmd.Parameters.AddWithValue("$from", from.ToUnixTimeSeconds()) |> ignore
+                    use r = cmd.ExecuteReader()
+
+                    [|
+                        while r.Read() do
+                            {
+                                Start = DateTimeOffset.FromUnixTimeSeconds(r.GetInt64 0)
+                                Count = r.GetInt64 1
+                            }
+                    |]
+
+                return
+                    {
+                        Hours = read "hours"
+                        Days = read "days"
+                    }
+            }
+
+        member _.HoursAsync(hashes, from, ct) =
+            task {
+                do! ensure ()
+                let found = Dictionary<string, Bucket[]>()
+
+                if hashes.Count > 0 then
+                    use! c = openConnection ()
+                    use cmd = c.CreateCommand()
+
+                    let names = hashes |> Seq.mapi (fun i _ -> sprintf "$h%d" i) |> List.ofSeq
+
+                    cmd.CommandText <-
+                        $"""SELECT e.hash, h.start, h.count FROM {table} e JOIN {table}_hours h ON h.group_id = e.id
+WHERE e.hash IN ({String.Join(", ", names)}) AND h.start >= $from ORDER BY e.hash, h.start"""
+
+                    hashes
+                    |> Seq.iteri (fun i h -> cmd.Parameters.AddWithValue(names.[i], Rows.key h) |> ignore)
+
+                    cmd.Parameters.AddWithValue("$from", from.ToUnixTimeSeconds()) |> ignore
+                    use r = cmd.ExecuteReader()
+                    let rows = ResizeArray<string * Bucket>()
+
+                    while r.Read() do
+                        rows.Add(
+                            r.GetString 0,
+                            {
+                                Start = DateTimeOffset.FromUnixTimeSeconds(r.GetInt64 1)
+                                Count = r.GetInt64 2
+                            }
+                        )
+
+                    for hash, buckets in rows |> Seq.groupBy fst do
+                        found.[hash] <- buckets |> Seq.map snd |> Array.ofSeq
+
+                return found :> IReadOnlyDictionary<_, _>
             }

@@ -103,6 +103,13 @@ public sealed class OwnStore : IErrorStore
     public Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken) =>
         Task.FromResult(_records.TryRemove(hash, out _));
 
+    // No history kept: the charts show nothing for this store.
+    public Task<StoredHistory> HistoryAsync(string? hash, DateTimeOffset from, CancellationToken cancellationToken) =>
+        Task.FromResult(new StoredHistory([], []));
+
+    public Task<IReadOnlyDictionary<string, Bucket[]>> HoursAsync(IReadOnlyList<string> hashes, DateTimeOffset from, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyDictionary<string, Bucket[]>>(new Dictionary<string, Bucket[]>());
+
     private IEnumerable<ErrorRecord> Ordered(ListQuery query) =>
         _records.Values.Where(r => StoreRules.Selects(query, r))
             .OrderByDescending(r => StoreRules.SortKey(query.Sort, r)).ThenBy(r => r.Hash, StringComparer.Ordinal);

@@ -1,0 +1,179 @@
+namespace ErrorMonitor.Core
+
+open System
+open System.Globalization
+
+/// A series drawn as a bar chart: its bars (every span present), the axis' top and what to say of it.
+type internal Chart =
+    {
+        /// Every span's count, oldest first.
+        Bars: Bucket[]
+        /// The value at the top of the axis (the largest bar rounded up to a round number; at least 1).
+        Top: int64
+        /// Occurrences in all.
+        Total: int64
+        /// The label of each bar, for the axis (hour "14:00" or day "Nov 30").
+        Labels: string[]
+        /// A sentence for screen readers and the title: total, span, busiest bar.
+        Summary: string
+    }
+
+/// A group's history: occurrences counted an hour at a time, written with the coalesced counts, kept as hourly
+/// buckets for `HourlyDays` days and as daily ones for `DailyDays` (older hours are added to their day when
+/// they leave). Pure: times come from the caller.
+[<RequireQualifiedAccess>]
+module internal History =
+
+    /// Hourly buckets are kept this many days; then they are added to their day.
+    [<Literal>]
+    let HourlyDays = 14
+
+    /// Daily buckets are kept this many days.
+    [<Literal>]
+    let DailyDays = 365
+
+    let private floorTo (ticks: int64) (t: DateTimeOffset) =
+        DateTimeOffset(t.UtcTicks - t.UtcTicks % ticks, TimeSpan.Zero)
+
+    /// The start of the hour `t` is in (UTC).
+    let hourOf (t: DateTimeOffset) = floorTo TimeSpan.TicksPerHour t
+
+    /// The start of the day `t` is in (UTC).
+    let dayOf (t: DateTimeOffset) = floorTo TimeSpan.TicksPerDay t
+
+    /// `count` occurrences in the hour of `at`.
+    let one (at: DateTimeOffset) (count: int64) : Bucket[] =
+        [| { Start = hourOf at; Count = count } |]
+
+    /// Buckets summed by start, oldest first.
+    let sum (buckets: Bucket seq) : Bucket[] =
+        buckets
+        |> Seq.groupBy (fun b -> b.Start)
+        |> Seq.map (fun (start, bs) ->
+            {
+                Start = start
+                Count = bs |> Seq.sumBy (fun b -> b.Count)
+            })
+        |> Seq.sortBy (fun b -> b.Start)
+        |> Array.ofSeq
+
+    /// Two deltas' hours together (the coalescing rule); one hour each, the same one, is the common case.
+    let add (a: Bucket[]) (b: Bucket[]) : Bucket[] =
+        if a.Length = 1 && b.Length = 1 && a.[0].Start = b.[0].Start then
+            [|
+                {
+                    Start = a.[0].Start
+                    Count = a.[0].Count + b.[0].Count
+                }
+            |]
+        elif a.Length = 0 then
+            b
+        elif b.Length = 0 then
+            a
+        else
+            sum (Seq.append a b)
+
+    /// Hourly buckets added up by day.
+    let days (hours: Bucket seq) : Bucket[] =
+        sum (hours |> Seq.map (fun b -> { b with Start = dayOf b.Start }))
+
+    /// Every span of a series: `count` spans of `step` from `first`, each with what `buckets` hold for it (0 when
+    /// none). Buckets outside the series are left out.
+    let series (first: DateTimeOffset) (step: TimeSpan) (count: int) (buckets: Bucket seq) : Bucket[] =
+        let byStart = sum buckets |> Array.map (fun b -> b.Start, b.Count) |> dict
+
+        Array.init count (fun i ->
+            let start = first + TimeSpan.FromTicks(step.Ticks * int64 i)
+
+            {
+                Start = start
+                Count =
+                    match byStart.TryGetValue start with
+                    | true, c -> c
+                    | _ -> 0L
+            })
+
+    /// The last `hours` hours up to and with the one `now` is in, oldest first.
+    let hourly (now: DateTimeOffset) (hours: int) (buckets: Bucket seq) : Bucket[] =
+        series (hourOf now - TimeSpan.FromHours(float (hours - 1))) (TimeSpan.FromHours 1.0) hours buckets
+
+    /// The last `days` days up to and with today (UTC), oldest first, from daily buckets and the hourly ones not
+    /// yet added to their day.
+    let daily (now: DateTimeOffset) (count: int) (dayBuckets: Bucket seq) (hourBuckets: Bucket seq) : Bucket[] =
+        series
+            (dayOf now - TimeSpan.FromDays(float (count - 1)))
+            (TimeSpan.FromDays 1.0)
+            count
+            (Seq.append dayBuckets (days hourBuckets))
+
+    /// Hourly buckets before this hour are added to their day (when `now` is the time): `HourlyDays` days ago.
+    let hourlyKeptFrom (now: DateTimeOffset) =
+        dayOf now - TimeSpan.FromDays(float HourlyDays)
+
+    /// Daily buckets before this day are removed.
+    let dailyKeptFrom (now: DateTimeOffset) =
+        dayOf now - TimeSpan.FromDays(float DailyDays)
+
+    /// A round number at least `n` (1, 2, 5 times a power of ten), for the top of an axis.
+    let roundUp (n: int64) : int64 =
+        if n <= 1L then
+            1L
+        else
+            let rec go (p: int64) =
+                if n <= p then p
+                elif n <= 2L * p then 2L * p
+                elif n <= 5L * p then 5L * p
+                else go (p * 10L)
+
+            go 1L
+
+    let private hourLabel (b: Bucket) =
+        b.Start.UtcDateTime.ToString("HH:mm", CultureInfo.InvariantCulture)
+
+    let private dayLabel (b: Bucket) =
+        b.Start.UtcDateTime.ToString("MMM d", CultureInfo.InvariantCulture)
+
+    let private plural (n: int64) (one: string) (many: string) =
+        if n = 1L then
+            sprintf "%d %s" n one
+        else
+            sprintf "%s %s" (n.ToString("N0", CultureInfo.InvariantCulture)) many
+
+    /// The chart of a series of hours (`daily` false) or days (true).
+    let chart (daily: bool) (bars: Bucket[]) : Chart =
+        let total = bars |> Array.sumBy (fun b -> b.Count)
+        let label = if daily then dayLabel else hourLabel
+
+        let span =
+            if daily then
+                plural (int64 bars.Length) "day" "days"
+            else
+                plural (int64 bars.Length) "hour" "hours"
+
+        let busiest =
+            if total = 0L then
+                ""
+            else
+                let b = bars |> Array.maxBy (fun b -> b.Count)
+
+                let at =
+                    if daily then
+                        "on " + dayLabel b
+                    else
+                        sprintf "at %s UTC" (hourLabel b)
+
+                sprintf "; most (%s) %s" (b.Count.ToString("N0", CultureInfo.InvariantCulture)) at
+
+        {
+            Bars = bars
+            Top =
+                roundUp (
+                    if bars.Length = 0 then
+                        0L
+                    else
+                        bars |> Array.map (fun b -> b.Count) |> Array.max
+                )
+            Total = total
+            Labels = bars |> Array.map label
+            Summary = sprintf "%s in the last %s%s." (plural total "occurrence" "occurrences") span busiest
+        }

@@ -1,0 +1,137 @@
+module internal ErrorMonitor.Core.Tests.HistoryTests
+
+open System
+open Expecto
+open FsCheck
+open FsCheck.FSharp
+open ErrorMonitor.Core
+
+let private t0 = DateTimeOffset(2026, 6, 1, 23, 59, 30, TimeSpan.Zero)
+
+let private total (bs: Bucket seq) = bs |> Seq.sumBy (fun b -> b.Count)
+
+[<Tests>]
+let tests =
+    testList
+        "history"
+        [
+            test "an occurrence counts in the hour it happened in (UTC, whatever the offset it was given in)" {
+                let local = DateTimeOffset(2026, 6, 2, 1, 15, 0, TimeSpan.FromHours 2.0)
+                let b = (History.one local 3L).[0]
+                Expect.equal b.Start (DateTimeOffset(2026, 6, 1, 23, 0, 0, TimeSpan.Zero)) "the UTC hour"
+                Expect.equal b.Count 3L "its count"
+            }
+
+            testProperty "coalescing keeps every hour's count exactly: merged deltas add up hour by hour"
+            <| fun (offsets: (byte * byte) list) ->
+                // Occurrences at minutes after t0 (across midnight and several hours), merged in any grouping.
+                let times =
+                    offsets |> List.map (fun (m, n) -> t0.AddMinutes(float m * 3.0), int64 n + 1L)
+
+                let merged =
+                    times |> List.map (fun (t, n) -> History.one t n) |> List.fold History.add [||]
+
+                let expected =
+                    times
+                    |> List.groupBy (fun (t, _) -> History.hourOf t)
+                    |> List.map (fun (h, xs) -> h, xs |> List.sumBy snd)
+                    |> List.sortBy fst
+
+                List.ofArray merged |> List.map (fun b -> b.Start, b.Count) = expected
+
+            test "a series has every hour, oldest first, zero where nothing happened, and ignores what is outside" {
+                let now = t0.AddMinutes 1.0 // 00:00:30 the next day
+                let buckets = Array.append (History.one t0 2L) (History.one (t0.AddHours -5.0) 7L)
+                let outside = History.one (t0.AddHours -30.0) 100L
+                let s = History.hourly now 24 (Array.append buckets outside)
+                Expect.equal s.Length 24 "24 hours"
+
+                Expect.equal
+                    s.[23].Start
+                    (DateTimeOffset(2026, 6, 2, 0, 0, 0, TimeSpan.Zero))
+                    "ends with the current hour"
+
+                Expect.equal
+                    s.[0].Start
+                    (DateTimeOffset(2026, 6, 1, 1, 0, 0, TimeSpan.Zero))
+                    "starts 23 hours before it"
+
+                Expect.equal s.[22].Count 2L "23:00"
+                Expect.equal s.[17].Count 7L "18:00"
+                Expect.equal (total s) 9L "nothing from outside the span"
+
+                Expect.isTrue
+                    (s
+                     |> Array.pairwise
+                     |> Array.forall (fun (a, b) -> b.Start - a.Start = TimeSpan.FromHours 1.0))
+                    "consecutive hours"
+            }
+
+            test "daily series add the daily buckets and the hours not yet added to their day" {
+                let now = t0
+
+                let days =
+                    [|
+                        {
+                            Start = History.dayOf (t0.AddDays -20.0)
+                            Count = 40L
+                        }
+                    |]
+
+                let hours = Array.append (History.one t0 2L) (History.one (t0.AddHours -23.0) 5L)
+                let s = History.daily now 30 days hours
+                Expect.equal s.Length 30 "30 days"
+                Expect.equal s.[29].Start (History.dayOf t0) "ends today"
+                Expect.equal s.[29].Count 7L "today's hours"
+                Expect.equal s.[9].Count 40L "the day 20 days ago"
+                Expect.equal (total s) 47L "everything in the span"
+            }
+
+            test "the axis top is a round number at least the largest bar" {
+                for n, top in [ 0L, 1L; 1L, 1L; 3L, 5L; 7L, 10L; 11L, 20L; 200L, 200L; 201L, 500L; 999L, 1000L ] do
+                    Expect.equal (History.roundUp n) top (sprintf "%d" n)
+            }
+
+            test "a chart's summary says the total, the span and the busiest bar" {
+                let s =
+                    History.hourly t0 24 (Array.append (History.one t0 1200L) (History.one (t0.AddHours -2.0) 3L))
+
+                let c = History.chart false s
+                Expect.equal c.Total 1203L "total"
+                Expect.equal c.Top 2000L "top"
+                Expect.equal c.Labels.[23] "23:00" "label of the last hour"
+                Expect.equal c.Summary "1,203 occurrences in the last 24 hours; most (1,200) at 23:00 UTC." "summary"
+                let empty = History.chart true (History.daily t0 14 [||] [||])
+                Expect.equal empty.Summary "0 occurrences in the last 14 days." "an empty chart"
+                Expect.equal empty.Top 1L "an empty chart's axis"
+            }
+
+            test "hours that a journal line holds read back; hours that do not add up fall back to the latest's hour" {
+                let e =
+                    {
+                        Hash = Fingerprint.sha256Hex "h"
+                        Host = "h"
+                        Path = "/"
+                        Method = "GET"
+                        RequestData = "{}"
+                        ExceptionName = "E"
+                        Message = "m"
+                        Traceback = ""
+                        OccurredAt = t0
+                    }
+
+                let d =
+                    {
+                        Latest = e
+                        FirstAt = t0.AddHours -1.0
+                        Count = 5L
+                        Detailed = true
+                        Hours = History.add (History.one (t0.AddHours -1.0) 2L) (History.one t0 3L)
+                    }
+
+                Expect.equal (Spill.parse (Spill.line d)) ([ d ], 0) "round trip"
+                let wrong = (Spill.line d).Replace("\"count\":5", "\"count\":6")
+                let back, _ = Spill.parse wrong
+                Expect.equal back.Head.Hours (History.one t0 6L) "the latest's hour holds them all"
+            }
+        ]
