@@ -114,6 +114,10 @@ type internal Settings =
         /// from a new occurrence while it keeps failing; repeats in between only add to its count and last-seen
         /// time, which stay exact. Default 30 s.
         DetailsInterval: TimeSpan
+        /// APP_ERROR_RETENTION: groups not seen for this long are removed. Default 90 days.
+        Retention: TimeSpan
+        /// APP_ERROR_MAX_GROUPS: past this many groups, the least recently seen are removed. Default 100,000.
+        MaxGroups: int
         /// APP_ERROR_SPILL_FILE: where unwritten occurrences wait for the next start; relative to the content
         /// root; "none" turns spilling off. Default "errormonitor.spill.jsonl".
         SpillFile: string option
@@ -184,6 +188,12 @@ module internal Config =
 
     [<Literal>]
     let SpillFileKey = "APP_ERROR_SPILL_FILE"
+
+    [<Literal>]
+    let RetentionKey = "APP_ERROR_RETENTION"
+
+    [<Literal>]
+    let MaxGroupsKey = "APP_ERROR_MAX_GROUPS"
 
     [<Literal>]
     let IngestKeyKey = "APP_ERROR_INGEST_KEY"
@@ -274,6 +284,8 @@ module internal Config =
             ShutdownTimeout = TimeSpan.FromSeconds 5.0
             FlushInterval = TimeSpan.FromMilliseconds 200.0
             DetailsInterval = TimeSpan.FromSeconds 30.0
+            Retention = TimeSpan.FromDays 90.0
+            MaxGroups = 100000
             SpillFile = Some "errormonitor.spill.jsonl"
             Ingest =
                 {
@@ -688,6 +700,8 @@ module internal Config =
                 ShutdownTimeout = duration ShutdownTimeoutKey defaults.ShutdownTimeout
                 FlushInterval = duration FlushIntervalKey defaults.FlushInterval
                 DetailsInterval = duration DetailsIntervalKey defaults.DetailsInterval
+                Retention = duration RetentionKey defaults.Retention
+                MaxGroups = whole MaxGroupsKey 1 100000000 defaults.MaxGroups
                 SpillFile =
                     match get SpillFileKey |> Option.map (fun v -> v.Trim()) with
                     | None -> defaults.SpillFile
@@ -765,6 +779,8 @@ module internal Config =
             [ ShutdownTimeoutKey, s.ShutdownTimeout.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ FlushIntervalKey, s.FlushInterval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ DetailsIntervalKey, s.DetailsInterval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
+            [ RetentionKey, s.Retention.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
+            [ MaxGroupsKey, string s.MaxGroups ]
             [ SpillFileKey, defaultArg s.SpillFile "none" ]
             (s.Ingest.Keys |> List.mapi (fun i k -> sprintf "%s:%d" IngestKeyKey i, k))
             [ IngestMaxBytesKey, string s.Ingest.MaxBytes ]

@@ -177,3 +177,49 @@ module internal History =
             Labels = bars |> Array.map label
             Summary = sprintf "%s in the last %s%s." (plural total "occurrence" "occurrences") span busiest
         }
+
+/// Retention: what pruning removes and how often it runs. Pure: the time comes from the caller.
+[<RequireQualifiedAccess>]
+module internal Retention =
+
+    /// The most of each kind one pass removes, at least.
+    [<Literal>]
+    let Batch = 1000
+
+    /// The most of each kind one pass removes, at most.
+    [<Literal>]
+    let MaxBatch = 50000
+
+    /// One pass's request at `now`: groups not seen for `retention`, the least recently seen past `maxGroups`,
+    /// hourly buckets past `History.HourlyDays` days (added to their day), daily ones past `History.DailyDays`.
+    /// A pass removes at most `Batch` of each kind, or as many as the `fresh` groups written since the last
+    /// pass (up to `MaxBatch`): under a storm of new groups it keeps pace with the writer.
+    let request (now: DateTimeOffset) (retention: TimeSpan) (maxGroups: int) (fresh: int64) : PruneRequest =
+        {
+            SeenBefore = now - retention
+            MaxGroups = int64 maxGroups
+            HoursBefore = History.hourlyKeptFrom now
+            DaysBefore = History.dailyKeptFrom now
+            Batch = int (max (int64 Batch) (min (int64 MaxBatch) fresh))
+        }
+
+    /// How long pruning rests between rounds: a quarter of the retention, from 1 s to 1 minute (a round runs
+    /// passes until one finds nothing to do).
+    let interval (retention: TimeSpan) : TimeSpan =
+        TimeSpan.FromTicks(retention.Ticks / 4L)
+        |> max (TimeSpan.FromSeconds 1.0)
+        |> min (TimeSpan.FromMinutes 1.0)
+
+    /// New groups written since the last round that start a round at once: a tenth of the bound on groups,
+    /// at least 100.
+    let newGroupsBeforePrune (maxGroups: int) : int64 = max 100L (int64 maxGroups / 10L)
+
+    /// True when a pass did something (another may follow at once).
+    let did (r: PruneResult) = r.Groups + r.Hours + r.Days > 0
+
+    /// Hourly buckets as the daily ones they are added to, by group (a store's fold of `HoursBefore`).
+    let fold (rows: (string * Bucket) seq) : (string * Bucket) list =
+        rows
+        |> Seq.groupBy fst
+        |> Seq.collect (fun (group, bs) -> History.days (bs |> Seq.map snd) |> Seq.map (fun b -> group, b))
+        |> List.ofSeq

@@ -81,3 +81,97 @@ module internal Traceback =
             sb.ToString()
         else
             Text.truncate limits.MaxTraceback (sb.ToString())
+
+    /// Types of the runtime, the framework and common libraries: frames of theirs are not the app's own code.
+    let private frameworkPrefixes =
+        [
+            "System."
+            "Microsoft."
+            "ErrorMonitor."
+            "Giraffe."
+            "Npgsql."
+            "Newtonsoft."
+            "Swashbuckle."
+            "FSharp."
+            "Internal."
+            "Interop+"
+            "Interop."
+        ]
+
+    /// The "Type.Method" a frame line names ("   at Shop.Orders.Checkout() in …" gives "Shop.Orders.Checkout"),
+    /// or None for a line that is not a frame.
+    let frameName (line: string) : string option =
+        let t = line.TrimStart()
+
+        if t.StartsWith("at ", System.StringComparison.Ordinal) then
+            let rest = t.Substring 3
+            let paren = rest.IndexOf '('
+            let name = (if paren > 0 then rest.Substring(0, paren) else rest).Trim()
+            if name = "" then None else Some name
+        else
+            None
+
+    /// True when a frame's name is the app's own code (not under a framework or library namespace).
+    let isAppFrame (name: string) =
+        not (
+            frameworkPrefixes
+            |> List.exists (fun p -> name.StartsWith(p, System.StringComparison.Ordinal))
+        )
+
+    /// The culprit: the top frame in the app's own code, as its type's short name and method
+    /// ("Shop.Orders.OrderService.Checkout" gives "OrderService.Checkout"); None when no frame is the app's.
+    let culprit (traceback: string) : string option =
+        (if isNull traceback then "" else traceback).Split('\n')
+        |> Seq.choose frameName
+        |> Seq.tryFind isAppFrame
+        |> Option.map (fun name ->
+            // A constructor's method is ".ctor": keep its dot.
+            let cut =
+                if
+                    name.EndsWith("..ctor", System.StringComparison.Ordinal)
+                    || name.EndsWith("..cctor", System.StringComparison.Ordinal)
+                then
+                    name.LastIndexOf('.', name.Length - 6)
+                else
+                    name.LastIndexOf '.'
+
+            if cut <= 0 then
+                name
+            else
+                let typeName = name.Substring(0, cut)
+                let shortType = typeName.Substring(typeName.LastIndexOf '.' + 1)
+                shortType + name.Substring cut)
+
+    /// The traceback's lines in runs: (true, lines) a run of framework frames (two or more, folded on the page),
+    /// (false, lines) everything else, in order.
+    let runs (traceback: string) : (bool * string list) list =
+        let lines = (if isNull traceback then "" else traceback).Split('\n') |> List.ofArray
+
+        let framework (l: string) =
+            match frameName l with
+            | Some n -> not (isAppFrame n)
+            | None -> false
+
+        let grouped =
+            lines
+            |> List.fold
+                (fun (acc: (bool * string list) list) l ->
+                    let f = framework l
+
+                    match acc with
+                    | (k, ls) :: rest when k = f -> (k, l :: ls) :: rest
+                    | _ -> (f, [ l ]) :: acc)
+                []
+            |> List.rev
+            |> List.map (fun (k, ls) -> k, List.rev ls)
+
+        // A lone framework frame stays in line (folding one line saves nothing).
+        grouped
+        |> List.map (fun (k, ls) -> (k && ls.Length > 1), ls)
+        |> List.fold
+            (fun (acc: (bool * string list) list) (k, ls) ->
+                match acc with
+                | (false, prev) :: rest when not k -> (false, prev @ ls) :: rest
+                | _ -> (k, ls) :: acc)
+            []
+        |> List.rev

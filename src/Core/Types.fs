@@ -207,6 +207,33 @@ type StoredHistory =
         Days: Bucket[]
     }
 
+/// One pass of pruning: what a store removes, at most `Batch` of each kind, least recently seen first (ties:
+/// the reverse of the list's order, so pruning takes from the end of the list).
+type PruneRequest =
+    {
+        /// Groups not seen since this time are removed.
+        SeenBefore: DateTimeOffset
+        /// Past this many groups, the least recently seen are removed.
+        MaxGroups: int64
+        /// Hourly buckets before this time are added to their day (`History.dayOf`) and removed.
+        HoursBefore: DateTimeOffset
+        /// Daily buckets before this time are removed.
+        DaysBefore: DateTimeOffset
+        /// The most of each kind one pass removes (a short transaction: capture never waits long).
+        Batch: int
+    }
+
+/// What one pass of pruning did; all zero when there was nothing to do.
+type PruneResult =
+    {
+        /// Groups removed (with their history).
+        Groups: int
+        /// Hourly buckets added to their day.
+        Hours: int
+        /// Daily buckets removed.
+        Days: int
+    }
+
 /// A batch of occurrences of one group, coalesced before it is written.
 type GroupDelta =
     {

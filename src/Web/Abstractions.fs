@@ -90,6 +90,14 @@ type IErrorStore =
         [<Nullable(2uy)>] hash: string * from: DateTimeOffset * cancellationToken: CancellationToken ->
             Task<StoredHistory>
 
+    /// Removes in one short pass what `request` says is past retention, at most `request.Batch` of each kind:
+    /// groups not seen since `SeenBefore`, then the least recently seen past `MaxGroups` (ties: the reverse
+    /// of the list's order), each with its history; hourly buckets before `HoursBefore` are added to their day
+    /// (`History.dayOf`); daily buckets before `DaysBefore` go. The all-groups history keeps what removed groups
+    /// added (it records what happened; only `DeleteAsync` takes a group's part out). Called again while a pass
+    /// does something.
+    abstract PruneAsync: request: PruneRequest * cancellationToken: CancellationToken -> Task<PruneResult>
+
     /// The hourly buckets from `from` on of each of `hashes` (a list page's sparklines); a group with none is
     /// left out.
     abstract HoursAsync:

@@ -122,14 +122,32 @@ type Engine internal (parts: EngineParts) =
     // Occurrences the app handed over (the writer rests between writes only while they keep coming).
     let mutable arrivals = 0L
 
+    // New groups written since the last pruning pass: past `Retention.newGroupsBeforePrune`, the writer prunes
+    // after its batch (a storm of new groups stays near APP_ERROR_MAX_GROUPS instead of waiting for the interval).
+    let mutable newSincePrune = 0L
+
+    // Set below (pruning needs the writer's turns).
+    let mutable pruneDue: CancellationToken -> Task = fun _ -> Task.CompletedTask
+
+    // The writer and pruning take turns at the store.
+    let turns = new SemaphoreSlim(1, 1)
+
     let writer =
         Writer(
             queue,
             metrics,
             parts.Store,
+            turns,
+            (fun ct -> pruneDue ct),
             parts.Logger,
             (fun rows written ->
                 forgetInserted rows written
+
+                let fresh =
+                    written |> Seq.sumBy (fun w -> if w.PreviousSeen.HasValue then 0L else 1L)
+
+                if fresh > 0L then
+                    Interlocked.Add(&newSincePrune, fresh) |> ignore
 
                 if dispatcher.Active then
                     dispatcher.Post rows written),
@@ -418,6 +436,78 @@ type Engine internal (parts: EngineParts) =
 
     let mutable journaling: Task = Task.CompletedTask
 
+    /// Prunes what is past retention: passes (each a short transaction, at most `Retention.Batch` of each kind)
+    /// until one finds nothing to do.
+    let prune (ct: CancellationToken) : Task<PruneResult> =
+        task {
+            let mutable total = { Groups = 0; Hours = 0; Days = 0 }
+            let mutable more = true
+
+            while more && not ct.IsCancellationRequested do
+                let request =
+                    Retention.request
+                        (parts.Clock.GetUtcNow())
+                        parts.Settings.Retention
+                        parts.Settings.MaxGroups
+                        (Interlocked.Exchange(&newSincePrune, 0L))
+
+                do! turns.WaitAsync ct
+
+                let! r =
+                    task {
+                        try
+                            return! parts.Store.PruneAsync(request, ct)
+                        finally
+                            turns.Release() |> ignore
+                    }
+
+                total <-
+                    {
+                        Groups = total.Groups + r.Groups
+                        Hours = total.Hours + r.Hours
+                        Days = total.Days + r.Days
+                    }
+
+                more <- Retention.did r
+
+            if Retention.did total then
+                Log.Pruned parts.Logger total.Groups total.Hours total.Days
+
+            return total
+        }
+
+    do
+        pruneDue <-
+            fun ct ->
+                task {
+                    if
+                        Interlocked.Read &newSincePrune
+                        >= Retention.newGroupsBeforePrune parts.Settings.MaxGroups
+                    then
+                        try
+                            let! _ = prune ct
+                            ()
+                        with
+                        | :? OperationCanceledException -> ()
+                        | ex -> Log.PruneFailed parts.Logger ex
+                }
+
+    /// Prunes every `Retention.interval` until the engine stops (and the writer after a batch that brought many
+    /// new groups); a failed round is logged and tried again at the next.
+    let pruneLoop () : Task =
+        task {
+            let interval = Retention.interval parts.Settings.Retention
+
+            while not stopping.IsCancellationRequested do
+                try
+                    do! Task.Delay(interval, stopping.Token)
+                    let! _ = prune stopping.Token
+                    ()
+                with
+                | :? OperationCanceledException -> ()
+                | ex -> Log.PruneFailed parts.Logger ex
+        }
+
     /// The settings in force.
     member internal _.Settings = parts.Settings
 
@@ -596,6 +686,9 @@ type Engine internal (parts: EngineParts) =
             do! writer.WaitStoredAsync(queue.LastSequence, ct)
         }
 
+    /// Prunes what is past retention now (see `prune`); the background does it every `Retention.interval`.
+    member internal _.PruneAsync(ct: CancellationToken) : Task<PruneResult> = prune ct
+
     /// Starts the background writer.
     member internal _.Start() =
         lock stopping (fun () ->
@@ -607,6 +700,7 @@ type Engine internal (parts: EngineParts) =
                 dispatcher.Start()
                 Task.Run(fun () -> completeDeferred ()) |> ignore
                 Task.Run(fun () -> shapeLoop ()) |> ignore
+                Task.Run(fun () -> pruneLoop ()) |> ignore
                 loop <- Task.Run(fun () -> writer.RunAsync stopping.Token))
 
     /// Stops the writer, writing what is pending within `timeout`, then saving what is left to the spill file.

@@ -133,6 +133,20 @@ module internal Log =
             "ErrorMonitor replays {Groups} groups ({Occurrences} occurrences) from {Path}"
         )
 
+    let private pruneFailed =
+        LoggerMessage.Define(
+            LogLevel.Warning,
+            EventId(1040, "PruneFailed"),
+            "ErrorMonitor could not prune its store; it tries again later"
+        )
+
+    let private pruned =
+        LoggerMessage.Define<int, int, int>(
+            LogLevel.Information,
+            EventId(1041, "Pruned"),
+            "ErrorMonitor pruned {Groups} groups past their retention, folded {Hours} hourly buckets into days and removed {Days} daily buckets"
+        )
+
     /// 1001: a store write failed; the batch is kept and retried.
     let StoreWriteFailed (logger: ILogger) (ex: exn) (groups: int) (attempt: int) =
         storeWriteFailed.Invoke(logger, groups, attempt, ex)
@@ -201,3 +215,10 @@ module internal Log =
     /// 1033: groups from the spill file are replayed.
     let SpillReplayed (logger: ILogger) (groups: int) (occurrences: int64) (path: string) =
         spillReplayed.Invoke(logger, groups, occurrences, path, null)
+
+    /// 1040: a pruning round failed (retried at the next one).
+    let PruneFailed (logger: ILogger) (ex: exn) = pruneFailed.Invoke(logger, ex)
+
+    /// 1041: a pruning round removed something.
+    let Pruned (logger: ILogger) (groups: int) (hours: int) (days: int) =
+        pruned.Invoke(logger, groups, hours, days, null)

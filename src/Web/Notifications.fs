@@ -30,7 +30,8 @@ module internal RecordJson =
             w.WriteNull name
 
     /// Writes hash, host, path, method, exceptionName, message, count, createdOn and lastSeen (ISO 8601 UTC),
-    /// status, regressions, lastRegression, ignoreUntil and ignoreUntilCount (null when none).
+    /// status, regressions, lastRegression, ignoreUntil and ignoreUntilCount (null when none), and the culprit
+    /// (the top frame of the app's own code, `Traceback.culprit`; null when none).
     let fields (w: Utf8JsonWriter) (r: ErrorRecord) =
         w.WriteString("hash", r.Hash)
         w.WriteString("host", r.Host)
@@ -50,6 +51,10 @@ module internal RecordJson =
             w.WriteNumber("ignoreUntilCount", r.IgnoreUntilCount.Value)
         else
             w.WriteNull "ignoreUntilCount"
+
+        match Traceback.culprit r.Traceback with
+        | Some c -> w.WriteString("culprit", c)
+        | None -> w.WriteNull "culprit"
 
 /// The built-in email notifier: SMTP through MailKit, configured by the APP_ERROR_SMTP_* keys.
 type internal EmailNotifier(n: NotifySettings) =

@@ -383,12 +383,15 @@ type internal JournalFile
 
 /// Writes what the queue has journaled to the store, in batches, retrying with backoff while the store fails.
 /// Callers can wait until a given occurrence is stored. `onWritten` gets each written batch with what the store
-/// reported of it.
+/// reported of it. A batch is written holding `turns`, which pruning takes too (SQLite has one writer); after
+/// each batch, `afterBatch` runs (pruning when the batches brought many new groups, so it keeps their pace).
 type internal Writer
     (
         queue: CaptureQueue,
         metrics: Metrics,
         store: IErrorStore,
+        turns: SemaphoreSlim,
+        afterBatch: CancellationToken -> Task,
         logger: ILogger,
         onWritten: GroupDelta array -> IReadOnlyList<GroupWritten> -> unit,
         journal: JournalFile option,
@@ -481,15 +484,27 @@ type internal Writer
                     let rows = Array.ofList batch
                     let started = Diagnostics.Stopwatch.GetTimestamp()
 
+                    do! turns.WaitAsync ct
+
                     let! written =
-                        match marks with
-                        | Some(j, m) ->
-                            m.UpsertMarkedAsync(rows :> IReadOnlyList<GroupDelta>, j.Id, top, clock.GetUtcNow(), ct)
-                        | None ->
-                            task {
-                                let! w = store.UpsertAsync(rows :> IReadOnlyList<GroupDelta>, ct)
-                                return Some w
-                            }
+                        task {
+                            try
+                                match marks with
+                                | Some(j, m) ->
+                                    return!
+                                        m.UpsertMarkedAsync(
+                                            rows :> IReadOnlyList<GroupDelta>,
+                                            j.Id,
+                                            top,
+                                            clock.GetUtcNow(),
+                                            ct
+                                        )
+                                | None ->
+                                    let! w = store.UpsertAsync(rows :> IReadOnlyList<GroupDelta>, ct)
+                                    return Some w
+                            finally
+                                turns.Release() |> ignore
+                        }
 
                     metrics.StoreLatency.Record(Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds)
                     queue.Written()
@@ -506,6 +521,8 @@ type internal Writer
                     | None -> () // written by the attempt that seemed to fail
 
                     release upTo
+                    // Work that must keep pace with the batches (pruning past the bound on groups).
+                    do! afterBatch ct
 
                 if failures > 0 then
                     Log.StoreBack logger failures

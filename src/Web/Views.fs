@@ -56,6 +56,9 @@ svg .bar { fill: var(--accent); }
 svg .axis { font-size: 10px; fill: var(--muted); }
 svg .axis-line { stroke: var(--line); }
 svg.spark { vertical-align: middle; }
+.culprit { font-size: 13px; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+details.framework-frames { color: var(--muted); }
+details.framework-frames summary { cursor: pointer; }
 """
 
     let private layout (prefix: string) (pageTitle: string) (content: XmlNode list) =
@@ -322,6 +325,9 @@ svg.spark { vertical-align: middle; }
                                     [ _href (sprintf "%s/%s" prefix r.Hash); _class "detail-link" ]
                                     [ str r.ExceptionName ]
                                 div [ _class "message muted"; _title r.Message ] [ str (Display.shorten 80 r.Message) ]
+                                match Traceback.culprit r.Traceback with
+                                | Some c -> div [ _class "culprit" ] [ str ("in " + c) ]
+                                | None -> ()
                             ]
                         td [] [ statusMark r ]
                         td
@@ -486,6 +492,11 @@ svg.spark { vertical-align: middle; }
                         dd [] [ str r.Method ]
                         dt [] [ str "Exception" ]
                         dd [] [ str r.ExceptionName ]
+                        match Traceback.culprit r.Traceback with
+                        | Some c ->
+                            dt [] [ str "Culprit" ]
+                            dd [ _class "culprit" ] [ str c ]
+                        | None -> ()
                         dt [] [ str "Message" ]
                         dd [ _class "message" ] [ str r.Message ]
                         dt [] [ str "First seen" ]
@@ -509,7 +520,20 @@ svg.spark { vertical-align: middle; }
                 h2 [] [ str "History" ]
                 div [ _class "charts" ] charts
                 h2 [] [ str "Exception" ]
-                pre [ _class "traceback" ] [ str r.Traceback ]
+                // The app's frames in view; runs of framework frames folded (no script: <details>).
+                pre
+                    [ _class "traceback" ]
+                    [
+                        for framework, lines in Traceback.runs r.Traceback do
+                            let text = String.Join("\n", lines) + "\n"
+
+                            if framework then
+                                details
+                                    [ _class "framework-frames" ]
+                                    [ summary [] [ str (sprintf "%d framework frames" lines.Length) ]; str text ]
+                            else
+                                str text
+                    ]
                 h2 [] [ str "Request data" ]
                 div [ _class "table-wrap request-data" ] [ requestData r.RequestData ]
                 h2 [] [ str "Actions" ]

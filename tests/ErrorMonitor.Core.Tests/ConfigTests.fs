@@ -94,6 +94,8 @@ let private settings: Gen<Settings> =
                 ShutdownTimeout = TimeSpan.FromSeconds(float timeout)
                 FlushInterval = TimeSpan.FromMilliseconds(float (interval % 5000 + 1))
                 DetailsInterval = TimeSpan.FromSeconds(float (quiet % 600 + 1))
+                Retention = TimeSpan.FromSeconds(float (interval + 1))
+                MaxGroups = cap * 100 + 1
                 SpillFile = if every then None else Some("spill/" + maskWith + ".jsonl")
                 Ingest =
                     {

@@ -135,3 +135,50 @@ let tests =
                 Expect.equal back.Head.Hours (History.one t0 6L) "the latest's hour holds them all"
             }
         ]
+
+let private trace =
+    String.Join(
+        "\n",
+        [
+            "System.InvalidOperationException: declined"
+            "   at System.ThrowHelper.Throw() in /_/src/ThrowHelper.cs:line 10"
+            "   at Shop.Orders.OrderService.Checkout(Int32 id) in /app/OrderService.cs:line 42"
+            "   at Shop.Orders.OrderService..ctor() in /app/OrderService.cs:line 7"
+            "   at Microsoft.AspNetCore.Routing.EndpointMiddleware.Invoke()"
+            "   at Microsoft.AspNetCore.Builder.Next()"
+            "   at ErrorMonitor.Web.Middleware.Invoke()"
+        ]
+    )
+
+[<Tests>]
+let culpritTests =
+    testList
+        "culprit"
+        [
+            test "the culprit is the top frame of the app's own code, its type's short name and method" {
+                Expect.equal (Traceback.culprit trace) (Some "OrderService.Checkout") "skips the runtime's frame"
+
+                let ctor =
+                    trace.Replace(
+                        "   at Shop.Orders.OrderService.Checkout(Int32 id) in /app/OrderService.cs:line 42\n",
+                        ""
+                    )
+
+                Expect.equal (Traceback.culprit ctor) (Some "OrderService..ctor") "a constructor keeps its dot"
+                Expect.equal (Traceback.culprit "System.Exception: x\n   at System.A.B()") None "no app frame"
+                Expect.equal (Traceback.culprit null) None "no traceback"
+            }
+
+            test "framework frames in runs of two or more are folded; the rest, lone framework frames too, stay in line" {
+                let runs = Traceback.runs trace
+                Expect.equal (runs |> List.map fst) [ false; true ] "text with the app's frames, then a folded run"
+                Expect.equal (snd runs.[1]).Length 3 "the three framework frames at the bottom"
+
+                Expect.stringContains
+                    (String.Join("\n", snd runs.[0]))
+                    "System.ThrowHelper.Throw"
+                    "a lone framework frame stays"
+
+                Expect.equal (runs |> List.collect snd) (List.ofArray (trace.Split '\n')) "every line, in order"
+            }
+        ]

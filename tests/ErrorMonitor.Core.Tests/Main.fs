@@ -23,5 +23,6 @@ let main argv =
             SecretTests.tests
             TriageTests.tests
             HistoryTests.tests
+            HistoryTests.culpritTests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -106,6 +106,10 @@ public sealed class DictionaryStore : IErrorStore
     public Task<StoredHistory> HistoryAsync(string? hash, DateTimeOffset from, CancellationToken cancellationToken) =>
         Task.FromResult(new StoredHistory([], []));
 
+    // Nothing pruned: this store keeps every group.
+    public Task<PruneResult> PruneAsync(PruneRequest request, CancellationToken cancellationToken) =>
+        Task.FromResult(new PruneResult(0, 0, 0));
+
     public Task<IReadOnlyDictionary<string, Bucket[]>> HoursAsync(IReadOnlyList<string> hashes, DateTimeOffset from, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyDictionary<string, Bucket[]>>(new Dictionary<string, Bucket[]>());
 }

@@ -159,6 +159,7 @@ let tests =
                             "lastRegression"
                             "ignoreUntil"
                             "ignoreUntilCount"
+                            "culprit"
                         ]
                         "item fields"
 

@@ -11,7 +11,9 @@ open Microsoft.Extensions.DependencyInjection
 open Expecto
 open ErrorMonitor
 open ErrorMonitor.Core
+open ErrorMonitor.Web.Stores
 open ErrorMonitor.Web.Tests.TestApp
+open ErrorMonitor.Web.Tests.ReliabilityTests
 
 let private routes (app: WebApplication) =
     app.MapGet(
@@ -122,5 +124,181 @@ let tests =
                     Expect.isTrue deleted "deleted"
                     let! after = app.Client.GetStringAsync("/dev/error/")
                     Expect.equal (total after "chart all-hours") 0L "a deleted group leaves the all-groups history"
+                }
+        ]
+
+/// An app whose groups are their paths (`/g/{n}`), with the pages.
+let private groupsApp (settings: (string * string) list) (clock: TimeProvider option) =
+    start
+        settings
+        (fun s ->
+            match clock with
+            | Some c -> s.AddSingleton<TimeProvider>(c) |> ignore
+            | None -> ()
+
+            s.AddErrorMonitor(fun o ->
+                o.Fingerprint <-
+                    Func<exn, Microsoft.AspNetCore.Http.HttpContext, string>(fun _ ctx ->
+                        if isNull ctx then null else ctx.Request.Path.Value))
+            |> ignore)
+        (fun app ->
+            app.UseErrorMonitor() |> ignore
+            app.MapErrorMonitor() |> ignore
+
+            app.MapGet("/g/{n}", Func<string, string>(fun n -> raise (InvalidOperationException("group " + n))))
+            |> ignore)
+
+let private paths (store: IErrorStore) =
+    task {
+        let! all = records store
+        return all |> List.map (fun r -> r.Path) |> List.sort
+    }
+
+[<Tests>]
+let retentionTests =
+    testSequenced
+    <| testList
+        "retention"
+        [
+            testTask'
+                "pruning removes the least recently seen past APP_ERROR_MAX_GROUPS, then what was not seen for APP_ERROR_RETENTION; old hours become days"
+            <| fun () ->
+                task {
+                    let clock = ManualClock(DateTimeOffset(2026, 11, 1, 10, 0, 0, TimeSpan.Zero))
+
+                    use! app =
+                        groupsApp
+                            [ "APP_ERROR_RETENTION", "1h"; "APP_ERROR_MAX_GROUPS", "3" ]
+                            (Some(clock :> TimeProvider))
+
+                    let engine = app.Monitor.Engine
+
+                    for n in 1..5 do
+                        clock.Advance(TimeSpan.FromMinutes 1.0)
+                        let! r = app.Client.GetAsync(sprintf "/g/%d" n)
+                        r.Dispose()
+
+                    do! app.Monitor.FlushAsync()
+                    let! pruned = engine.PruneAsync Threading.CancellationToken.None
+                    Expect.equal pruned.Groups 2 "two past the bound of three"
+                    let! left = paths app.Store
+                    Expect.equal left [ "/g/3"; "/g/4"; "/g/5" ] "the least recently seen went"
+
+                    clock.Advance(TimeSpan.FromMinutes 61.0)
+                    let! r = app.Client.GetAsync "/g/5"
+                    r.Dispose()
+                    do! app.Monitor.FlushAsync()
+                    let! pruned = engine.PruneAsync Threading.CancellationToken.None
+                    Expect.equal pruned.Groups 2 "two not seen for an hour"
+                    let! left = paths app.Store
+                    Expect.equal left [ "/g/5" ] "the one seen within the retention stays"
+
+                    // Fifteen days on (the group seen now and then): its first hours are added to their day.
+                    for _ in 1..15 do
+                        clock.Advance(TimeSpan.FromDays 1.0)
+                        let! r = app.Client.GetAsync "/g/5"
+                        r.Dispose()
+                        do! app.Monitor.FlushAsync()
+                        let! _ = engine.PruneAsync Threading.CancellationToken.None
+                        ()
+
+                    let! all = records app.Store
+                    let g = all.Head
+                    Expect.equal g.Count 17L "every occurrence counted"
+                    let! body = app.Client.GetStringAsync("/dev/error/api/errors/" + g.Hash)
+                    use doc = JsonDocument.Parse body
+                    Expect.equal (series doc.RootElement "daily" |> List.sumBy snd) 17L "the days still add up"
+                    Expect.equal (series doc.RootElement "hourly" |> List.sumBy snd) 1L "the last 24 hours"
+
+                    let! stored =
+                        app.Store.HistoryAsync(
+                            g.Hash,
+                            clock.GetUtcNow().AddDays -30.0,
+                            Threading.CancellationToken.None
+                        )
+
+                    Expect.isTrue
+                        (stored.Hours
+                         |> Array.forall (fun b -> b.Start >= History.hourlyKeptFrom (clock.GetUtcNow())))
+                        "no hourly bucket older than the hourly span"
+
+                    Expect.isNonEmpty stored.Days "older hours are daily buckets now"
+                }
+
+            testTask' "with a retention of 2 s, the background prunes a group within seconds of its last occurrence"
+            <| fun () ->
+                task {
+                    use! app = groupsApp [ "APP_ERROR_RETENTION", "2s" ] None
+                    let! r = app.Client.GetAsync "/g/1"
+                    r.Dispose()
+                    do! app.Monitor.FlushAsync()
+                    let! first = paths app.Store
+                    Expect.equal first [ "/g/1" ] "stored"
+
+                    do!
+                        waitUntil "the group is pruned" (fun () ->
+                            task {
+                                let! left = paths app.Store
+                                return left.IsEmpty
+                            })
+                }
+
+            testTask' "a SQLite file shrinks when pruning removes most of its groups (incremental auto-vacuum)"
+            <| fun () ->
+                task {
+                    let path = IO.Path.Combine(tempFolder (), "shrink.db")
+                    let store = SqliteStore("Data Source=" + path, "app_error")
+                    let s = store :> IErrorStore
+                    let ct = Threading.CancellationToken.None
+                    do! s.InitializeAsync ct
+                    let at = DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero)
+
+                    for b in 0..9 do
+                        let batch =
+                            [|
+                                for i in 0..499 ->
+                                    let n = b * 500 + i
+
+                                    Events.single
+                                        {
+                                            Hash = Fingerprint.sha256Hex (string n)
+                                            Host = "h"
+                                            Path = sprintf "/p/%d" n
+                                            Method = "GET"
+                                            RequestData = String('d', 2000)
+                                            ExceptionName = "E"
+                                            Message = sprintf "m %d" n
+                                            Traceback = String('t', 2000)
+                                            OccurredAt = at.AddSeconds(float n)
+                                        }
+                            |]
+
+                        let! _ = s.UpsertAsync(batch, ct)
+                        ()
+
+                    let size () =
+                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
+                        c.Open()
+                        use cmd = c.CreateCommand()
+                        cmd.CommandText <- "PRAGMA wal_checkpoint(TRUNCATE);"
+                        cmd.ExecuteNonQuery() |> ignore
+                        IO.FileInfo(path).Length
+
+                    let before = size ()
+
+                    let request =
+                        Retention.request (at.AddSeconds 5000.0) (TimeSpan.FromDays 90.0) 10 0L
+
+                    let mutable go = true
+
+                    while go do
+                        let! r = s.PruneAsync(request, ct)
+                        go <- Retention.did r
+
+                    let! left = records s
+                    Expect.equal left.Length 10 "ten groups left"
+                    let after = size ()
+                    Expect.isLessThan after (before / 4L) (sprintf "the file shrank (%d bytes, then %d)" before after)
+                    Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
                 }
         ]

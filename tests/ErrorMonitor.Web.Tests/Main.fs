@@ -19,6 +19,7 @@ let main argv =
             IngestTests.tests
             TriageTests.tests
             HistoryTests.tests
+            HistoryTests.retentionTests
             PublicApiTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

@@ -57,6 +57,7 @@ type FaultyStore(inner: IErrorStore) =
         member _.DeleteAsync(hash, ct) = inner.DeleteAsync(hash, ct)
         member _.HistoryAsync(hash, from, ct) = inner.HistoryAsync(hash, from, ct)
         member _.HoursAsync(hashes, from, ct) = inner.HoursAsync(hashes, from, ct)
+        member _.PruneAsync(request, ct) = inner.PruneAsync(request, ct)
 
 /// Waits for a condition, failing with `what` after 30 s.
 let waitUntil (what: string) (condition: unit -> Task<bool>) =

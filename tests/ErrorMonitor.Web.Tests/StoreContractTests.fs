@@ -36,6 +36,10 @@ type Op =
     | Claim of group: int * ticket: bool * current: bool * at: int
     /// Read the history of a group (also through HoursAsync), or of all groups (None).
     | HistoryOf of group: int option
+    /// Prune until a pass finds nothing (passes of at most 2 of each kind): groups not seen since `seconds`
+    /// after the base time, then past `maxGroups`; hours before the base time plus `hours`, days before the
+    /// base time plus `days`.
+    | Prune of seconds: int * maxGroups: int * hours: int * days: int
 
 /// What an operation showed.
 type Seen =
@@ -134,6 +138,11 @@ let private opGen: Gen<Op> =
                 (Gen.zip (Gen.frequency [ 4, Gen.constant true; 1, Gen.constant false ]) (Gen.choose (0, 500)))
             |> Gen.map (fun ((g, t), (c, at)) -> Claim(g, t, c, at))
             2, Gen.optionOf group |> Gen.map HistoryOf
+            1,
+            Gen.zip
+                (Gen.zip (Gen.choose (-10, 220)) (Gen.choose (0, 7)))
+                (Gen.zip (Gen.choose (-1, 2)) (Gen.choose (-1, 2)))
+            |> Gen.map (fun ((s, m), (h, d)) -> Prune(s, m, h, d))
         ]
 
 /// The model: records and claimed rights.
@@ -143,6 +152,17 @@ type Model =
         Claims: Map<string * ClaimKind, DateTimeOffset>
         /// Hourly history by group hash ("" for all groups together).
         Hours: Map<string, Map<DateTimeOffset, int64>>
+        /// Daily history, the same way.
+        Days: Map<string, Map<DateTimeOffset, int64>>
+    }
+
+let private pruneRequest (seconds: int) (maxGroups: int) (hours: int) (days: int) : PruneRequest =
+    {
+        SeenBefore = baseTime.AddSeconds(float seconds)
+        MaxGroups = int64 maxGroups
+        HoursBefore = baseTime.AddHours(float hours)
+        DaysBefore = History.dayOf baseTime + TimeSpan.FromDays(float days)
+        Batch = 2
     }
 
 let private addHours (hash: string) (buckets: Bucket seq) (hours: Map<string, Map<DateTimeOffset, int64>>) =
@@ -234,6 +254,7 @@ let private model (state: Model) (op: Op) : Model * Seen =
                         Records = m.Records.Add(hash, after)
                         Claims = claims
                         Hours = m.Hours |> addHours hash d.Hours |> addHours "" d.Hours
+                        Days = m.Days
                     },
                     row :: acc)
                 (state, [])
@@ -275,6 +296,12 @@ let private model (state: Model) (op: Op) : Model * Seen =
                 else
                     (state.Hours.Remove h)
                     |> addHours "" (own |> List.map (fun b -> { b with Count = -b.Count }))
+            Days =
+                match bucketsOf h state.Days with
+                | [] -> state.Days
+                | ownDays ->
+                    (state.Days.Remove h)
+                    |> addHours "" (ownDays |> List.map (fun b -> { b with Count = -b.Count }))
         },
         Deleted(state.Records.ContainsKey h)
     | SetStatus(g, status, until, n) ->
@@ -305,10 +332,53 @@ let private model (state: Model) (op: Op) : Model * Seen =
             Claimed true
         else
             state, Claimed false
-    | HistoryOf None -> state, Buckets(bucketsOf "" state.Hours, [], [])
+    | HistoryOf None -> state, Buckets(bucketsOf "" state.Hours, bucketsOf "" state.Days, [])
     | HistoryOf(Some g) ->
         let own = bucketsOf (hashOf g) state.Hours
-        state, Buckets(own, [], own)
+        state, Buckets(own, bucketsOf (hashOf g) state.Days, own)
+    | Prune(seconds, maxGroups, hours, days) ->
+        let r = pruneRequest seconds maxGroups hours days
+
+        // The groups pruning leaves: the most recently seen (the list's order), not seen before `SeenBefore`,
+        // at most `MaxGroups` of them.
+        let kept =
+            MemoryStore.Order(ListQuery.All, state.Records.Values)
+            |> Seq.filter (fun g -> g.LastSeen >= r.SeenBefore)
+            |> Seq.truncate maxGroups
+            |> Seq.map (fun g -> g.Hash)
+            |> Set.ofSeq
+
+        let gone = state.Records |> Map.filter (fun h _ -> not (kept.Contains h))
+
+        let keep (m: Map<string, Map<DateTimeOffset, int64>>) =
+            m |> Map.filter (fun h _ -> h = "" || not (gone.ContainsKey h))
+
+        let hoursLeft = keep state.Hours
+
+        let folded =
+            [
+                for kv in hoursLeft do
+                    for b in kv.Value do
+                        if b.Key < r.HoursBefore then
+                            kv.Key, { Start = b.Key; Count = b.Value }
+            ]
+
+        let days =
+            Retention.fold folded
+            |> List.fold
+                (fun (m: Map<string, Map<DateTimeOffset, int64>>) (h, b) -> addHours h [ b ] m)
+                (keep state.Days)
+            |> Map.map (fun _ m -> m |> Map.filter (fun t _ -> t >= r.DaysBefore))
+
+        {
+            Records = state.Records |> Map.filter (fun h _ -> kept.Contains h)
+            Claims = state.Claims |> Map.filter (fun (h, _) _ -> kept.Contains h)
+            Hours =
+                hoursLeft
+                |> Map.map (fun _ m -> m |> Map.filter (fun t _ -> t >= r.HoursBefore))
+            Days = days
+        },
+        Done
 
 /// The store's answer.
 let private run (store: IErrorStore) (op: Op) : Seen =
@@ -359,6 +429,14 @@ let private run (store: IErrorStore) (op: Op) : Seen =
             | None -> []
 
         Buckets(List.ofArray h.Hours, List.ofArray h.Days, hours)
+    | Prune(seconds, maxGroups, hours, days) ->
+        let request = pruneRequest seconds maxGroups hours days
+        let mutable go = true
+
+        while go do
+            go <- Retention.did (store.PruneAsync(request, ct).GetAwaiter().GetResult())
+
+        Done
 
 /// A claim against the store, with the expected value taken from the model (current) or a stale one.
 let private claim (store: IErrorStore) (state: Model) (g: int) (ticket: bool) (current: bool) (at: int) : Seen =
@@ -411,6 +489,7 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
                         Records = Map.empty
                         Claims = Map.empty
                         Hours = Map.empty
+                        Days = Map.empty
                      },
                      [])
 

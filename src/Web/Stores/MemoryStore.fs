@@ -204,3 +204,87 @@ type internal MemoryStore() =
                     d)
 
             Task.FromResult(found :> IReadOnlyDictionary<_, _>)
+
+        member _.PruneAsync(request, _) =
+            let result =
+                lock gate (fun () ->
+                    // Groups: the reverse of the list's order (least recently seen first, ties by hash, highest
+                    // first), those not seen since `SeenBefore`, then the excess past `MaxGroups`.
+                    let order () =
+                        records.Values
+                        |> Seq.sortWith (fun a b ->
+                            match compare a.LastSeen b.LastSeen with
+                            | 0 -> String.CompareOrdinal(b.Hash, a.Hash)
+                            | c -> c)
+                        |> List.ofSeq
+
+                    let stale =
+                        order ()
+                        |> List.filter (fun r -> r.LastSeen < request.SeenBefore)
+                        |> List.truncate request.Batch
+
+                    let remove (rs: ErrorRecord list) =
+                        for r in rs do
+                            records <- records.Remove r.Hash
+
+                            claims <-
+                                claims.Remove((r.Hash, ClaimKind.Notification)).Remove((r.Hash, ClaimKind.Ticket))
+
+                            hours <- hours.Remove r.Hash
+                            days <- days.Remove r.Hash
+
+                    remove stale
+                    let excess = int64 records.Count - request.MaxGroups
+
+                    let over =
+                        if excess > 0L then
+                            order ()
+                            |> List.truncate (int (min excess (int64 (request.Batch - stale.Length))))
+                        else
+                            []
+
+                    remove over
+
+                    // Hourly buckets past their span, added to their day.
+                    let folded =
+                        [
+                            for kv in hours do
+                                for b in kv.Value do
+                                    if b.Key < request.HoursBefore then
+                                        kv.Key, { Start = b.Key; Count = b.Value }
+                        ]
+                        |> List.sortWith (fun (h1, b1) (h2, b2) ->
+                            match String.CompareOrdinal(h1, h2) with
+                            | 0 -> compare b1.Start b2.Start
+                            | c -> c)
+                        |> List.truncate request.Batch
+
+                    for hash, b in folded do
+                        hours <- hours.Add(hash, hours.[hash].Remove b.Start)
+
+                    for hash, b in Retention.fold folded do
+                        let had = days.TryFind hash |> Option.defaultValue Map.empty
+
+                        days <-
+                            days.Add(hash, had.Add(b.Start, (had.TryFind b.Start |> Option.defaultValue 0L) + b.Count))
+
+                    // Daily buckets past theirs.
+                    let old =
+                        [
+                            for kv in days do
+                                for b in kv.Value do
+                                    if b.Key < request.DaysBefore then
+                                        kv.Key, b.Key
+                        ]
+                        |> List.truncate request.Batch
+
+                    for hash, start in old do
+                        days <- days.Add(hash, days.[hash].Remove start)
+
+                    {
+                        Groups = stale.Length + over.Length
+                        Hours = folded.Length
+                        Days = old.Length
+                    })
+
+            Task.FromResult result

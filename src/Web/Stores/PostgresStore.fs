@@ -689,5 +689,118 @@ DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = 
                 return found :> IReadOnlyDictionary<_, _>
             }
 
+        member _.PruneAsync(request, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+                use tx = conn.BeginTransaction()
+
+                // Groups with their search words and history; the all-groups history ('') keeps what they added.
+                let remove (hashes: string array) =
+                    task {
+                        if hashes.Length > 0 then
+                            let! _ =
+                                Sql.execute
+                                    conn
+                                    tx
+                                    $"""DELETE FROM {table}_hours WHERE hash = ANY(@hashes);
+DELETE FROM {table}_days WHERE hash = ANY(@hashes);
+DELETE FROM {table}_search WHERE hash = ANY(@hashes);
+DELETE FROM {table} WHERE hash = ANY(@hashes)"""
+                                    [ Sql.textArray "hashes" hashes ]
+                                    ct
+
+                            ()
+                    }
+
+                // The reverse of the list's order: least recently seen first, ties by hash, highest first.
+                let! stale =
+                    Sql.query
+                        conn
+                        tx
+                        $"SELECT hash FROM {table} WHERE last_seen < @before ORDER BY last_seen, hash DESC LIMIT @batch FOR UPDATE"
+                        [ Sql.time "before" request.SeenBefore; Sql.int "batch" request.Batch ]
+                        (fun r -> r.GetString 0)
+                        ct
+
+                do! remove (stale.ToArray())
+
+                let! count =
+                    Sql.query conn tx $"SELECT count(*) FROM {table}" [] (fun r -> r.GetInt64 0) ct
+
+                let room = int64 (request.Batch - stale.Count)
+
+                let! over =
+                    if count.[0] > request.MaxGroups && room > 0L then
+                        Sql.query
+                            conn
+                            tx
+                            $"SELECT hash FROM {table} ORDER BY last_seen, hash DESC LIMIT @n FOR UPDATE"
+                            [ Sql.bigint "n" (min room (count.[0] - request.MaxGroups)) ]
+                            (fun r -> r.GetString 0)
+                            ct
+                    else
+                        Task.FromResult(List<string>())
+
+                do! remove (over.ToArray())
+
+                // Hourly buckets past their span, added to their day.
+                let! hourRows =
+                    Sql.query
+                        conn
+                        tx
+                        $"DELETE FROM {table}_hours WHERE (hash, start) IN (SELECT hash, start FROM {table}_hours WHERE start < @before LIMIT @batch FOR UPDATE) RETURNING hash, start, count"
+                        [ Sql.time "before" request.HoursBefore; Sql.int "batch" request.Batch ]
+                        (fun r ->
+                            r.GetString 0,
+                            {
+                                Start = Sql.readTime r 1
+                                Count = r.GetInt64 2
+                            })
+                        ct
+
+                let folded =
+                    Retention.fold hourRows
+                    |> List.sortWith (fun (h1, b1) (h2, b2) ->
+                        match String.CompareOrdinal(h1, h2) with
+                        | 0 -> compare b1.Start b2.Start
+                        | c -> c)
+                    |> Array.ofList
+
+                if folded.Length > 0 then
+                    let! _ =
+                        Sql.execute
+                            conn
+                            tx
+                            $"""INSERT INTO {table}_days AS t (hash, start, count) SELECT * FROM unnest(@hash, @start, @count)
+ON CONFLICT (hash, start) DO UPDATE SET count = t.count + EXCLUDED.count"""
+                            [
+                                Sql.textArray "hash" (folded |> Array.map fst)
+                                Sql.timeArray "start" (folded |> Array.map (fun (_, b) -> b.Start))
+                                Sql.bigintArray "count" (folded |> Array.map (fun (_, b) -> b.Count))
+                            ]
+                            ct
+
+                    ()
+
+                // Daily buckets past theirs.
+                let! days =
+                    Sql.execute
+                        conn
+                        tx
+                        $"DELETE FROM {table}_days WHERE (hash, start) IN (SELECT hash, start FROM {table}_days WHERE start < @before LIMIT @batch FOR UPDATE)"
+                        [ Sql.time "before" request.DaysBefore; Sql.int "batch" request.Batch ]
+                        ct
+
+                do! tx.CommitAsync ct
+
+                return
+                    {
+                        Groups = stale.Count + over.Count
+                        Hours = hourRows.Count
+                        Days = days
+                    }
+            }
+
     interface IDisposable with
         member _.Dispose() = dataSource.Dispose()

@@ -97,8 +97,11 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
 
             use pragma = c.CreateCommand()
             // WAL with synchronous=NORMAL: a commit is durable against a crash of the app; only a power cut can
-            // lose the last commits (the spill file covers outages, not that).
-            pragma.CommandText <- "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;"
+            // lose the last commits (the spill file covers outages, not that). A page cache of 64 MB a
+            // connection; the WAL is cut back to 64 MB after a checkpoint (a storm's WAL does not stay large).
+            pragma.CommandText <-
+                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA journal_size_limit = 67108864;"
+
             let! _ = pragma.ExecuteNonQueryAsync()
             return c
         }
@@ -215,7 +218,9 @@ CREATE TABLE {table}_days (group_id INTEGER NOT NULL, start INTEGER NOT NULL, co
         task {
             use! c = openConnection ()
             use wal = c.CreateCommand()
-            wal.CommandText <- "PRAGMA journal_mode = WAL;"
+            // Incremental auto-vacuum (before the first table of a new file): pruning gives pages back, so the
+            // file shrinks.
+            wal.CommandText <- "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;"
             let! _ = wal.ExecuteNonQueryAsync()
             use tx = c.BeginTransaction(Data.IsolationLevel.Serializable)
             use version = c.CreateCommand()
@@ -240,6 +245,18 @@ CREATE TABLE {table}_days (group_id INTEGER NOT NULL, start INTEGER NOT NULL, co
                 ()
 
             do! tx.CommitAsync()
+
+            // A file made before auto-vacuum: rebuilt once in the new mode (VACUUM: a pass over the file).
+            use mode = c.CreateCommand()
+            mode.CommandText <- "PRAGMA auto_vacuum;"
+            let! m = mode.ExecuteScalarAsync()
+
+            if Convert.ToInt32 m <> 2 then
+                use vacuum = c.CreateCommand()
+                vacuum.CommandText <- "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"
+                vacuum.CommandTimeout <- 0
+                let! _ = vacuum.ExecuteNonQueryAsync()
+                ()
         }
         :> Task
 
@@ -784,3 +801,145 @@ WHERE e.hash IN ({String.Join(", ", names)}) AND h.start >= $from ORDER BY e.has
 
                 return found :> IReadOnlyDictionary<_, _>
             }
+
+        member this.PruneAsync(request, ct) =
+            this.Recovering(fun () ->
+                task {
+                    do! ensure ()
+                    use! c = openConnection ()
+                    use tx = c.BeginTransaction()
+
+                    let command (sql: string) =
+                        let cmd = c.CreateCommand()
+                        cmd.Transaction <- tx
+                        cmd.CommandText <- sql
+                        cmd
+
+                    let ids (sql: string) (bind: SqliteCommand -> unit) =
+                        use cmd = command sql
+                        bind cmd
+                        use r = cmd.ExecuteReader()
+
+                        [
+                            while r.Read() do
+                                r.GetInt64 0
+                        ]
+
+                    // Groups with their details and history (the search rows go with them, by trigger); the
+                    // all-groups history (id 0) keeps what they added.
+                    let remove (groups: int64 list) =
+                        if not groups.IsEmpty then
+                            use cmd =
+                                command
+                                    $"""DELETE FROM {table}_hours WHERE group_id IN (SELECT value FROM json_each($ids));
+DELETE FROM {table}_days WHERE group_id IN (SELECT value FROM json_each($ids));
+DELETE FROM {table}_detail WHERE id IN (SELECT value FROM json_each($ids));
+DELETE FROM {table} WHERE id IN (SELECT value FROM json_each($ids))"""
+
+                            cmd.Parameters.AddWithValue("$ids", "[" + String.Join(",", groups) + "]")
+                            |> ignore
+
+                            cmd.ExecuteNonQuery() |> ignore
+
+                    // The reverse of the list's order: least recently seen first, ties by hash, highest first.
+                    let stale =
+                        ids
+                            $"SELECT id FROM {table} WHERE last_seen < $before ORDER BY last_seen, hash DESC LIMIT $batch"
+                            (fun cmd ->
+                                cmd.Parameters.AddWithValue("$before", time request.SeenBefore) |> ignore
+                                cmd.Parameters.AddWithValue("$batch", request.Batch) |> ignore)
+
+                    remove stale
+
+                    let count =
+                        use cmd = command $"SELECT count(*) FROM {table}"
+                        cmd.ExecuteScalar() :?> int64
+
+                    let over =
+                        let room = int64 (request.Batch - stale.Length)
+
+                        if count > request.MaxGroups && room > 0L then
+                            ids $"SELECT id FROM {table} ORDER BY last_seen, hash DESC LIMIT $n" (fun cmd ->
+                                cmd.Parameters.AddWithValue("$n", min room (count - request.MaxGroups))
+                                |> ignore)
+                        else
+                            []
+
+                    remove over
+
+                    // Hourly buckets past their span, added to their day.
+                    let hourRows =
+                        use cmd =
+                            command
+                                $"SELECT group_id, start, count FROM {table}_hours WHERE start < $before LIMIT $batch"
+
+                        cmd.Parameters.AddWithValue("$before", request.HoursBefore.ToUnixTimeSeconds())
+                        |> ignore
+
+                        cmd.Parameters.AddWithValue("$batch", request.Batch) |> ignore
+                        use r = cmd.ExecuteReader()
+
+                        [
+                            while r.Read() do
+                                r.GetInt64 0,
+                                {
+                                    Start = DateTimeOffset.FromUnixTimeSeconds(r.GetInt64 1)
+                                    Count = r.GetInt64 2
+                                }
+                        ]
+
+                    if not hourRows.IsEmpty then
+                        use drop =
+                            command $"DELETE FROM {table}_hours WHERE group_id = $group AND start = $start"
+
+                        let dg = drop.Parameters.Add(SqliteParameter("$group", null))
+                        let ds = drop.Parameters.Add(SqliteParameter("$start", null))
+
+                        for group, b in hourRows do
+                            dg.Value <- group
+                            ds.Value <- b.Start.ToUnixTimeSeconds()
+                            drop.ExecuteNonQuery() |> ignore
+
+                        use add =
+                            command
+                                $"INSERT INTO {table}_days (group_id, start, count) VALUES ($group, $start, $count) ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"
+
+                        let ag = add.Parameters.Add(SqliteParameter("$group", null))
+                        let ast = add.Parameters.Add(SqliteParameter("$start", null))
+                        let ac = add.Parameters.Add(SqliteParameter("$count", null))
+
+                        for group, b in Retention.fold (hourRows |> Seq.map (fun (g, b) -> string g, b)) do
+                            ag.Value <- int64 group
+                            ast.Value <- b.Start.ToUnixTimeSeconds()
+                            ac.Value <- b.Count
+                            add.ExecuteNonQuery() |> ignore
+
+                    // Daily buckets past theirs.
+                    let days =
+                        use cmd =
+                            command
+                                $"DELETE FROM {table}_days WHERE (group_id, start) IN (SELECT group_id, start FROM {table}_days WHERE start < $before LIMIT $batch)"
+
+                        cmd.Parameters.AddWithValue("$before", request.DaysBefore.ToUnixTimeSeconds())
+                        |> ignore
+
+                        cmd.Parameters.AddWithValue("$batch", request.Batch) |> ignore
+                        cmd.ExecuteNonQuery()
+
+                    do! tx.CommitAsync ct
+
+                    let result =
+                        {
+                            Groups = stale.Length + over.Length
+                            Hours = hourRows.Length
+                            Days = days
+                        }
+
+                    // Free pages back to the file system.
+                    if Retention.did result then
+                        use vacuum = c.CreateCommand()
+                        vacuum.CommandText <- "PRAGMA incremental_vacuum;"
+                        vacuum.ExecuteNonQuery() |> ignore
+
+                    return result
+                })
