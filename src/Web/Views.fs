@@ -173,9 +173,15 @@ details.framework-frames summary { cursor: pointer; }
                             "end"
                             (c.Top.ToString("N0", Globalization.CultureInfo.InvariantCulture))
                         text (left - 6.0) (top + plot) "end" "0"
+                        // The first, middle and last span's labels, kept inside the chart at its edges.
                         for i in List.distinct [ 0; (n - 1) / 2; n - 1 ] do
                             if i < c.Labels.Length then
-                                text (left + (float i + 0.5) * step) (h - 6.0) "middle" c.Labels.[i]
+                                if i = n - 1 && n > 1 then
+                                    text w (h - 6.0) "end" c.Labels.[i]
+                                elif i = 0 then
+                                    text left (h - 6.0) "start" c.Labels.[i]
+                                else
+                                    text (left + (float i + 0.5) * step) (h - 6.0) "middle" c.Labels.[i]
                         for i, b in Array.indexed c.Bars do
                             let barHeight = plot * float b.Count / float (max 1L c.Top)
 

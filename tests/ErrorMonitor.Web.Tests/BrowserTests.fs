@@ -462,4 +462,110 @@ let tests =
 
                     ()
                 }
+
+
+            testTask'
+                "the charts are drawn, labelled and summed as the API counts: the list's, a row's sparkline, a group's"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+                    use demo = new DemoProcess(folder, [])
+                    do! demo.WaitReadyAsync()
+
+                    for id in [ "north"; "north"; "north"; "south"; "south" ] do
+                        let! _ = demo.Client.GetAsync("/group/" + id)
+                        ()
+
+                    do! waitForGroups demo.Client "/dev/error" 2 5L
+                    let! listJson = demo.Client.GetStringAsync "/dev/error/api/errors"
+                    use list = JsonDocument.Parse listJson
+
+                    let hashOf (id: string) =
+                        list.RootElement.GetProperty("items").EnumerateArray()
+                        |> Seq.find (fun i -> i.GetProperty("message").GetString().Contains id)
+                        |> fun i -> i.GetProperty("hash").GetString()
+
+                    let! browser = Browser.LaunchAsync()
+
+                    use _ =
+                        { new IDisposable with
+                            member _.Dispose() =
+                                (browser :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
+                        }
+
+                    let! page = browser.NewPageAsync()
+
+                    let bars (selector: string) =
+                        task {
+                            let! counts =
+                                page
+                                    .Locator(selector + " rect.bar")
+                                    .EvaluateAllAsync<string[]>(
+                                        "rs => rs.map(r => r.dataset.start + '=' + r.dataset.count)"
+                                    )
+
+                            return List.ofArray counts
+                        }
+
+                    let sum (bs: string list) =
+                        bs |> List.sumBy (fun b -> int64 (b.Substring(b.IndexOf '=' + 1)))
+
+                    let! _ = page.GotoAsync(demo.Url + "/dev/error")
+                    let! allHours = bars "figure.all-hours"
+                    Expect.equal allHours.Length 24 "a bar an hour"
+                    Expect.equal (sum allHours) 5L "all five occurrences in the last 24 hours"
+                    let! allDays = bars "figure.all-days"
+                    Expect.equal allDays.Length 14 "a bar a day"
+                    let! title = page.Locator("figure.all-hours svg title").First.TextContentAsync()
+                    Expect.equal title "All errors, last 24 hours" "the chart's accessible name"
+                    let! summary = page.Locator("figure.all-hours figcaption .summary").InnerTextAsync()
+                    Expect.stringStarts summary "5 occurrences in the last 24 hours; most (" "its summary in words"
+                    let! axis = page.Locator("figure.all-hours text.axis").AllTextContentsAsync()
+                    Expect.contains axis "0" "the axis starts at 0"
+                    Expect.contains axis "5" "and is labelled at its top"
+
+                    let north =
+                        page.Locator("tbody tr", PageLocatorOptions(HasText = "group north")).Locator("svg.spark")
+
+                    let! sparkTotal = north.GetAttributeAsync "data-total"
+                    Expect.equal sparkTotal "3" "the row's sparkline"
+
+                    let! _ =
+                        page.ScreenshotAsync(
+                            PageScreenshotOptions(
+                                Path = Path.Combine(outputFolder (), "history-list.png"),
+                                FullPage = true
+                            )
+                        )
+
+                    // The group's charts against its JSON history, hour by hour.
+                    let hash = hashOf "north"
+                    let! detailJson = demo.Client.GetStringAsync("/dev/error/api/errors/" + hash)
+                    use detail = JsonDocument.Parse detailJson
+
+                    let api =
+                        [
+                            for b in detail.RootElement.GetProperty("history").GetProperty("hourly").EnumerateArray() ->
+                                b.GetProperty("start").GetString()
+                                + "="
+                                + string (b.GetProperty("count").GetInt64())
+                        ]
+
+                    let! _ = page.GotoAsync(demo.Url + "/dev/error/" + hash)
+                    let! groupHours = bars "figure.group-hours"
+                    Expect.equal groupHours api "the detail's bars are the API's hours"
+                    let! groupDays = bars "figure.group-days"
+                    Expect.equal groupDays.Length 30 "30 days"
+                    Expect.equal (sum groupDays) 3L "the days add up to the group's count"
+
+                    let! _ =
+                        page.ScreenshotAsync(
+                            PageScreenshotOptions(
+                                Path = Path.Combine(outputFolder (), "history-detail.png"),
+                                FullPage = true
+                            )
+                        )
+
+                    ()
+                }
         ]
