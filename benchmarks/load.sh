@@ -4,7 +4,7 @@
 # a figure is the median of the rounds' on/off ratios with their range (never a best round). With BASELINE set
 # to a git revision, that revision's demo is built in a worktree and measured in the same rounds, so a change's
 # cost is the median of the per-round differences of the ratios. Prints a markdown table and saves it to
-# benchmarks/results/load.md (load-baseline.md with BASELINE). Only 127.0.0.1 is loaded; every run is bounded.
+# benchmarks/results/load.md (load-vs-REVISION.md with BASELINE). Only 127.0.0.1 is loaded; every run is bounded.
 #   DURATION=10s CONNECTIONS=32 ROUNDS=5 STORM=1000000 BASELINE= benchmarks/load.sh   (STORM=0: no storm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 ROUNDS=${ROUNDS:-5}
 STORM=${STORM:-1000000}
 BASELINE=${BASELINE:-}
-OUT="$ROOT/benchmarks/results/load${BASELINE:+-baseline}.md"
+OUT="$ROOT/benchmarks/results/load${BASELINE:+-vs-$BASELINE}.md"
 
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
