@@ -98,6 +98,34 @@ JOIN {table}_search s ON s.hash = w.hash WHERE {matches} LIMIT @page) x"""
             return String.Join(" AND ", parts |> List.map fst), parts |> List.collect snd
         }
 
+    /// Adds buckets to `{table}_{kind}` (hours or days) by group hash, in key order (as the rows are locked).
+    let addBuckets (conn: NpgsqlConnection) (tx: NpgsqlTransaction) (kind: string) (rows: (string * Bucket) seq) ct =
+        task {
+            let sorted =
+                rows
+                |> Array.ofSeq
+                |> Array.sortWith (fun (h1, b1) (h2, b2) ->
+                    match String.CompareOrdinal(h1, h2) with
+                    | 0 -> compare b1.Start b2.Start
+                    | c -> c)
+
+            if sorted.Length > 0 then
+                let! _ =
+                    Sql.execute
+                        conn
+                        tx
+                        $"""INSERT INTO {table}_{kind} AS t (hash, start, count) SELECT * FROM unnest(@hash, @start, @count)
+ON CONFLICT (hash, start) DO UPDATE SET count = t.count + EXCLUDED.count"""
+                        [
+                            Sql.textArray "hash" (sorted |> Array.map fst)
+                            Sql.timeArray "start" (sorted |> Array.map (fun (_, b) -> b.Start))
+                            Sql.bigintArray "count" (sorted |> Array.map (fun (_, b) -> b.Count))
+                        ]
+                        ct
+
+                ()
+        }
+
     /// Each migration, in order; the version table remembers how many ran.
     let migrations =
         [
@@ -343,33 +371,18 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
 
                         ()
 
-                    // The history: each group's hours, then all groups' (under ''), in key order like the rows.
-                    let buckets =
-                        [|
-                            for d in sorted do
-                                for b in d.Hours -> d.Latest.Hash, b
-                            for b in History.sum (sorted |> Seq.collect (fun d -> d.Hours)) -> "", b
-                        |]
-                        |> Array.sortWith (fun (h1, b1) (h2, b2) ->
-                            match String.CompareOrdinal(h1, h2) with
-                            | 0 -> compare b1.Start b2.Start
-                            | c -> c)
-
-                    if buckets.Length > 0 then
-                        let! _ =
-                            Sql.execute
-                                conn
-                                tx
-                                $"""INSERT INTO {table}_hours AS t (hash, start, count) SELECT * FROM unnest(@hash, @start, @count)
-ON CONFLICT (hash, start) DO UPDATE SET count = t.count + EXCLUDED.count"""
-                                [
-                                    Sql.textArray "hash" (buckets |> Array.map fst)
-                                    Sql.timeArray "start" (buckets |> Array.map (fun (_, b) -> b.Start))
-                                    Sql.bigintArray "count" (buckets |> Array.map (fun (_, b) -> b.Count))
-                                ]
-                                ct
-
-                        ()
+                    // The history: each group's hours and all groups' (under '').
+                    do!
+                        addBuckets
+                            conn
+                            tx
+                            "hours"
+                            [
+                                for d in sorted do
+                                    for b in d.Hours -> d.Latest.Hash, b
+                                for b in History.sum (sorted |> Seq.collect (fun d -> d.Hours)) -> "", b
+                            ]
+                            ct
 
                     match mark with
                     | Some(journal, segment, now) ->
@@ -759,29 +772,7 @@ DELETE FROM {table} WHERE hash = ANY(@hashes)"""
                             })
                         ct
 
-                let folded =
-                    Retention.fold hourRows
-                    |> List.sortWith (fun (h1, b1) (h2, b2) ->
-                        match String.CompareOrdinal(h1, h2) with
-                        | 0 -> compare b1.Start b2.Start
-                        | c -> c)
-                    |> Array.ofList
-
-                if folded.Length > 0 then
-                    let! _ =
-                        Sql.execute
-                            conn
-                            tx
-                            $"""INSERT INTO {table}_days AS t (hash, start, count) SELECT * FROM unnest(@hash, @start, @count)
-ON CONFLICT (hash, start) DO UPDATE SET count = t.count + EXCLUDED.count"""
-                            [
-                                Sql.textArray "hash" (folded |> Array.map fst)
-                                Sql.timeArray "start" (folded |> Array.map (fun (_, b) -> b.Start))
-                                Sql.bigintArray "count" (folded |> Array.map (fun (_, b) -> b.Count))
-                            ]
-                            ct
-
-                    ()
+                do! addBuckets conn tx "days" (Retention.fold hourRows) ct
 
                 // Daily buckets past theirs.
                 let! days =
