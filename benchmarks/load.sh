@@ -25,10 +25,14 @@ fi
 
 WORK=$(mktemp -d /tmp/errormonitor-load.XXXXXX)
 PIDS=()
+# Every step may fail (a process already gone): none may stop the rest (the script runs with set -e).
 cleanup() {
-    for p in "${PIDS[@]:-}" $(cat "$WORK/pids" 2>/dev/null); do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-    [ -n "$BASELINE" ] && git -C "$ROOT" worktree remove --force "$WORK/baseline" >/dev/null 2>&1
+    for p in "${PIDS[@]:-}" $(cat "$WORK/pids" 2>/dev/null); do
+        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+    done
+    if [ -n "$BASELINE" ]; then git -C "$ROOT" worktree remove --force "$WORK/baseline" >/dev/null 2>&1 || true; fi
     rm -rf "$WORK"
+    git -C "$ROOT" worktree prune || true
 }
 trap cleanup EXIT
 
