@@ -93,18 +93,22 @@ module internal History =
                     | _ -> 0L
             })
 
+    /// The first of the last `hours` hours up to and with the one `now` is in.
+    let hourlyFrom (now: DateTimeOffset) (hours: int) =
+        hourOf now - TimeSpan.FromHours(float (hours - 1))
+
+    /// The first of the last `days` days up to and with today (UTC).
+    let dailyFrom (now: DateTimeOffset) (days: int) =
+        dayOf now - TimeSpan.FromDays(float (days - 1))
+
     /// The last `hours` hours up to and with the one `now` is in, oldest first.
     let hourly (now: DateTimeOffset) (hours: int) (buckets: Bucket seq) : Bucket[] =
-        series (hourOf now - TimeSpan.FromHours(float (hours - 1))) (TimeSpan.FromHours 1.0) hours buckets
+        series (hourlyFrom now hours) (TimeSpan.FromHours 1.0) hours buckets
 
     /// The last `days` days up to and with today (UTC), oldest first, from daily buckets and the hourly ones not
     /// yet added to their day.
     let daily (now: DateTimeOffset) (count: int) (dayBuckets: Bucket seq) (hourBuckets: Bucket seq) : Bucket[] =
-        series
-            (dayOf now - TimeSpan.FromDays(float (count - 1)))
-            (TimeSpan.FromDays 1.0)
-            count
-            (Seq.append dayBuckets (days hourBuckets))
+        series (dailyFrom now count) (TimeSpan.FromDays 1.0) count (Seq.append dayBuckets (days hourBuckets))
 
     /// Hourly buckets before this hour are added to their day (when `now` is the time): `HourlyDays` days ago.
     let hourlyKeptFrom (now: DateTimeOffset) =
@@ -218,7 +222,7 @@ module internal Retention =
     let did (r: PruneResult) = r.Groups + r.Hours + r.Days > 0
 
     /// Hourly buckets as the daily ones they are added to, by group (a store's fold of `HoursBefore`).
-    let fold (rows: (string * Bucket) seq) : (string * Bucket) list =
+    let fold (rows: ('group * Bucket) seq) : ('group * Bucket) list =
         rows
         |> Seq.groupBy fst
         |> Seq.collect (fun (group, bs) -> History.days (bs |> Seq.map snd) |> Seq.map (fun b -> group, b))

@@ -209,10 +209,7 @@ module Browse =
         task {
             let now = b.Engine.Now()
 
-            let from =
-                min
-                    (History.dayOf now - TimeSpan.FromDays(float (days - 1)))
-                    (History.hourOf now - TimeSpan.FromHours(float (hours - 1)))
+            let from = min (History.dailyFrom now days) (History.hourlyFrom now hours)
 
             let! h = b.Engine.Store.HistoryAsync(hash, from, ctx.RequestAborted)
             return History.hourly now hours h.Hours, History.daily now days h.Days h.Hours
@@ -244,7 +241,7 @@ module Browse =
                 let! hours =
                     b.Engine.Store.HoursAsync(
                         page.Items |> List.map (fun r -> r.Hash) |> Array.ofList,
-                        History.hourOf now - TimeSpan.FromHours 23.0,
+                        History.hourlyFrom now 24,
                         ctx.RequestAborted
                     )
 

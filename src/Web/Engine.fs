@@ -126,11 +126,64 @@ type Engine internal (parts: EngineParts) =
     // after its batch (a storm of new groups stays near APP_ERROR_MAX_GROUPS instead of waiting for the interval).
     let mutable newSincePrune = 0L
 
-    // Set below (pruning needs the writer's turns).
-    let mutable pruneDue: CancellationToken -> Task = fun _ -> Task.CompletedTask
-
     // The writer and pruning take turns at the store.
     let turns = new SemaphoreSlim(1, 1)
+
+    /// Prunes what is past retention: passes (each a short transaction, at most `Retention.Batch` of each kind)
+    /// until one finds nothing to do.
+    let prune (ct: CancellationToken) : Task<PruneResult> =
+        task {
+            let mutable total = { Groups = 0; Hours = 0; Days = 0 }
+            let mutable more = true
+
+            while more && not ct.IsCancellationRequested do
+                let request =
+                    Retention.request
+                        (parts.Clock.GetUtcNow())
+                        parts.Settings.Retention
+                        parts.Settings.MaxGroups
+                        (Interlocked.Exchange(&newSincePrune, 0L))
+
+                do! turns.WaitAsync ct
+
+                let! r =
+                    task {
+                        try
+                            return! parts.Store.PruneAsync(request, ct)
+                        finally
+                            turns.Release() |> ignore
+                    }
+
+                total <-
+                    {
+                        Groups = total.Groups + r.Groups
+                        Hours = total.Hours + r.Hours
+                        Days = total.Days + r.Days
+                    }
+
+                more <- Retention.did r
+
+            if Retention.did total then
+                Log.Pruned parts.Logger total.Groups total.Hours total.Days
+
+            return total
+        }
+
+    /// Prunes when the batches written since the last pass brought many new groups (the writer calls it after
+    /// each batch, so pruning keeps the pace of a storm of new groups).
+    let pruneIfDue (ct: CancellationToken) : Task =
+        task {
+            if
+                Interlocked.Read &newSincePrune
+                >= Retention.newGroupsBeforePrune parts.Settings.MaxGroups
+            then
+                try
+                    let! _ = prune ct
+                    ()
+                with
+                | :? OperationCanceledException -> ()
+                | ex -> Log.PruneFailed parts.Logger ex
+        }
 
     let writer =
         Writer(
@@ -138,7 +191,7 @@ type Engine internal (parts: EngineParts) =
             metrics,
             parts.Store,
             turns,
-            (fun ct -> pruneDue ct),
+            pruneIfDue,
             parts.Logger,
             (fun rows written ->
                 forgetInserted rows written
@@ -435,62 +488,6 @@ type Engine internal (parts: EngineParts) =
         }
 
     let mutable journaling: Task = Task.CompletedTask
-
-    /// Prunes what is past retention: passes (each a short transaction, at most `Retention.Batch` of each kind)
-    /// until one finds nothing to do.
-    let prune (ct: CancellationToken) : Task<PruneResult> =
-        task {
-            let mutable total = { Groups = 0; Hours = 0; Days = 0 }
-            let mutable more = true
-
-            while more && not ct.IsCancellationRequested do
-                let request =
-                    Retention.request
-                        (parts.Clock.GetUtcNow())
-                        parts.Settings.Retention
-                        parts.Settings.MaxGroups
-                        (Interlocked.Exchange(&newSincePrune, 0L))
-
-                do! turns.WaitAsync ct
-
-                let! r =
-                    task {
-                        try
-                            return! parts.Store.PruneAsync(request, ct)
-                        finally
-                            turns.Release() |> ignore
-                    }
-
-                total <-
-                    {
-                        Groups = total.Groups + r.Groups
-                        Hours = total.Hours + r.Hours
-                        Days = total.Days + r.Days
-                    }
-
-                more <- Retention.did r
-
-            if Retention.did total then
-                Log.Pruned parts.Logger total.Groups total.Hours total.Days
-
-            return total
-        }
-
-    do
-        pruneDue <-
-            fun ct ->
-                task {
-                    if
-                        Interlocked.Read &newSincePrune
-                        >= Retention.newGroupsBeforePrune parts.Settings.MaxGroups
-                    then
-                        try
-                            let! _ = prune ct
-                            ()
-                        with
-                        | :? OperationCanceledException -> ()
-                        | ex -> Log.PruneFailed parts.Logger ex
-                }
 
     /// Prunes every `Retention.interval` until the engine stops (and the writer after a batch that brought many
     /// new groups); a failed round is logged and tried again at the next.

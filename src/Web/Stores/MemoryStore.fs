@@ -15,17 +15,18 @@ type internal MemoryStore() =
     let mutable hours = Map.empty<string, Map<DateTimeOffset, int64>>
     let mutable days = Map.empty<string, Map<DateTimeOffset, int64>>
 
-    let addTo (hash: string) (buckets: Bucket seq) =
-        let had = hours.TryFind hash |> Option.defaultValue Map.empty
+    /// `history` with `buckets` added to a group's (hash) buckets.
+    let added (history: Map<string, Map<DateTimeOffset, int64>>) (hash: string) (buckets: Bucket seq) =
+        let had = history.TryFind hash |> Option.defaultValue Map.empty
 
-        let now =
+        history.Add(
+            hash,
             buckets
             |> Seq.fold
                 (fun (m: Map<DateTimeOffset, int64>) b ->
                     m.Add(b.Start, (m.TryFind b.Start |> Option.defaultValue 0L) + b.Count))
                 had
-
-        hours <- hours.Add(hash, now)
+        )
 
     let from (buckets: Map<string, Map<DateTimeOffset, int64>>) (hash: string) (start: DateTimeOffset) =
         match buckets.TryFind hash with
@@ -68,8 +69,7 @@ type internal MemoryStore() =
 
                             let after = Events.apply before d
                             records <- records.Add(hash, after)
-                            addTo hash d.Hours
-                            addTo "" d.Hours
+                            hours <- added (added hours hash d.Hours) "" d.Hours
 
                             {
                                 Hash = hash
@@ -157,17 +157,10 @@ type internal MemoryStore() =
 
                     // Its history leaves the all-groups history too.
                     let subtract (buckets: Map<string, Map<DateTimeOffset, int64>>) =
-                        match buckets.TryFind k, buckets.TryFind "" with
-                        | Some own, Some all ->
-                            let left =
-                                own
-                                |> Map.fold
-                                    (fun (m: Map<DateTimeOffset, int64>) t c ->
-                                        m.Add(t, (m.TryFind t |> Option.defaultValue 0L) - c))
-                                    all
-
-                            buckets.Remove(k).Add("", left)
-                        | _ -> buckets.Remove k
+                        match buckets.TryFind k with
+                        | Some own ->
+                            added (buckets.Remove k) "" [ for kv in own -> { Start = kv.Key; Count = -kv.Value } ]
+                        | None -> buckets
 
                     if k <> "" then
                         hours <- subtract hours
@@ -211,12 +204,7 @@ type internal MemoryStore() =
                     // Groups: the reverse of the list's order (least recently seen first, ties by hash, highest
                     // first), those not seen since `SeenBefore`, then the excess past `MaxGroups`.
                     let order () =
-                        records.Values
-                        |> Seq.sortWith (fun a b ->
-                            match compare a.LastSeen b.LastSeen with
-                            | 0 -> String.CompareOrdinal(b.Hash, a.Hash)
-                            | c -> c)
-                        |> List.ofSeq
+                        MemoryStore.Order(ListQuery.All, records.Values) |> List.ofSeq |> List.rev
 
                     let stale =
                         order ()
@@ -263,10 +251,7 @@ type internal MemoryStore() =
                         hours <- hours.Add(hash, hours.[hash].Remove b.Start)
 
                     for hash, b in Retention.fold folded do
-                        let had = days.TryFind hash |> Option.defaultValue Map.empty
-
-                        days <-
-                            days.Add(hash, had.Add(b.Start, (had.TryFind b.Start |> Option.defaultValue 0L) + b.Count))
+                        days <- added days hash [ b ]
 
                     // Daily buckets past theirs.
                     let old =

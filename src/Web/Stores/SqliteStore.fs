@@ -120,6 +120,26 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
         Rows.record (fun r i -> parseTime (r.GetString i)) r
 
 
+    /// A command in `tx` that adds a bucket to `{table}_{kind}` (hours or days) of a group by its id (0: all groups).
+    let bucketAdder (c: SqliteConnection) (tx: SqliteTransaction) (kind: string) =
+        let cmd = c.CreateCommand()
+        cmd.Transaction <- tx
+
+        cmd.CommandText <-
+            $"INSERT INTO {table}_{kind} (group_id, start, count) VALUES ($group, $start, $count) ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"
+
+        let group = cmd.Parameters.Add(SqliteParameter("$group", null))
+        let start = cmd.Parameters.Add(SqliteParameter("$start", null))
+        let count = cmd.Parameters.Add(SqliteParameter("$count", null))
+
+        let add (id: int64) (b: Bucket) =
+            group.Value <- id
+            start.Value <- b.Start.ToUnixTimeSeconds()
+            count.Value <- b.Count
+            cmd.ExecuteNonQuery() |> ignore
+
+        cmd, add
+
     /// Each migration, in order; SQLite's user_version remembers how many ran.
     let migrations =
         [
@@ -373,20 +393,12 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                     let cs =
                         [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
 
-                    use hours = c.CreateCommand()
-                    hours.Transaction <- tx
-
-                    hours.CommandText <-
-                        $"INSERT INTO {table}_hours (group_id, start, count) VALUES ($group, $start, $count) ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"
-
-                    let hs = [| p hours "$group"; p hours "$start"; p hours "$count" |]
+                    let hours, addHour = bucketAdder c tx "hours"
+                    use _ = hours
 
                     let addHours (group: int64) (buckets: Bucket seq) =
                         for b in buckets do
-                            hs.[0].Value <- group
-                            hs.[1].Value <- b.Start.ToUnixTimeSeconds()
-                            hs.[2].Value <- b.Count
-                            hours.ExecuteNonQuery() |> ignore
+                            addHour group b
 
                     let written = ResizeArray<GroupWritten>()
 
@@ -744,8 +756,7 @@ DELETE FROM {table} WHERE hash = $hash"""
                     cmd.CommandText <-
                         $"SELECT start, count FROM {table}_{kind} WHERE group_id = {group} AND start >= $from ORDER BY start"
 
-                    cmd.Parameters.AddWithValue("$hash", (if isNull hash then "" else Rows.key hash))
-                    |> ignore
+                    cmd.Parameters.AddWithValue("$hash", Rows.key hash) |> ignore
 
                     cmd.Parameters.AddWithValue("$from", from.ToUnixTimeSeconds()) |> ignore
                     use r = cmd.ExecuteReader()
@@ -900,19 +911,11 @@ DELETE FROM {table} WHERE id IN (SELECT value FROM json_each($ids))"""
                             ds.Value <- b.Start.ToUnixTimeSeconds()
                             drop.ExecuteNonQuery() |> ignore
 
-                        use add =
-                            command
-                                $"INSERT INTO {table}_days (group_id, start, count) VALUES ($group, $start, $count) ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"
+                        let days, addDay = bucketAdder c tx "days"
+                        use _ = days
 
-                        let ag = add.Parameters.Add(SqliteParameter("$group", null))
-                        let ast = add.Parameters.Add(SqliteParameter("$start", null))
-                        let ac = add.Parameters.Add(SqliteParameter("$count", null))
-
-                        for group, b in Retention.fold (hourRows |> Seq.map (fun (g, b) -> string g, b)) do
-                            ag.Value <- int64 group
-                            ast.Value <- b.Start.ToUnixTimeSeconds()
-                            ac.Value <- b.Count
-                            add.ExecuteNonQuery() |> ignore
+                        for group, b in Retention.fold hourRows do
+                            addDay group b
 
                     // Daily buckets past theirs.
                     let days =
