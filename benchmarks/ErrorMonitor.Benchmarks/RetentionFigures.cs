@@ -64,7 +64,7 @@ internal static class RetentionFigures
                 "/orders/" + g.ToString(CultureInfo.InvariantCulture), "GET", "{\"args\":{\"q\":\"" + new string('x', 1000) + "\"}}",
                 "System.InvalidOperationException", "order " + g.ToString(CultureInfo.InvariantCulture) + " failed",
                 "System.InvalidOperationException: failed\n   at Shop.Orders.Save()\n   at Shop.Orders.Checkout()", start.AddTicks(g));
-            while (engine.Queue.Enqueue(e) is null)
+            while (engine.Queue.Enqueue(e, []) is null)
             {
                 await Task.Delay(1); // the queue is full: wait for the writer, as nothing may be dropped here
             }

@@ -24,7 +24,7 @@ internal static class StoreFigures
         "failure of order code" + group.ToString(CultureInfo.InvariantCulture),
         "System.InvalidOperationException: failure\n   at Shop.Orders.Save()", Base.AddMilliseconds(n));
 
-    private static GroupDelta Delta(int group, int n) => new(Event(group, n), Base.AddMilliseconds(n), 1, true, History.one(Base.AddMilliseconds(n), 1));
+    private static GroupDelta Delta(int group, int n) => new(Event(group, n), Base.AddMilliseconds(n), 1, true, History.one(Base.AddMilliseconds(n), 1), []);
 
     public static async Task<int> Run(string[] args)
     {
@@ -71,7 +71,7 @@ internal static class StoreFigures
                 var sw = Stopwatch.StartNew();
                 for (var i = 0; i < occurrences; i++)
                 {
-                    engine.Queue.Enqueue(events[i % 10]);
+                    engine.Queue.Enqueue(events[i % 10], []);
                 }
 
                 await engine.FlushAsync(CancellationToken.None);

@@ -118,6 +118,9 @@ type internal Settings =
         Retention: TimeSpan
         /// APP_ERROR_MAX_GROUPS: past this many groups, the least recently seen are removed. Default 100,000.
         MaxGroups: int
+        /// APP_ERROR_SAMPLES_PER_GROUP: recent occurrences a group keeps as samples besides its first (a sample is
+        /// taken when its details are refreshed), 1 to 1,000. Default 10.
+        SamplesPerGroup: int
         /// APP_ERROR_SPILL_FILE: where unwritten occurrences wait for the next start; relative to the content
         /// root; "none" turns spilling off. Default "errormonitor.spill.jsonl".
         SpillFile: string option
@@ -194,6 +197,9 @@ module internal Config =
 
     [<Literal>]
     let MaxGroupsKey = "APP_ERROR_MAX_GROUPS"
+
+    [<Literal>]
+    let SamplesPerGroupKey = "APP_ERROR_SAMPLES_PER_GROUP"
 
     [<Literal>]
     let IngestKeyKey = "APP_ERROR_INGEST_KEY"
@@ -286,6 +292,7 @@ module internal Config =
             DetailsInterval = TimeSpan.FromSeconds 30.0
             Retention = TimeSpan.FromDays 90.0
             MaxGroups = 100000
+            SamplesPerGroup = Samples.DefaultRecent
             SpillFile = Some "errormonitor.spill.jsonl"
             Ingest =
                 {
@@ -702,6 +709,7 @@ module internal Config =
                 DetailsInterval = duration DetailsIntervalKey defaults.DetailsInterval
                 Retention = duration RetentionKey defaults.Retention
                 MaxGroups = whole MaxGroupsKey 1 100000000 defaults.MaxGroups
+                SamplesPerGroup = whole SamplesPerGroupKey 1 1000 defaults.SamplesPerGroup
                 SpillFile =
                     match get SpillFileKey |> Option.map (fun v -> v.Trim()) with
                     | None -> defaults.SpillFile
@@ -781,6 +789,7 @@ module internal Config =
             [ DetailsIntervalKey, s.DetailsInterval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ RetentionKey, s.Retention.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ MaxGroupsKey, string s.MaxGroups ]
+            [ SamplesPerGroupKey, string s.SamplesPerGroup ]
             [ SpillFileKey, defaultArg s.SpillFile "none" ]
             (s.Ingest.Keys |> List.mapi (fun i k -> sprintf "%s:%d" IngestKeyKey i, k))
             [ IngestMaxBytesKey, string s.Ingest.MaxBytes ]

@@ -260,6 +260,7 @@ module internal Events =
             Count = older.Count + newer.Count
             Detailed = older.Detailed || newer.Detailed
             Hours = History.add older.Hours newer.Hours
+            Users = Users.add older.Users newer.Users
         }
 
     /// One occurrence as a delta of its own.
@@ -270,17 +271,19 @@ module internal Events =
             Count = 1L
             Detailed = true
             Hours = History.one e.OccurredAt 1L
+            Users = [||]
         }
 
-    /// A count-only delta: `count` repeats of a group between `firstAt` and `lastAt` (`hours` of them an hour),
-    /// whose details were stored recently. `header` is an event of the group; its request data and traceback
-    /// are left out.
+    /// A count-only delta: `count` repeats of a group between `firstAt` and `lastAt` (`hours` of them an hour,
+    /// `users` their distinct users), whose details were stored recently. `header` is an event of the group; its
+    /// request data and traceback are left out.
     let countOnly
         (header: ErrorEvent)
         (count: int64)
         (firstAt: DateTimeOffset)
         (lastAt: DateTimeOffset)
         (hours: Bucket[])
+        (users: string[])
         : GroupDelta =
         {
             Latest =
@@ -293,6 +296,7 @@ module internal Events =
             Count = count
             Detailed = false
             Hours = hours
+            Users = users
         }
 
     /// Merges an occurrence into a pending delta of the same group (the coalescing rule).
@@ -301,7 +305,10 @@ module internal Events =
         | None -> single e
         | Some d -> merge d (single e)
 
-    /// The record a store holds after applying a delta to what it had (the upsert rule every store follows).
+    /// The record a store holds after applying a delta to what it had (the upsert rule every store follows). Its
+    /// users: a new group's are the batch's; an existing group's stay as they were here, since only the store
+    /// knows which keys it holds: it adds the batch's keys while it holds fewer than `Users.Bound` and counts them
+    /// (`Users.count`).
     let apply (existing: ErrorRecord option) (d: GroupDelta) : ErrorRecord =
         match existing with
         | None ->
@@ -322,6 +329,7 @@ module internal Events =
                 LastRegression = Nullable()
                 IgnoreUntil = Nullable()
                 IgnoreUntilCount = Nullable()
+                Users = Users.count (int64 d.Users.Length)
             }
         | Some r ->
             let t = Triage.recur r d.Count d.FirstAt d.Latest.OccurredAt

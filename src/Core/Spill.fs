@@ -42,6 +42,12 @@ module internal Spill =
              w.WriteEndArray()
 
          w.WriteEndArray()
+         w.WriteStartArray("users")
+
+         for u in d.Users do
+             w.WriteStringValue u
+
+         w.WriteEndArray()
          w.WriteEndObject())
 
         Encoding.UTF8.GetString(ms.ToArray())
@@ -129,6 +135,20 @@ module internal Spill =
                                 )
                             else
                                 History.one (t "occurredAt") count
+                        // Files written before users were counted: none; keys of another shape are left out.
+                        Users =
+                            match r.TryGetProperty "users" with
+                            | true, v when v.ValueKind = JsonValueKind.Array ->
+                                [|
+                                    for u in v.EnumerateArray() do
+                                        if u.ValueKind = JsonValueKind.String then
+                                            let k = u.GetString()
+
+                                            if k.Length = 16 && k |> Seq.forall Uri.IsHexDigit then
+                                                k
+                                |]
+                                |> Users.add [||]
+                            | _ -> [||]
                     }
         with _ ->
             None

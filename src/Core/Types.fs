@@ -185,6 +185,25 @@ type ErrorRecord =
         IgnoreUntil: Nullable<DateTimeOffset>
         /// Ignored until its count reaches this (then unresolved again); null when not ignored for a count.
         IgnoreUntilCount: Nullable<int64>
+        /// Distinct authenticated users it happened to, exact below `Users.Bound`; `Users.Bound` means that many
+        /// or more (shown "100+").
+        Users: int64
+    }
+
+/// One occurrence a group keeps as a sample: its own time, message, request data and traceback, masked as the
+/// group's are. A group keeps its first sample and the most recent ones (`Samples.kept`).
+type Sample =
+    {
+        /// The store's id of the sample, unique within its group (a larger id is a later sample).
+        Id: int64
+        /// When it happened (UTC).
+        OccurredAt: DateTimeOffset
+        /// Its message, bounded.
+        Message: string
+        /// Its masked request data as JSON.
+        RequestData: string
+        /// Its formatted exception, masked and bounded.
+        Traceback: string
     }
 
 /// How many occurrences fell in one span of time (an hour or a day, UTC): a bucket of a history.
@@ -252,4 +271,7 @@ type GroupDelta =
         /// Its occurrences by hour (oldest first, one bucket an hour; they add up to `Count`): what the group's
         /// history gains.
         Hours: Bucket[]
+        /// The distinct authenticated users of this batch's occurrences, by key (`Users.key`), at most
+        /// `Users.Bound` of them; empty when none had a user.
+        Users: string[]
     }

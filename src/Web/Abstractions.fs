@@ -41,7 +41,9 @@ type IErrorStore =
 
     /// Adds a batch of coalesced occurrences (one delta a group): counts add up exactly. A delta whose
     /// `Detailed` is false only adds its count and times (keep the stored request data, message and traceback;
-    /// insert it as given when the group is missing). Reports, for each group, its last occurrence before the
+    /// insert it as given when the group is missing). A detailed delta adds a sample (its latest occurrence)
+    /// and drops the group's samples `StoreRules.KeptSamples` leaves out; a delta's `Users` are added to the
+    /// group's while it holds fewer than `StoreRules.UserBound`. Reports, for each group, its last occurrence before the
     /// write (none for a group it inserted) and its notification state. `Events.apply` is the rule.
     abstract UpsertAsync:
         batch: IReadOnlyList<GroupDelta> * cancellationToken: CancellationToken -> Task<IReadOnlyList<GroupWritten>>
@@ -80,7 +82,11 @@ type IErrorStore =
     /// list is read.
     abstract ExpireIgnoresAsync: now: DateTimeOffset * cancellationToken: CancellationToken -> Task
 
-    /// Deletes a group (and its history); true when it existed.
+    /// A group's samples (`Sample`), newest first, so its first occurrence comes last; empty when there is no such
+    /// group.
+    abstract SamplesAsync: hash: string * cancellationToken: CancellationToken -> Task<IReadOnlyList<Sample>>
+
+    /// Deletes a group (and its history, samples and users); true when it existed.
     abstract DeleteAsync: hash: string * cancellationToken: CancellationToken -> Task<bool>
 
     /// The history of a group (`hash`), or of all groups together (`hash` null), from `from` on: the hourly
@@ -210,6 +216,17 @@ type StoreRules =
 
     /// The group's key in a list's order (larger first; ties by hash, ordinal).
     static member SortKey(sort: ListSort, record: ErrorRecord) : int64 = Triage.sortKey sort record
+
+    /// The ids of a group's samples (any order) that stay after one is added: its first (the smallest id) and
+    /// the `recent` newest (the largest), in ascending order.
+    static member KeptSamples(recent: int, ids: IEnumerable<int64>) : IReadOnlyList<int64> =
+        Samples.kept recent ids |> Array.ofList :> IReadOnlyList<int64>
+
+    /// The most distinct users a group holds and counts exactly (from there on its count reads "100+").
+    static member UserBound: int = Users.Bound
+
+    /// A group's user count when it holds `stored` user keys.
+    static member UserCount(stored: int64) : int64 = Users.count stored
 
     /// True when a row with this key and hash comes after the cursor's row (older) or before it (newer).
     static member Beyond(cursor: PageCursor, key: int64, hash: string) : bool = Paging.beyond cursor key hash

@@ -291,6 +291,14 @@ module Browse =
                 match! find b ctx hash with
                 | Some r ->
                     let! history = historyOf b ctx r.Hash 24 30
+                    let! samples = b.Engine.Store.SamplesAsync(r.Hash, ctx.RequestAborted)
+                    let samples = List.ofSeq samples
+
+                    // ?sample=ID shows that sample; none (or one no longer kept) shows the newest.
+                    let shown =
+                        match Int64.TryParse(string ctx.Request.Query.["sample"]) with
+                        | true, id -> samples |> List.tryFind (fun s -> s.Id = id)
+                        | _ -> None
 
                     return!
                         html
@@ -300,7 +308,9 @@ module Browse =
                                 (b.Engine.Now())
                                 (antiforgery ctx)
                                 r
-                                (charts "group" "This error" history))
+                                (charts "group" "This error" history)
+                                samples
+                                shown)
                             next
                             ctx
                 | None ->
@@ -632,20 +642,85 @@ module Browse =
                                 series "hourly" hourly w
                                 series "daily" daily w
                                 w.WriteEndObject()
-                                w.WritePropertyName "requestData"
-
-                                try
-                                    use doc = JsonDocument.Parse r.RequestData
-                                    doc.RootElement.WriteTo w
-                                with _ ->
-                                    w.WriteStartObject()
-                                    w.WriteString("raw", r.RequestData)
-                                    w.WriteEndObject()
-
+                                RecordJson.requestData w r.RequestData
                                 w.WriteString("traceback", r.Traceback)
                                 w.WriteEndObject())
                             next
                             ctx
+                | None ->
+                    return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
+            }
+
+    /// A group's samples as JSON, newest first (`GET {prefix}/api/errors/{hash}/occurrences`): each its id,
+    /// occurredAt and message; 404 problem details when the group is unknown.
+    let internal apiSamples (b: BrowseOptions) (hash: string) : HttpHandler =
+        fun next ctx ->
+            task {
+                match! find b ctx hash with
+                | Some r ->
+                    let! samples = b.Engine.Store.SamplesAsync(r.Hash, ctx.RequestAborted)
+
+                    return!
+                        json
+                            200
+                            "application/json; charset=utf-8"
+                            (fun w ->
+                                w.WriteStartObject()
+                                w.WriteString("hash", r.Hash)
+                                w.WriteStartArray "items"
+
+                                for s in samples do
+                                    w.WriteStartObject()
+                                    RecordJson.sample w false s
+                                    w.WriteEndObject()
+
+                                w.WriteEndArray()
+                                w.WriteEndObject())
+                            next
+                            ctx
+                | None ->
+                    return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
+            }
+
+    /// One sample as JSON, with its requestData (an object) and traceback
+    /// (`GET {prefix}/api/errors/{hash}/occurrences/{id}`); 404 problem details when the group or the sample is
+    /// unknown (a sample past the bound is gone).
+    let internal apiSample (b: BrowseOptions) (hash: string) : HttpHandler =
+        fun next ctx ->
+            task {
+                let id =
+                    match ctx.Request.RouteValues.TryGetValue "id" with
+                    | true, v when not (isNull v) ->
+                        match Int64.TryParse(string v) with
+                        | true, i -> Some i
+                        | _ -> None
+                    | _ -> None
+
+                match! find b ctx hash with
+                | Some r ->
+                    let! samples = b.Engine.Store.SamplesAsync(r.Hash, ctx.RequestAborted)
+
+                    match id |> Option.bind (fun i -> samples |> Seq.tryFind (fun s -> s.Id = i)) with
+                    | Some s ->
+                        return!
+                            json
+                                200
+                                "application/json; charset=utf-8"
+                                (fun w ->
+                                    w.WriteStartObject()
+                                    w.WriteString("hash", r.Hash)
+                                    RecordJson.sample w true s
+                                    w.WriteEndObject())
+                                next
+                                ctx
+                    | None ->
+                        return!
+                            problem
+                                404
+                                "Not Found"
+                                (sprintf "Error group '%s' keeps no occurrence with this id." hash)
+                                next
+                                ctx
                 | None ->
                     return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
             }
@@ -662,6 +737,8 @@ module Browse =
             "/", [ "GET" ], false, (fun b _ _ -> list b)
             "/api/errors", [ "GET" ], false, (fun b _ _ -> apiList b)
             "/api/errors/{hash}", [ "GET" ], false, (fun b _ hash -> apiDetail b hash)
+            "/api/errors/{hash}/occurrences", [ "GET" ], false, (fun b _ hash -> apiSamples b hash)
+            "/api/errors/{hash}/occurrences/{id}", [ "GET" ], false, (fun b _ hash -> apiSample b hash)
             "/delete/{hash}", [ "GET"; "POST" ], false, (fun b _ hash -> delete b hash)
             "/api/errors/{hash}/status", [ "POST" ], false, (fun b _ hash -> apiStatus b hash)
             "/status/{hash}", [ "GET"; "POST" ], false, (fun b _ hash -> changeStatus b hash)
@@ -705,8 +782,9 @@ module Browse =
 
         rest |> Option.map (fun r -> r.TrimEnd('/').Split('/'))
 
-    /// The `{hash}` value when `segments` match a route's path (literal segments exactly), else None.
-    let private matchRoute (path: string) (segments: string array) : string option =
+    /// The values of a route's parameters (`{hash}`, `{id}`) when `segments` match its path (literal segments
+    /// exactly, a parameter any non-empty segment), else None.
+    let private matchRoute (path: string) (segments: string array) : (string * string) list option =
         let template = path.TrimStart('/').Split('/')
 
         if template.Length <> segments.Length then
@@ -717,9 +795,13 @@ module Browse =
                 (fun found (t, s) ->
                     match found with
                     | None -> None
-                    | Some hash when t = "{hash}" -> if s = "" then None else Some s
-                    | Some hash -> if t = s then Some hash else None)
-                (Some "")
+                    | Some values when t.StartsWith '{' && t.EndsWith '}' ->
+                        if s = "" then
+                            None
+                        else
+                            Some((t.Trim('{', '}'), s) :: values)
+                    | Some values -> if t = s then Some values else None)
+                (Some [])
 
     /// The pages as one Giraffe-shaped handler, for F# apps that route without endpoints: answers the paths
     /// under the prefix with the methods the endpoints answer, passes on (skips) everything else.
@@ -734,7 +816,13 @@ module Browse =
                 |> List.tryPick (fun (path, methods, isOpen, make) ->
                     if methods |> List.exists (fun m -> HttpMethods.Equals(m, ctx.Request.Method)) then
                         matchRoute path segments
-                        |> Option.map (fun hash -> handlerOf b isOpen (make b limiter hash))
+                        |> Option.map (fun values ->
+                            // As endpoint routing would: the parameters become route values.
+                            for name, value in values do
+                                ctx.Request.RouteValues.[name] <- value
+
+                            let hash = values |> List.tryFind (fst >> (=) "hash") |> Option.map snd
+                            handlerOf b isOpen (make b limiter (defaultArg hash "")))
                     else
                         None)
                 |> function

@@ -318,7 +318,7 @@ type Engine internal (parts: EngineParts) =
         try
             let e = build s
 
-            match queue.Enqueue e with
+            match queue.Enqueue(e, Users.ofName (s.Request |> Option.bind (fun r -> r.UserName))) with
             | Some sequence -> Some(e.Hash, sequence)
             | None ->
                 logDropped e.Hash
@@ -364,7 +364,13 @@ type Engine internal (parts: EngineParts) =
                     counting
                     |> Seq.map (fun site ->
                         let d =
-                            Events.countOnly site.Header site.Pending site.FirstAt site.LastAt (site.Hours.Take())
+                            Events.countOnly
+                                site.Header
+                                site.Pending
+                                site.FirstAt
+                                site.LastAt
+                                (site.Tally.Take())
+                                (site.Tally.TakeUsers() |> Array.map Users.key)
 
                         site.Pending <- 0L
                         d)
@@ -387,13 +393,14 @@ type Engine internal (parts: EngineParts) =
                             Latest = { e with OccurredAt = entry.LastAt }
                             FirstAt = entry.Snapshot.OccurredAt
                             Count = entry.Count
-                            Hours = entry.Hours.Take()
+                            Hours = entry.Tally.Take()
+                            Users = entry.Tally.TakeUsers() |> Array.map Users.key
                         }
 
                     if (queue.EnqueueDelta delta).IsNone then
                         logDropped e.Hash
                     else
-                        let header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt [||]).Latest
+                        let header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt [||] [||]).Latest
                         learned.Add(struct (kv.Key, KnownShape(header, entry.Snapshot.OccurredAt)))
                 with ex ->
                     Log.CaptureFailed parts.Logger ex
@@ -553,6 +560,7 @@ type Engine internal (parts: EngineParts) =
                     | ValueSome(struct (a, b)) when not (isNull loop) ->
                         let k = struct (a, b, defaultArg key "")
                         let now = parts.Clock.GetUtcNow()
+                        let user = RequestReader.userName http
 
                         let counted =
                             lock shapeGate (fun () ->
@@ -560,7 +568,7 @@ type Engine internal (parts: EngineParts) =
                                 | true, entry ->
                                     entry.Count <- entry.Count + 1L
                                     entry.LastAt <- max entry.LastAt now
-                                    entry.Hours.Add now
+                                    entry.Tally.Add(now, user)
                                     Interlocked.Increment &accepted |> ignore
                                     Counted.AddedToPending
                                 | _ ->
@@ -572,13 +580,13 @@ type Engine internal (parts: EngineParts) =
                                             site.Pending <- 1L
                                             site.FirstAt <- now
                                             site.LastAt <- now
-                                            site.Hours.Add now
+                                            site.Tally.Add(now, user)
                                             counting.Add site
                                             Counted.FirstRepeat
                                         else
                                             site.Pending <- site.Pending + 1L
                                             site.LastAt <- max site.LastAt now
-                                            site.Hours.Add now
+                                            site.Tally.Add(now, user)
                                             Counted.AddedToPending
                                     | _ -> Counted.DetailsDue)
 
@@ -594,19 +602,19 @@ type Engine internal (parts: EngineParts) =
                                     | true, entry ->
                                         entry.Count <- entry.Count + 1L
                                         entry.LastAt <- max entry.LastAt s.OccurredAt
-                                        entry.Hours.Add s.OccurredAt
+                                        entry.Tally.Add(s.OccurredAt, user)
                                         Interlocked.Increment &accepted |> ignore
                                         true
                                     | _ when shapes.Count < parts.Settings.MaxPendingGroups ->
-                                        let hours = HourTally()
-                                        hours.Add s.OccurredAt
+                                        let tally = Tally()
+                                        tally.Add(s.OccurredAt, user)
 
                                         shapes.[k] <-
                                             {
                                                 Snapshot = s
                                                 Count = 1L
                                                 LastAt = s.OccurredAt
-                                                Hours = hours
+                                                Tally = tally
                                             }
 
                                         Interlocked.Increment &accepted |> ignore
@@ -641,7 +649,7 @@ type Engine internal (parts: EngineParts) =
                     metrics.Captured.Add 1L
                     Interlocked.Increment &arrivals |> ignore
 
-                    if (queue.Enqueue e).IsNone then
+                    if (queue.Enqueue(e, [||])).IsNone then
                         logDropped e.Hash
 
                     ReportOutcome.Recorded e.Hash

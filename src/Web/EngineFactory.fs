@@ -50,7 +50,7 @@ module internal EngineFactory =
     /// The store the settings choose. A relative SQLite file is placed in `contentRoot`.
     let store (settings: Settings) (connectionString: string) (contentRoot: string) : IErrorStore =
         match settings.Store with
-        | StoreKind.Memory -> MemoryStore() :> IErrorStore
+        | StoreKind.Memory -> MemoryStore(settings.SamplesPerGroup) :> IErrorStore
         | StoreKind.Sqlite ->
             let b =
                 try
@@ -76,7 +76,7 @@ module internal EngineFactory =
             then
                 b.DataSource <- Path.Combine(contentRoot, b.DataSource)
 
-            SqliteStore(b.ConnectionString, settings.TableName) :> IErrorStore
+            SqliteStore(b.ConnectionString, settings.TableName, settings.SamplesPerGroup) :> IErrorStore
         | StoreKind.Postgres ->
             if String.IsNullOrWhiteSpace connectionString then
                 raise (
@@ -86,7 +86,7 @@ module internal EngineFactory =
                 )
 
             try
-                PostgresStore.Create(connectionString, settings.TableName) :> IErrorStore
+                PostgresStore.Create(connectionString, settings.TableName, settings.SamplesPerGroup) :> IErrorStore
             with ex ->
                 raise (
                     ErrorMonitorConfigException(

@@ -31,7 +31,8 @@ module internal RecordJson =
 
     /// Writes hash, host, path, method, exceptionName, message, count, createdOn and lastSeen (ISO 8601 UTC),
     /// status, regressions, lastRegression, ignoreUntil and ignoreUntilCount (null when none), and the culprit
-    /// (the top frame of the app's own code, `Traceback.culprit`; null when none).
+    /// (the top frame of the app's own code, `Traceback.culprit`; null when none), users (distinct users, exact
+    /// below `Users.Bound`) and usersAtLeast (true at the bound: that many or more).
     let fields (w: Utf8JsonWriter) (r: ErrorRecord) =
         w.WriteString("hash", r.Hash)
         w.WriteString("host", r.Host)
@@ -55,6 +56,31 @@ module internal RecordJson =
         match Traceback.culprit r.Traceback with
         | Some c -> w.WriteString("culprit", c)
         | None -> w.WriteNull "culprit"
+
+        w.WriteNumber("users", r.Users)
+        w.WriteBoolean("usersAtLeast", r.Users >= int64 Users.Bound)
+
+    /// Writes request data (JSON text) as the object it is: `{"raw": text}` if it is not JSON.
+    let requestData (w: Utf8JsonWriter) (data: string) =
+        w.WritePropertyName "requestData"
+
+        try
+            use doc = JsonDocument.Parse data
+            doc.RootElement.WriteTo w
+        with _ ->
+            w.WriteStartObject()
+            w.WriteString("raw", data)
+            w.WriteEndObject()
+
+    /// Writes a sample's id, occurredAt and message (`full`: its requestData, an object, and traceback too).
+    let sample (w: Utf8JsonWriter) (full: bool) (s: Sample) =
+        w.WriteNumber("id", s.Id)
+        w.WriteString("occurredAt", time s.OccurredAt)
+        w.WriteString("message", s.Message)
+
+        if full then
+            requestData w s.RequestData
+            w.WriteString("traceback", s.Traceback)
 
 /// The built-in email notifier: SMTP through MailKit, configured by the APP_ERROR_SMTP_* keys.
 type internal EmailNotifier(n: NotifySettings) =

@@ -71,7 +71,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
         | _ ->
             let kept =
                 if d.Detailed && detailed + inFlightDetailed >= maxGroups then
-                    Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt d.Hours
+                    Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt d.Hours d.Users
                 else
                     d
 
@@ -93,10 +93,15 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
             journaled.[d.Latest.Hash] <- Events.merge existing d
         | _ -> journaled.[d.Latest.Hash] <- d
 
-    /// Adds an occurrence; returns its sequence number, or None when the queue is full and it was dropped.
-    member _.Enqueue(e: ErrorEvent) : int64 option =
+    /// Adds an occurrence (of `users`: its user's key, if any); returns its sequence number, or None when the
+    /// queue is full and it was dropped.
+    member _.Enqueue(e: ErrorEvent, users: string[]) : int64 option =
         let result =
-            lock gate (fun () -> if add (Events.single e) then Some enqueued else None)
+            lock gate (fun () ->
+                if add { Events.single e with Users = users } then
+                    Some enqueued
+                else
+                    None)
 
         arrived.Ring()
         result

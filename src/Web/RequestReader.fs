@@ -106,6 +106,16 @@ module internal RequestReader =
                 |> take limits)
 
     /// The request as plain data.
+    /// The authenticated user's name, or null (no user, not authenticated, no name, or reading it failed).
+    let userName (ctx: HttpContext) : string =
+        attempt null (fun () ->
+            let u = if isNull ctx then null else ctx.User
+
+            if not (isNull u) && not (isNull u.Identity) && u.Identity.IsAuthenticated then
+                u.Identity.Name
+            else
+                null)
+
     let read (limits: Limits) (ctx: HttpContext) : RequestContext =
         let r = ctx.Request
 
@@ -146,14 +156,7 @@ module internal RequestReader =
                     r.RouteValues
                     |> Seq.map (fun kv -> kv.Key, (if isNull kv.Value then "" else string kv.Value))
                     |> take limits)
-            UserName =
-                attempt None (fun () ->
-                    let u = ctx.User
-
-                    if not (isNull u) && not (isNull u.Identity) && u.Identity.IsAuthenticated then
-                        Option.ofObj u.Identity.Name
-                    else
-                        None)
+            UserName = Option.ofObj (userName ctx)
             TraceId =
                 attempt None (fun () ->
                     match Activity.Current with

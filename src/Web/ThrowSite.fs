@@ -19,16 +19,18 @@ type internal Snapshot =
         Key: string option
     }
 
-/// Occurrences counted an hour at a time on the request path (under the engine's shape gate): a counter for
-/// the current hour and the buckets of earlier ones (an hour changes rarely within one pass).
+/// Occurrences counted on the request path (under the engine's shape gate): an hour at a time (a counter for the
+/// current hour and the buckets of earlier ones: an hour changes rarely within one pass), and the names of their
+/// distinct authenticated users (at most `Users.Bound`; hashed into keys off the request path).
 [<AllowNullLiteral>]
-type internal HourTally() =
+type internal Tally() =
     let mutable hour = DateTimeOffset.MinValue
     let mutable inHour = 0L
     let mutable earlier: Bucket list = []
+    let mutable users: Collections.Generic.HashSet<string> = null
 
-    /// Counts one occurrence at `at`.
-    member _.Add(at: DateTimeOffset) =
+    /// Counts one occurrence at `at` of `user` (null: none).
+    member _.Add(at: DateTimeOffset, user: string) =
         let h = History.hourOf at
 
         if h = hour then
@@ -39,6 +41,13 @@ type internal HourTally() =
 
             hour <- h
             inHour <- 1L
+
+        if not (isNull user) then
+            if isNull users then
+                users <- Collections.Generic.HashSet<string>(StringComparer.Ordinal)
+
+            if users.Count < Users.Bound then
+                users.Add user |> ignore
 
     /// What was counted, by hour (oldest first), and starts again.
     member _.Take() : Bucket[] =
@@ -53,6 +62,15 @@ type internal HourTally() =
         earlier <- []
         all
 
+    /// The names counted (then forgotten): to be made keys (`Users.key`) off the request path.
+    member _.TakeUsers() : string[] =
+        if isNull users then
+            [||]
+        else
+            let names = Array.ofSeq users
+            users <- null
+            names
+
 /// A throw site whose group was written with its details: the group's header (its event without request
 /// data and traceback), when those details were taken, and the repeats counted since the last pass (read and
 /// changed under the engine's shape gate).
@@ -63,8 +81,8 @@ type internal KnownShape(header: ErrorEvent, detailsAt: DateTimeOffset) =
     member val Pending = 0L with get, set
     member val FirstAt = DateTimeOffset.MinValue with get, set
     member val LastAt = DateTimeOffset.MinValue with get, set
-    /// The pending repeats by hour.
-    member val Hours = HourTally()
+    /// The pending repeats by hour, and their users.
+    member val Tally = Tally()
 
 /// Repeats of one throw site waiting for their background work: the first one's snapshot, and the count.
 type internal ShapeEntry =
@@ -72,8 +90,8 @@ type internal ShapeEntry =
         Snapshot: Snapshot
         mutable Count: int64
         mutable LastAt: DateTimeOffset
-        /// The occurrences by hour (the first one's included).
-        Hours: HourTally
+        /// The occurrences by hour, and their users (the first one's included).
+        Tally: Tally
     }
 
 /// What counting an occurrence at a known throw site did, on the request path.

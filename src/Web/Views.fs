@@ -27,7 +27,7 @@ main { padding: 16px; max-width: 1200px; margin: 0 auto; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-size: 13px; color: var(--muted); font-weight: 600; }
-td.count { text-align: right; font-variant-numeric: tabular-nums; }
+td.count, td.users { text-align: right; font-variant-numeric: tabular-nums; }
 td.path { max-width: 320px; overflow-wrap: anywhere; }
 pre { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: pre-wrap; overflow-wrap: anywhere; background: rgba(127,127,127,.08); padding: 12px; border-radius: 6px; }
 .muted { color: var(--muted); }
@@ -345,6 +345,7 @@ details.framework-frames summary { cursor: pointer; }
                             ]
                         td [] [ time now r.LastSeen ]
                         td [ _class "count" ] [ str (string r.Count) ]
+                        td [ _class "users" ] [ str (Users.text r.Users) ]
                         td
                             []
                             [
@@ -439,6 +440,7 @@ details.framework-frames summary { cursor: pointer; }
                                                             th [] [ str "Last 24 hours" ]
                                                             th [] [ str "Last seen" ]
                                                             th [] [ str "Occurrences" ]
+                                                            th [] [ str "Users" ]
                                                             th [] []
                                                         ]
                                                 ]
@@ -482,8 +484,27 @@ details.framework-frames summary { cursor: pointer; }
         (token: Antiforgery option)
         (r: ErrorRecord)
         (charts: XmlNode list)
+        (samples: Sample list)
+        (shown: Sample option)
         : XmlNode =
         let url = Notification.recordUrl r
+
+        // What the page shows of one occurrence: the chosen sample, else the newest, else the group's details.
+        let shown =
+            match shown with
+            | Some _ -> shown
+            | None -> List.tryHead samples
+
+        let traceback, data =
+            match shown with
+            | Some s -> s.Traceback, s.RequestData
+            | None -> r.Traceback, r.RequestData
+
+        let sampleLink (label: string) (cls: string) (id: int64 option) =
+            match id with
+            | Some i ->
+                a [ _href (sprintf "%s/%s?sample=%d" prefix r.Hash i); _class ("sample-link " + cls) ] [ str label ]
+            | None -> span [ _class ("sample-link muted " + cls) ] [ str label ]
 
         layout
             prefix
@@ -511,6 +532,8 @@ details.framework-frames summary { cursor: pointer; }
                         dd [] [ time now r.LastSeen ]
                         dt [] [ str "Occurrences" ]
                         dd [ _class "count" ] [ str (string r.Count) ]
+                        dt [] [ str "Users" ]
+                        dd [ _class "users" ] [ str (Users.text r.Users) ]
                         dt [] [ str "Status" ]
                         dd [ _class "status-fact" ] [ statusMark r ]
                         if r.LastRegression.HasValue then
@@ -525,12 +548,45 @@ details.framework-frames summary { cursor: pointer; }
                     ]
                 h2 [] [ str "History" ]
                 div [ _class "charts" ] charts
+                h2 [] [ str "Occurrence" ]
+                match
+                    shown
+                    |> Option.bind (fun s -> Samples.around (samples |> List.map (fun x -> x.Id)) s.Id)
+                with
+                | Some place ->
+                    let s = shown.Value
+
+                    div
+                        [ _class "sample"; attr "data-sample" (string s.Id) ]
+                        [
+                            p
+                                []
+                                [
+                                    str (sprintf "Sample %d of %d, " place.Position place.Total)
+                                    time now s.OccurredAt
+                                    if place.Position = place.Total then
+                                        str " (the first occurrence kept)"
+                                ]
+                            nav
+                                [ _class "samples"; attr "aria-label" "Samples" ]
+                                [
+                                    sampleLink "Newest" "newest" place.Newest
+                                    str " "
+                                    sampleLink "← Newer" "newer" place.Newer
+                                    str " "
+                                    sampleLink "Older →" "older" place.Older
+                                    str " "
+                                    sampleLink "First" "first" place.First
+                                ]
+                            p [ _class "sample-message" ] [ str s.Message ]
+                        ]
+                | None -> p [ _class "muted" ] [ str "No sample of this error's occurrences is kept." ]
                 h2 [] [ str "Exception" ]
                 // The app's frames in view; runs of framework frames folded (no script: <details>).
                 pre
                     [ _class "traceback" ]
                     [
-                        for framework, lines in Traceback.runs r.Traceback do
+                        for framework, lines in Traceback.runs traceback do
                             let text = String.Join("\n", lines) + "\n"
 
                             if framework then
@@ -541,7 +597,7 @@ details.framework-frames summary { cursor: pointer; }
                                 str text
                     ]
                 h2 [] [ str "Request data" ]
-                div [ _class "table-wrap request-data" ] [ requestData r.RequestData ]
+                div [ _class "table-wrap request-data" ] [ requestData data ]
                 h2 [] [ str "Actions" ]
                 form
                     [ _method "post"; _action (sprintf "%s/status/%s" prefix r.Hash); _class "status-form" ]

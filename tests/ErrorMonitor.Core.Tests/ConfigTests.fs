@@ -96,6 +96,7 @@ let private settings: Gen<Settings> =
                 DetailsInterval = TimeSpan.FromSeconds(float (quiet % 600 + 1))
                 Retention = TimeSpan.FromSeconds(float (interval + 1))
                 MaxGroups = cap * 100 + 1
+                SamplesPerGroup = quiet % 1000 + 1
                 SpillFile = if every then None else Some("spill/" + maskWith + ".jsonl")
                 Ingest =
                     {

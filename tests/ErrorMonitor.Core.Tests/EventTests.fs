@@ -136,7 +136,8 @@ let tests =
                                     (int64 (i + 1))
                                     (at.AddSeconds(float seconds - 1.0))
                                     ev.OccurredAt
-                                    (History.one ev.OccurredAt (int64 (i + 1))))
+                                    (History.one ev.OccurredAt (int64 (i + 1)))
+                                    [||])
 
                     let oneByOne =
                         deltas |> List.fold (fun r d -> Some(Events.apply r d)) None |> Option.get
@@ -161,7 +162,7 @@ let tests =
                 let e = exceptionEvent None
 
                 let r =
-                    Events.apply None (Events.countOnly e 5L at (at.AddSeconds 2.0) (History.one at 5L))
+                    Events.apply None (Events.countOnly e 5L at (at.AddSeconds 2.0) (History.one at 5L) [||])
 
                 Expect.equal r.Count 5L "counted"
                 Expect.equal r.RequestData "{}" "no request data"
@@ -247,6 +248,11 @@ let spillTests =
                                             (History.one (at.AddHours 1.0) (int64 count - 1L))
                                     else
                                         History.one at (int64 count)
+                                Users =
+                                    if count % 2 = 0 then
+                                        [| Users.key word; Users.key (word + "2") |]
+                                    else
+                                        [||]
                             })
 
                     Spill.parse (Spill.serialize deltas) = (deltas, 0))
@@ -259,6 +265,7 @@ let spillTests =
                         Count = 3L
                         Detailed = true
                         Hours = History.one at 3L
+                        Users = [||]
                     }
 
                 let text = Spill.serialize [ d; d ]
@@ -279,6 +286,7 @@ let journalTests =
             Count = count
             Detailed = i % 2 = 0
             Hours = History.one at count
+            Users = [||]
         }
 
     let text (lines: string list) =

@@ -127,6 +127,7 @@ let tests =
                         Count = 5L
                         Detailed = true
                         Hours = History.add (History.one (t0.AddHours -1.0) 2L) (History.one t0 3L)
+                        Users = [| Users.key "ada"; Users.key "grace" |]
                     }
 
                 Expect.equal (Spill.parse (Spill.line d)) ([ d ], 0) "round trip"

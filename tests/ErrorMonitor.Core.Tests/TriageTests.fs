@@ -24,6 +24,7 @@ let private group (status: GroupStatus) (count: int64) =
         LastRegression = Nullable()
         IgnoreUntil = Nullable()
         IgnoreUntilCount = Nullable()
+        Users = 0L
     }
 
 let private ignoring (until: DateTimeOffset option) (n: int64 option) (r: ErrorRecord) =

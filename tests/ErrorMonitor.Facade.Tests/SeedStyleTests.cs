@@ -106,6 +106,10 @@ public sealed class DictionaryStore : IErrorStore
     public Task<StoredHistory> HistoryAsync(string? hash, DateTimeOffset from, CancellationToken cancellationToken) =>
         Task.FromResult(new StoredHistory([], []));
 
+    // No samples kept: the detail page shows the group's own details.
+    public Task<IReadOnlyList<Sample>> SamplesAsync(string hash, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<Sample>>([]);
+
     // Nothing pruned: this store keeps every group.
     public Task<PruneResult> PruneAsync(PruneRequest request, CancellationToken cancellationToken) =>
         Task.FromResult(new PruneResult(0, 0, 0));

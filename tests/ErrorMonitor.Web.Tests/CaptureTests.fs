@@ -122,6 +122,7 @@ let tests =
                                 Count = 1L
                                 Detailed = true
                                 Hours = ErrorMonitor.Core.History.one r.LastSeen 1L
+                                Users = [||]
                             }
                         ])
 

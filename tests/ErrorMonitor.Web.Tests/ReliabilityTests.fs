@@ -55,6 +55,7 @@ type FaultyStore(inner: IErrorStore) =
         member _.SetStatusAsync(hash, change, ct) = inner.SetStatusAsync(hash, change, ct)
         member _.ExpireIgnoresAsync(now, ct) = inner.ExpireIgnoresAsync(now, ct)
         member _.DeleteAsync(hash, ct) = inner.DeleteAsync(hash, ct)
+        member _.SamplesAsync(hash, ct) = inner.SamplesAsync(hash, ct)
         member _.HistoryAsync(hash, from, ct) = inner.HistoryAsync(hash, from, ct)
         member _.HoursAsync(hashes, from, ct) = inner.HoursAsync(hashes, from, ct)
         member _.PruneAsync(request, ct) = inner.PruneAsync(request, ct)
@@ -139,6 +140,7 @@ let tests =
                         Count = int64 i
                         Detailed = true
                         Hours = History.one at (int64 i)
+                        Users = [||]
                     }
 
                 let journal =

@@ -40,6 +40,8 @@ type Op =
     /// after the base time, then past `maxGroups`; hours before the base time plus `hours`, days before the
     /// base time plus `days`.
     | Prune of seconds: int * maxGroups: int * hours: int * days: int
+    /// Read a group's samples.
+    | SamplesOf of group: int
 
 /// What an operation showed.
 type Seen =
@@ -52,6 +54,9 @@ type Seen =
     | Done
     /// Hourly buckets (HistoryAsync), daily ones, and the hourly ones HoursAsync gave (a group's history).
     | Buckets of Bucket list * Bucket list * Bucket list
+    /// A group's samples, newest first (without their ids, which each store gives its own way), and whether the
+    /// ids fall from first to last.
+    | SamplesSeen of (DateTimeOffset * string * string * string) list * bool
 
 // Two minutes before an hour: the operations' times (up to 220 s after it) fall in two hours of history.
 let private baseTime = DateTimeOffset(2026, 3, 1, 12, 58, 0, TimeSpan.Zero)
@@ -72,6 +77,13 @@ let private event (g: int) (seconds: int) (n: int) =
         OccurredAt = baseTime.AddSeconds(float seconds)
     }
 
+/// The user of an occurrence `seconds` after the base time: one of five, or none (every fourth second).
+let private userAt (seconds: int) =
+    if seconds % 4 = 0 then
+        [||]
+    else
+        Users.ofName (Some(sprintf "user-%d" (seconds % 5)))
+
 /// A batch with one delta a group, as the queue produces; about a third of them count-only (repeats of a
 /// group whose details were written recently; its row may be missing, deleted meanwhile).
 let private batch (items: (int * int * int) list) : GroupDelta list =
@@ -80,12 +92,19 @@ let private batch (items: (int * int * int) list) : GroupDelta list =
     |> List.map (fun (g, xs) ->
         let d =
             xs
-            |> List.collect (fun (_, n, s) -> [ for i in 1..n -> event g (s + i) i ])
-            |> List.fold (fun d e -> Some(Events.coalesce d e)) None
+            |> List.collect (fun (_, n, s) -> [ for i in 1..n -> event g (s + i) i, userAt (s + i) ])
+            |> List.fold
+                (fun d (e, u) ->
+                    let one = { Events.single e with Users = u }
+
+                    match d with
+                    | None -> Some one
+                    | Some d -> Some(Events.merge d one))
+                None
             |> Option.get
 
         if (xs |> List.sumBy (fun (_, _, s) -> s)) % 3 = 0 then
-            Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt d.Hours
+            Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt d.Hours d.Users
         else
             d)
 
@@ -138,6 +157,7 @@ let private opGen: Gen<Op> =
                 (Gen.zip (Gen.frequency [ 4, Gen.constant true; 1, Gen.constant false ]) (Gen.choose (0, 500)))
             |> Gen.map (fun ((g, t), (c, at)) -> Claim(g, t, c, at))
             2, Gen.optionOf group |> Gen.map HistoryOf
+            3, group |> Gen.map SamplesOf
             1,
             Gen.zip
                 (Gen.zip (Gen.choose (-10, 220)) (Gen.choose (0, 7)))
@@ -154,7 +174,20 @@ type Model =
         Hours: Map<string, Map<DateTimeOffset, int64>>
         /// Daily history, the same way.
         Days: Map<string, Map<DateTimeOffset, int64>>
+        /// Samples by group hash, oldest first, each with the model's own id.
+        Samples: Map<string, (int64 * Sample) list>
+        /// The next sample's id in the model.
+        NextSample: int64
+        /// The user keys each group holds.
+        Users: Map<string, Set<string>>
     }
+
+/// The recent samples a group keeps in the contract (besides its first): few, so that they are dropped often.
+let private recentSamples = 2
+
+/// What a sample shows, without its id.
+let private shown (s: Sample) =
+    s.OccurredAt, s.Message, s.RequestData, s.Traceback
 
 let private pruneRequest (seconds: int) (maxGroups: int) (hours: int) (days: int) : PruneRequest =
     {
@@ -238,7 +271,42 @@ let private model (state: Model) (op: Op) : Model * Seen =
                         else
                             m.Claims
 
-                    let after = Events.apply before d
+                    let fresh (h: string) (m: Map<string, 'T>) = if before.IsNone then m.Remove h else m
+
+                    let samples =
+                        let had = m.Samples |> fresh hash |> Map.tryFind hash |> Option.defaultValue []
+
+                        if d.Detailed then
+                            let all =
+                                had
+                                @ [
+                                    m.NextSample,
+                                    {
+                                        Id = m.NextSample
+                                        OccurredAt = d.Latest.OccurredAt
+                                        Message = d.Latest.Message
+                                        RequestData = d.Latest.RequestData
+                                        Traceback = d.Latest.Traceback
+                                    }
+                                ]
+
+                            let kept = Samples.kept recentSamples (List.map fst all) |> Set.ofList
+                            all |> List.filter (fun (id, _) -> kept.Contains id)
+                        else
+                            had
+
+                    let users =
+                        let had = m.Users |> fresh hash |> Map.tryFind hash |> Option.defaultValue Set.empty
+
+                        if had.Count < Users.Bound then
+                            Set.union had (Set.ofArray d.Users)
+                        else
+                            had
+
+                    let after =
+                        { Events.apply before d with
+                            Users = Users.count (int64 users.Count)
+                        }
 
                     let row =
                         hash,
@@ -255,6 +323,9 @@ let private model (state: Model) (op: Op) : Model * Seen =
                         Claims = claims
                         Hours = m.Hours |> addHours hash d.Hours |> addHours "" d.Hours
                         Days = m.Days
+                        Samples = m.Samples.Add(hash, samples)
+                        NextSample = m.NextSample + (if d.Detailed then 1L else 0L)
+                        Users = m.Users.Add(hash, users)
                     },
                     row :: acc)
                 (state, [])
@@ -287,8 +358,10 @@ let private model (state: Model) (op: Op) : Model * Seen =
         // Its history leaves the all-groups history (the buckets stay, with what is left).
         let own = bucketsOf h state.Hours
 
-        {
+        { state with
             Records = state.Records.Remove h
+            Samples = state.Samples.Remove h
+            Users = state.Users.Remove h
             Claims = state.Claims.Remove((h, ClaimKind.Notification)).Remove((h, ClaimKind.Ticket))
             Hours =
                 if own.IsEmpty then
@@ -370,8 +443,10 @@ let private model (state: Model) (op: Op) : Model * Seen =
                 (keep state.Days)
             |> Map.map (fun _ m -> m |> Map.filter (fun t _ -> t >= r.DaysBefore))
 
-        {
+        { state with
             Records = state.Records |> Map.filter (fun h _ -> kept.Contains h)
+            Samples = state.Samples |> Map.filter (fun h _ -> kept.Contains h)
+            Users = state.Users |> Map.filter (fun h _ -> kept.Contains h)
             Claims = state.Claims |> Map.filter (fun (h, _) _ -> kept.Contains h)
             Hours =
                 hoursLeft
@@ -379,6 +454,14 @@ let private model (state: Model) (op: Op) : Model * Seen =
             Days = days
         },
         Done
+    | SamplesOf g ->
+        let newestFirst =
+            state.Samples.TryFind(hashOf g)
+            |> Option.defaultValue []
+            |> List.rev
+            |> List.map (snd >> shown)
+
+        state, SamplesSeen(newestFirst, true)
 
 /// The store's answer.
 let private run (store: IErrorStore) (op: Op) : Seen =
@@ -437,6 +520,11 @@ let private run (store: IErrorStore) (op: Op) : Seen =
             go <- Retention.did (store.PruneAsync(request, ct).GetAwaiter().GetResult())
 
         Done
+    | SamplesOf g ->
+        let samples =
+            store.SamplesAsync(hashOf g, ct).GetAwaiter().GetResult() |> List.ofSeq
+
+        SamplesSeen(samples |> List.map shown, samples |> List.pairwise |> List.forall (fun (a, b) -> a.Id > b.Id))
 
 /// A claim against the store, with the expected value taken from the model (current) or a stale one.
 let private claim (store: IErrorStore) (state: Model) (g: int) (ticket: bool) (current: bool) (at: int) : Seen =
@@ -490,6 +578,9 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
                         Claims = Map.empty
                         Hours = Map.empty
                         Days = Map.empty
+                        Samples = Map.empty
+                        NextSample = 1L
+                        Users = Map.empty
                      },
                      [])
 
@@ -500,6 +591,85 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
             match store with
             | :? IDisposable as d -> d.Dispose()
             | _ -> ())
+
+/// Samples and users, step by step: a group keeps its first sample and the newest `recentSamples`; users count
+/// exactly below the bound and stop at it.
+let private samplesAndUsers (name: string) (fresh: unit -> IErrorStore) =
+    testTask (sprintf "%s store keeps a group's first and newest samples, and counts its users up to the bound" name) {
+        let store = fresh ()
+        let none = CancellationToken.None
+
+        try
+            for i in 1..6 do
+                let e =
+                    { event 1 (i * 10) i with
+                        Message = sprintf "occurrence %d" i
+                    }
+
+                let! _ = store.UpsertAsync([| Events.single e |], none)
+                ()
+
+            let! (samples: Collections.Generic.IReadOnlyList<Sample>) =
+                store.SamplesAsync(hashOf 1, none)
+
+            Expect.equal
+                [ for s in samples -> s.Message ]
+                [ "occurrence 6"; "occurrence 5"; "occurrence 1" ]
+                "the newest two and the first, newest first"
+
+            Expect.isTrue (samples |> Seq.pairwise |> Seq.forall (fun (a, b) -> a.Id > b.Id)) "ids fall"
+            Expect.equal samples.[0].RequestData """{"n":6}""" "each sample has its own request data"
+            Expect.equal samples.[2].OccurredAt (baseTime.AddSeconds 10.0) "and its own time"
+            let! (r: ErrorRecord) = store.GetAsync(hashOf 1, none)
+            Expect.equal r.RequestData """{"n":6}""" "the group shows the newest sample's details"
+
+            // Users: 150 distinct users in batches of 30, each batch twice; 7 users many times.
+            for b in 0..4 do
+                for _ in 1..2 do
+                    let users = [| for u in 1..30 -> Users.key (sprintf "user %d" (b * 30 + u)) |]
+
+                    let! _ =
+                        store.UpsertAsync(
+                            [|
+                                { Events.single (event 2 b 1) with
+                                    Users = users
+                                }
+                            |],
+                            none
+                        )
+
+                    let! (r: ErrorRecord) = store.GetAsync(hashOf 2, none)
+                    Expect.equal r.Users (min 100L (int64 ((b + 1) * 30))) "exact below the bound, then the bound"
+
+            for i in 1..20 do
+                let users = [| Users.key (sprintf "user %d" (i % 7)) |]
+
+                let! _ =
+                    store.UpsertAsync([| Events.countOnly (event 3 i 1) 1L baseTime baseTime [||] users |], none)
+
+                ()
+
+            let! (r: ErrorRecord) = store.GetAsync(hashOf 3, none)
+            Expect.equal r.Users 7L "seven distinct users"
+            let! listed = store.ListAsync(ListQuery.All, 0L, 10, none)
+
+            Expect.equal
+                (listed |> Seq.map (fun (r: ErrorRecord) -> r.Hash, r.Users) |> Map.ofSeq)
+                (Map.ofList [ hashOf 1, 0L; hashOf 2, 100L; hashOf 3, 7L ])
+                "lists carry the users too"
+
+            let! _ = store.DeleteAsync(hashOf 1, none)
+            let! gone = store.SamplesAsync(hashOf 1, none)
+            Expect.isEmpty gone "a deleted group's samples go with it"
+            let! _ = store.DeleteAsync(hashOf 3, none)
+            let! _ = store.UpsertAsync([| Events.single (event 3 500 1) |], none)
+            let! (again: ErrorRecord) = store.GetAsync(hashOf 3, none)
+            Expect.equal again.Users 0L "and its users: a new group with the same hash starts at none"
+        finally
+            match store with
+            | :? IDisposable as d -> d.Dispose()
+            | _ -> ()
+    }
 
 /// A SQLite file as the previous schema (version 2: one wide table) left it, with two groups.
 let private versionTwoFile () =
@@ -590,7 +760,7 @@ let tests =
 
                     let! written =
                         store.UpsertAsync(
-                            [| Events.countOnly e 2L e.OccurredAt e.OccurredAt (History.one e.OccurredAt 2L) |],
+                            [| Events.countOnly e 2L e.OccurredAt e.OccurredAt (History.one e.OccurredAt 2L) [||] |],
                             none
                         )
 
@@ -799,9 +969,14 @@ INSERT INTO {table} (hash, host, path, method, request_data, exception_name, mes
 
                     Expect.equal found.Count 1 "found by the words it had before the migration"
                 }
-            contract "the in-memory" (fun () -> MemoryStore())
+            samplesAndUsers "the in-memory" (fun () -> MemoryStore(recentSamples))
+            samplesAndUsers "the SQLite" (fun () ->
+                SqliteStore("Data Source=" + Path.Combine(tempFolder (), "s.db"), "app_error", recentSamples))
+            samplesAndUsers "the PostgreSQL" (fun () ->
+                PostgresStore.Create(postgres (), "samples_" + Guid.NewGuid().ToString "N", recentSamples))
+            contract "the in-memory" (fun () -> MemoryStore(recentSamples))
             contract "the SQLite" (fun () ->
-                SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error"))
+                SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error", recentSamples))
             contract "the PostgreSQL" (fun () ->
-                PostgresStore.Create(postgres (), "contract_" + Guid.NewGuid().ToString "N"))
+                PostgresStore.Create(postgres (), "contract_" + Guid.NewGuid().ToString "N", recentSamples))
         ]

@@ -6,10 +6,16 @@ open System.Threading.Tasks
 open ErrorMonitor
 open ErrorMonitor.Core
 
-/// A store in memory, for tests and demos: lost when the process ends.
-type internal MemoryStore() =
+/// A store in memory, for tests and demos: lost when the process ends. A group keeps its first sample and the
+/// `recent` newest.
+type internal MemoryStore(recent: int) =
     let gate = obj ()
     let mutable records = Map.empty<string, ErrorRecord>
+    // Samples by group hash, oldest first; the next sample's id.
+    let mutable samples = Map.empty<string, Sample list>
+    let mutable nextSample = 1L
+    // The user keys each group holds.
+    let mutable users = Map.empty<string, Set<string>>
     let mutable claims = Map.empty<string * ClaimKind, DateTimeOffset>
     // History: hourly and daily buckets by group hash ("" for all groups together).
     let mutable hours = Map.empty<string, Map<DateTimeOffset, int64>>
@@ -38,6 +44,12 @@ type internal MemoryStore() =
             |]
         | None -> [||]
 
+    /// Forgets what a group held besides its record: samples, users, claims and history.
+    let forget (hash: string) =
+        samples <- samples.Remove hash
+        users <- users.Remove hash
+        claims <- claims.Remove((hash, ClaimKind.Notification)).Remove((hash, ClaimKind.Ticket))
+
     let claimed hash kind =
         match claims.TryFind(hash, kind) with
         | Some t -> Nullable t
@@ -52,6 +64,9 @@ type internal MemoryStore() =
             | 0 -> String.CompareOrdinal(a.Hash, b.Hash)
             | c -> c)
 
+    /// A store whose groups keep `Samples.DefaultRecent` recent samples.
+    new() = MemoryStore(Samples.DefaultRecent)
+
     interface IErrorStore with
         member _.InitializeAsync _ = Task.CompletedTask
 
@@ -64,10 +79,42 @@ type internal MemoryStore() =
                             let before = records.TryFind hash
 
                             if before.IsNone then
-                                claims <-
-                                    claims.Remove((hash, ClaimKind.Notification)).Remove((hash, ClaimKind.Ticket))
+                                forget hash
 
-                            let after = Events.apply before d
+                            if d.Detailed then
+                                let e = d.Latest
+
+                                let all =
+                                    (samples.TryFind hash |> Option.defaultValue [])
+                                    @ [
+                                        {
+                                            Id = nextSample
+                                            OccurredAt = e.OccurredAt
+                                            Message = e.Message
+                                            RequestData = e.RequestData
+                                            Traceback = e.Traceback
+                                        }
+                                    ]
+
+                                nextSample <- nextSample + 1L
+                                let kept = Samples.kept recent (all |> List.map (fun s -> s.Id)) |> Set.ofList
+                                samples <- samples.Add(hash, all |> List.filter (fun s -> kept.Contains s.Id))
+
+                            let held = users.TryFind hash |> Option.defaultValue Set.empty
+
+                            let held =
+                                if held.Count < Users.Bound then
+                                    Set.union held (Set.ofArray d.Users)
+                                else
+                                    held
+
+                            users <- users.Add(hash, held)
+
+                            let after =
+                                { Events.apply before d with
+                                    Users = Users.count (int64 held.Count)
+                                }
+
                             records <- records.Add(hash, after)
                             hours <- added (added hours hash d.Hours) "" d.Hours
 
@@ -166,10 +213,20 @@ type internal MemoryStore() =
                         hours <- subtract hours
                         days <- subtract days
 
-                    claims <- claims.Remove((k, ClaimKind.Notification)).Remove((k, ClaimKind.Ticket))
+                    forget k
                     had)
 
             Task.FromResult existed
+
+        member _.SamplesAsync(hash, _) =
+            let found =
+                lock gate (fun () ->
+                    samples.TryFind(if isNull hash then "" else hash)
+                    |> Option.defaultValue []
+                    |> List.rev
+                    |> Array.ofList)
+
+            Task.FromResult(found :> IReadOnlyList<Sample>)
 
         member _.HistoryAsync(hash, start, _) =
             let found =
@@ -214,10 +271,7 @@ type internal MemoryStore() =
                     let remove (rs: ErrorRecord list) =
                         for r in rs do
                             records <- records.Remove r.Hash
-
-                            claims <-
-                                claims.Remove((r.Hash, ClaimKind.Notification)).Remove((r.Hash, ClaimKind.Ticket))
-
+                            forget r.Hash
                             hours <- hours.Remove r.Hash
                             days <- days.Remove r.Hash
 

@@ -12,7 +12,8 @@ open ErrorMonitor.Core
 /// exactly across processes); the schema is created and migrated on start under an advisory lock, so
 /// instances starting together do not collide. The SQL stays within what a distributed PostgreSQL (Citus,
 /// with `hash` as the distribution column) accepts. `table` must be a plain identifier.
-type internal PostgresStore(dataSource: NpgsqlDataSource, table: string) =
+/// A group keeps its first sample and the `recent` newest (APP_ERROR_SAMPLES_PER_GROUP).
+type internal PostgresStore(dataSource: NpgsqlDataSource, table: string, recent: int) =
     let columns = Rows.Columns
 
     /// The words a search looks at (Core's `Triage.words`: runs of letters and digits, lower case) as a tsvector,
@@ -172,6 +173,18 @@ INSERT INTO {table}_search (hash, words) SELECT hash, {searchedOf ""} FROM {tabl
   count bigint NOT NULL, PRIMARY KEY (hash, start));
 CREATE TABLE IF NOT EXISTS {table}_days (hash text COLLATE "C" NOT NULL, start timestamptz NOT NULL,
   count bigint NOT NULL, PRIMARY KEY (hash, start))"""
+            // Samples: a group's first occurrence and its most recent ones, each with its own details (the
+            // group's row keeps the newest's too; its details become its first sample, at its last seen time:
+            // when they were taken is not known). Users: the keys of a group's distinct users, up to the bound,
+            // and their count on its row.
+            $"""CREATE TABLE IF NOT EXISTS {table}_samples (id bigserial PRIMARY KEY, hash text COLLATE "C" NOT NULL,
+  occurred_at timestamptz NOT NULL, message text NOT NULL, request_data text NOT NULL, traceback text NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_{table}_samples_hash ON {table}_samples (hash, id);
+INSERT INTO {table}_samples (hash, occurred_at, message, request_data, traceback)
+SELECT hash, last_seen, message, request_data, traceback FROM {table} WHERE traceback <> '' ORDER BY created_on, hash;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS users bigint NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS {table}_users (hash text COLLATE "C" NOT NULL, user_key text COLLATE "C" NOT NULL,
+  PRIMARY KEY (hash, user_key))"""
         ]
 
     let upsertSql =
@@ -199,6 +212,30 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
 FROM unnest(@hash, @count, @created_on, @last_seen) AS u(hash, count, created_on, last_seen)
 WHERE t.hash = u.hash
 RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previous_status"""
+
+    /// Samples of the batch's detailed groups (@hash ... @traceback), in hash order.
+    let samplesSql =
+        $"""INSERT INTO {table}_samples (hash, occurred_at, message, request_data, traceback)
+SELECT * FROM unnest(@hash, @occurred_at, @message, @request_data, @traceback)"""
+
+    /// Removes the samples of the groups @hash `Samples.kept` leaves out: all but each one's first and the
+    /// @recent newest.
+    let trimSql =
+        $"""DELETE FROM {table}_samples s USING (
+  SELECT id, row_number() OVER (PARTITION BY hash ORDER BY id DESC) AS rn, min(id) OVER (PARTITION BY hash) AS first
+  FROM {table}_samples WHERE hash = ANY(@hash)) k
+WHERE s.id = k.id AND k.rn > @recent AND k.id <> k.first"""
+
+    /// Adds the batch's user keys (@hash, @user: one pair a key) to each group's while it holds fewer than the
+    /// bound (checked before the statement), and counts what was added on the group's row.
+    let usersSql =
+        $"""WITH added AS (
+  INSERT INTO {table}_users (hash, user_key)
+  SELECT b.hash, b.user_key FROM unnest(@hash, @user) AS b(hash, user_key)
+  WHERE (SELECT count(*) FROM {table}_users u WHERE u.hash = b.hash) < {Users.Bound}
+  ON CONFLICT DO NOTHING RETURNING hash)
+UPDATE {table} t SET users = t.users + a.n FROM (SELECT hash, count(*) AS n FROM added GROUP BY hash) a
+WHERE t.hash = a.hash"""
 
     let writtenRow (r: NpgsqlDataReader) : GroupWritten =
         let status, regressed = Rows.triageWritten (r.GetValue 4) (r.GetValue 5)
@@ -272,10 +309,15 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
     /// Its table.
     member _.Table = table
 
-    /// Opens a store on an Npgsql connection string (throws ArgumentException when it is malformed).
-    static member Create(connectionString: string, table: string) =
+    /// Opens a store on an Npgsql connection string (throws ArgumentException when it is malformed); a group
+    /// keeps its first sample and the `recent` newest.
+    static member Create(connectionString: string, table: string, recent: int) =
         let builder = NpgsqlDataSourceBuilder(connectionString)
-        new PostgresStore(builder.Build(), table)
+        new PostgresStore(builder.Build(), table, recent)
+
+    /// Opens a store whose groups keep `Samples.DefaultRecent` recent samples.
+    static member Create(connectionString: string, table: string) =
+        PostgresStore.Create(connectionString, table, Samples.DefaultRecent)
 
     /// Writes a batch; with a journal mark `(journal, segment, now)`, sets the mark in the same transaction, or
     /// writes nothing (None) when the mark already is at least `segment`.
@@ -368,6 +410,62 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
                     if rows.Length > 0 then
                         let! _ =
                             Sql.execute conn tx searchSql [ Sql.textArray "hash" (col (fun d -> d.Latest.Hash)) ] ct
+
+                        ()
+
+                    // A sample of each detailed batch; groups that had samples drop those past the bound.
+                    let detailed = rows |> Array.filter (fun d -> d.Detailed)
+
+                    if detailed.Length > 0 then
+                        let dcol f = detailed |> Array.map f
+
+                        let! _ =
+                            Sql.execute
+                                conn
+                                tx
+                                samplesSql
+                                [
+                                    Sql.textArray "hash" (dcol (fun d -> d.Latest.Hash))
+                                    Sql.timeArray "occurred_at" (dcol (fun d -> d.Latest.OccurredAt))
+                                    Sql.textArray "message" (dcol (fun d -> d.Latest.Message))
+                                    Sql.textArray "request_data" (dcol (fun d -> d.Latest.RequestData))
+                                    Sql.textArray "traceback" (dcol (fun d -> d.Latest.Traceback))
+                                ]
+                                ct
+
+                        let existed =
+                            upserted
+                            |> Seq.filter (fun w -> w.PreviousSeen.HasValue)
+                            |> Seq.map (fun w -> w.Hash)
+                            |> HashSet
+
+                        let trimmed =
+                            detailed |> Array.map (fun d -> d.Latest.Hash) |> Array.filter existed.Contains
+
+                        if trimmed.Length > 0 then
+                            let! _ =
+                                Sql.execute conn tx trimSql [ Sql.textArray "hash" trimmed; Sql.int "recent" recent ] ct
+
+                            ()
+
+                    // The batch's users.
+                    let pairs =
+                        [|
+                            for d in sorted do
+                                for u in d.Users -> d.Latest.Hash, u
+                        |]
+
+                    if pairs.Length > 0 then
+                        let! _ =
+                            Sql.execute
+                                conn
+                                tx
+                                usersSql
+                                [
+                                    Sql.textArray "hash" (Array.map fst pairs)
+                                    Sql.textArray "user" (Array.map snd pairs)
+                                ]
+                                ct
 
                         ()
 
@@ -633,12 +731,37 @@ WHERE g.hash = @hash AND t.hash = '' AND t.start = g.start;
 UPDATE {table}_days t SET count = t.count - g.count FROM {table}_days g
 WHERE g.hash = @hash AND t.hash = '' AND t.start = g.start;
 DELETE FROM {table}_hours WHERE hash = @hash; DELETE FROM {table}_days WHERE hash = @hash;
+DELETE FROM {table}_samples WHERE hash = @hash; DELETE FROM {table}_users WHERE hash = @hash;
 DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = @hash"""
                         [ Sql.text "hash" key ]
                         ct
 
                 do! tx.CommitAsync ct
                 return found.Count > 0
+            }
+
+        member _.SamplesAsync(hash, ct) =
+            task {
+                do! ensure ()
+                use! conn = dataSource.OpenConnectionAsync ct
+
+                let! rows =
+                    Sql.query
+                        conn
+                        null
+                        $"SELECT id, occurred_at, message, request_data, traceback FROM {table}_samples WHERE hash = @hash ORDER BY id DESC"
+                        [ Sql.text "hash" (Rows.key hash) ]
+                        (fun r ->
+                            {
+                                Id = r.GetInt64 0
+                                OccurredAt = Sql.timeAt r 1
+                                Message = r.GetString 2
+                                RequestData = r.GetString 3
+                                Traceback = r.GetString 4
+                            })
+                        ct
+
+                return rows :> IReadOnlyList<Sample>
             }
 
         member _.HistoryAsync(hash, from, ct) =
@@ -708,7 +831,7 @@ DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = 
                 use! conn = dataSource.OpenConnectionAsync ct
                 use tx = conn.BeginTransaction()
 
-                // Groups with their search words and history; the all-groups history ('') keeps what they added.
+                // Groups with their search words, samples, users and history; the all-groups history ('') keeps what they added.
                 let remove (hashes: string array) =
                     task {
                         if hashes.Length > 0 then
@@ -718,6 +841,8 @@ DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = 
                                     tx
                                     $"""DELETE FROM {table}_hours WHERE hash = ANY(@hashes);
 DELETE FROM {table}_days WHERE hash = ANY(@hashes);
+DELETE FROM {table}_samples WHERE hash = ANY(@hashes);
+DELETE FROM {table}_users WHERE hash = ANY(@hashes);
 DELETE FROM {table}_search WHERE hash = ANY(@hashes);
 DELETE FROM {table} WHERE hash = ANY(@hashes)"""
                                     [ Sql.textArray "hashes" hashes ]

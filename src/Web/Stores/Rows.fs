@@ -13,7 +13,7 @@ module internal Rows =
     /// The record's columns, in the order `record` reads them.
     [<Literal>]
     let Columns =
-        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, status, regressions, last_regression, ignore_until, ignore_until_count"
+        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, status, regressions, last_regression, ignore_until, ignore_until_count, users"
 
     /// A status as stored (its number).
     let status (s: GroupStatus) : int = int s
@@ -44,6 +44,7 @@ module internal Rows =
                     Nullable()
                 else
                     Nullable(r.GetInt64 15)
+            Users = Users.count (r.GetInt64 16)
         }
 
     /// A search matching at most this many groups is read through the search index and sorted; one matching more

@@ -10,7 +10,8 @@ open ErrorMonitor.Core
 
 /// The embedded store: one SQLite file, WAL mode, one-statement upserts, pages by an index on last_seen.
 /// `table` must be a plain identifier (the configuration checks it).
-type internal SqliteStore(connectionString: string, table: string) =
+/// A group keeps its first sample and the `recent` newest (APP_ERROR_SAMPLES_PER_GROUP).
+type internal SqliteStore(connectionString: string, table: string, recent: int) =
     // Times are stored as fixed-width ISO 8601 UTC text: readable, and ordered as text as they are in time.
     let time (t: DateTimeOffset) =
         t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture)
@@ -23,8 +24,8 @@ type internal SqliteStore(connectionString: string, table: string) =
             DateTimeStyles.AssumeUniversal
         )
 
-    // The group's summary row: everything but its request data and traceback, which live in {table}_detail
-    // under the same id. Repeats of a group only touch this narrow row.
+    // The group's summary row: everything but its request data and traceback, which live in its newest sample
+    // ({table}_samples). Repeats of a group only touch this narrow row.
     let upsertSql =
         $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen)
 VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen)
@@ -37,19 +38,35 @@ ON CONFLICT (hash) DO UPDATE SET
   {Rows.triageSet (table + ".") "excluded.count" "excluded.created_on" "excluded.last_seen"}
 RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
 
-    let detailSql =
-        $"""INSERT INTO {table}_detail (id, request_data, traceback) VALUES ($id, $request_data, $traceback)
-ON CONFLICT (id) DO UPDATE SET request_data = excluded.request_data, traceback = excluded.traceback"""
+    /// A sample of a group by its id: its first, and one whenever its details are refreshed; the newest is the
+    /// group's details.
+    let sampleSql =
+        $"""INSERT INTO {table}_samples (group_id, occurred_at, message, request_data, traceback)
+VALUES ($group, $occurred_at, $message, $request_data, $traceback)"""
 
-    /// The record's columns, read from a summary row `t` and its detail row `d`.
+    /// Removes the samples of a group (`$group`) `Samples.kept` leaves out: all but its first and the `$recent`
+    /// newest.
+    let trimSql =
+        $"""DELETE FROM {table}_samples WHERE group_id = $group
+AND id > (SELECT min(id) FROM {table}_samples WHERE group_id = $group)
+AND id <= coalesce((SELECT id FROM {table}_samples WHERE group_id = $group ORDER BY id DESC LIMIT 1 OFFSET $recent), -1)"""
+
+    /// Adds a batch's user keys (`$users`, a JSON array) to a group's while it holds fewer than the bound, and
+    /// counts them on the group's row.
+    let usersSql =
+        $"""INSERT INTO {table}_users (group_id, user_key) SELECT $group, value FROM json_each($users)
+WHERE (SELECT count(*) FROM {table}_users WHERE group_id = $group) < {Users.Bound} ON CONFLICT DO NOTHING;
+UPDATE {table} SET users = (SELECT count(*) FROM {table}_users WHERE group_id = $group) WHERE id = $group"""
+
+    /// The record's columns, read from a summary row `t` and its newest sample `d`.
     let selected =
         "t.hash, t.host, t.path, t.method, coalesce(d.request_data, '{}'), t.exception_name, t.message, "
         + "coalesce(d.traceback, ''), t.count, t.created_on, t.last_seen, t.status, t.regressions, t.last_regression, "
-        + "t.ignore_until, t.ignore_until_count"
+        + "t.ignore_until, t.ignore_until_count, t.users"
 
     /// The records of the summary rows a query picks (`picked` selects whole rows of {table}), in `order`.
     let withDetails (picked: string) (order: string) =
-        $"SELECT {selected} FROM ({picked}) t LEFT JOIN {table}_detail d ON d.id = t.id ORDER BY {order}"
+        $"SELECT {selected} FROM ({picked}) t LEFT JOIN {table}_samples d ON d.id = (SELECT max(id) FROM {table}_samples WHERE group_id = t.id) ORDER BY {order}"
 
     // A count-only batch touches the count and times and leaves the row's details as they are.
     let countSql =
@@ -232,6 +249,19 @@ END;"""
   PRIMARY KEY (group_id, start)) WITHOUT ROWID;
 CREATE TABLE {table}_days (group_id INTEGER NOT NULL, start INTEGER NOT NULL, count INTEGER NOT NULL,
   PRIMARY KEY (group_id, start)) WITHOUT ROWID;"""
+            // Samples: a group's first occurrence and its most recent ones, each with its own details; the newest
+            // is the group's details (the details table's rows become each group's first sample, at its last
+            // seen time: when they were taken is not known). Users: the keys of a group's distinct users, up to
+            // the bound, and their count on the group's row.
+            $"""CREATE TABLE {table}_samples (id INTEGER PRIMARY KEY, group_id INTEGER NOT NULL, occurred_at TEXT NOT NULL,
+  message TEXT NOT NULL, request_data TEXT NOT NULL, traceback TEXT NOT NULL);
+INSERT INTO {table}_samples (group_id, occurred_at, message, request_data, traceback)
+SELECT d.id, t.last_seen, t.message, d.request_data, d.traceback FROM {table}_detail d JOIN {table} t ON t.id = d.id
+ORDER BY d.id;
+DROP TABLE {table}_detail;
+CREATE INDEX ix_{table}_samples_group ON {table}_samples (group_id, id);
+ALTER TABLE {table} ADD COLUMN users INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE {table}_users (group_id INTEGER NOT NULL, user_key TEXT NOT NULL, PRIMARY KEY (group_id, user_key)) WITHOUT ROWID;"""
         ]
 
     let createSchema () =
@@ -326,6 +356,9 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
         ]
         |> String.concat " AND "
 
+    /// A store whose groups keep `Samples.DefaultRecent` recent samples.
+    new(connectionString: string, table: string) = SqliteStore(connectionString, table, Samples.DefaultRecent)
+
     /// The connection string this store uses.
     member _.ConnectionString = connectionString
 
@@ -380,11 +413,29 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             p cmd "$last_seen"
                         |]
 
-                    use detail = c.CreateCommand()
-                    detail.Transaction <- tx
-                    detail.CommandText <- detailSql
+                    use sample = c.CreateCommand()
+                    sample.Transaction <- tx
+                    sample.CommandText <- sampleSql
 
-                    let ds = [| p detail "$id"; p detail "$request_data"; p detail "$traceback" |]
+                    let ss =
+                        [|
+                            p sample "$group"
+                            p sample "$occurred_at"
+                            p sample "$message"
+                            p sample "$request_data"
+                            p sample "$traceback"
+                        |]
+
+                    use trim = c.CreateCommand()
+                    trim.Transaction <- tx
+                    trim.CommandText <- trimSql
+                    let ts = p trim "$group"
+                    trim.Parameters.AddWithValue("$recent", recent) |> ignore
+
+                    use users = c.CreateCommand()
+                    users.Transaction <- tx
+                    users.CommandText <- usersSql
+                    let us = [| p users "$group"; p users "$users" |]
 
                     use counter = c.CreateCommand()
                     counter.Transaction <- tx
@@ -399,6 +450,15 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                     let addHours (group: int64) (buckets: Bucket seq) =
                         for b in buckets do
                             addHour group b
+
+                    // What every written group gains besides its row: its hours, its users.
+                    let gained (id: int64) (d: GroupDelta) =
+                        addHours id d.Hours
+
+                        if d.Users.Length > 0 then
+                            us.[0].Value <- id
+                            us.[1].Value <- System.Text.Json.JsonSerializer.Serialize d.Users
+                            users.ExecuteNonQuery() |> ignore
 
                     let written = ResizeArray<GroupWritten>()
 
@@ -448,7 +508,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                                 run counter e.Hash
 
                         match counted with
-                        | ValueSome id -> addHours id d.Hours
+                        | ValueSome id -> gained id d
                         | ValueNone ->
                             ps.[0].Value <- e.Hash
                             ps.[1].Value <- e.Host
@@ -462,13 +522,22 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
 
                             match run cmd e.Hash with
                             | ValueSome id ->
-                                // The details (empty for a count-only batch whose group was missing: a later
-                                // occurrence brings them).
-                                ds.[0].Value <- id
-                                ds.[1].Value <- e.RequestData
-                                ds.[2].Value <- e.Traceback
-                                detail.ExecuteNonQuery() |> ignore
-                                addHours id d.Hours
+                                // A sample of the details (none for a count-only batch whose group was missing: a
+                                // later occurrence brings them); a group that had samples drops those past the
+                                // bound.
+                                if d.Detailed then
+                                    ss.[0].Value <- id
+                                    ss.[1].Value <- time e.OccurredAt
+                                    ss.[2].Value <- e.Message
+                                    ss.[3].Value <- e.RequestData
+                                    ss.[4].Value <- e.Traceback
+                                    sample.ExecuteNonQuery() |> ignore
+
+                                    if written.[written.Count - 1].PreviousSeen.HasValue then
+                                        ts.Value <- id
+                                        trim.ExecuteNonQuery() |> ignore
+
+                                gained id d
                             | ValueNone -> ()
 
                     // All groups together (id 0).
@@ -706,6 +775,32 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                 ()
             }
 
+        member _.SamplesAsync(hash, ct) =
+            task {
+                do! ensure ()
+                use! c = openConnection ()
+                use cmd = c.CreateCommand()
+
+                cmd.CommandText <-
+                    $"SELECT s.id, s.occurred_at, s.message, s.request_data, s.traceback FROM {table}_samples s WHERE s.group_id = (SELECT id FROM {table} WHERE hash = $hash) ORDER BY s.id DESC"
+
+                cmd.Parameters.AddWithValue("$hash", Rows.key hash) |> ignore
+                use r = cmd.ExecuteReader()
+                let found = ResizeArray<Sample>()
+
+                while r.Read() do
+                    found.Add
+                        {
+                            Id = r.GetInt64 0
+                            OccurredAt = parseTime (r.GetString 1)
+                            Message = r.GetString 2
+                            RequestData = r.GetString 3
+                            Traceback = r.GetString 4
+                        }
+
+                return found :> IReadOnlyList<Sample>
+            }
+
         member _.DeleteAsync(hash, ct) =
             task {
                 do! ensure ()
@@ -724,7 +819,8 @@ FROM (SELECT h.start, h.count FROM {table}_days h JOIN {table} e ON e.id = h.gro
 WHERE t.group_id = 0 AND t.start = g.start;
 DELETE FROM {table}_hours WHERE group_id IN (SELECT id FROM {table} WHERE hash = $hash);
 DELETE FROM {table}_days WHERE group_id IN (SELECT id FROM {table} WHERE hash = $hash);
-DELETE FROM {table}_detail WHERE id IN (SELECT id FROM {table} WHERE hash = $hash);
+DELETE FROM {table}_samples WHERE group_id IN (SELECT id FROM {table} WHERE hash = $hash);
+DELETE FROM {table}_users WHERE group_id IN (SELECT id FROM {table} WHERE hash = $hash);
 DELETE FROM {table} WHERE hash = $hash"""
 
                 cmd.Parameters.AddWithValue("$hash", (Rows.key hash)) |> ignore
@@ -836,7 +932,7 @@ WHERE e.hash IN ({String.Join(", ", names)}) AND h.start >= $from ORDER BY e.has
                                 r.GetInt64 0
                         ]
 
-                    // Groups with their details and history (the search rows go with them, by trigger); the
+                    // Groups with their samples, users and history (the search rows go with them, by trigger); the
                     // all-groups history (id 0) keeps what they added.
                     let remove (groups: int64 list) =
                         if not groups.IsEmpty then
@@ -844,7 +940,8 @@ WHERE e.hash IN ({String.Join(", ", names)}) AND h.start >= $from ORDER BY e.has
                                 command
                                     $"""DELETE FROM {table}_hours WHERE group_id IN (SELECT value FROM json_each($ids));
 DELETE FROM {table}_days WHERE group_id IN (SELECT value FROM json_each($ids));
-DELETE FROM {table}_detail WHERE id IN (SELECT value FROM json_each($ids));
+DELETE FROM {table}_samples WHERE group_id IN (SELECT value FROM json_each($ids));
+DELETE FROM {table}_users WHERE group_id IN (SELECT value FROM json_each($ids));
 DELETE FROM {table} WHERE id IN (SELECT value FROM json_each($ids))"""
 
                             cmd.Parameters.AddWithValue("$ids", "[" + String.Join(",", groups) + "]")
