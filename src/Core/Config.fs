@@ -112,7 +112,8 @@ type internal Settings =
         FlushInterval: TimeSpan
         /// APP_ERROR_DETAILS_INTERVAL: how often a group's stored request data and traceback are refreshed
         /// from a new occurrence while it keeps failing; repeats in between only add to its count and last-seen
-        /// time, which stay exact. Default 30 s.
+        /// time, which stay exact. Each refresh takes a sample (APP_ERROR_SAMPLES_PER_GROUP); 0s: every
+        /// occurrence is a candidate. Default 30 s.
         DetailsInterval: TimeSpan
         /// APP_ERROR_RETENTION: groups not seen for this long are removed. Default 90 days.
         Retention: TimeSpan
@@ -560,21 +561,27 @@ module internal Config =
             | Some v when v.Trim() <> "" -> Some(v.Trim())
             | _ -> None
 
-        let duration key (fallback: TimeSpan) =
+        // A duration: positive, or (`zero`) also 0.
+        let durationFrom (zero: bool) key (fallback: TimeSpan) =
             match get key with
             | None -> fallback
             | Some v ->
                 match parseDuration v with
-                | Some d when d > TimeSpan.Zero -> d
+                | Some d when d > TimeSpan.Zero || (zero && d = TimeSpan.Zero) -> d
                 | _ ->
                     errors.Add
                         {
                             Key = key
                             Problem =
-                                sprintf "must be a positive duration such as 30s, 30m, 24h or 00:30:00, got '%s'" v
+                                sprintf
+                                    "must be a %s duration such as 30s, 30m, 24h or 00:30:00, got '%s'"
+                                    (if zero then "positive or zero (0s)" else "positive")
+                                    v
                         }
 
                     fallback
+
+        let duration = durationFrom false
 
         let whole key (low: int) (high: int) (fallback: int) =
             match get key with
@@ -706,7 +713,7 @@ module internal Config =
                 MaxPendingGroups = whole MaxPendingGroupsKey 1 10000000 defaults.MaxPendingGroups
                 ShutdownTimeout = duration ShutdownTimeoutKey defaults.ShutdownTimeout
                 FlushInterval = duration FlushIntervalKey defaults.FlushInterval
-                DetailsInterval = duration DetailsIntervalKey defaults.DetailsInterval
+                DetailsInterval = durationFrom true DetailsIntervalKey defaults.DetailsInterval
                 Retention = duration RetentionKey defaults.Retention
                 MaxGroups = whole MaxGroupsKey 1 100000000 defaults.MaxGroups
                 SamplesPerGroup = whole SamplesPerGroupKey 1 1000 defaults.SamplesPerGroup

@@ -487,7 +487,6 @@ details.framework-frames summary { cursor: pointer; }
         (samples: Sample list)
         (shown: Sample option)
         : XmlNode =
-        let url = Notification.recordUrl r
 
         // What the page shows of one occurrence: the chosen sample, else the newest, else the group's details.
         let shown =
@@ -499,6 +498,9 @@ details.framework-frames summary { cursor: pointer; }
             match shown with
             | Some s -> s.Traceback, s.RequestData
             | None -> r.Traceback, r.RequestData
+
+        // The URL of the occurrence shown.
+        let url = Notification.recordUrl { r with RequestData = data }
 
         let sampleLink (label: string) (cls: string) (id: int64 option) =
             match id with

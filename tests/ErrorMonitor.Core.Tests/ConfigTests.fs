@@ -190,6 +190,30 @@ let tests =
                     "all four"
             }
 
+            test
+                "APP_ERROR_DETAILS_INTERVAL takes 0s (every occurrence a sample candidate), the other durations do not; samples per group 1 to 1,000" {
+                match parse [ "APP_ERROR_DETAILS_INTERVAL", "0s"; "APP_ERROR_SAMPLES_PER_GROUP", "1000" ] with
+                | Ok s ->
+                    Expect.equal s.DetailsInterval TimeSpan.Zero "zero"
+                    Expect.equal s.SamplesPerGroup 1000 "the most"
+                | Error e -> failtestf "refused: %s" (Config.describe e)
+
+                Expect.equal
+                    (List.sort (errorKeys [ "APP_ERROR_RETENTION", "0s"; "APP_ERROR_DETAILS_INTERVAL", "-1s" ]))
+                    [ "APP_ERROR_DETAILS_INTERVAL"; "APP_ERROR_RETENTION" ]
+                    "no zero retention, no negative interval"
+
+                for bad in [ "0"; "1001"; "ten" ] do
+                    Expect.equal
+                        (errorKeys [ "APP_ERROR_SAMPLES_PER_GROUP", bad ])
+                        [ "APP_ERROR_SAMPLES_PER_GROUP" ]
+                        (sprintf "%s samples refused" bad)
+
+                match parse [] with
+                | Ok s -> Expect.equal s.SamplesPerGroup 10 "ten by default"
+                | Error _ -> failtest "defaults refused"
+            }
+
             test "the message names the key" {
                 match parse [ "APP_DEFAULT_LIST_SIZE", "-3" ] with
                 | Error e -> Expect.stringContains (Config.describe e) "APP_DEFAULT_LIST_SIZE" "named"

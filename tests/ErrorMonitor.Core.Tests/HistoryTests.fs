@@ -183,3 +183,64 @@ let culpritTests =
                 Expect.equal (runs |> List.collect snd) (List.ofArray (trace.Split '\n')) "every line, in order"
             }
         ]
+
+[<Tests>]
+let sampleTests =
+    testList
+        "samples and users"
+        [
+            testProperty "a group keeps its first sample and the newest `recent`, nothing else"
+            <| fun (ids: int64 list) (recent: byte) ->
+                let recent = int recent % 12
+                let distinct = ids |> List.distinct |> List.sort
+                let kept = Samples.kept recent ids
+
+                match distinct with
+                | [] -> kept = []
+                | first :: _ ->
+                    let newest = distinct |> List.rev |> List.truncate recent |> Set.ofList
+                    kept = (distinct |> List.filter (fun i -> i = first || newest.Contains i))
+
+            test "a sample among its group's: its place and the links of a page" {
+                let ids = [ 40L; 30L; 20L; 10L ]
+                let at id = (Samples.around ids id).Value
+
+                Expect.equal
+                    (at 40L)
+                    {
+                        Position = 1
+                        Total = 4
+                        Newest = None
+                        Newer = None
+                        Older = Some 30L
+                        First = Some 10L
+                    }
+                    "the newest"
+
+                Expect.equal ((at 20L).Newer, (at 20L).Older, (at 20L).Position) (Some 30L, Some 10L, 3) "a middle one"
+                Expect.equal ((at 10L).Older, (at 10L).First, (at 10L).Newest) (None, None, Some 40L) "the first"
+                Expect.isNone (Samples.around ids 25L) "one not kept"
+                Expect.isNone (Samples.around [] 1L) "none kept"
+            }
+
+            test "users: a key per name (not the name), distinct, bounded, and how a count reads" {
+                let k = Users.key "ada@example.com"
+                Expect.equal k.Length 16 "16 hex characters"
+                Expect.isFalse (k.Contains "ada") "not the name"
+                Expect.equal (Users.key "ada@example.com") k "the same name, the same key"
+                Expect.notEqual (Users.key "grace@example.com") k "another name, another key"
+                Expect.equal (Users.ofName None) [||] "no user"
+                Expect.equal (Users.ofName (Some "  ")) [||] "a blank name is none"
+                let many = [| for i in 1..150 -> Users.key (string i) |]
+                Expect.equal (Users.add many.[0..59] many.[30..149]).Length Users.Bound "at most the bound"
+
+                Expect.equal
+                    (Users.add [| "a"; "b" |] [| "b"; "c" |])
+                    [| "a"; "b"; "c" |]
+                    "distinct, the first set's first"
+
+                Expect.equal (Users.count 250L) 100L "a count stops at the bound"
+                Expect.equal (Users.text 99L) "99" "exact below the bound"
+                Expect.equal (Users.text 100L) "100+" "the bound reads 100+"
+            }
+        ]

@@ -24,5 +24,6 @@ let main argv =
             TriageTests.tests
             HistoryTests.tests
             HistoryTests.culpritTests
+            HistoryTests.sampleTests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

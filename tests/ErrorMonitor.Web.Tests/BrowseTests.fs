@@ -160,6 +160,8 @@ let tests =
                             "ignoreUntil"
                             "ignoreUntilCount"
                             "culprit"
+                            "users"
+                            "usersAtLeast"
                         ]
                         "item fields"
 

@@ -568,4 +568,73 @@ let tests =
 
                     ()
                 }
+
+            testTask' "the detail page walks a group's samples: newest, older, first and back, each its own request"
+            <| fun () ->
+                task {
+                    use demo = new DemoProcess(tempFolder (), [ "APP_ERROR_DETAILS_INTERVAL", "0s" ])
+                    do! demo.WaitReadyAsync()
+
+                    // Four occurrences, each written before the next: four samples.
+                    for n in 1..4 do
+                        let! _ = demo.Client.GetAsync(sprintf "/group/west?n=%d" n)
+                        do! waitForGroups demo.Client "/dev/error" 1 (int64 n)
+
+                    let! listJson = demo.Client.GetStringAsync "/dev/error/api/errors"
+                    use list = JsonDocument.Parse listJson
+                    let hash = list.RootElement.GetProperty("items").[0].GetProperty("hash").GetString()
+                    let! browser = Browser.LaunchAsync()
+
+                    use _ =
+                        { new IDisposable with
+                            member _.Dispose() =
+                                (browser :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
+                        }
+
+                    let! page = browser.NewPageAsync()
+                    let! _ = page.GotoAsync(demo.Url + "/dev/error/" + hash)
+
+                    let place () =
+                        page.Locator(".sample p").First.InnerTextAsync()
+
+                    let request () =
+                        page.Locator(".request-data").InnerTextAsync()
+
+                    let follow (name: string) (position: string) =
+                        task {
+                            do!
+                                page
+                                    .GetByRole(AriaRole.Link, PageGetByRoleOptions(Name = name, Exact = true))
+                                    .ClickAsync()
+
+                            do!
+                                page.WaitForFunctionAsync(
+                                    "p => document.querySelector('.sample p').innerText.startsWith(p)",
+                                    position
+                                )
+                                :> Threading.Tasks.Task
+                        }
+
+                    let! first = place ()
+                    Expect.stringStarts first "Sample 1 of 4" "the newest first"
+                    let! r = request ()
+                    Expect.stringContains r "n=4" "its own request"
+                    do! follow "Older →" "Sample 2 of 4"
+                    let! r = request ()
+                    Expect.stringContains r "n=3" "the one before"
+                    do! follow "First" "Sample 4 of 4"
+                    let! r = request ()
+                    Expect.stringContains r "n=1" "the first occurrence"
+                    let! last = place ()
+                    Expect.stringContains last "first occurrence kept" "marked as the first"
+
+                    let! _ =
+                        page.ScreenshotAsync(
+                            PageScreenshotOptions(Path = Path.Combine(outputFolder (), "samples.png"), FullPage = true)
+                        )
+
+                    do! follow "← Newer" "Sample 3 of 4"
+                    do! follow "Newest" "Sample 1 of 4"
+                    Expect.stringContains page.Url hash "still the same group"
+                }
         ]

@@ -20,6 +20,7 @@ let main argv =
             TriageTests.tests
             HistoryTests.tests
             HistoryTests.retentionTests
+            SampleTests.tests
             PublicApiTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv
