@@ -218,6 +218,13 @@ module internal Retention =
     /// at least 100.
     let newGroupsBeforePrune (maxGroups: int) : int64 = max 100L (int64 maxGroups / 10L)
 
+    /// True when the writer prunes after a batch: `newGroups` new groups written since the last round, which was
+    /// `sinceLast` ago. At once past `newGroupsBeforePrune`; any new group at all after a second, so that the
+    /// end of a storm is pruned back to the bound within about a second, not at the next interval.
+    let due (maxGroups: int) (newGroups: int64) (sinceLast: TimeSpan) : bool =
+        newGroups >= newGroupsBeforePrune maxGroups
+        || (newGroups > 0L && sinceLast >= TimeSpan.FromSeconds 1.0)
+
     /// True when a pass did something (another may follow at once).
     let did (r: PruneResult) = r.Groups + r.Hours + r.Days > 0
 

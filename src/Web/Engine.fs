@@ -125,6 +125,8 @@ type Engine internal (parts: EngineParts) =
     // New groups written since the last pruning pass: past `Retention.newGroupsBeforePrune`, the writer prunes
     // after its batch (a storm of new groups stays near APP_ERROR_MAX_GROUPS instead of waiting for the interval).
     let mutable newSincePrune = 0L
+    // When the last round started (a Stopwatch timestamp).
+    let mutable lastPrune = Diagnostics.Stopwatch.GetTimestamp()
 
     // The writer and pruning take turns at the store.
     let turns = new SemaphoreSlim(1, 1)
@@ -137,6 +139,8 @@ type Engine internal (parts: EngineParts) =
             let mutable more = true
 
             while more && not ct.IsCancellationRequested do
+                lastPrune <- Diagnostics.Stopwatch.GetTimestamp()
+
                 let request =
                     Retention.request
                         (parts.Clock.GetUtcNow())
@@ -169,13 +173,15 @@ type Engine internal (parts: EngineParts) =
             return total
         }
 
-    /// Prunes when the batches written since the last pass brought many new groups (the writer calls it after
-    /// each batch, so pruning keeps the pace of a storm of new groups).
+    /// Prunes when the batches written since the last pass brought new groups (`Retention.due`: the writer calls
+    /// it after each batch, so pruning keeps the pace of a storm of new groups and follows its end).
     let pruneIfDue (ct: CancellationToken) : Task =
         task {
             if
-                Interlocked.Read &newSincePrune
-                >= Retention.newGroupsBeforePrune parts.Settings.MaxGroups
+                Retention.due
+                    parts.Settings.MaxGroups
+                    (Interlocked.Read &newSincePrune)
+                    (Diagnostics.Stopwatch.GetElapsedTime lastPrune)
             then
                 try
                     let! _ = prune ct
@@ -496,17 +502,25 @@ type Engine internal (parts: EngineParts) =
 
     let mutable journaling: Task = Task.CompletedTask
 
-    /// Prunes every `Retention.interval` until the engine stops (and the writer after a batch that brought many
-    /// new groups); a failed round is logged and tried again at the next.
+    /// Prunes every `Retention.interval` until the engine stops, and within about a second after new groups were
+    /// written (`Retention.due`: the end of a storm is pruned back to the bound); a failed round is logged and
+    /// tried again at the next.
     let pruneLoop () : Task =
         task {
             let interval = Retention.interval parts.Settings.Retention
+            let tick = min interval (TimeSpan.FromSeconds 1.0)
 
             while not stopping.IsCancellationRequested do
                 try
-                    do! Task.Delay(interval, stopping.Token)
-                    let! _ = prune stopping.Token
-                    ()
+                    do! Task.Delay(tick, stopping.Token)
+                    let since = Diagnostics.Stopwatch.GetElapsedTime lastPrune
+
+                    if
+                        since >= interval
+                        || Retention.due parts.Settings.MaxGroups (Interlocked.Read &newSincePrune) since
+                    then
+                        let! _ = prune stopping.Token
+                        ()
                 with
                 | :? OperationCanceledException -> ()
                 | ex -> Log.PruneFailed parts.Logger ex

@@ -223,6 +223,25 @@ let sampleTests =
                 Expect.isNone (Samples.around [] 1L) "none kept"
             }
 
+            test
+                "when pruning runs: every quarter of the retention (1 s to 1 min); at once past a tenth of the bound in new groups; a second after any" {
+                Expect.equal (Retention.interval (TimeSpan.FromDays 90.0)) (TimeSpan.FromMinutes 1.0) "at most a minute"
+
+                Expect.equal
+                    (Retention.interval (TimeSpan.FromSeconds 2.0))
+                    (TimeSpan.FromSeconds 1.0)
+                    "at least a second"
+
+                Expect.equal (Retention.interval (TimeSpan.FromSeconds 20.0)) (TimeSpan.FromSeconds 5.0) "a quarter"
+                Expect.equal (Retention.newGroupsBeforePrune 100000) 10000L "a tenth"
+                Expect.equal (Retention.newGroupsBeforePrune 300) 100L "at least 100"
+                let ms (n: float) = TimeSpan.FromMilliseconds n
+                Expect.isTrue (Retention.due 300 100L (ms 1.0)) "past the threshold: at once"
+                Expect.isFalse (Retention.due 300 99L (ms 999.0)) "below it, within a second: not yet"
+                Expect.isTrue (Retention.due 300 1L (ms 1000.0)) "any new group after a second"
+                Expect.isFalse (Retention.due 300 0L (TimeSpan.FromHours 1.0)) "no new group: the interval's business"
+            }
+
             test "users: a key per name (not the name), distinct, bounded, and how a count reads" {
                 let k = Users.key "ada@example.com"
                 Expect.equal k.Length 16 "16 hex characters"

@@ -6,6 +6,7 @@ module internal ErrorMonitor.Web.Tests.HistoryTests
 open System
 open System.Text.Json
 open System.Text.RegularExpressions
+open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
 open Microsoft.Extensions.DependencyInjection
 open Expecto
@@ -241,6 +242,105 @@ let retentionTests =
                                 let! left = paths app.Store
                                 return left.IsEmpty
                             })
+                }
+
+            testTask'
+                "a long storm of new groups keeps the database bounded: the maximum plus the queue's bound during it, the maximum after, the file within the documented size"
+            <| fun () ->
+                task {
+                    let maxGroups = 300
+                    let pending = 50
+                    let recent = 3
+
+                    use! app =
+                        groupsApp
+                            [
+                                "APP_ERROR_MAX_GROUPS", string maxGroups
+                                "APP_ERROR_MAX_PENDING_GROUPS", string pending
+                                "APP_ERROR_SAMPLES_PER_GROUP", string recent
+                                "APP_ERROR_DETAILS_INTERVAL", "0s"
+                            ]
+                            None
+
+                    // Groups in the file (none before the writer made its table).
+                    let groups () =
+                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + app.DbPath)
+                        c.Open()
+                        use cmd = c.CreateCommand()
+                        cmd.CommandText <- "SELECT count(*) FROM sqlite_master WHERE name = 'app_error'"
+
+                        if (cmd.ExecuteScalar() :?> int64) = 0L then
+                            0L
+                        else
+                            cmd.CommandText <- "SELECT count(*) FROM app_error"
+                            cmd.ExecuteScalar() :?> int64
+
+                    // 8,000 distinct groups, a hundred requests at a time, each group failing twice (two samples).
+                    let mutable most = 0L
+
+                    for wave in 0..79 do
+                        let! _ =
+                            Task.WhenAll
+                                [
+                                    for i in 0..99 ->
+                                        task {
+                                            for _ in 1..2 do
+                                                let! r = app.Client.GetAsync(sprintf "/g/%d" (wave * 100 + i))
+                                                r.Dispose()
+                                        }
+                                        :> Task
+                                ]
+
+                        most <- max most (groups ())
+
+                    do! app.Monitor.FlushAsync()
+                    do! waitUntil "pruning has caught up" (fun () -> Task.FromResult(groups () <= int64 maxGroups))
+
+                    Expect.isLessThanOrEqual
+                        most
+                        (int64 (maxGroups + 10 * pending))
+                        "during the storm: at most the maximum plus the queue's bound"
+
+                    let! all = records app.Store
+                    Expect.equal all.Length maxGroups "the maximum after it"
+                    let dropped = app.Monitor.Engine.Queue.Dropped
+
+                    Expect.isTrue
+                        (all |> List.forall (fun r -> r.Count = 2L) || dropped > 0L)
+                        "each kept group counted exactly (unless the queue was full and dropped, counted)"
+
+                    // The documented bound: groups × (0.5 KB + 3 KB of users + 14 KB of history + samples × one
+                    // sample), plus the all-groups history and the schema's own pages.
+                    // One sample's size: the largest kept (a group that came in the storm's worst may have none:
+                    // past the queue's bound on groups with details, a new group is kept without them).
+                    let sample =
+                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + app.DbPath)
+                        c.Open()
+                        use cmd = c.CreateCommand()
+
+                        cmd.CommandText <-
+                            "SELECT max(length(request_data) + length(traceback) + length(message)) FROM app_error_samples"
+
+                        cmd.ExecuteScalar() :?> int64
+
+                    Expect.isGreaterThan sample 100L "samples were kept"
+
+                    let bound =
+                        int64 maxGroups * (512L + 3072L + 14336L + int64 (recent + 1) * sample)
+                        + 701L * 20L
+                        + 256L * 1024L
+
+                    Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
+
+                    let size =
+                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + app.DbPath)
+                        c.Open()
+                        use cmd = c.CreateCommand()
+                        cmd.CommandText <- "PRAGMA wal_checkpoint(TRUNCATE); PRAGMA incremental_vacuum;"
+                        cmd.ExecuteNonQuery() |> ignore
+                        IO.FileInfo(app.DbPath).Length
+
+                    Expect.isLessThanOrEqual size bound (sprintf "the file (%d bytes) within the bound (%d)" size bound)
                 }
 
             testTask' "a SQLite file shrinks when pruning removes most of its groups (incremental auto-vacuum)"

@@ -867,6 +867,34 @@ let tests =
                         (back.Status, back.Regressions, back.Count)
                         (GroupStatus.Unresolved, 1L, 4L)
                         "back, counted"
+
+                    // The details became each group's first sample (at its last seen time); a new occurrence adds
+                    // one and is the group's details.
+                    let! (b: Collections.Generic.IReadOnlyList<Sample>) =
+                        store.SamplesAsync(hashOf 2, none)
+
+                    Expect.equal
+                        [ for x in b -> x.Traceback, x.RequestData, x.OccurredAt ]
+                        [ "App.BError", "{}", DateTimeOffset(2026, 3, 1, 12, 10, 0, TimeSpan.Zero) ]
+                        "the details as the first sample"
+
+                    let! (a: Collections.Generic.IReadOnlyList<Sample>) =
+                        store.SamplesAsync(hashOf 1, none)
+
+                    Expect.equal
+                        [ for x in a -> x.Traceback ]
+                        [ e.Traceback; "App.PaymentDeclined" ]
+                        "the new occurrence, then the migrated one"
+
+                    Expect.equal back.Traceback e.Traceback "the newest sample is the group's details"
+                    Expect.equal back.Users 0L "no users before"
+
+                    // A file made before auto-vacuum was rebuilt in its mode (incremental).
+                    use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
+                    c.Open()
+                    use mode = c.CreateCommand()
+                    mode.CommandText <- "PRAGMA auto_vacuum;"
+                    Expect.equal (Convert.ToInt32(mode.ExecuteScalar())) 2 "incremental auto-vacuum"
                 }
             for name, make in
                 [
@@ -968,6 +996,14 @@ INSERT INTO {table} (hash, host, path, method, request_data, exception_name, mes
                         )
 
                     Expect.equal found.Count 1 "found by the words it had before the migration"
+
+                    let! (samples: Collections.Generic.IReadOnlyList<Sample>) =
+                        s.SamplesAsync(hashOf 1, none)
+
+                    Expect.equal
+                        [ for x in samples -> x.Traceback, x.OccurredAt ]
+                        [ "trace", DateTimeOffset(2026, 3, 1, 12, 5, 0, TimeSpan.Zero) ]
+                        "its details as its first sample"
                 }
             samplesAndUsers "the in-memory" (fun () -> MemoryStore(recentSamples))
             samplesAndUsers "the SQLite" (fun () ->
