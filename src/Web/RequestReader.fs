@@ -106,15 +106,24 @@ module internal RequestReader =
                 |> take limits)
 
     /// The request as plain data.
-    /// The authenticated user's name, or null (no user, not authenticated, no name, or reading it failed).
+    /// The authenticated user's name, or null (no user, not authenticated, no name, or reading it failed). Read
+    /// through the authentication feature: `HttpContext.User` makes an empty user when there is none.
     let userName (ctx: HttpContext) : string =
-        attempt null (fun () ->
-            let u = if isNull ctx then null else ctx.User
+        try
+            let feature =
+                if isNull ctx then
+                    null
+                else
+                    ctx.Features.Get<Microsoft.AspNetCore.Http.Features.Authentication.IHttpAuthenticationFeature>()
+
+            let u = if isNull feature then null else feature.User
 
             if not (isNull u) && not (isNull u.Identity) && u.Identity.IsAuthenticated then
                 u.Identity.Name
             else
-                null)
+                null
+        with _ ->
+            null
 
     let read (limits: Limits) (ctx: HttpContext) : RequestContext =
         let r = ctx.Request
