@@ -611,61 +611,66 @@ module Browse =
                                     ctx
             }
 
-    /// One group as JSON, with requestData (an object) and traceback; 404 problem details when unknown.
-    let internal apiDetail (b: BrowseOptions) (hash: string) : HttpHandler =
+    /// Answers `found` with a known group; 404 problem details for an unknown one.
+    let private ofGroup (b: BrowseOptions) (hash: string) (found: ErrorRecord -> HttpHandler) : HttpHandler =
         fun next ctx ->
             task {
                 match! find b ctx hash with
-                | Some r ->
+                | Some r -> return! found r next ctx
+                | None ->
+                    return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
+            }
+
+    /// 200 with a JSON object that `write` fills.
+    let private jsonObject (write: Utf8JsonWriter -> unit) : HttpHandler =
+        json 200 "application/json; charset=utf-8" (fun w ->
+            w.WriteStartObject()
+            write w
+            w.WriteEndObject())
+
+    /// One group as JSON, with requestData (an object) and traceback; 404 problem details when unknown.
+    let internal apiDetail (b: BrowseOptions) (hash: string) : HttpHandler =
+        ofGroup b hash (fun r ->
+            fun next ctx ->
+                task {
                     let! hourly, daily = historyOf b ctx r.Hash 24 30
 
-                    let series (name: string) (buckets: Bucket[]) =
-                        fun (w: Utf8JsonWriter) ->
-                            w.WriteStartArray name
+                    let series (name: string) (buckets: Bucket[]) (w: Utf8JsonWriter) =
+                        w.WriteStartArray name
 
-                            for bucket in buckets do
-                                w.WriteStartObject()
-                                w.WriteString("start", RecordJson.time bucket.Start)
-                                w.WriteNumber("count", bucket.Count)
-                                w.WriteEndObject()
+                        for bucket in buckets do
+                            w.WriteStartObject()
+                            w.WriteString("start", RecordJson.time bucket.Start)
+                            w.WriteNumber("count", bucket.Count)
+                            w.WriteEndObject()
 
-                            w.WriteEndArray()
+                        w.WriteEndArray()
 
                     return!
-                        json
-                            200
-                            "application/json; charset=utf-8"
+                        jsonObject
                             (fun w ->
-                                w.WriteStartObject()
                                 writeItem w r
                                 w.WriteStartObject "history"
                                 series "hourly" hourly w
                                 series "daily" daily w
                                 w.WriteEndObject()
                                 RecordJson.requestData w r.RequestData
-                                w.WriteString("traceback", r.Traceback)
-                                w.WriteEndObject())
+                                w.WriteString("traceback", r.Traceback))
                             next
                             ctx
-                | None ->
-                    return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
-            }
+                })
 
     /// A group's samples as JSON, newest first (`GET {prefix}/api/errors/{hash}/occurrences`): each its id,
     /// occurredAt and message; 404 problem details when the group is unknown.
     let internal apiSamples (b: BrowseOptions) (hash: string) : HttpHandler =
-        fun next ctx ->
-            task {
-                match! find b ctx hash with
-                | Some r ->
+        ofGroup b hash (fun r ->
+            fun next ctx ->
+                task {
                     let! samples = b.Engine.Store.SamplesAsync(r.Hash, ctx.RequestAborted)
 
                     return!
-                        json
-                            200
-                            "application/json; charset=utf-8"
+                        jsonObject
                             (fun w ->
-                                w.WriteStartObject()
                                 w.WriteString("hash", r.Hash)
                                 w.WriteStartArray "items"
 
@@ -674,43 +679,35 @@ module Browse =
                                     RecordJson.sample w false s
                                     w.WriteEndObject()
 
-                                w.WriteEndArray()
-                                w.WriteEndObject())
+                                w.WriteEndArray())
                             next
                             ctx
-                | None ->
-                    return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
-            }
+                })
 
     /// One sample as JSON, with its requestData (an object) and traceback
     /// (`GET {prefix}/api/errors/{hash}/occurrences/{id}`); 404 problem details when the group or the sample is
     /// unknown (a sample past the bound is gone).
     let internal apiSample (b: BrowseOptions) (hash: string) : HttpHandler =
-        fun next ctx ->
-            task {
-                let id =
-                    match ctx.Request.RouteValues.TryGetValue "id" with
-                    | true, v when not (isNull v) ->
-                        match Int64.TryParse(string v) with
-                        | true, i -> Some i
+        ofGroup b hash (fun r ->
+            fun next ctx ->
+                task {
+                    let id =
+                        match ctx.Request.RouteValues.TryGetValue "id" with
+                        | true, v when not (isNull v) ->
+                            match Int64.TryParse(string v) with
+                            | true, i -> Some i
+                            | _ -> None
                         | _ -> None
-                    | _ -> None
 
-                match! find b ctx hash with
-                | Some r ->
                     let! samples = b.Engine.Store.SamplesAsync(r.Hash, ctx.RequestAborted)
 
                     match id |> Option.bind (fun i -> samples |> Seq.tryFind (fun s -> s.Id = i)) with
                     | Some s ->
                         return!
-                            json
-                                200
-                                "application/json; charset=utf-8"
+                            jsonObject
                                 (fun w ->
-                                    w.WriteStartObject()
                                     w.WriteString("hash", r.Hash)
-                                    RecordJson.sample w true s
-                                    w.WriteEndObject())
+                                    RecordJson.sample w true s)
                                 next
                                 ctx
                     | None ->
@@ -721,9 +718,7 @@ module Browse =
                                 (sprintf "Error group '%s' keeps no occurrence with this id." hash)
                                 next
                                 ctx
-                | None ->
-                    return! problem 404 "Not Found" (sprintf "There is no error group with hash '%s'." hash) next ctx
-            }
+                })
 
     /// Every route of the pages, once: its path under the prefix (`{hash}` a parameter), the methods it answers,
     /// whether anyone may call it (the capture route and its script) or only who may browse, and its handler
