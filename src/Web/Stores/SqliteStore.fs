@@ -27,8 +27,8 @@ type internal SqliteStore(connectionString: string, table: string, recent: int) 
     // The group's summary row: everything but its request data and traceback, which live in its newest sample
     // ({table}_samples). Repeats of a group only touch this narrow row.
     let upsertSql =
-        $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen)
-VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen)
+        $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen, hkey)
+VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen, $hkey)
 ON CONFLICT (hash) DO UPDATE SET
   message = excluded.message,
   count = {table}.count + excluded.count,
@@ -57,6 +57,9 @@ AND id <= coalesce((SELECT id FROM {table}_samples WHERE group_id = $group ORDER
         $"""INSERT INTO {table}_users (group_id, user_key) SELECT $group, value FROM json_each($users)
 WHERE (SELECT count(*) FROM {table}_users WHERE group_id = $group) < {Users.Bound} ON CONFLICT DO NOTHING;
 UPDATE {table} SET users = (SELECT count(*) FROM {table}_users WHERE group_id = $group) WHERE id = $group"""
+
+    /// A list's order here: ties by `Rows.hashKey` (the column the indexes end in), as the hash orders them.
+    let order = Rows.orderBy "hkey"
 
     /// The record's columns, read from a summary row `t` and its newest sample `d`.
     let selected =
@@ -112,6 +115,9 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
                 true
             )
 
+            // The order key of a hash (`Rows.hashKey`), for the migration that adds it.
+            c.CreateFunction("errormonitor_hkey", Func<string, int64>(Rows.hashKey), true)
+
             use pragma = c.CreateCommand()
             // WAL with synchronous=NORMAL: a commit is durable against a crash of the app; only a power cut can
             // lose the last commits (the spill file covers outages, not that). A page cache of 64 MB a
@@ -137,25 +143,36 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
         Rows.record (fun r i -> parseTime (r.GetString i)) r
 
 
-    /// A command in `tx` that adds a bucket to `{table}_{kind}` (hours or days) of a group by its id (0: all groups).
-    let bucketAdder (c: SqliteConnection) (tx: SqliteTransaction) (kind: string) =
-        let cmd = c.CreateCommand()
-        cmd.Transaction <- tx
+    /// Adds buckets to `{table}_{kind}` (hours or days) of groups by their id (0: all groups), in one statement
+    /// (a statement a bucket costs more than the insert itself).
+    let addBuckets (c: SqliteConnection) (tx: SqliteTransaction) (kind: string) (rows: (int64 * Bucket) seq) =
+        let json = Text.StringBuilder("[")
 
-        cmd.CommandText <-
-            $"INSERT INTO {table}_{kind} (group_id, start, count) VALUES ($group, $start, $count) ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"
+        for id, b in rows do
+            if json.Length > 1 then
+                json.Append(',') |> ignore
 
-        let group = cmd.Parameters.Add(SqliteParameter("$group", null))
-        let start = cmd.Parameters.Add(SqliteParameter("$start", null))
-        let count = cmd.Parameters.Add(SqliteParameter("$count", null))
+            json
+                .Append('[')
+                .Append(id)
+                .Append(',')
+                .Append(b.Start.ToUnixTimeSeconds())
+                .Append(',')
+                .Append(b.Count)
+                .Append(']')
+            |> ignore
 
-        let add (id: int64) (b: Bucket) =
-            group.Value <- id
-            start.Value <- b.Start.ToUnixTimeSeconds()
-            count.Value <- b.Count
+        if json.Length > 1 then
+            use cmd = c.CreateCommand()
+            cmd.Transaction <- tx
+
+            cmd.CommandText <-
+                $"""INSERT INTO {table}_{kind} (group_id, start, count)
+SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each($rows) WHERE true
+ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"""
+
+            cmd.Parameters.AddWithValue("$rows", json.Append(']').ToString()) |> ignore
             cmd.ExecuteNonQuery() |> ignore
-
-        cmd, add
 
     /// Each migration, in order; SQLite's user_version remembers how many ran.
     let migrations =
@@ -262,6 +279,18 @@ DROP TABLE {table}_detail;
 CREATE INDEX ix_{table}_samples_group ON {table}_samples (group_id, id);
 ALTER TABLE {table} ADD COLUMN users INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE {table}_users (group_id INTEGER NOT NULL, user_key TEXT NOT NULL, PRIMARY KEY (group_id, user_key)) WITHOUT ROWID;"""
+            // The list indexes end in a number that orders as the hash does (`Rows.hashKey`), not in the hash: an
+            // entry is about half the size, so a new group and a count update cost less.
+            $"""ALTER TABLE {table} ADD COLUMN hkey INTEGER NOT NULL DEFAULT 0;
+UPDATE {table} SET hkey = errormonitor_hkey(hash);
+DROP INDEX ix_{table}_last_seen;
+DROP INDEX ix_{table}_status_last_seen;
+DROP INDEX ix_{table}_status_created_on;
+DROP INDEX ix_{table}_status_count;
+CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hkey);
+CREATE INDEX ix_{table}_status_last_seen ON {table} (status, last_seen DESC, hkey);
+CREATE INDEX ix_{table}_status_created_on ON {table} (status, created_on DESC, hkey);
+CREATE INDEX ix_{table}_status_count ON {table} (status, count DESC, hkey);"""
         ]
 
     let createSchema () =
@@ -411,6 +440,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             p cmd "$count"
                             p cmd "$created_on"
                             p cmd "$last_seen"
+                            p cmd "$hkey"
                         |]
 
                     use sample = c.CreateCommand()
@@ -444,12 +474,12 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                     let cs =
                         [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
 
-                    let hours, addHour = bucketAdder c tx "hours"
-                    use _ = hours
+                    // The batch's hourly buckets, written together after its groups.
+                    let hours = ResizeArray<int64 * Bucket>()
 
                     let addHours (group: int64) (buckets: Bucket seq) =
                         for b in buckets do
-                            addHour group b
+                            hours.Add(group, b)
 
                     // What every written group gains besides its row: its hours, its users.
                     let gained (id: int64) (d: GroupDelta) =
@@ -519,6 +549,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             ps.[6].Value <- d.Count
                             ps.[7].Value <- time d.FirstAt
                             ps.[8].Value <- time e.OccurredAt
+                            ps.[9].Value <- Rows.hashKey e.Hash
 
                             match run cmd e.Hash with
                             | ValueSome id ->
@@ -542,6 +573,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
 
                     // All groups together (id 0).
                     addHours 0L (History.sum (batch |> Seq.collect (fun d -> d.Hours)))
+                    addBuckets c tx "hours" hours
 
                     match mark with
                     | Some(journal, segment, now) ->
@@ -667,13 +699,13 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                         cmd
                         query
                         "1 = 1"
-                        (Rows.order query.Sort CursorDirection.Older String.Empty)
+                        (order query.Sort CursorDirection.Older String.Empty)
                         (count + int (min offset 100000L))
 
                 cmd.CommandText <-
                     withDetails
-                        $"SELECT * FROM {table} WHERE {where} ORDER BY {Rows.order query.Sort CursorDirection.Older String.Empty} LIMIT $count OFFSET $offset"
-                        (Rows.order query.Sort CursorDirection.Older "t.")
+                        $"SELECT * FROM {table} WHERE {where} ORDER BY {order query.Sort CursorDirection.Older String.Empty} LIMIT $count OFFSET $offset"
+                        (order query.Sort CursorDirection.Older "t.")
 
                 use! r = cmd.ExecuteReaderAsync ct
                 let! acc = Rows.readAll read r ct
@@ -698,16 +730,16 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                 )
                 |> ignore
 
-                cmd.Parameters.AddWithValue("$hash", (Rows.key cursor.Hash)) |> ignore
+                cmd.Parameters.AddWithValue("$hkey", Rows.hashKey cursor.Hash) |> ignore
                 cmd.Parameters.AddWithValue("$count", max 0 count) |> ignore
-                let past = Rows.pastCursor query.Sort d "$"
-                let ordered = Rows.order query.Sort d ""
+                let past = Rows.pastCursorBy "hkey" query.Sort d "$"
+                let ordered = order query.Sort d ""
                 let where = selection cmd query past ordered count
 
                 cmd.CommandText <-
                     withDetails
                         $"SELECT * FROM {table} WHERE {where} AND {past} ORDER BY {ordered} LIMIT $count"
-                        (Rows.order query.Sort d "t.")
+                        (order query.Sort d "t.")
 
                 use! r = cmd.ExecuteReaderAsync ct
                 let! acc = Rows.readAll read r ct
@@ -952,7 +984,7 @@ DELETE FROM {table} WHERE id IN (SELECT value FROM json_each($ids))"""
                     // The reverse of the list's order: least recently seen first, ties by hash, highest first.
                     let stale =
                         ids
-                            $"SELECT id FROM {table} WHERE last_seen < $before ORDER BY last_seen, hash DESC LIMIT $batch"
+                            $"SELECT id FROM {table} WHERE last_seen < $before ORDER BY last_seen, hkey DESC LIMIT $batch"
                             (fun cmd ->
                                 cmd.Parameters.AddWithValue("$before", time request.SeenBefore) |> ignore
                                 cmd.Parameters.AddWithValue("$batch", request.Batch) |> ignore)
@@ -967,7 +999,7 @@ DELETE FROM {table} WHERE id IN (SELECT value FROM json_each($ids))"""
                         let room = int64 (request.Batch - stale.Length)
 
                         if count > request.MaxGroups && room > 0L then
-                            ids $"SELECT id FROM {table} ORDER BY last_seen, hash DESC LIMIT $n" (fun cmd ->
+                            ids $"SELECT id FROM {table} ORDER BY last_seen, hkey DESC LIMIT $n" (fun cmd ->
                                 cmd.Parameters.AddWithValue("$n", min room (count - request.MaxGroups))
                                 |> ignore)
                         else
@@ -1008,11 +1040,7 @@ DELETE FROM {table} WHERE id IN (SELECT value FROM json_each($ids))"""
                             ds.Value <- b.Start.ToUnixTimeSeconds()
                             drop.ExecuteNonQuery() |> ignore
 
-                        let days, addDay = bucketAdder c tx "days"
-                        use _ = days
-
-                        for group, b in Retention.fold hourRows do
-                            addDay group b
+                        addBuckets c tx "days" (Retention.fold hourRows)
 
                     // Daily buckets past theirs.
                     let days =
