@@ -74,6 +74,12 @@ module internal Users =
     let key (name: string) : string =
         (Fingerprint.sha256Hex ("user\n" + name)).Substring(0, 16)
 
+    /// True when `text` has the shape of a key (16 lowercase hex characters).
+    let isKey (text: string) : bool =
+        not (isNull text)
+        && text.Length = 16
+        && text |> Seq.forall (fun c -> (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+
     /// The keys of an occurrence's user: none without an authenticated user (or a blank name).
     let ofName (name: string option) : string[] =
         match name with
@@ -88,6 +94,14 @@ module internal Users =
             b
         else
             Array.append a b |> Array.distinct |> Array.truncate Bound
+
+    /// The keys a group holds after a batch brings `added`: all of them while it holds fewer than `Bound` (so a
+    /// few past it may come in one batch), none once it holds `Bound`. Every store follows it.
+    let hold (held: Set<string>) (added: string[]) : Set<string> =
+        if held.Count < Bound then
+            Set.union held (Set.ofArray added)
+        else
+            held
 
     /// The user count of a group that holds `stored` keys (a store may hold a few past the bound: it checks the
     /// bound before a batch, not within it).

@@ -144,7 +144,7 @@ module internal Spill =
                                         if u.ValueKind = JsonValueKind.String then
                                             let k = u.GetString()
 
-                                            if k.Length = 16 && k |> Seq.forall Uri.IsHexDigit then
+                                            if Users.isKey k then
                                                 k
                                 |]
                                 |> Users.add [||]

@@ -296,12 +296,7 @@ let private model (state: Model) (op: Op) : Model * Seen =
                             had
 
                     let users =
-                        let had = m.Users |> fresh hash |> Map.tryFind hash |> Option.defaultValue Set.empty
-
-                        if had.Count < Users.Bound then
-                            Set.union had (Set.ofArray d.Users)
-                        else
-                            had
+                        Users.hold (m.Users |> fresh hash |> Map.tryFind hash |> Option.defaultValue Set.empty) d.Users
 
                     let after =
                         { Events.apply before d with

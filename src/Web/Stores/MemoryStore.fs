@@ -100,13 +100,7 @@ type internal MemoryStore(recent: int) =
                                 let kept = Samples.kept recent (all |> List.map (fun s -> s.Id)) |> Set.ofList
                                 samples <- samples.Add(hash, all |> List.filter (fun s -> kept.Contains s.Id))
 
-                            let held = users.TryFind hash |> Option.defaultValue Set.empty
-
-                            let held =
-                                if held.Count < Users.Bound then
-                                    Set.union held (Set.ofArray d.Users)
-                                else
-                                    held
+                            let held = Users.hold (users.TryFind hash |> Option.defaultValue Set.empty) d.Users
 
                             users <- users.Add(hash, held)
 
