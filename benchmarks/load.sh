@@ -3,7 +3,9 @@
 # ErrorMonitor on and off (the demo honours APP_ERROR_ENABLED=false), one after the other in alternating order;
 # a figure is the median of the rounds' on/off ratios with their range (never a best round). With BASELINE set
 # to a git revision, that revision's demo is built in a worktree and measured in the same rounds, so a change's
-# cost is the median of the per-round differences of the ratios. Prints a markdown table and saves it to
+# cost is the median of the per-round differences of the ratios (the builds take turns going first). Each
+# measurement also reads the app's CPU time a request from /proc: a second table gives its off/on ratio, which
+# the machine's drift moves less than the rates. Prints markdown tables and saves them to
 # benchmarks/results/load.md (load-vs-REVISION.md with BASELINE). Only 127.0.0.1 is loaded; every run is bounded.
 #   DURATION=10s CONNECTIONS=32 ROUNDS=5 STORM=1000000 BASELINE= SCENARIOS=happy,one,many benchmarks/load.sh
 #   (STORM=0: no storm)
@@ -68,41 +70,56 @@ start_demo() {
     echo "the demo did not start"; cat "$WORK/demo-$PORT.log"; exit 1
 }
 
-# Requests a second for one scenario: `rps URL [wrk args]`.
-rps() {
-    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" 2>&1 | awk '/Requests\/sec/ { print $2 }'
-}
-
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
-# Requests a second of one build with ErrorMonitor on or off: `one build enabled path [wrk args]`.
+# The app's CPU time so far (user and system, all threads) in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# One build with ErrorMonitor on or off: `one build enabled path [wrk args]`. Prints its requests a second and the
+# app's CPU time a request (µs): the second does not depend on how much of the machine the app got, only on the
+# work a request costs it, so it resolves a small change that the rate's drift on a shared machine hides.
 one() {
     local build=$1 enabled=$2 path=$3
     shift 3
     start_demo "$enabled" "$build"
     wrk -t2 -c"$CONNECTIONS" -d2s "$@" "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 # warm-up
-    local r; r=$(rps "$@" "http://127.0.0.1:$PORT$path")
+    local before; before=$(cpu_ticks "$PID")
+    local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" "http://127.0.0.1:$PORT$path" 2>&1)
+    local after; after=$(cpu_ticks "$PID")
     kill "$PID"; wait "$PID" 2>/dev/null || true
-    echo "$r"
+    local r; r=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    local n; n=$(awk '/requests in/ { print $1 }' <<<"$out")
+    echo "$r $(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$n" 'BEGIN { printf "%.2f", t * us / n }')"
 }
 
-# Every round: each build on and off (the order alternates between rounds). Prints a line a round:
-# `on off ratio` for each build in BUILDS order.
+# Every round: each build on and off (the order of on and off, and of the builds, alternates between rounds). Prints a line a round with five
+# columns for each build in BUILDS order: `on off on/off cpu-on cpu-off` (rates in requests a second, CPU in µs a
+# request).
 measure() { # path [lua]
     local path=$1 script=${2:-}
     local args=()
     [ -n "$script" ] && args=(-s "$script")
     for round in $(seq 1 "$ROUNDS"); do
+        # The builds take turns going first too (even rounds measure them in reverse order), so neither gains
+        # from a drift within a round; each round's line keeps BUILDS order.
+        local order=("${BUILDS[@]}")
+        if [ $((round % 2)) = 0 ] && [ "${#BUILDS[@]}" = 2 ]; then order=("${BUILDS[1]}" "${BUILDS[0]}"); fi
         local line=""
-        for build in "${BUILDS[@]}"; do
+        declare -A cells=()
+        for build in "${order[@]}"; do
             local on off
             if [ $((round % 2)) = 1 ]; then
                 off=$(one "$build" false "$path" "${args[@]}"); on=$(one "$build" true "$path" "${args[@]}")
             else
                 on=$(one "$build" true "$path" "${args[@]}"); off=$(one "$build" false "$path" "${args[@]}")
             fi
-            line="$line $on $off $(echo "$on $off" | awk '{ printf "%.3f", $1 / $2 }')"
+            read -r on_rps on_cpu <<<"$on"
+            read -r off_rps off_cpu <<<"$off"
+            cells[$build]="$on_rps $off_rps $(echo "$on_rps $off_rps" | awk '{ printf "%.3f", $1 / $2 }') $on_cpu $off_cpu"
         done
+        for build in "${BUILDS[@]}"; do line="$line ${cells[$build]}"; done
+        echo "$line" >&2 # progress
         echo "$line"
     done
 }
@@ -124,8 +141,24 @@ row() { # name rounds target
     local cells
     cells="$(col 1 "$rounds" | median | awk '{ printf "%.0f", $1 }') | $(col 2 "$rounds" | median | awk '{ printf "%.0f", $1 }') | $ratio | ≥ $target | $met"
     if [ -n "$BASELINE" ]; then
-        local base; base=$(col 6 "$rounds" | summary)
-        local diff; diff=$(awk '{ printf "%.3f\n", $3 - $6 }' <<<"$rounds" | summary)
+        local base; base=$(col 8 "$rounds" | summary)
+        local diff; diff=$(awk '{ printf "%.3f\n", $3 - $8 }' <<<"$rounds" | summary)
+        local kept; kept=$(echo "${diff%% *}" | awk '{ print ($1 >= -0.02) ? "yes" : "**no**" }')
+        cells="$cells | $base | $diff | $kept"
+    fi
+    printf '| %s | %s |\n' "$name" "$cells"
+}
+
+# A row of the CPU table: the app's CPU time a request on and off (medians), their ratio off/on (the rate ratio
+# the app would have if the machine were all its own), and with a baseline its ratio and the per-round change.
+cpurow() { # name rounds
+    local name=$1 rounds=$2
+    local ratio; ratio=$(awk '{ printf "%.3f\n", $5 / $4 }' <<<"$rounds" | summary)
+    local cells
+    cells="$(col 4 "$rounds" | median | awk '{ printf "%.1f", $1 }') | $(col 5 "$rounds" | median | awk '{ printf "%.1f", $1 }') | $ratio"
+    if [ -n "$BASELINE" ]; then
+        local base; base=$(awk '{ printf "%.3f\n", $10 / $9 }' <<<"$rounds" | summary)
+        local diff; diff=$(awk '{ printf "%.3f\n", $5 / $4 - $10 / $9 }' <<<"$rounds" | summary)
         local kept; kept=$(echo "${diff%% *}" | awk '{ print ($1 >= -0.02) ? "yes" : "**no**" }')
         cells="$cells | $base | $diff | $kept"
     fi
@@ -160,7 +193,7 @@ if [ "$STORM" -gt 0 ]; then
 fi
 
 {
-    echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, wrk -t2 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds (on and off alternating), demo app in Release with logging off; rates are medians, ratios the median [range] of the rounds' on/off${BASELINE:+; baseline: $(git -C "$ROOT" rev-parse --short "$BASELINE") in the same rounds}"
+    echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, wrk -t2 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds (on and off alternating), demo app in Release with logging off; rates are medians, ratios the median [range] of the rounds' on/off${BASELINE:+; baseline: $(git -C "$ROOT" rev-parse --short "$BASELINE") in the same rounds, the builds taking turns going first}"
     echo
     if [ -n "$BASELINE" ]; then
         echo "| figure | ErrorMonitor on (req/s) | off (req/s) | on/off | target | met? | baseline on/off | change of on/off | within 0.02? |"
@@ -172,6 +205,19 @@ fi
     if [ -n "$happy" ]; then row "happy path GET /" "$happy" 0.98; fi
     if [ -n "$one_group" ]; then row "failing path, one group" "$one_group" 0.90; fi
     if [ -n "$many" ]; then row "failing path, 10,000 groups" "$many" 0.80; fi
+    echo
+    echo "The app's CPU time a request (user and system, µs, medians; off/on: the median [range] of the rounds' ratio):"
+    echo
+    if [ -n "$BASELINE" ]; then
+        echo "| figure | CPU on (µs) | off (µs) | off/on | baseline off/on | change of off/on | within 0.02? |"
+        echo "| --- | --- | --- | --- | --- | --- | --- |"
+    else
+        echo "| figure | CPU on (µs) | off (µs) | off/on |"
+        echo "| --- | --- | --- | --- |"
+    fi
+    if [ -n "$happy" ]; then cpurow "happy path GET /" "$happy"; fi
+    if [ -n "$one_group" ]; then cpurow "failing path, one group" "$one_group"; fi
+    if [ -n "$many" ]; then cpurow "failing path, 10,000 groups" "$many"; fi
     if [ -n "$grow_on" ]; then
         echo
         echo "| figure | ErrorMonitor on | off | target | met? |"

@@ -12,7 +12,7 @@ namespace ErrorMonitor.Benchmarks;
 /// and list-page latency with many groups (page 1 against a deep page). Every figure is measured in several
 /// rounds (reads: the figures take turns, round after round, over the same database; writes: the work split in
 /// equal parts) and reported as the median of the rounds with their range. Prints a markdown table and saves it.
-/// Usage: store [--groups N] [--rounds R] [--postgres CONNECTION] [--out FILE]
+/// Usage: store [--groups N] [--rounds R] [--postgres CONNECTION] [--only SQLite|PostgreSQL] [--out FILE]
 /// </summary>
 internal static class StoreFigures
 {
@@ -49,6 +49,14 @@ internal static class StoreFigures
         {
             var table = "bench_" + Guid.NewGuid().ToString("N");
             stores.Add(("PostgreSQL", () => PostgresStore.Create(postgres, table), 10_000));
+        }
+
+        var only = Arg("--only", "");
+        stores.RemoveAll(s => only.Length > 0 && !string.Equals(s.Name, only, StringComparison.OrdinalIgnoreCase));
+        if (stores.Count == 0)
+        {
+            Console.Error.WriteLine($"--only {only}: no such store here (SQLite, or PostgreSQL with --postgres)");
+            return 2;
         }
 
         foreach (var (name, make, newGoal) in stores)

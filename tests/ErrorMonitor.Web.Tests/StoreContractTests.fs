@@ -842,15 +842,7 @@ let tests =
                     Expect.equal (found |> Seq.map (fun r -> r.Path) |> List.ofSeq) [ "/orders/checkout" ] "found"
 
                     let! resolved =
-                        store.SetStatusAsync(
-                            hashOf 1,
-                            {
-                                Status = GroupStatus.Resolved
-                                IgnoreUntil = Nullable()
-                                IgnoreCount = Nullable()
-                            },
-                            none
-                        )
+                        store.SetStatusAsync(hashOf 1, changeOf (int GroupStatus.Resolved) None None, none)
 
                     Expect.equal resolved.Status GroupStatus.Resolved "resolved"
                     let e = event 1 900 1
@@ -999,6 +991,41 @@ INSERT INTO {table} (hash, host, path, method, request_data, exception_name, mes
                         [ for x in samples -> x.Traceback, x.OccurredAt ]
                         [ "trace", DateTimeOffset(2026, 3, 1, 12, 5, 0, TimeSpan.Zero) ]
                         "its details as its first sample"
+                }
+            testTask' "the PostgreSQL store writes a new group's details once, in its sample, and shows them"
+            <| fun () ->
+                task {
+                    let table = "once_" + Guid.NewGuid().ToString "N"
+                    use store = PostgresStore.Create(postgres (), table, recentSamples)
+                    let s = store :> IErrorStore
+                    let none = CancellationToken.None
+
+                    let e =
+                        { event 1 0 1 with
+                            Traceback = "trace-once-marker"
+                            RequestData = """{"marker":"once"}"""
+                        }
+
+                    let! _ = s.UpsertAsync([| Events.single e |], none)
+                    use source = Npgsql.NpgsqlDataSource.Create(postgres ())
+
+                    use cmd =
+                        source.CreateCommand(
+                            $"""SELECT (SELECT count(*) FROM {table} WHERE traceback LIKE '%%once-marker%%' OR request_data LIKE '%%once%%')
+  + (SELECT count(*) FROM {table}_samples WHERE traceback LIKE '%%once-marker%%')"""
+                        )
+
+                    let! copies = cmd.ExecuteScalarAsync()
+                    Expect.equal (Convert.ToInt64 copies) 1L "one copy of the details"
+                    let! (r: ErrorRecord) = s.GetAsync(hashOf 1, none)
+                    Expect.equal (r.Traceback, r.RequestData) (e.Traceback, e.RequestData) "the detail shows them"
+                    let! page = s.ListAsync(ListQuery.All, 0L, 10, none)
+                    Expect.equal [ for x in page -> x.Traceback ] [ e.Traceback ] "and so does the list"
+
+                    let! (changed: ErrorRecord) =
+                        s.SetStatusAsync(hashOf 1, changeOf (int GroupStatus.Resolved) None None, none)
+
+                    Expect.equal changed.Traceback e.Traceback "and a status change's answer"
                 }
             samplesAndUsers "the in-memory" (fun () -> MemoryStore(recentSamples))
             samplesAndUsers "the SQLite" (fun () ->

@@ -15,6 +15,17 @@ module internal Rows =
     let Columns =
         "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, status, regressions, last_regression, ignore_until, ignore_until_count, users"
 
+    /// `Columns` read from a summary row `t` and its newest sample `d` (a group's details are its newest
+    /// sample's); `fallback` gives a detail column's value for a group without samples.
+    let columnsWithSample (fallback: string -> string) =
+        Columns.Split ", "
+        |> Array.map (fun c ->
+            if c = "request_data" || c = "traceback" then
+                $"coalesce(d.{c}, {fallback c})"
+            else
+                "t." + c)
+        |> String.concat ", "
+
     /// A status as stored (its number).
     let status (s: GroupStatus) : int = int s
 

@@ -63,9 +63,7 @@ UPDATE {table} SET users = (SELECT count(*) FROM {table}_users WHERE group_id = 
 
     /// The record's columns, read from a summary row `t` and its newest sample `d`.
     let selected =
-        "t.hash, t.host, t.path, t.method, coalesce(d.request_data, '{}'), t.exception_name, t.message, "
-        + "coalesce(d.traceback, ''), t.count, t.created_on, t.last_seen, t.status, t.regressions, t.last_regression, "
-        + "t.ignore_until, t.ignore_until_count, t.users"
+        Rows.columnsWithSample (fun c -> if c = "request_data" then "'{}'" else "''")
 
     /// The records of the summary rows a query picks (`picked` selects whole rows of {table}), in `order`.
     let withDetails (picked: string) (order: string) =
