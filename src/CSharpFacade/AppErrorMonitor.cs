@@ -11,7 +11,8 @@ namespace ErrorMonitor;
 /// The monitor of one app. Register it with <c>builder.Services.AddErrorMonitor()</c> and take it from
 /// dependency injection, or create it the seed's way: <c>new AppErrorMonitor(app)</c>, or
 /// <c>new AppErrorMonitor()</c> followed by <see cref="InitApp"/> ("configure at the end").
-/// Recording never throws into the app: ErrorMonitor's own failures are logged.
+/// Recording never throws into the app: ErrorMonitor's own failures are logged, and what is recorded before the
+/// monitor is initialised is dropped (the record methods return null).
 /// </summary>
 public sealed class AppErrorMonitor
 {
@@ -71,7 +72,8 @@ public sealed class AppErrorMonitor
     /// <param name="contextBuilder">Adds app context to each occurrence.</param>
     /// <param name="masking">A masking rule of the app's own; default from APP_ERROR_MASKED_KEY_HAS.</param>
     /// <param name="configure">Options in code; they win over configuration keys.</param>
-    /// <exception cref="ErrorMonitorConfigException">No app, initialised twice, or a bad configuration.</exception>
+    /// <exception cref="ErrorMonitorConfigException">No app, initialised twice, a bad configuration, or a table of
+    /// the configured name that is not ErrorMonitor's.</exception>
     public void InitApp(
         WebApplication app,
         IErrorStore? store = null,
@@ -113,6 +115,7 @@ public sealed class AppErrorMonitor
             _accessor = app.Services.GetService<IHttpContextAccessor>();
             Middleware.useIn(app, engine);
             ErrorMonitorEndpoints.Map(app, engine, options);
+            engine.CheckStoreAsync(CancellationToken.None).GetAwaiter().GetResult();
             engine.Start();
             app.Lifetime.ApplicationStopping.Register(
                 () => engine.StopAsync(engine.Settings.ShutdownTimeout).GetAwaiter().GetResult());
@@ -123,14 +126,34 @@ public sealed class AppErrorMonitor
     private HttpContext? Current(HttpContext? context) => context ?? _accessor?.HttpContext;
 
     /// <summary>Records an exception (the seed's record_exception). Returns its group's hash, or null when
-    /// capture is off or failed.</summary>
+    /// capture is off or failed, or the monitor is not initialised.</summary>
     /// <param name="exception">The exception.</param>
     /// <param name="context">The request it happened in; default the current request, if any.</param>
+#pragma warning disable RS0026 // With and without a message, as the seed has record_exception and capture_message.
     public string? RecordException(Exception exception, HttpContext? context = null)
+#pragma warning restore RS0026
     {
         ArgumentNullException.ThrowIfNull(exception);
-        var result = Engine.Record(exception, Current(context));
+        var result = _engine?.Record(exception, Current(context));
         return result?.Value.Item1;
+    }
+
+    /// <summary>Records an exception with a message about it as context (the seed's <c>capture_message</c>
+    /// inside an <c>except</c>, which records the exception being handled). The message is kept as the extra
+    /// <c>message</c>; the group is the exception's. Returns its group's hash, or null when capture is off or the
+    /// monitor is not initialised.</summary>
+    /// <param name="exception">The exception being handled.</param>
+    /// <param name="message">What the app says about it.</param>
+    /// <param name="context">The request it happened in; default the current request, if any.</param>
+#pragma warning disable RS0026 // An overload with a message, as the seed's capture_message has it.
+    public string? RecordException(Exception exception, string message, HttpContext? context = null)
+#pragma warning restore RS0026
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        ArgumentNullException.ThrowIfNull(message);
+        using var scope = ErrorScope.Begin();
+        scope.SetExtra("message", message);
+        return RecordException(exception, context);
     }
 
     /// <summary>Records an exception and completes once its occurrence is stored.</summary>
@@ -143,23 +166,24 @@ public sealed class AppErrorMonitor
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(exception);
-        var result = Engine.Record(exception, Current(context));
+        var result = _engine?.Record(exception, Current(context));
         if (result is null)
         {
             return null;
         }
 
-        await Engine.WaitStoredAsync(result.Value.Item2, cancellationToken).ConfigureAwait(false);
+        await _engine!.WaitStoredAsync(result.Value.Item2, cancellationToken).ConfigureAwait(false);
         return result.Value.Item1;
     }
 
-    /// <summary>Records a message (no exception). Returns its group's hash, or null when capture is off.</summary>
+    /// <summary>Records a message (no exception). Returns its group's hash, or null when capture is off or the
+    /// monitor is not initialised.</summary>
     /// <param name="message">The text; digits, GUIDs and hex runs do not split its group.</param>
     /// <param name="context">The request it belongs to; default the current request, if any.</param>
     public string? CaptureMessage(string message, HttpContext? context = null)
     {
         ArgumentNullException.ThrowIfNull(message);
-        var result = Engine.RecordMessage(message, Current(context));
+        var result = _engine?.RecordMessage(message, Current(context));
         return result?.Value.Item1;
     }
 
@@ -241,10 +265,75 @@ public sealed class AppErrorMonitor
         }
     }
 
+    /// <summary>Runs <paramref name="action"/> inside a new scope that <paramref name="scope"/> fills (extras
+    /// recorded with whatever is thrown inside it), recording what it throws: the seed's capturing scope.</summary>
+    /// <param name="action">The work.</param>
+    /// <param name="scope">Sets the scope's extras before the work runs.</param>
+    /// <param name="silent">True: record and swallow the exception; false: record and rethrow.</param>
+#pragma warning disable RS0026 // Overloads by delegate shape, as above.
+    public void Track(Action action, Action<ErrorScope> scope, bool silent = false)
+#pragma warning restore RS0026
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        ArgumentNullException.ThrowIfNull(scope);
+        using var s = ErrorScope.Begin();
+        scope(s);
+        Track(action, silent);
+    }
+
+    /// <summary>Runs <paramref name="action"/> inside a new scope that <paramref name="scope"/> fills, recording
+    /// what it throws.</summary>
+    /// <param name="action">The work.</param>
+    /// <param name="scope">Sets the scope's extras before the work runs.</param>
+    /// <param name="silent">True: record, swallow and return the default value; false: record and rethrow.</param>
+#pragma warning disable RS0026 // Overloads by delegate shape, as above.
+    public T? Track<T>(Func<T> action, Action<ErrorScope> scope, bool silent = false)
+#pragma warning restore RS0026
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        ArgumentNullException.ThrowIfNull(scope);
+        using var s = ErrorScope.Begin();
+        scope(s);
+        return Track(action, silent);
+    }
+
+    /// <summary>Runs <paramref name="action"/> inside a new scope that <paramref name="scope"/> fills, recording
+    /// what it throws.</summary>
+    /// <param name="action">The work.</param>
+    /// <param name="scope">Sets the scope's extras before the work runs.</param>
+    /// <param name="silent">True: record and swallow the exception; false: record and rethrow.</param>
+#pragma warning disable RS0026 // Overloads by delegate shape, as above.
+    public async Task TrackAsync(Func<Task> action, Action<ErrorScope> scope, bool silent = false)
+#pragma warning restore RS0026
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        ArgumentNullException.ThrowIfNull(scope);
+        using var s = ErrorScope.Begin();
+        scope(s);
+        await TrackAsync(action, silent).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs <paramref name="action"/> inside a new scope that <paramref name="scope"/> fills, recording
+    /// what it throws.</summary>
+    /// <param name="action">The work.</param>
+    /// <param name="scope">Sets the scope's extras before the work runs.</param>
+    /// <param name="silent">True: record, swallow and return the default value; false: record and rethrow.</param>
+#pragma warning disable RS0026 // Overloads by delegate shape, as above.
+    public async Task<T?> TrackAsync<T>(Func<Task<T>> action, Action<ErrorScope> scope, bool silent = false)
+#pragma warning restore RS0026
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        ArgumentNullException.ThrowIfNull(scope);
+        using var s = ErrorScope.Begin();
+        scope(s);
+        return await TrackAsync(action, silent).ConfigureAwait(false);
+    }
+
     /// <summary>Opens a scope whose extras are added to whatever is recorded inside it (on this async flow).</summary>
     public ErrorScope BeginScope() => ErrorScope.Begin();
 
     /// <summary>Completes once everything recorded so far is stored.</summary>
     /// <param name="cancellationToken">Stops waiting.</param>
-    public Task FlushAsync(CancellationToken cancellationToken = default) => Engine.FlushAsync(cancellationToken);
+    public Task FlushAsync(CancellationToken cancellationToken = default) =>
+        _engine?.FlushAsync(cancellationToken) ?? Task.CompletedTask;
 }

@@ -708,6 +708,20 @@ type Engine internal (parts: EngineParts) =
     /// Prunes what is past retention now (see `prune`); the background does it every `Retention.interval`.
     member internal _.PruneAsync(ct: CancellationToken) : Task<PruneResult> = prune ct
 
+    /// Opens the store before the app serves: a table of the configured name with another shape stops start-up
+    /// (the store's ErrorMonitorConfigException, naming the table and a missing column). Any other failure (the
+    /// database not up yet) or a store slower than 10 s is left to the writer, which retries and logs it.
+    member internal _.CheckStoreAsync(ct: CancellationToken) : Task =
+        task {
+            let opening = parts.Store.InitializeAsync ct
+
+            try
+                do! opening.WaitAsync(TimeSpan.FromSeconds 10.0, ct)
+            with
+            | :? ErrorMonitorConfigException as e -> Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw()
+            | _ -> ()
+        }
+
     /// Starts the background writer.
     member internal _.Start() =
         lock stopping (fun () ->

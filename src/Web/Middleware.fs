@@ -58,9 +58,11 @@ module internal Middleware =
 /// APP_ERROR_SHUTDOWN_TIMEOUT and spills the rest.
 type internal EngineHostedService(engine: Engine) =
     interface IHostedService with
-        member _.StartAsync(_: CancellationToken) =
-            engine.Start()
-            Task.CompletedTask
+        member _.StartAsync(ct: CancellationToken) =
+            task {
+                do! engine.CheckStoreAsync ct
+                engine.Start()
+            }
 
         member _.StopAsync(_: CancellationToken) =
             engine.StopAsync engine.Settings.ShutdownTimeout

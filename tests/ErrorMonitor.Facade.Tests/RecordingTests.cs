@@ -150,6 +150,47 @@ public sealed class RecordingTests
     }
 
     [Fact]
+    public async Task Track_with_a_scope_records_its_extras_and_RecordException_keeps_a_message()
+    {
+        var (host, monitor) = await StartDi(_ => { });
+        await using var _ = host;
+
+        // The seed's capturing scope: extras set for the work, the exception recorded and swallowed (or rethrown).
+        monitor.Track(() => throw new InvalidOperationException("in a tracked scope"), s => s.SetExtra("cart", 7), silent: true);
+        await Assert.ThrowsAsync<TimeoutException>(() => monitor.TrackAsync(
+            () => throw new TimeoutException("async tracked"), s => s.SetExtra("attempt", 3)));
+        var value = monitor.Track<int>(() => throw new ArithmeticException("valued"), s => s.SetExtra("step", "sum"), silent: true);
+        Assert.Equal(0, value);
+
+        // The seed's capture_message inside an except: the exception, with the message as context.
+        string? handled;
+        try
+        {
+            throw new KeyNotFoundException("sku 12");
+        }
+        catch (KeyNotFoundException ex)
+        {
+            handled = monitor.RecordException(ex, "stock lookup failed");
+        }
+
+        var records = await All(monitor);
+        string DataOf(string type) => records.Single(r => r.ExceptionName == type).RequestData;
+        Assert.Contains("\"cart\":7", DataOf("System.InvalidOperationException"), StringComparison.Ordinal);
+        Assert.Contains("\"attempt\":3", DataOf("System.TimeoutException"), StringComparison.Ordinal);
+        Assert.Contains("\"step\":\"sum\"", DataOf("System.ArithmeticException"), StringComparison.Ordinal);
+        var lookup = records.Single(r => r.Hash == handled);
+        Assert.Equal("System.Collections.Generic.KeyNotFoundException", lookup.ExceptionName);
+        Assert.Contains("\"message\":\"stock lookup failed\"", lookup.RequestData, StringComparison.Ordinal);
+
+        // The scopes closed with their work: a later record carries none of their extras.
+        var after = monitor.RecordException(new ApplicationException("after"));
+        await monitor.FlushAsync();
+        var later = await monitor.Store.GetAsync(after!, CancellationToken.None);
+        Assert.DoesNotContain("cart", later.RequestData, StringComparison.Ordinal);
+        Assert.DoesNotContain("stock lookup", later.RequestData, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_scope_adds_its_extras_to_what_is_recorded_inside_it()
     {
         var (host, monitor) = await StartDi(_ => { });

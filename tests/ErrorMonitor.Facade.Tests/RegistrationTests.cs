@@ -41,6 +41,36 @@ public sealed class RegistrationTests
     }
 
     [Fact]
+    public async Task A_table_of_the_configured_name_with_another_shape_stops_start_up_naming_it()
+    {
+        var builder = TestHost.Builder(new Dictionary<string, string?> { ["APP_ERROR_TABLE"] = "orders" });
+        var file = Path.Combine(builder.Environment.ContentRootPath, "errormonitor.db");
+        await using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={file}"))
+        {
+            await c.OpenAsync();
+            await using var cmd = c.CreateCommand();
+            cmd.CommandText = "CREATE TABLE orders (id INTEGER PRIMARY KEY, hash TEXT, total REAL)";
+            await cmd.ExecuteNonQueryAsync();
+        }
+
+        builder.Services.AddErrorMonitor();
+        var app = builder.Build();
+        app.UseErrorMonitor();
+
+        var error = await Assert.ThrowsAsync<ErrorMonitorConfigException>(() => app.StartAsync());
+        Assert.Contains("'orders'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("'host'", error.Message, StringComparison.Ordinal);
+        await app.DisposeAsync();
+
+        // The app's own table is as it was: nothing added to it.
+        await using var check = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={file}");
+        await check.OpenAsync();
+        await using var columns = check.CreateCommand();
+        columns.CommandText = "SELECT group_concat(name) FROM pragma_table_info('orders')";
+        Assert.Equal("id,hash,total", (string?)await columns.ExecuteScalarAsync());
+    }
+
+    [Fact]
     public async Task A_bad_configuration_stops_start_up_before_the_first_request()
     {
         var builder = TestHost.Builder(new Dictionary<string, string?> { ["APP_DEFAULT_LIST_SIZE"] = "0" });

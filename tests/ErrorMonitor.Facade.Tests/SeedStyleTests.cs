@@ -196,10 +196,23 @@ public sealed class SeedStyleTests
     }
 
     [Fact]
-    public void Recording_before_initialisation_says_what_to_do()
+    public async Task Recording_before_initialisation_never_throws_and_records_nothing()
     {
         var monitor = new AppErrorMonitor();
-        var ex = Assert.Throws<ErrorMonitorConfigException>(() => monitor.RecordException(new InvalidOperationException()));
+
+        Assert.Null(monitor.RecordException(new InvalidOperationException("early")));
+        Assert.Null(monitor.RecordException(new InvalidOperationException("early"), "while starting"));
+        Assert.Null(await monitor.RecordExceptionAsync(new InvalidOperationException("early")));
+        Assert.Null(monitor.CaptureMessage("early message"));
+        monitor.Track(() => throw new FormatException("swallowed"), silent: true);
+
+        // Not silent: the app's own exception comes back, never one of ErrorMonitor's.
+        Assert.Throws<FormatException>(() => monitor.Track(() => throw new FormatException("rethrown")));
+        await monitor.FlushAsync();
+        Assert.False(monitor.IsInitialized);
+
+        // What is not recording still says what to do.
+        var ex = Assert.Throws<ErrorMonitorConfigException>(() => monitor.Store);
         Assert.Contains("InitApp", ex.Message, StringComparison.Ordinal);
     }
 

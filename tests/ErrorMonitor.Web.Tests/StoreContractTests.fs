@@ -992,6 +992,40 @@ INSERT INTO {table} (hash, host, path, method, request_data, exception_name, mes
                         [ "trace", DateTimeOffset(2026, 3, 1, 12, 5, 0, TimeSpan.Zero) ]
                         "its details as its first sample"
                 }
+            testTask'
+                "a PostgreSQL table of the configured name with another shape is refused, named, and left as it was"
+            <| fun () ->
+                task {
+                    let table = "theirs_" + Guid.NewGuid().ToString "N"
+                    use source = Npgsql.NpgsqlDataSource.Create(postgres ())
+
+                    use create =
+                        source.CreateCommand($"CREATE TABLE {table} (id integer PRIMARY KEY, hash text, total numeric)")
+
+                    let! _ = create.ExecuteNonQueryAsync()
+                    use store = PostgresStore.Create(postgres (), table, recentSamples)
+
+                    let! error =
+                        task {
+                            try
+                                do! (store :> IErrorStore).InitializeAsync CancellationToken.None
+                                return None
+                            with :? ErrorMonitorConfigException as e ->
+                                return Some e.Message
+                        }
+
+                    let message = Expect.wantSome error "refused"
+                    Expect.stringContains message $"'{table}'" "names the table"
+                    Expect.stringContains message "'host'" "and a missing column"
+
+                    use columns =
+                        source.CreateCommand(
+                            $"SELECT string_agg(column_name::text, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '{table}'"
+                        )
+
+                    let! names = columns.ExecuteScalarAsync()
+                    Expect.equal (string names) "id,hash,total" "the table is as it was"
+                }
             testTask' "the PostgreSQL store writes a new group's details once, in its sample, and shows them"
             <| fun () ->
                 task {

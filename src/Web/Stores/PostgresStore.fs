@@ -282,6 +282,18 @@ WHERE t.hash = a.hash"""
                     [ Sql.text "key" ("errormonitor:" + table) ]
                     none
 
+            // A table of this name that is not ErrorMonitor's stops here, named (not at every write).
+            let! existing =
+                Sql.query
+                    conn
+                    tx
+                    "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = lower(@table)"
+                    [ Sql.text "table" table ]
+                    (fun r -> r.GetString 0)
+                    none
+
+            Rows.checkShape table existing
+
             let! _ =
                 Sql.execute conn tx $"CREATE TABLE IF NOT EXISTS {table}_schema (version integer NOT NULL)" [] none
 

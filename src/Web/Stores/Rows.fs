@@ -26,6 +26,36 @@ module internal Rows =
                 "t." + c)
         |> String.concat ", "
 
+    /// The columns every version of a group table has had: a table of the configured name without one of them
+    /// is somebody else's.
+    let BaseColumns =
+        [
+            "hash"
+            "host"
+            "path"
+            "method"
+            "exception_name"
+            "message"
+            "count"
+            "created_on"
+            "last_seen"
+        ]
+
+    /// Refuses an existing table (its column names; none: it does not exist) that lacks a base column, with an
+    /// error naming the table and the column: ErrorMonitor would otherwise fail on every write.
+    let checkShape (table: string) (existing: string seq) =
+        let names = Set.ofSeq (existing |> Seq.map (fun n -> n.ToLowerInvariant()))
+
+        if not names.IsEmpty then
+            match BaseColumns |> List.tryFind (fun c -> not (names.Contains c)) with
+            | Some missing ->
+                raise (
+                    ErrorMonitor.ErrorMonitorConfigException(
+                        $"APP_ERROR_TABLE: the table '{table}' exists with another shape (it has no column '{missing}'), so it is not ErrorMonitor's. Choose another name with APP_ERROR_TABLE, or remove that table."
+                    )
+                )
+            | None -> ()
+
     /// A status as stored (its number).
     let status (s: GroupStatus) : int = int s
 

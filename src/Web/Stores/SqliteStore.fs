@@ -294,6 +294,19 @@ CREATE INDEX ix_{table}_status_count ON {table} (status, count DESC, hkey);"""
     let createSchema () =
         task {
             use! c = openConnection ()
+            // A table of this name that is not ErrorMonitor's stops here, named, before anything in the file
+            // changes (not at every write).
+            use shape = c.CreateCommand()
+            shape.CommandText <- "SELECT name FROM pragma_table_info($table)"
+            shape.Parameters.AddWithValue("$table", table) |> ignore
+            use! names = shape.ExecuteReaderAsync()
+            let existing = ResizeArray<string>()
+
+            while names.Read() do
+                existing.Add(names.GetString 0)
+
+            names.Close()
+            Rows.checkShape table existing
             use wal = c.CreateCommand()
             // Incremental auto-vacuum (before the first table of a new file): pruning gives pages back, so the
             // file shrinks.
@@ -305,6 +318,7 @@ CREATE INDEX ix_{table}_status_count ON {table} (status, count DESC, hkey);"""
             version.CommandText <- "PRAGMA user_version;"
             let! v = version.ExecuteScalarAsync()
             let current = Convert.ToInt32 v
+
 
             for i, sql in List.indexed migrations do
                 if i + 1 > current then
