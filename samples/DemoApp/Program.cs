@@ -61,6 +61,21 @@ app.MapGet("/group/{groupId}", (string groupId) =>
     throw new InvalidOperationException($"Failure of group {groupId}");
 });
 
+// Logs an exception at Error through ILogger<T> and answers 200: the logging integration records it.
+app.MapGet("/logged-error", (ILogger<Program> logger) =>
+{
+    try
+    {
+        throw new TimeoutException("The payment gateway did not answer in time");
+    }
+    catch (TimeoutException ex)
+    {
+        logger.LogError(ex, "Charging the card of order {OrderId} failed", 1042);
+    }
+
+    return "Logged an error";
+});
+
 app.Run();
 
 /// <summary>The demo app (visible to tests that host it).</summary>

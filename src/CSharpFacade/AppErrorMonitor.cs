@@ -117,6 +117,10 @@ public sealed class AppErrorMonitor
             ErrorMonitorEndpoints.Map(app, engine, options);
             engine.CheckStoreAsync(CancellationToken.None).GetAwaiter().GetResult();
             engine.Start();
+
+            // The logging integration, added to the app's logging (its filter rules apply: the built app's
+            // logging cannot take a rule of ErrorMonitor's own, as AddErrorMonitor gives it).
+            app.Services.GetService<ILoggerFactory>()?.AddProvider(new MonitorLoggerProvider(() => engine, _accessor));
             app.Lifetime.ApplicationStopping.Register(
                 () => engine.StopAsync(engine.Settings.ShutdownTimeout).GetAwaiter().GetResult());
             _engine = engine;

@@ -15,8 +15,10 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class ErrorMonitorServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds ErrorMonitor: the <see cref="AppErrorMonitor"/>, its background writer, and an
-    /// <see cref="IExceptionHandler"/> so apps using <c>UseExceptionHandler</c> are recorded too, and a health
+    /// Adds ErrorMonitor: the <see cref="AppErrorMonitor"/>, its background writer, an
+    /// <see cref="IExceptionHandler"/> so apps using <c>UseExceptionHandler</c> are recorded too, a logging
+    /// provider (log entries with an exception at Error and above become occurrences; entries without one at or
+    /// above APP_ERROR_LOG_LEVEL, default Error, become messages grouped by their template), and a health
     /// check named "errormonitor" for the store (<c>app.MapHealthChecks("/health")</c> shows it). Settings come
     /// from the APP_ERROR_* keys (root or <c>ErrorMonitor</c> section) and from <paramref name="configure"/>;
     /// a bad configuration stops start-up with an <see cref="ErrorMonitorConfigException"/> naming the key.
@@ -57,6 +59,12 @@ public static class ErrorMonitorServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, EngineHostedService>(
             sp => new EngineHostedService(sp.GetRequiredService<Engine>())));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IExceptionHandler, ErrorMonitorExceptionHandler>());
+
+        // The logging integration: its own threshold (APP_ERROR_LOG_LEVEL) decides, whatever the app's logging
+        // configuration says for its other providers.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoggerProvider, MonitorLoggerProvider>(
+            sp => new MonitorLoggerProvider(sp.GetRequiredService<Engine>, sp.GetService<IHttpContextAccessor>())));
+        services.Configure<LoggerFilterOptions>(o => o.AddFilter<MonitorLoggerProvider>(null, LogLevel.Trace));
         services.AddHealthChecks().Add(new HealthCheckRegistration(
             "errormonitor",
             sp => new ErrorMonitorHealthCheck(sp.GetRequiredService<Engine>()),

@@ -125,6 +125,11 @@ type internal Settings =
         /// APP_ERROR_SPILL_FILE: where unwritten occurrences wait for the next start; relative to the content
         /// root; "none" turns spilling off. Default "errormonitor.spill.jsonl".
         SpillFile: string option
+        /// APP_ERROR_LOG_LEVEL: the logging integration's threshold, as Microsoft.Extensions.Logging numbers it
+        /// (0 Trace, 1 Debug, 2 Information, 3 Warning, 4 Error, 5 Critical): entries at or above it without an
+        /// exception are recorded as messages, grouped by their template; entries with an exception at Error and
+        /// above are recorded as occurrences. 6 (None) turns the integration off. Default 4 (Error).
+        LogLevel: int
         /// The capture route.
         Ingest: IngestSettings
     }
@@ -198,6 +203,13 @@ module internal Config =
 
     [<Literal>]
     let MaxGroupsKey = "APP_ERROR_MAX_GROUPS"
+
+    [<Literal>]
+    let LogLevelKey = "APP_ERROR_LOG_LEVEL"
+
+    /// The names of APP_ERROR_LOG_LEVEL's values, in Microsoft.Extensions.Logging's order (its numbers).
+    let LogLevels =
+        [ "trace"; "debug"; "information"; "warning"; "error"; "critical"; "none" ]
 
     [<Literal>]
     let SamplesPerGroupKey = "APP_ERROR_SAMPLES_PER_GROUP"
@@ -295,6 +307,7 @@ module internal Config =
             MaxGroups = 100000
             SamplesPerGroup = Samples.DefaultRecent
             SpillFile = Some "errormonitor.spill.jsonl"
+            LogLevel = 4
             Ingest =
                 {
                     Keys = []
@@ -535,6 +548,22 @@ module internal Config =
 
                 defaults.Store
 
+        let logLevel =
+            match get LogLevelKey |> Option.map (fun v -> v.Trim().ToLowerInvariant()) with
+            | None
+            | Some "" -> defaults.LogLevel
+            | Some v ->
+                match List.tryFindIndex ((=) v) LogLevels with
+                | Some i -> i
+                | None ->
+                    errors.Add
+                        {
+                            Key = LogLevelKey
+                            Problem = sprintf "must be one of %s, got '%s'" (String.Join(", ", LogLevels)) v
+                        }
+
+                    defaults.LogLevel
+
         let table =
             match get TableKey with
             | None -> defaults.TableName
@@ -722,6 +751,7 @@ module internal Config =
                     | None -> defaults.SpillFile
                     | Some v when noneWords.Contains(v.ToLowerInvariant()) || v = "" -> None
                     | Some v -> Some v
+                LogLevel = logLevel
                 Ingest = ingest
             }
 
@@ -798,6 +828,7 @@ module internal Config =
             [ MaxGroupsKey, string s.MaxGroups ]
             [ SamplesPerGroupKey, string s.SamplesPerGroup ]
             [ SpillFileKey, defaultArg s.SpillFile "none" ]
+            [ LogLevelKey, LogLevels.[s.LogLevel] ]
             (s.Ingest.Keys |> List.mapi (fun i k -> sprintf "%s:%d" IngestKeyKey i, k))
             [ IngestMaxBytesKey, string s.Ingest.MaxBytes ]
             [ IngestRateKey, string s.Ingest.RatePerMinute ]

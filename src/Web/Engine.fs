@@ -58,6 +58,9 @@ type internal ReportOutcome =
 /// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
 /// them in the background. Capture never throws into the app.
 type Engine internal (parts: EngineParts) =
+    // Set on the flows of the background work (see `Inside`).
+    static let inside = AsyncLocal<bool>()
+
     let metrics = parts.Metrics
     let queue = CaptureQueue(parts.Settings.MaxPendingGroups, metrics)
 
@@ -221,23 +224,33 @@ type Engine internal (parts: EngineParts) =
     let recorded = ConditionalWeakTable<exn, string>()
 
     // Once per exception object: in a request, the request's own items remember it (cheap, gone with the
-    // request); outside one, a weak table does.
+    // request); outside one, and with the logging integration on, a weak table does too.
     let itemKey = obj ()
 
     let seenBefore (ex: exn) (http: HttpContext) : string option voption =
-        if not (isNull http) then
-            match http.Items.TryGetValue itemKey with
-            | true, (:? (exn * string) as pair) when Object.ReferenceEquals(fst pair, ex) -> ValueSome(Some(snd pair))
-            | _ -> ValueNone
+        let byRequest =
+            if not (isNull http) then
+                match http.Items.TryGetValue itemKey with
+                | true, (:? (exn * string) as pair) when Object.ReferenceEquals(fst pair, ex) ->
+                    ValueSome(Some(snd pair))
+                | _ -> ValueNone
+            else
+                ValueNone
+
+        if byRequest.IsSome then
+            byRequest
         else
             match recorded.TryGetValue ex with
             | true, hash -> ValueSome(Option.ofObj hash)
             | _ -> ValueNone
 
+    // By the request's items (cheap, the common case) and, for the exceptions the logging integration may see
+    // after their request (the host logs an unhandled exception once the pipeline is done), by the exception.
     let remember (ex: exn) (http: HttpContext) (hash: string) =
         if not (isNull http) then
             http.Items.[itemKey] <- box (ex, hash)
-        else
+
+        if isNull http || parts.Settings.LogLevel < 6 then
             recorded.AddOrUpdate(ex, hash)
 
     let stopping = new CancellationTokenSource()
@@ -333,17 +346,20 @@ type Engine internal (parts: EngineParts) =
             Log.CaptureFailed parts.Logger ex
             None
 
-    let capture (raw: exn) (message: string) (http: HttpContext) : (string * int64) option =
+    let captureWith (make: unit -> Snapshot) : (string * int64) option =
         if not parts.Settings.Enabled then
             None
         else
             try
                 metrics.Captured.Add 1L
                 Interlocked.Increment &arrivals |> ignore
-                complete (snapshot raw message http)
+                complete (make ())
             with ex ->
                 Log.CaptureFailed parts.Logger ex
                 None
+
+    let capture (raw: exn) (message: string) (http: HttpContext) : (string * int64) option =
+        captureWith (fun () -> snapshot raw message http)
 
     // Occurrences captured from the middleware wait here for the rest of their work, off the request thread.
     // When it is full, the request thread does that work itself: nothing is lost and memory stays bounded.
@@ -679,6 +695,37 @@ type Engine internal (parts: EngineParts) =
     member internal _.RecordMessage(text: string, http: HttpContext) : (string * int64) option =
         capture null (if isNull text then "" else text) http
 
+    /// Records a log entry (the logging integration): its exception, once (not when the middleware or an earlier
+    /// entry recorded it), else its text as a message grouped by its category and template; the category and
+    /// level kept as the extras `logCategory` and `logLevel`.
+    member internal _.RecordLog
+        (ex: exn, text: string, template: string, category: string, level: string, http: HttpContext)
+        : (string * int64) option =
+        let logged = [ "logCategory", Data.String category; "logLevel", Data.String level ]
+
+        if not (isNull ex) then
+            match seenBefore ex http with
+            | ValueSome _ -> None
+            | ValueNone ->
+                let result =
+                    captureWith (fun () ->
+                        let s = snapshot ex null http
+                        { s with Extra = s.Extra @ logged })
+
+                remember ex http (result |> Option.map fst |> Option.toObj)
+                result
+        else
+            let key = Some("log\n" + category + "\n" + template)
+
+            captureWith (fun () ->
+                let s = snapshotWith null (if isNull text then "" else text) http key
+                { s with Extra = s.Extra @ logged })
+
+    /// True on the flows of ErrorMonitor's own background work (writer, journal, notifications, pruning): what
+    /// is logged there (a store or a mail server failing) is never recorded, so a failing store cannot feed
+    /// itself occurrences.
+    static member internal Inside = inside.Value
+
     /// Completes when occurrence `sequence` is stored.
     member internal _.WaitStoredAsync(sequence: int64, ct: CancellationToken) : Task =
         if sequence <= 0L then
@@ -726,15 +773,21 @@ type Engine internal (parts: EngineParts) =
     member internal _.Start() =
         lock stopping (fun () ->
             if isNull loop then
-                // What an earlier process left in the journal is read now and restored once the store answers
-                // (which of it is stored is the store's to say).
-                journal |> Option.iter (fun j -> j.Open())
-                journaling <- Task.Run(fun () -> journalLoop ())
-                dispatcher.Start()
-                Task.Run(fun () -> completeDeferred ()) |> ignore
-                Task.Run(fun () -> shapeLoop ()) |> ignore
-                Task.Run(fun () -> pruneLoop ()) |> ignore
-                loop <- Task.Run(fun () -> writer.RunAsync stopping.Token))
+                // Started from a flow of their own marked `Inside` (the caller's flow stays unmarked): whatever
+                // they start inherits the mark.
+                Task
+                    .Run(fun () ->
+                        inside.Value <- true
+                        // What an earlier process left in the journal is read now and restored once the store
+                        // answers (which of it is stored is the store's to say).
+                        journal |> Option.iter (fun j -> j.Open())
+                        journaling <- Task.Run(fun () -> journalLoop ())
+                        dispatcher.Start()
+                        Task.Run(fun () -> completeDeferred ()) |> ignore
+                        Task.Run(fun () -> shapeLoop ()) |> ignore
+                        Task.Run(fun () -> pruneLoop ()) |> ignore
+                        loop <- Task.Run(fun () -> writer.RunAsync stopping.Token))
+                    .Wait())
 
     /// Stops the writer, writing what is pending within `timeout`, then saving what is left to the spill file.
     member internal _.StopAsync(timeout: TimeSpan) : Task =

@@ -98,6 +98,7 @@ let private settings: Gen<Settings> =
                 MaxGroups = cap * 100 + 1
                 SamplesPerGroup = quiet % 1000 + 1
                 SpillFile = if every then None else Some("spill/" + maskWith + ".jsonl")
+                LogLevel = (maskWith.Length + (if every then 3 else 0)) % 7
                 Ingest =
                     {
                         Keys =

@@ -14,10 +14,27 @@ public sealed class DictionaryStore : IErrorStore
 
     public int Upserts;
 
+    /// <summary>Writes that fail (each logging an error with its exception first, as a store of an app's own
+    /// might).</summary>
+    public int FailingUpserts;
+
+    public Microsoft.Extensions.Logging.ILogger? Logger;
+
     public Task InitializeAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task<IReadOnlyList<GroupWritten>> UpsertAsync(IReadOnlyList<GroupDelta> batch, CancellationToken cancellationToken)
     {
+        if (Interlocked.Decrement(ref FailingUpserts) >= 0)
+        {
+            var failure = new IOException("the dictionary is away");
+            if (Logger is not null)
+            {
+                Microsoft.Extensions.Logging.LoggerExtensions.LogError(Logger, failure, "Writing {Count} groups failed", batch.Count);
+            }
+
+            throw failure;
+        }
+
         var written = new List<GroupWritten>();
         lock (_records)
         {

@@ -132,4 +132,31 @@ let tests =
                     let valueErrors = all |> List.filter (fun r -> r.Path = "/value-error")
                     Expect.equal (valueErrors |> List.map (fun r -> r.Count)) [ 2L ] "one group, count 2"
                 }
+            testTask' "/logged-error answers 200 and its logged exception is a group with its category and level"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+                    use demo = new DemoProcess(folder, [])
+                    do! demo.WaitReadyAsync()
+
+                    for _ in 1..2 do
+                        let! body = demo.Client.GetStringAsync "/logged-error"
+                        Expect.equal body "Logged an error" "answers 200"
+
+                    do! demo.StopAsync()
+
+                    let store =
+                        ErrorMonitor.Web.Stores.SqliteStore($"Data Source={folder}/errormonitor.db", "app_error")
+
+                    let! all = records store
+
+                    match all |> List.filter (fun r -> r.Path = "/logged-error") with
+                    | [ r ] ->
+                        Expect.equal r.ExceptionName "System.TimeoutException" "the logged exception"
+                        Expect.equal r.Count 2L "twice, one group"
+                        Expect.stringContains r.RequestData "\"logCategory\":\"Program\"" "its category"
+                        Expect.stringContains r.RequestData "\"logLevel\":\"Error\"" "its level"
+                    | other ->
+                        failtestf "one group for /logged-error, got %A" (other |> List.map (fun r -> r.ExceptionName))
+                }
         ]

@@ -1,0 +1,106 @@
+namespace ErrorMonitor.Web
+
+open System
+open System.Collections.Generic
+open Microsoft.AspNetCore.Http
+open Microsoft.Extensions.Logging
+
+/// One category's logger of the logging integration: entries with an exception at Error and above become
+/// occurrences (once, whoever else saw the exception), entries at or above APP_ERROR_LOG_LEVEL without one become
+/// messages grouped by their template. ErrorMonitor's own entries (its category, and anything logged on the flows
+/// of its background work) are never recorded.
+type internal MonitorLogger(category: string, engine: unit -> Engine voption, accessor: IHttpContextAccessor) =
+    // The engine logs under this one category (an app's own "ErrorMonitor.*" namespaces are the app's).
+    let own = category = "ErrorMonitor"
+
+    /// The message template of a structured entry ("{OriginalFormat}"), else the formatted text.
+    static member Template(state: obj, formatted: string) : string =
+        match state with
+        | :? IReadOnlyList<KeyValuePair<string, obj>> as pairs ->
+            let mutable found = null
+
+            for kv in pairs do
+                if kv.Key = "{OriginalFormat}" then
+                    match kv.Value with
+                    | :? string as t -> found <- t
+                    | _ -> ()
+
+            if isNull found then formatted else found
+        | _ -> formatted
+
+    interface ILogger with
+        member _.BeginScope<'TState>(_: 'TState) : IDisposable = null
+
+        member _.IsEnabled(level: LogLevel) =
+            not own
+            && level <> LogLevel.None
+            && match engine () with
+               | ValueSome e -> e.Settings.LogLevel < 6 && int level >= min 4 e.Settings.LogLevel
+               | ValueNone -> false
+
+        member this.Log<'TState>
+            (level: LogLevel, _: EventId, state: 'TState, ex: exn, formatter: Func<'TState, exn, string>)
+            =
+            if not own && level <> LogLevel.None && not Engine.Inside then
+                match engine () with
+                | ValueSome e when e.Settings.LogLevel < 6 ->
+                    let threshold = e.Settings.LogLevel
+                    let withException = not (isNull ex) && int level >= 4
+                    let asMessage = isNull ex && int level >= threshold
+
+                    if withException || asMessage then
+                        let text =
+                            if isNull formatter then
+                                string (box state)
+                            else
+                                formatter.Invoke(state, ex)
+
+                        let http = if isNull accessor then null else accessor.HttpContext
+
+                        e.RecordLog(
+                            (if withException then ex else null),
+                            text,
+                            MonitorLogger.Template(box state, text),
+                            category,
+                            string level,
+                            http
+                        )
+                        |> ignore
+                | _ -> ()
+
+/// The logging integration's provider (alias "ErrorMonitor" in logging configuration). The engine is resolved on
+/// the first entry, not when the provider is made (the engine's own logger comes from the logging this provider
+/// is part of); entries logged while it is being made, or when it cannot be made (a bad configuration, which
+/// stops start-up on its own), are not recorded.
+[<ProviderAlias("ErrorMonitor")>]
+type internal MonitorLoggerProvider(resolve: Func<Engine>, accessor: IHttpContextAccessor) =
+    let gate = obj ()
+    let mutable engine: Engine voption = ValueNone
+    let mutable failed = false
+
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private resolving: bool
+
+    let current () : Engine voption =
+        if engine.IsSome || failed || MonitorLoggerProvider.resolving then
+            engine
+        else
+            lock gate (fun () ->
+                if engine.IsNone && not failed then
+                    MonitorLoggerProvider.resolving <- true
+
+                    try
+                        try
+                            engine <- ValueSome(resolve.Invoke())
+                        with _ ->
+                            failed <- true
+                    finally
+                        MonitorLoggerProvider.resolving <- false
+
+                engine)
+
+    interface ILoggerProvider with
+        member _.CreateLogger(category: string) =
+            MonitorLogger((if isNull category then "" else category), current, accessor)
+
+        member _.Dispose() = ()

@@ -1,0 +1,145 @@
+using ErrorMonitor.Core;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Xunit;
+
+namespace ErrorMonitor.Facade.Tests;
+
+/// <summary>The logging integration, through a real app on Kestrel.</summary>
+public sealed class LoggingTests
+{
+    private sealed class Checkout;
+
+    private static async Task<(TestHost Host, AppErrorMonitor Monitor)> Start(
+        IDictionary<string, string?>? settings = null,
+        Action<ErrorMonitorOptions>? configure = null)
+    {
+        var builder = TestHost.Builder(settings);
+        builder.Services.AddErrorMonitor(configure);
+        var app = builder.Build();
+        app.UseErrorMonitor();
+        app.MapGet("/logged", (ILogger<Checkout> log) =>
+        {
+            log.LogError(new InvalidOperationException("card declined"), "Charging order {Order} failed", 5);
+            return "logged";
+        });
+        app.MapGet("/template/{id}", (int id, ILogger<Checkout> log) =>
+        {
+            log.LogError("Order {Id} could not be shipped", id);
+            return "shipped?";
+        });
+        app.MapGet("/warning", (ILogger<Checkout> log) =>
+        {
+            log.LogWarning("Stock of {Sku} is low", "A-1");
+            return "warned";
+        });
+        app.MapGet("/throws", string () => throw new ApplicationException("unhandled in a route"));
+        var host = await TestHost.StartAsync(app);
+        return (host, app.Services.GetRequiredService<AppErrorMonitor>());
+    }
+
+    private static async Task<IReadOnlyList<ErrorRecord>> All(AppErrorMonitor monitor)
+    {
+        await monitor.FlushAsync();
+        return await monitor.Store.ListAsync(ListQuery.All, 0, 1000, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task Logged_exceptions_and_error_messages_are_recorded_once_each_grouped_by_template()
+    {
+        var (host, monitor) = await Start();
+        await using var _ = host;
+
+        Assert.Equal("logged", await host.Client.GetStringAsync("/logged"));
+        await host.Client.GetStringAsync("/template/17");
+        await host.Client.GetStringAsync("/template/23");
+        await host.Client.GetStringAsync("/warning");
+        var thrown = await host.Client.GetAsync("/throws");
+        Assert.Equal(500, (int)thrown.StatusCode);
+
+        // The host logs the unhandled exception after the pipeline: wait for that entry to have been seen by
+        // waiting for a later request's own entry, then for everything to be stored.
+        await host.Client.GetStringAsync("/template/99");
+        var records = await All(monitor);
+
+        var logged = Assert.Single(records, r => r.ExceptionName == "System.InvalidOperationException");
+        Assert.Equal("card declined", logged.Message);
+        Assert.Contains("\"logCategory\":\"ErrorMonitor.Facade.Tests.LoggingTests.Checkout\"", logged.RequestData, StringComparison.Ordinal);
+        Assert.Contains("\"logLevel\":\"Error\"", logged.RequestData, StringComparison.Ordinal);
+
+        // One group for the template, whatever the values; its message is the latest formatted text.
+        var shipped = Assert.Single(records, r => r.Message.StartsWith("Order ", StringComparison.Ordinal));
+        Assert.Equal(3, shipped.Count);
+        Assert.Equal("Order 99 could not be shipped", shipped.Message);
+
+        // Below the threshold (Error by default): not recorded.
+        Assert.DoesNotContain(records, r => r.Message.Contains("Stock of", StringComparison.Ordinal));
+
+        // The route's exception: the middleware recorded it and the host's own log entry of it added nothing.
+        var unhandled = Assert.Single(records, r => r.ExceptionName == "System.ApplicationException");
+        Assert.Equal(1, unhandled.Count);
+        Assert.Equal(3, records.Count);
+    }
+
+    [Fact]
+    public async Task The_threshold_records_warnings_and_None_turns_the_integration_off()
+    {
+        var (host, monitor) = await Start(new Dictionary<string, string?> { ["APP_ERROR_LOG_LEVEL"] = "Warning" });
+        await using (host)
+        {
+            await host.Client.GetStringAsync("/warning");
+            var records = await All(monitor);
+            var warning = Assert.Single(records);
+            Assert.Equal("Stock of A-1 is low", warning.Message);
+            Assert.Contains("\"logLevel\":\"Warning\"", warning.RequestData, StringComparison.Ordinal);
+        }
+
+        var (off, offMonitor) = await Start(new Dictionary<string, string?> { ["APP_ERROR_LOG_LEVEL"] = "None" });
+        await using (off)
+        {
+            await off.Client.GetStringAsync("/logged");
+            await off.Client.GetStringAsync("/template/1");
+            var thrown = await off.Client.GetAsync("/throws");
+            Assert.Equal(500, (int)thrown.StatusCode);
+            var records = await All(offMonitor);
+
+            // Only what the middleware saw.
+            Assert.Equal(["System.ApplicationException"], records.Select(r => r.ExceptionName));
+        }
+    }
+
+    [Fact]
+    public async Task A_bad_level_stops_start_up_naming_the_key()
+    {
+        var builder = TestHost.Builder(new Dictionary<string, string?> { ["APP_ERROR_LOG_LEVEL"] = "loud" });
+        builder.Services.AddErrorMonitor();
+        var app = builder.Build();
+        var error = await Assert.ThrowsAsync<ErrorMonitorConfigException>(() => app.StartAsync());
+        Assert.Contains("APP_ERROR_LOG_LEVEL", error.Message, StringComparison.Ordinal);
+        await app.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task The_monitor_never_records_its_own_entries_nor_a_failing_store_s()
+    {
+        var store = new DictionaryStore();
+        var (host, monitor) = await Start(configure: o => o.ErrorStore = store);
+        await using var _ = host;
+        var factory = host.App.Services.GetRequiredService<ILoggerFactory>();
+
+        // ErrorMonitor's own category.
+        factory.CreateLogger("ErrorMonitor").LogError(new TimeoutException("own"), "ErrorMonitor's own entry");
+
+        // A store that logs an error with its exception on each failed write (two), then works.
+        store.Logger = factory.CreateLogger<DictionaryStore>();
+        Volatile.Write(ref store.FailingUpserts, 2);
+        var hash = monitor.RecordException(new FormatException("recorded while the store fails"));
+        Assert.NotNull(hash);
+        var records = await All(monitor);
+
+        Assert.Equal(["System.FormatException"], records.Select(r => r.ExceptionName));
+        Assert.True(Volatile.Read(ref store.FailingUpserts) < 0, "the store failed twice before it wrote");
+    }
+}
