@@ -66,10 +66,10 @@ public static class ErrorMonitorServiceCollectionExtensions
             sp => new MonitorLoggerProvider(sp.GetRequiredService<Engine>, sp.GetService<IHttpContextAccessor>())));
         services.Configure<LoggerFilterOptions>(o => o.AddFilter<MonitorLoggerProvider>(null, LogLevel.Trace));
         services.AddHealthChecks().Add(new HealthCheckRegistration(
-            "errormonitor",
+            HealthCheckNames.HealthCheckName,
             sp => new ErrorMonitorHealthCheck(sp.GetRequiredService<Engine>()),
             failureStatus: null,
-            tags: ["errormonitor"]));
+            tags: [HealthCheckNames.HealthCheckName]));
         return services;
     }
 }

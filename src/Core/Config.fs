@@ -50,6 +50,9 @@ type internal NotifySettings =
         MaxPerInterval: int
         /// APP_ERROR_TICKET_PER_REGRESSION: raise a ticket again for a regression. Default false (once a group).
         TicketPerRegression: bool
+        /// APP_ERROR_TICKET_EVERY_OCCURRENCE: the seed's behaviour, a ticket a written batch (an ignored group
+        /// raises none). Default false (once a group).
+        TicketEveryOccurrence: bool
         /// APP_ERROR_NOTIFY_TIMEOUT: how long one notifier or ticketing call may take. Default 10 s.
         Timeout: TimeSpan
     }
@@ -266,6 +269,9 @@ module internal Config =
     let TicketPerRegressionKey = "APP_ERROR_TICKET_PER_REGRESSION"
 
     [<Literal>]
+    let TicketEveryOccurrenceKey = "APP_ERROR_TICKET_EVERY_OCCURRENCE"
+
+    [<Literal>]
     let NotifyTimeoutKey = "APP_ERROR_NOTIFY_TIMEOUT"
 
     /// The defaults of the seed (and of this project's own keys).
@@ -297,6 +303,7 @@ module internal Config =
                     Interval = TimeSpan.FromMinutes 30.0
                     MaxPerInterval = 10
                     TicketPerRegression = false
+                    TicketEveryOccurrence = false
                     Timeout = TimeSpan.FromSeconds 10.0
                 }
             MaxPendingGroups = 10000
@@ -678,6 +685,7 @@ module internal Config =
                 Interval = duration IntervalKey defaults.Notify.Interval
                 MaxPerInterval = whole MaxPerIntervalKey 1 1000000 defaults.Notify.MaxPerInterval
                 TicketPerRegression = bool TicketPerRegressionKey defaults.Notify.TicketPerRegression
+                TicketEveryOccurrence = bool TicketEveryOccurrenceKey defaults.Notify.TicketEveryOccurrence
                 Timeout = duration NotifyTimeoutKey defaults.Notify.Timeout
             }
 
@@ -819,6 +827,7 @@ module internal Config =
             [ IntervalKey, s.Notify.Interval.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ MaxPerIntervalKey, string s.Notify.MaxPerInterval ]
             [ TicketPerRegressionKey, (if s.Notify.TicketPerRegression then "true" else "false") ]
+            [ TicketEveryOccurrenceKey, (if s.Notify.TicketEveryOccurrence then "true" else "false") ]
             [ NotifyTimeoutKey, s.Notify.Timeout.ToString("c", Globalization.CultureInfo.InvariantCulture) ]
             [ MaxPendingGroupsKey, string s.MaxPendingGroups ]
             [ ShutdownTimeoutKey, s.ShutdownTimeout.ToString("c", Globalization.CultureInfo.InvariantCulture) ]

@@ -25,6 +25,17 @@ module internal Notification =
         // A subject is one line: drop any line break a URL or name may carry.
         (String.Join(" ", parts)).Replace('\r', ' ').Replace('\n', ' ')
 
+    /// A text field of a record's request data, else `fallback`.
+    let private requestField (name: string) (fallback: string) (record: ErrorRecord) : string =
+        try
+            use doc = System.Text.Json.JsonDocument.Parse(record.RequestData)
+
+            match doc.RootElement.TryGetProperty name with
+            | true, u when u.ValueKind = System.Text.Json.JsonValueKind.String -> u.GetString()
+            | _ -> fallback
+        with _ ->
+            fallback
+
     /// The URL of a record's request: the "url" of its request data, else host and path ("" outside a request).
     let recordUrl (record: ErrorRecord) : string =
         let fallback =
@@ -33,14 +44,12 @@ module internal Notification =
             else
                 record.Host + record.Path
 
-        try
-            use doc = System.Text.Json.JsonDocument.Parse(record.RequestData)
+        requestField "url" fallback record
 
-            match doc.RootElement.TryGetProperty "url" with
-            | true, u when u.ValueKind = System.Text.Json.JsonValueKind.String -> u.GetString()
-            | _ -> fallback
-        with _ ->
-            fallback
+    /// The HTTP method of a record's request: the "method" of its request data (each sample has its own), else
+    /// the group's.
+    let recordMethod (record: ErrorRecord) : string =
+        requestField "method" record.Method record
 
     /// The detail page of a group when the app's public address is known.
     let detailLink (baseUrl: string option) (prefix: string) (hash: string) : string option =

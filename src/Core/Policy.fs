@@ -65,12 +65,16 @@ module internal Policy =
                     Some NotifyReason.Regression
                 | _ -> None
 
-    /// Whether a ticket should be raised: once a group, or again on each regression when the setting allows.
+    /// Whether a ticket should be raised: once a group, or again on each regression when the setting allows; in
+    /// the seed's mode, for every written batch of a group that is not ignored.
     let ticket (n: NotifySettings) (g: GroupWrite) (reason: NotifyReason option) : bool =
-        match g.TicketRaised, reason with
-        | None, _ -> true
-        | Some _, Some NotifyReason.Regression -> n.TicketPerRegression
-        | _ -> false
+        if n.TicketEveryOccurrence then
+            g.Status <> GroupStatus.Ignored
+        else
+            match g.TicketRaised, reason with
+            | None, _ -> true
+            | Some _, Some NotifyReason.Regression -> n.TicketPerRegression
+            | _ -> false
 
     /// A new, empty window.
     let openWindow (now: DateTimeOffset) : NotifyWindow =

@@ -5,6 +5,12 @@ open System.Collections.Generic
 open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.Logging
 
+/// The name ErrorMonitor's health check is registered under.
+[<AutoOpen>]
+module internal HealthCheckNames =
+    [<Literal>]
+    let HealthCheckName = "errormonitor"
+
 /// One category's logger of the logging integration: entries with an exception at Error and above become
 /// occurrences (once, whoever else saw the exception), entries at or above APP_ERROR_LOG_LEVEL without one become
 /// messages grouped by their template. ErrorMonitor's own entries (its category, and anything logged on the flows
@@ -13,20 +19,31 @@ type internal MonitorLogger(category: string, engine: unit -> Engine voption, ac
     // The engine logs under this one category (an app's own "ErrorMonitor.*" namespaces are the app's).
     let own = category = "ErrorMonitor"
 
-    /// The message template of a structured entry ("{OriginalFormat}"), else the formatted text.
-    static member Template(state: obj, formatted: string) : string =
+    /// A text value of a structured entry's state (null when it has none).
+    static member Value(state: obj, key: string) : string =
         match state with
         | :? IReadOnlyList<KeyValuePair<string, obj>> as pairs ->
             let mutable found = null
 
             for kv in pairs do
-                if kv.Key = "{OriginalFormat}" then
+                if kv.Key = key then
                     match kv.Value with
                     | :? string as t -> found <- t
                     | _ -> ()
 
-            if isNull found then formatted else found
-        | _ -> formatted
+            found
+        | _ -> null
+
+    /// The message template of a structured entry ("{OriginalFormat}"), else the formatted text.
+    static member Template(state: obj, formatted: string) : string =
+        match MonitorLogger.Value(state, "{OriginalFormat}") with
+        | null -> formatted
+        | t -> t
+
+    /// An entry about ErrorMonitor's own health check (the health check service logs an unhealthy check at Error):
+    /// the store failing is already logged and shown; recording it would add a group for every check.
+    static member OwnHealth(state: obj) : bool =
+        MonitorLogger.Value(state, "HealthCheckName") = HealthCheckName
 
     interface ILogger with
         member _.BeginScope<'TState>(_: 'TState) : IDisposable = null
@@ -41,7 +58,12 @@ type internal MonitorLogger(category: string, engine: unit -> Engine voption, ac
         member this.Log<'TState>
             (level: LogLevel, _: EventId, state: 'TState, ex: exn, formatter: Func<'TState, exn, string>)
             =
-            if not own && level <> LogLevel.None && not Engine.Inside then
+            if
+                not own
+                && level <> LogLevel.None
+                && not Engine.Inside
+                && not (MonitorLogger.OwnHealth(box state))
+            then
                 match engine () with
                 | ValueSome e when e.Settings.LogLevel < 6 ->
                     let threshold = e.Settings.LogLevel

@@ -353,8 +353,18 @@ type internal Dispatcher
                     | None -> ()
 
                 if not ticketing.IsEmpty && Policy.ticket n write reason then
+                    // Once a group is claimed across instances; in the seed's mode every batch raises its own.
                     let! won =
-                        store.TryClaimAsync(written.Hash, ClaimKind.Ticket, written.TicketRaised, now, stopping.Token)
+                        if n.TicketEveryOccurrence then
+                            Task.FromResult true
+                        else
+                            store.TryClaimAsync(
+                                written.Hash,
+                                ClaimKind.Ticket,
+                                written.TicketRaised,
+                                now,
+                                stopping.Token
+                            )
 
                     if won then
                         for t in ticketing do

@@ -499,8 +499,9 @@ details.framework-frames summary { cursor: pointer; }
             | Some s -> s.Traceback, s.RequestData
             | None -> r.Traceback, r.RequestData
 
-        // The URL of the occurrence shown.
+        // The URL and method of the occurrence shown.
         let url = Notification.recordUrl { r with RequestData = data }
+        let httpMethod = Notification.recordMethod { r with RequestData = data }
 
         let sampleLink (label: string) (cls: string) (id: int64 option) =
             match id with
@@ -518,7 +519,7 @@ details.framework-frames summary { cursor: pointer; }
                         dt [] [ str "URL" ]
                         dd [ _class "url" ] [ str url ]
                         dt [] [ str "Method" ]
-                        dd [] [ str r.Method ]
+                        dd [ _class "method" ] [ str httpMethod ]
                         dt [] [ str "Exception" ]
                         dd [] [ str r.ExceptionName ]
                         match Traceback.culprit r.Traceback with

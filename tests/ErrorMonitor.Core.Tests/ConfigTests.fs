@@ -88,6 +88,7 @@ let private settings: Gen<Settings> =
                         Interval = TimeSpan.FromSeconds(float interval)
                         MaxPerInterval = cap
                         TicketPerRegression = perRegression
+                        TicketEveryOccurrence = perRegression <> every
                         Timeout = TimeSpan.FromSeconds(float timeout)
                     }
                 MaxPendingGroups = cap * 10

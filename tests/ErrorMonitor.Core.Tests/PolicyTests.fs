@@ -109,6 +109,33 @@ let tests =
                     "again on a regression when allowed"
             }
 
+            test "in the seed's mode a ticket is raised for every written batch, except of an ignored group" {
+                let every = { n with TicketEveryOccurrence = true }
+
+                let raised =
+                    {
+                        PreviousSeen = Some t0
+                        FirstAt = t0.AddMinutes 1.0
+                        LastNotified = Some t0
+                        TicketRaised = Some t0
+                        Status = GroupStatus.Unresolved
+                        Regressed = false
+                    }
+
+                Expect.isFalse (Policy.ticket n raised None) "once a group by default"
+                Expect.isTrue (Policy.ticket every raised None) "a repeat raises another"
+                Expect.isTrue (Policy.ticket every { raised with TicketRaised = None } None) "and the first"
+
+                Expect.isFalse
+                    (Policy.ticket
+                        every
+                        { raised with
+                            Status = GroupStatus.Ignored
+                        }
+                        None)
+                    "an ignored group raises none"
+            }
+
             test "durations read as 90s, 30m, 24h, 2d, 00:30:00 or seconds" {
                 for text, expected in
                     [

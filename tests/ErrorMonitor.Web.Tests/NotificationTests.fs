@@ -140,6 +140,32 @@ let tests =
     <| testList
         "notifications"
         [
+            testTask'
+                "APP_ERROR_TICKET_EVERY_OCCURRENCE raises a ticket for every written batch, once a group without it"
+            <| fun () ->
+                task {
+                    for every, expected in [ true, 3; false, 1 ] do
+                        let tickets = CountingTicketing()
+
+                        use! app =
+                            notifyingApp
+                                [
+                                    "APP_ERROR_TICKET_EVERY_OCCURRENCE", (if every then "true" else "false")
+                                    "APP_ERROR_DETAILS_INTERVAL", "0s"
+                                ]
+                                None
+                                (fun s -> s.AddSingleton<ITicketing>(tickets) |> ignore)
+
+                        // Three occurrences of one group, each written in a batch of its own.
+                        for _ in 1..3 do
+                            use! r = app.Client.GetAsync "/orders/7"
+                            Expect.equal r.StatusCode HttpStatusCode.InternalServerError "fails"
+                            do! settle app
+
+                        let! all = records app.Store
+                        Expect.equal (all |> List.map (fun r -> r.Count)) [ 3L ] "one group, three occurrences"
+                        Expect.equal tickets.Raised.Length expected (sprintf "tickets with every=%b" every)
+                }
             testTask' "secrets in a failure's message and path reach neither the mail's subject nor its body"
             <| fun () ->
                 task {

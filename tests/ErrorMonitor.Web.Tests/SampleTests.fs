@@ -163,6 +163,47 @@ let tests =
                     let! _, stale = page app (sprintf "/dev/error/%s?sample=%d" hash (ids.[0] + 1000L))
                     Expect.stringContains stale "Sample 1 of 3" "an id no longer kept shows the newest"
                 }
+            testTask' "the detail page shows the method of the occurrence it shows, not the group's first"
+            <| fun () ->
+                task {
+                    use! app =
+                        start
+                            [ "APP_ERROR_DETAILS_INTERVAL", "0s" ]
+                            (fun s -> s.AddErrorMonitor() |> ignore)
+                            (fun app ->
+                                app.UseErrorMonitor() |> ignore
+                                app.MapErrorMonitor() |> ignore
+
+                                app.MapMethods(
+                                    "/pay",
+                                    [ "GET"; "POST" ],
+                                    Func<string>(fun () -> raise (InvalidOperationException "payment failed"))
+                                )
+                                |> ignore)
+
+                    use! first = app.Client.GetAsync "/pay"
+                    Expect.equal first.StatusCode HttpStatusCode.InternalServerError "GET fails"
+                    do! app.Monitor.FlushAsync()
+                    use! second = app.Client.PostAsync("/pay", new StringContent(""))
+                    Expect.equal second.StatusCode HttpStatusCode.InternalServerError "POST fails"
+                    do! app.Monitor.FlushAsync()
+
+                    let! hash = onlyHash app
+                    let! _, list = json app (sprintf "/dev/error/api/errors/%s/occurrences" hash)
+
+                    let ids =
+                        [ for s in list.GetProperty("items").EnumerateArray() -> s.GetProperty("id").GetInt64() ]
+
+                    Expect.equal ids.Length 2 "two samples"
+
+                    let methodOf (html: string) =
+                        Regex.Match(html, "<dd class=\"method\">([A-Z]+)</dd>").Groups.[1].Value
+
+                    let! _, newest = page app (sprintf "/dev/error/%s" hash)
+                    Expect.equal (methodOf newest) "POST" "the newest occurrence's method"
+                    let! _, oldest = page app (sprintf "/dev/error/%s?sample=%d" hash ids.[1])
+                    Expect.equal (methodOf oldest) "GET" "the first occurrence's method"
+                }
 
             testTask' "distinct signed-in users per group: exact, then 100+ at the bound; in the list, detail and JSON"
             <| fun () ->
