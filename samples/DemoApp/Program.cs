@@ -76,6 +76,14 @@ app.MapGet("/logged-error", (ILogger<Program> logger) =>
     return "Logged an error";
 });
 
+// Logs two steps at Information, then fails: the occurrence keeps them as breadcrumbs.
+app.MapGet("/breadcrumbs", string (ILogger<Program> logger) =>
+{
+    logger.LogInformation("loading cart");
+    logger.LogInformation("charging card");
+    throw new InvalidOperationException("The card was declined");
+});
+
 app.Run();
 
 /// <summary>The demo app (visible to tests that host it).</summary>

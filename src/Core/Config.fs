@@ -133,6 +133,9 @@ type internal Settings =
         /// exception are recorded as messages, grouped by their template; entries with an exception at Error and
         /// above are recorded as occurrences. 6 (None) turns the integration off. Default 4 (Error).
         LogLevel: int
+        /// APP_ERROR_BREADCRUMBS: the last log entries (Information and up) of the failing request, or outside a
+        /// request of the current async flow, kept with an occurrence (0 to 1,000; 0 keeps none). Default 30.
+        Breadcrumbs: int
         /// The capture route.
         Ingest: IngestSettings
     }
@@ -209,6 +212,9 @@ module internal Config =
 
     [<Literal>]
     let LogLevelKey = "APP_ERROR_LOG_LEVEL"
+
+    [<Literal>]
+    let BreadcrumbsKey = "APP_ERROR_BREADCRUMBS"
 
     /// The names of APP_ERROR_LOG_LEVEL's values, in Microsoft.Extensions.Logging's order (its numbers).
     let LogLevels =
@@ -315,6 +321,7 @@ module internal Config =
             SamplesPerGroup = Samples.DefaultRecent
             SpillFile = Some "errormonitor.spill.jsonl"
             LogLevel = 4
+            Breadcrumbs = 30
             Ingest =
                 {
                     Keys = []
@@ -760,6 +767,7 @@ module internal Config =
                     | Some v when noneWords.Contains(v.ToLowerInvariant()) || v = "" -> None
                     | Some v -> Some v
                 LogLevel = logLevel
+                Breadcrumbs = whole BreadcrumbsKey 0 1000 defaults.Breadcrumbs
                 Ingest = ingest
             }
 
@@ -838,6 +846,7 @@ module internal Config =
             [ SamplesPerGroupKey, string s.SamplesPerGroup ]
             [ SpillFileKey, defaultArg s.SpillFile "none" ]
             [ LogLevelKey, LogLevels.[s.LogLevel] ]
+            [ BreadcrumbsKey, string s.Breadcrumbs ]
             (s.Ingest.Keys |> List.mapi (fun i k -> sprintf "%s:%d" IngestKeyKey i, k))
             [ IngestMaxBytesKey, string s.Ingest.MaxBytes ]
             [ IngestRateKey, string s.Ingest.RatePerMinute ]

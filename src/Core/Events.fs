@@ -134,7 +134,12 @@ module internal Events =
 
         sb.ToString()
 
-    /// The request data of a record: a JSON-like object of the masked request and extra context.
+    /// The extra that holds an occurrence's breadcrumbs (the log entries before it).
+    [<Literal>]
+    let BreadcrumbsKey = "breadcrumbs"
+
+    /// The request data of a record: a JSON-like object of the masked request and extra context (the breadcrumbs
+    /// beside them, not among the context).
     let requestData (request: RequestContext option) (extra: (string * Data) list) : Data =
         let requestFields =
             match request with
@@ -160,12 +165,14 @@ module internal Events =
                     | None -> ()
                 ]
 
+        let crumbs, rest = extra |> List.partition (fun (k, _) -> k = BreadcrumbsKey)
+
         let context =
-            match extra with
+            match rest with
             | [] -> []
             | e -> [ "context", Data.Object e ]
 
-        Data.Object(requestFields @ context)
+        Data.Object(requestFields @ crumbs @ context)
 
     /// Builds the occurrence: masks every keyed value, formats the traceback, computes the fingerprint.
     let build
@@ -183,7 +190,13 @@ module internal Events =
             match boundData limits 0 (Data.Object capture.Extra) with
             | Data.Object f ->
                 Masking.entries rule f
-                |> List.map (fun (k, v) -> k, Masking.dataSecrets settings.MaskWith v)
+                |> List.map (fun (k, v) ->
+                    k,
+                    // Breadcrumbs are log messages: masked as free text (key=value, JSON or form text in them).
+                    if k = BreadcrumbsKey then
+                        Masking.dataText rule settings.MaskWith v
+                    else
+                        Masking.dataSecrets settings.MaskWith v)
             | _ -> []
 
         let exceptionInfo, name, message, traceback, defaultHash =

@@ -455,6 +455,14 @@ module internal Masking =
     /// Masks free text: by key as far as keys can be seen in it (see `text`), then secret shapes (see `secrets`).
     let freeText (rule: MaskingRule) (maskWith: string) (t: string) : string = secrets maskWith (text rule t)
 
+    /// Masks every string of `value` as free text (`freeText`): log messages kept as data (breadcrumbs).
+    let rec dataText (rule: MaskingRule) (maskWith: string) (value: Data) : Data =
+        match value with
+        | Data.String s -> Data.String(freeText rule maskWith s)
+        | Data.Array items -> items |> List.map (dataText rule maskWith) |> Data.Array
+        | Data.Object fields -> fields |> List.map (fun (k, v) -> k, dataText rule maskWith v) |> Data.Object
+        | other -> other
+
     let private pairSecrets (maskWith: string) (fields: (string * string) list) =
         fields |> List.map (fun (k, v) -> k, secrets maskWith v)
 

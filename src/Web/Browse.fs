@@ -655,6 +655,7 @@ module Browse =
                                 series "daily" daily w
                                 w.WriteEndObject()
                                 RecordJson.requestData w r.RequestData
+                                RecordJson.breadcrumbs w r.RequestData
                                 w.WriteString("traceback", r.Traceback))
                             next
                             ctx

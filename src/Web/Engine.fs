@@ -273,7 +273,16 @@ type Engine internal (parts: EngineParts) =
 
                     []
 
-        built @ scoped |> List.map (fun (k, v) -> k, DataOf.value parts.Limits v)
+        let crumbs =
+            if parts.Settings.Breadcrumbs > 0 && parts.Settings.LogLevel < 6 then
+                match Breadcrumbs.taken http with
+                | [] -> []
+                | taken -> [ Events.BreadcrumbsKey, Data.Array taken ]
+            else
+                []
+
+        (built @ scoped |> List.map (fun (k, v) -> k, DataOf.value parts.Limits v))
+        @ crumbs
 
     let frameReader = FrameReader(parts.Limits)
 

@@ -19,6 +19,12 @@ type internal MonitorLogger(category: string, engine: unit -> Engine voption, ac
     // The engine logs under this one category (an app's own "ErrorMonitor.*" namespaces are the app's).
     let own = category = "ErrorMonitor"
 
+    // The framework's own entries (the host's "Request starting", routing's "Executing endpoint", …) are not kept
+    // as breadcrumbs: every request logs them, so a successful request would pay for them; the app's entries are.
+    let framework =
+        category.StartsWith("Microsoft.", StringComparison.Ordinal)
+        || category.StartsWith("System.", StringComparison.Ordinal)
+
     /// A text value of a structured entry's state (null when it has none).
     static member Value(state: obj, key: string) : string =
         match state with
@@ -52,42 +58,61 @@ type internal MonitorLogger(category: string, engine: unit -> Engine voption, ac
             not own
             && level <> LogLevel.None
             && match engine () with
-               | ValueSome e -> e.Settings.LogLevel < 6 && int level >= min 4 e.Settings.LogLevel
+               | ValueSome e ->
+                   e.Settings.LogLevel < 6
+                   && (int level >= min 4 e.Settings.LogLevel
+                       || (e.Settings.Breadcrumbs > 0 && level >= LogLevel.Information && not framework))
                | ValueNone -> false
 
         member this.Log<'TState>
             (level: LogLevel, _: EventId, state: 'TState, ex: exn, formatter: Func<'TState, exn, string>)
             =
-            if
-                not own
-                && level <> LogLevel.None
-                && not Engine.Inside
-                && not (MonitorLogger.OwnHealth(box state))
-            then
+            if not own && level <> LogLevel.None then
                 match engine () with
                 | ValueSome e when e.Settings.LogLevel < 6 ->
-                    let threshold = e.Settings.LogLevel
+                    // Cheap tests first: most entries (the host's Information entries of every request) end here.
                     let withException = not (isNull ex) && int level >= 4
-                    let asMessage = isNull ex && int level >= threshold
+                    let asMessage = isNull ex && int level >= e.Settings.LogLevel
 
-                    if withException || asMessage then
-                        let text =
-                            if isNull formatter then
-                                string (box state)
-                            else
-                                formatter.Invoke(state, ex)
+                    let crumb =
+                        e.Settings.Breadcrumbs > 0 && level >= LogLevel.Information && not framework
 
+                    if (withException || asMessage || crumb) && not Engine.Inside then
                         let http = if isNull accessor then null else accessor.HttpContext
 
-                        e.RecordLog(
-                            (if withException then ex else null),
-                            text,
-                            MonitorLogger.Template(box state, text),
-                            category,
-                            string level,
-                            http
-                        )
-                        |> ignore
+                        if (withException || asMessage) && not (MonitorLogger.OwnHealth(box state)) then
+                            let text =
+                                if isNull formatter then
+                                    string (box state)
+                                else
+                                    formatter.Invoke(state, ex)
+
+                            e.RecordLog(
+                                (if withException then ex else null),
+                                text,
+                                MonitorLogger.Template(box state, text),
+                                category,
+                                string level,
+                                http
+                            )
+                            |> ignore
+
+                        // A breadcrumb for what is recorded next in this request (or flow); formatted only then.
+                        if crumb then
+                            (Breadcrumbs.ring e.Settings.Breadcrumbs http)
+                                .Add(
+                                    {
+                                        Time = DateTimeOffset.UtcNow
+                                        Level = string level
+                                        Category = category
+                                        Text =
+                                            Func<string>(fun () ->
+                                                if isNull formatter then
+                                                    string (box state)
+                                                else
+                                                    formatter.Invoke(state, ex))
+                                    }
+                                )
                 | _ -> ()
 
 /// The logging integration's provider (alias "ErrorMonitor" in logging configuration). The engine is resolved on

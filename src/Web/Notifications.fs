@@ -72,7 +72,25 @@ module internal RecordJson =
             w.WriteString("raw", data)
             w.WriteEndObject()
 
-    /// Writes a sample's id, occurredAt and message (`full`: its requestData, an object, and traceback too).
+    /// Writes the breadcrumbs of an occurrence (the log entries before it, kept in its request data), oldest
+    /// first: each its time, level, category and message; an empty array when it has none.
+    let breadcrumbs (w: Utf8JsonWriter) (data: string) =
+        w.WritePropertyName "breadcrumbs"
+
+        try
+            use doc = JsonDocument.Parse data
+
+            match doc.RootElement.TryGetProperty Events.BreadcrumbsKey with
+            | true, b when b.ValueKind = JsonValueKind.Array -> b.WriteTo w
+            | _ ->
+                w.WriteStartArray()
+                w.WriteEndArray()
+        with _ ->
+            w.WriteStartArray()
+            w.WriteEndArray()
+
+    /// Writes a sample's id, occurredAt and message (`full`: its requestData, an object, breadcrumbs and
+    /// traceback too).
     let sample (w: Utf8JsonWriter) (full: bool) (s: Sample) =
         w.WriteNumber("id", s.Id)
         w.WriteString("occurredAt", time s.OccurredAt)
@@ -80,6 +98,7 @@ module internal RecordJson =
 
         if full then
             requestData w s.RequestData
+            breadcrumbs w s.RequestData
             w.WriteString("traceback", s.Traceback)
 
 /// The built-in email notifier: SMTP through MailKit, configured by the APP_ERROR_SMTP_* keys.

@@ -477,6 +477,67 @@ details.framework-frames summary { cursor: pointer; }
         with _ ->
             pre [] [ str json ]
 
+    /// The breadcrumbs of an occurrence (kept in its request data) as a table, oldest first; none: nothing.
+    let breadcrumbs (json: string) : XmlNode list =
+        let rows =
+            try
+                use doc = JsonDocument.Parse(json)
+
+                match doc.RootElement.TryGetProperty Events.BreadcrumbsKey with
+                | true, b when b.ValueKind = JsonValueKind.Array ->
+                    [
+                        for e in b.EnumerateArray() ->
+                            let field (name: string) =
+                                match e.TryGetProperty name with
+                                | true, v when v.ValueKind = JsonValueKind.String -> v.GetString()
+                                | _ -> ""
+
+                            field "time", field "level", field "category", field "message"
+                    ]
+                | _ -> []
+            with _ ->
+                []
+
+        if rows.IsEmpty then
+            []
+        else
+            [
+                h2 [] [ str "Breadcrumbs" ]
+                div
+                    [ _class "table-wrap breadcrumbs" ]
+                    [
+                        table
+                            []
+                            [
+                                thead
+                                    []
+                                    [
+                                        tr
+                                            []
+                                            [
+                                                th [] [ str "Time" ]
+                                                th [] [ str "Level" ]
+                                                th [] [ str "Category" ]
+                                                th [] [ str "Message" ]
+                                            ]
+                                    ]
+                                tbody
+                                    []
+                                    [
+                                        for time, level, category, message in rows ->
+                                            tr
+                                                []
+                                                [
+                                                    td [] [ str time ]
+                                                    td [] [ str level ]
+                                                    td [] [ str category ]
+                                                    td [ _class "breadcrumb-message" ] [ str message ]
+                                                ]
+                                    ]
+                            ]
+                    ]
+            ]
+
     /// The detail page of one group.
     let detail
         (prefix: string)
@@ -599,6 +660,7 @@ details.framework-frames summary { cursor: pointer; }
                             else
                                 str text
                     ]
+                yield! breadcrumbs data
                 h2 [] [ str "Request data" ]
                 div [ _class "table-wrap request-data" ] [ requestData data ]
                 h2 [] [ str "Actions" ]

@@ -100,6 +100,7 @@ let private settings: Gen<Settings> =
                 SamplesPerGroup = quiet % 1000 + 1
                 SpillFile = if every then None else Some("spill/" + maskWith + ".jsonl")
                 LogLevel = (maskWith.Length + (if every then 3 else 0)) % 7
+                Breadcrumbs = quiet % 1001
                 Ingest =
                     {
                         Keys =

@@ -36,6 +36,17 @@ public sealed class LoggingTests
             return "warned";
         });
         app.MapGet("/throws", string () => throw new ApplicationException("unhandled in a route"));
+        app.MapGet("/steps", string (ILogger<Checkout> log) =>
+        {
+            for (var i = 1; i <= 5; i++)
+            {
+                log.LogInformation("step {Step}", i);
+            }
+
+            log.LogInformation("Calling the bank with password=hunter2 and card 4111 1111 1111 1111");
+            log.LogDebug("below Information: no breadcrumb");
+            throw new NotSupportedException("bank said no");
+        });
         var host = await TestHost.StartAsync(app);
         return (host, app.Services.GetRequiredService<AppErrorMonitor>());
     }
@@ -107,6 +118,73 @@ public sealed class LoggingTests
 
             // Only what the middleware saw.
             Assert.Equal(["System.ApplicationException"], records.Select(r => r.ExceptionName));
+        }
+    }
+
+    private static List<(string Level, string Category, string Message)> Breadcrumbs(ErrorRecord record)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(record.RequestData);
+        return doc.RootElement.TryGetProperty("breadcrumbs", out var crumbs)
+            ? crumbs.EnumerateArray()
+                .Select(b => (b.GetProperty("level").GetString()!, b.GetProperty("category").GetString()!, b.GetProperty("message").GetString()!))
+                .ToList()
+            : [];
+    }
+
+    [Fact]
+    public async Task A_failing_request_keeps_its_last_log_entries_as_masked_breadcrumbs()
+    {
+        var (host, monitor) = await Start(new Dictionary<string, string?>
+        {
+            ["APP_ERROR_BREADCRUMBS"] = "3",
+            ["Logging:LogLevel:Default"] = "Information",
+        });
+        await using var _ = host;
+
+        var failed = await host.Client.GetAsync("/steps");
+        Assert.Equal(500, (int)failed.StatusCode);
+        var record = Assert.Single(await All(monitor));
+        var crumbs = Breadcrumbs(record);
+
+        // The last three Information entries of the app's code in the request (the bound), oldest first; the
+        // framework's own entries (routing's "Executed endpoint", the host's "Request starting") are not kept.
+        Assert.Equal(["step 4", "step 5"], crumbs.Take(2).Select(c => c.Message));
+        Assert.Equal(3, crumbs.Count);
+        Assert.All(crumbs, c => Assert.Equal("Information", c.Level));
+        Assert.All(crumbs, c => Assert.Equal("ErrorMonitor.Facade.Tests.LoggingTests.Checkout", c.Category));
+        Assert.StartsWith("Calling the bank", crumbs[2].Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2", record.RequestData, StringComparison.Ordinal);
+        Assert.DoesNotContain("4111 1111 1111 1111", record.RequestData, StringComparison.Ordinal);
+
+        // Another request starts with none of them.
+        await host.Client.GetAsync("/throws");
+        var other = (await All(monitor)).Single(r => r.ExceptionName == "System.ApplicationException");
+        Assert.DoesNotContain(Breadcrumbs(other), c => c.Message.StartsWith("step", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Outside_a_request_breadcrumbs_are_those_of_the_async_flow_and_0_keeps_none()
+    {
+        var (host, monitor) = await Start();
+        await using (host)
+        {
+            var log = host.App.Services.GetRequiredService<ILogger<Checkout>>();
+            var hash = await Task.Run(() =>
+            {
+                log.LogInformation("nightly import started");
+                return monitor.RecordException(new IOException("import file missing"));
+            });
+            await monitor.FlushAsync();
+            var record = await monitor.Store.GetAsync(hash!, CancellationToken.None);
+            Assert.Equal(["nightly import started"], Breadcrumbs(record).Select(c => c.Message));
+        }
+
+        var (off, offMonitor) = await Start(new Dictionary<string, string?> { ["APP_ERROR_BREADCRUMBS"] = "0" });
+        await using (off)
+        {
+            await off.Client.GetAsync("/steps");
+            var record = Assert.Single(await All(offMonitor));
+            Assert.Empty(Breadcrumbs(record));
         }
     }
 

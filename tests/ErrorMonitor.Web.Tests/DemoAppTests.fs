@@ -159,4 +159,56 @@ let tests =
                     | other ->
                         failtestf "one group for /logged-error, got %A" (other |> List.map (fun r -> r.ExceptionName))
                 }
+            testTask' "/breadcrumbs fails with its two log steps as breadcrumbs, on the detail page and in the JSON API"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+                    use demo = new DemoProcess(folder, [])
+                    do! demo.WaitReadyAsync()
+                    use! r = demo.Client.GetAsync "/breadcrumbs"
+                    Expect.equal r.StatusCode HttpStatusCode.InternalServerError "fails"
+
+                    // Written in the background: wait (at most 30 s) until the API lists it.
+                    let hashOf () =
+                        task {
+                            let! list = demo.Client.GetStringAsync "/dev/error/api/errors?status=all"
+                            use doc = Text.Json.JsonDocument.Parse list
+
+                            return
+                                [
+                                    for item in doc.RootElement.GetProperty("items").EnumerateArray() do
+                                        if item.GetProperty("path").GetString() = "/breadcrumbs" then
+                                            item.GetProperty("hash").GetString()
+                                ]
+                        }
+
+                    let waited = Stopwatch.StartNew()
+                    let! first = hashOf ()
+                    let mutable found = first
+
+                    while found.IsEmpty && waited.Elapsed < TimeSpan.FromSeconds 30.0 do
+                        do! Task.Delay 50
+                        let! again = hashOf ()
+                        found <- again
+
+                    let hash = Expect.wantSome (List.tryHead found) "the occurrence is listed"
+                    let! detail = demo.Client.GetStringAsync(sprintf "/dev/error/api/errors/%s" hash)
+                    use doc = Text.Json.JsonDocument.Parse detail
+
+                    let crumbs =
+                        [ for b in doc.RootElement.GetProperty("breadcrumbs").EnumerateArray() -> b ]
+
+                    let text (b: Text.Json.JsonElement) (name: string) = b.GetProperty(name).GetString()
+
+                    // The host's own Information entries of the request may come before them.
+                    let steps = crumbs |> List.filter (fun b -> text b "category" = "Program")
+
+                    Expect.equal [ for b in steps -> text b "message" ] [ "loading cart"; "charging card" ] "in order"
+                    Expect.equal [ for b in steps -> text b "level" ] [ "Information"; "Information" ] "their level"
+                    Expect.isTrue (steps |> List.forall (fun b -> text b "time" <> "")) "their time"
+                    let! page = demo.Client.GetStringAsync(sprintf "/dev/error/%s" hash)
+                    Expect.stringContains page "<h2>Breadcrumbs</h2>" "a section on the detail page"
+                    Expect.stringContains page "charging card" "with the steps"
+                    do! demo.StopAsync()
+                }
         ]
