@@ -104,7 +104,7 @@ public sealed class AppErrorMonitor
                 MaskingRule = masking,
             };
             configure?.Invoke(options);
-            var logger = app.Services.GetService<ILoggerFactory>()?.CreateLogger("ErrorMonitor");
+            var logger = app.Services.GetService<ILoggerFactory>()?.CreateLogger(ErrorMonitor.Core.LogCapture.OwnCategory);
             var engine = EngineBuilder.Build(app.Configuration, options, app.Environment.ContentRootPath, logger, app.Services);
 
             if (app.Services.GetService<Microsoft.AspNetCore.Antiforgery.IAntiforgery>() is null && logger is not null)

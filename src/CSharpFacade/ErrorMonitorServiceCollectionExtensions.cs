@@ -48,7 +48,7 @@ public static class ErrorMonitorServiceCollectionExtensions
             sp.GetService<IConfiguration>(),
             sp.GetRequiredService<IOptions<ErrorMonitorOptions>>().Value,
             sp.GetService<IHostEnvironment>()?.ContentRootPath,
-            sp.GetService<ILoggerFactory>()?.CreateLogger("ErrorMonitor"),
+            sp.GetService<ILoggerFactory>()?.CreateLogger(ErrorMonitor.Core.LogCapture.OwnCategory),
             sp));
         services.TryAddSingleton(sp => new AppErrorMonitor(
             sp.GetRequiredService<Engine>(),

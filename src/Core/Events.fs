@@ -134,10 +134,6 @@ module internal Events =
 
         sb.ToString()
 
-    /// The extra that holds an occurrence's breadcrumbs (the log entries before it).
-    [<Literal>]
-    let BreadcrumbsKey = "breadcrumbs"
-
     /// The request data of a record: a JSON-like object of the masked request and extra context (the breadcrumbs
     /// beside them, not among the context).
     let requestData (request: RequestContext option) (extra: (string * Data) list) : Data =
@@ -165,7 +161,8 @@ module internal Events =
                     | None -> ()
                 ]
 
-        let crumbs, rest = extra |> List.partition (fun (k, _) -> k = BreadcrumbsKey)
+        let crumbs, rest =
+            extra |> List.partition (fun (k, _) -> k = LogCapture.BreadcrumbsKey)
 
         let context =
             match rest with
@@ -193,7 +190,7 @@ module internal Events =
                 |> List.map (fun (k, v) ->
                     k,
                     // Breadcrumbs are log messages: masked as free text (key=value, JSON or form text in them).
-                    if k = BreadcrumbsKey then
+                    if k = LogCapture.BreadcrumbsKey then
                         Masking.dataText rule settings.MaskWith v
                     else
                         Masking.dataSecrets settings.MaskWith v)

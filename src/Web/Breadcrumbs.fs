@@ -56,8 +56,8 @@ module internal Breadcrumbs =
                 r
             | r -> r
 
-    /// The breadcrumbs kept so far for `http` (or the current flow), as data: each its time, level, category and
-    /// message (masked with the rest of the occurrence's extras). Empty when there are none.
+    /// The breadcrumbs kept so far for `http` (or the current flow), as data (`LogCapture.crumbData`, masked with
+    /// the rest of the occurrence's extras). Empty when there are none.
     let taken (http: HttpContext) : Data list =
         let ring =
             if not (isNull http) then
@@ -78,12 +78,5 @@ module internal Breadcrumbs =
                         with _ ->
                             ""
 
-                    Data.Object
-                        [
-                            "time",
-                            Data.String(b.Time.UtcDateTime.ToString("O", Globalization.CultureInfo.InvariantCulture))
-                            "level", Data.String b.Level
-                            "category", Data.String b.Category
-                            "message", Data.String text
-                        ]
+                    LogCapture.crumbData b.Time b.Level b.Category text
             ]

@@ -244,13 +244,14 @@ type Engine internal (parts: EngineParts) =
             | true, hash -> ValueSome(Option.ofObj hash)
             | _ -> ValueNone
 
-    // By the request's items (cheap, the common case) and, for the exceptions the logging integration may see
-    // after their request (the host logs an unhandled exception once the pipeline is done), by the exception.
+    // By the request's items (cheap, the common case) and, while the logging integration is on, by the exception
+    // too: its logger may see the exception without the request (an app set up with InitApp has no
+    // IHttpContextAccessor), and must still find it recorded.
     let remember (ex: exn) (http: HttpContext) (hash: string) =
         if not (isNull http) then
             http.Items.[itemKey] <- box (ex, hash)
 
-        if isNull http || parts.Settings.LogLevel < 6 then
+        if isNull http || LogCapture.on parts.Settings then
             recorded.AddOrUpdate(ex, hash)
 
     let stopping = new CancellationTokenSource()
@@ -274,10 +275,10 @@ type Engine internal (parts: EngineParts) =
                     []
 
         let crumbs =
-            if parts.Settings.Breadcrumbs > 0 && parts.Settings.LogLevel < 6 then
+            if LogCapture.crumbs parts.Settings then
                 match Breadcrumbs.taken http with
                 | [] -> []
-                | taken -> [ Events.BreadcrumbsKey, Data.Array taken ]
+                | taken -> [ LogCapture.BreadcrumbsKey, Data.Array taken ]
             else
                 []
 
@@ -710,25 +711,21 @@ type Engine internal (parts: EngineParts) =
     member internal _.RecordLog
         (ex: exn, text: string, template: string, category: string, level: string, http: HttpContext)
         : (string * int64) option =
-        let logged = [ "logCategory", Data.String category; "logLevel", Data.String level ]
+        let logged (s: Snapshot) =
+            { s with
+                Extra = s.Extra @ [ "logCategory", Data.String category; "logLevel", Data.String level ]
+            }
 
         if not (isNull ex) then
             match seenBefore ex http with
             | ValueSome _ -> None
             | ValueNone ->
-                let result =
-                    captureWith (fun () ->
-                        let s = snapshot ex null http
-                        { s with Extra = s.Extra @ logged })
-
+                let result = captureWith (fun () -> logged (snapshot ex null http))
                 remember ex http (result |> Option.map fst |> Option.toObj)
                 result
         else
-            let key = Some("log\n" + category + "\n" + template)
-
-            captureWith (fun () ->
-                let s = snapshotWith null (if isNull text then "" else text) http key
-                { s with Extra = s.Extra @ logged })
+            let key = Some(LogCapture.groupKey category template)
+            captureWith (fun () -> logged (snapshotWith null (if isNull text then "" else text) http key))
 
     /// True on the flows of ErrorMonitor's own background work (writer, journal, notifications, pruning): what
     /// is logged there (a store or a mail server failing) is never recorded, so a failing store cannot feed

@@ -4,6 +4,7 @@ open System
 open System.Collections.Generic
 open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.Logging
+open ErrorMonitor.Core
 
 /// The name ErrorMonitor's health check is registered under.
 [<AutoOpen>]
@@ -11,20 +12,12 @@ module internal HealthCheckNames =
     [<Literal>]
     let HealthCheckName = "errormonitor"
 
-/// One category's logger of the logging integration: entries with an exception at Error and above become
-/// occurrences (once, whoever else saw the exception), entries at or above APP_ERROR_LOG_LEVEL without one become
-/// messages grouped by their template. ErrorMonitor's own entries (its category, and anything logged on the flows
-/// of its background work) are never recorded.
+/// One category's logger of the logging integration, deciding by `LogCapture`'s rules: entries with an exception
+/// at Error and above become occurrences (once, whoever else saw the exception), entries at or above
+/// APP_ERROR_LOG_LEVEL without one become messages grouped by their template, entries at Information and up are
+/// kept as breadcrumbs. ErrorMonitor's own entries (its category, its health check's, and anything logged on the
+/// flows of its background work) are never recorded.
 type internal MonitorLogger(category: string, engine: unit -> Engine voption, accessor: IHttpContextAccessor) =
-    // The engine logs under this one category (an app's own "ErrorMonitor.*" namespaces are the app's).
-    let own = category = "ErrorMonitor"
-
-    // The framework's own entries (the host's "Request starting", routing's "Executing endpoint", …) are not kept
-    // as breadcrumbs: every request logs them, so a successful request would pay for them; the app's entries are.
-    let framework =
-        category.StartsWith("Microsoft.", StringComparison.Ordinal)
-        || category.StartsWith("System.", StringComparison.Ordinal)
-
     /// A text value of a structured entry's state (null when it has none).
     static member Value(state: obj, key: string) : string =
         match state with
@@ -55,65 +48,46 @@ type internal MonitorLogger(category: string, engine: unit -> Engine voption, ac
         member _.BeginScope<'TState>(_: 'TState) : IDisposable = null
 
         member _.IsEnabled(level: LogLevel) =
-            not own
-            && level <> LogLevel.None
-            && match engine () with
-               | ValueSome e ->
-                   e.Settings.LogLevel < 6
-                   && (int level >= min 4 e.Settings.LogLevel
-                       || (e.Settings.Breadcrumbs > 0 && level >= LogLevel.Information && not framework))
-               | ValueNone -> false
+            match engine () with
+            | ValueSome e -> LogCapture.wants e.Settings category (int level)
+            | ValueNone -> false
 
         member this.Log<'TState>
             (level: LogLevel, _: EventId, state: 'TState, ex: exn, formatter: Func<'TState, exn, string>)
             =
-            if not own && level <> LogLevel.None then
-                match engine () with
-                | ValueSome e when e.Settings.LogLevel < 6 ->
-                    // Cheap tests first: most entries (the host's Information entries of every request) end here.
-                    let withException = not (isNull ex) && int level >= 4
-                    let asMessage = isNull ex && int level >= e.Settings.LogLevel
+            match engine () with
+            | ValueSome e ->
+                // Cheap tests first: most entries (the host's Information entries of every request) end here.
+                let record = LogCapture.records e.Settings category (int level) (not (isNull ex))
+                let crumb = LogCapture.keepsCrumb e.Settings category (int level)
 
-                    let crumb =
-                        e.Settings.Breadcrumbs > 0 && level >= LogLevel.Information && not framework
+                if (record || crumb) && not Engine.Inside then
+                    let http = if isNull accessor then null else accessor.HttpContext
 
-                    if (withException || asMessage || crumb) && not Engine.Inside then
-                        let http = if isNull accessor then null else accessor.HttpContext
+                    let format () =
+                        if isNull formatter then
+                            string (box state)
+                        else
+                            formatter.Invoke(state, ex)
 
-                        if (withException || asMessage) && not (MonitorLogger.OwnHealth(box state)) then
-                            let text =
-                                if isNull formatter then
-                                    string (box state)
-                                else
-                                    formatter.Invoke(state, ex)
+                    if record && not (MonitorLogger.OwnHealth(box state)) then
+                        let text = format ()
 
-                            e.RecordLog(
-                                (if withException then ex else null),
-                                text,
-                                MonitorLogger.Template(box state, text),
-                                category,
-                                string level,
-                                http
+                        e.RecordLog(ex, text, MonitorLogger.Template(box state, text), category, string level, http)
+                        |> ignore
+
+                    // A breadcrumb for what is recorded next in this request (or flow); formatted only then.
+                    if crumb then
+                        (Breadcrumbs.ring e.Settings.Breadcrumbs http)
+                            .Add(
+                                {
+                                    Time = DateTimeOffset.UtcNow
+                                    Level = string level
+                                    Category = category
+                                    Text = Func<string>(format)
+                                }
                             )
-                            |> ignore
-
-                        // A breadcrumb for what is recorded next in this request (or flow); formatted only then.
-                        if crumb then
-                            (Breadcrumbs.ring e.Settings.Breadcrumbs http)
-                                .Add(
-                                    {
-                                        Time = DateTimeOffset.UtcNow
-                                        Level = string level
-                                        Category = category
-                                        Text =
-                                            Func<string>(fun () ->
-                                                if isNull formatter then
-                                                    string (box state)
-                                                else
-                                                    formatter.Invoke(state, ex))
-                                    }
-                                )
-                | _ -> ()
+            | ValueNone -> ()
 
 /// The logging integration's provider (alias "ErrorMonitor" in logging configuration). The engine is resolved on
 /// the first entry, not when the provider is made (the engine's own logger comes from the logging this provider

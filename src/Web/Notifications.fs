@@ -80,7 +80,7 @@ module internal RecordJson =
         try
             use doc = JsonDocument.Parse data
 
-            match doc.RootElement.TryGetProperty Events.BreadcrumbsKey with
+            match doc.RootElement.TryGetProperty LogCapture.BreadcrumbsKey with
             | true, b when b.ValueKind = JsonValueKind.Array -> b.WriteTo w
             | _ ->
                 w.WriteStartArray()

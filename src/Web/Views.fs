@@ -479,24 +479,7 @@ details.framework-frames summary { cursor: pointer; }
 
     /// The breadcrumbs of an occurrence (kept in its request data) as a table, oldest first; none: nothing.
     let breadcrumbs (json: string) : XmlNode list =
-        let rows =
-            try
-                use doc = JsonDocument.Parse(json)
-
-                match doc.RootElement.TryGetProperty Events.BreadcrumbsKey with
-                | true, b when b.ValueKind = JsonValueKind.Array ->
-                    [
-                        for e in b.EnumerateArray() ->
-                            let field (name: string) =
-                                match e.TryGetProperty name with
-                                | true, v when v.ValueKind = JsonValueKind.String -> v.GetString()
-                                | _ -> ""
-
-                            field "time", field "level", field "category", field "message"
-                    ]
-                | _ -> []
-            with _ ->
-                []
+        let rows = LogCapture.crumbsOf json
 
         if rows.IsEmpty then
             []

@@ -25,5 +25,6 @@ let main argv =
             HistoryTests.tests
             HistoryTests.culpritTests
             HistoryTests.sampleTests
+            LogCaptureTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

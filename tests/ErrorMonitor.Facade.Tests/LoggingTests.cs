@@ -189,6 +189,18 @@ public sealed class LoggingTests
     }
 
     [Fact]
+    public async Task The_app_s_own_logging_configuration_does_not_turn_the_integration_off()
+    {
+        // The app silences its logging; ErrorMonitor's own threshold still decides for its provider.
+        var (host, monitor) = await Start(new Dictionary<string, string?> { ["Logging:LogLevel:Default"] = "None" });
+        await using var _ = host;
+
+        Assert.Equal("logged", await host.Client.GetStringAsync("/logged"));
+        var records = await All(monitor);
+        Assert.Equal(["System.InvalidOperationException"], records.Select(r => r.ExceptionName));
+    }
+
+    [Fact]
     public async Task A_bad_level_stops_start_up_naming_the_key()
     {
         var builder = TestHost.Builder(new Dictionary<string, string?> { ["APP_ERROR_LOG_LEVEL"] = "loud" });
@@ -215,6 +227,10 @@ public sealed class LoggingTests
         Volatile.Write(ref store.FailingUpserts, 2);
         var hash = monitor.RecordException(new FormatException("recorded while the store fails"));
         Assert.NotNull(hash);
+
+        // Once the store writes again, flush twice: whatever the failed writes' log entries recorded (they come
+        // after the first flush began) is stored by the second.
+        await monitor.FlushAsync();
         var records = await All(monitor);
 
         Assert.Equal(["System.FormatException"], records.Select(r => r.ExceptionName));
