@@ -48,7 +48,7 @@ internal static class AllocationSteps
         Measure("Masking.exceptionInfo", () => Masking.exceptionInfo(rule, settings.MaskWith, info));
         Measure("Traceback.format", () => Traceback.format(limits, info));
         Measure("Fingerprint.ofException", () => Fingerprint.ofException(info));
-        var capture = new Capture(Microsoft.FSharp.Core.FSharpOption<RequestContext>.Some(request), Subject.NewException(info), Microsoft.FSharp.Collections.FSharpList<Tuple<string, Data>>.Empty, DateTimeOffset.UtcNow);
+        var capture = new Capture(Microsoft.FSharp.Core.FSharpOption<RequestContext>.Some(request), Subject.NewException(info), Microsoft.FSharp.Collections.FSharpList<Tuple<string, Data>>.Empty, DateTimeOffset.UtcNow, "1.4.2", "Production");
         Measure("Events.build (all)", () => Events.build(settings, rule, limits, null, capture));
         return 0;
     }

@@ -1,4 +1,5 @@
 using ErrorMonitor;
+using Microsoft.AspNetCore.Mvc;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -84,9 +85,21 @@ app.MapGet("/breadcrumbs", string (ILogger<Program> logger) =>
     throw new InvalidOperationException("The card was declined");
 });
 
+// Binds a JSON body with [FromBody] (never buffered by the app), then fails: with APP_ERROR_REQUEST_BODY=small
+// the occurrence keeps the body, its password masked.
+app.MapPost("/json-body", string ([FromBody] SignIn signIn) =>
+    throw new InvalidOperationException($"Signing in {signIn.User} failed"));
+
 app.Run();
 
 /// <summary>The demo app (visible to tests that host it).</summary>
 public partial class Program
 {
 }
+
+/// <summary>The body POST /json-body binds.</summary>
+/// <param name="User">Who signs in.</param>
+/// <param name="Password">Their password (masked in what is recorded).</param>
+public sealed record SignIn(
+    [property: System.Text.Json.Serialization.JsonPropertyName("user")] string? User,
+    [property: System.Text.Json.Serialization.JsonPropertyName("password")] string? Password);

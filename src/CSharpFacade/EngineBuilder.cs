@@ -177,6 +177,7 @@ internal static class EngineBuilder
             Clock = clock,
             Logger = logger,
             MeterFactory = services?.GetService<System.Diagnostics.Metrics.IMeterFactory>(),
+            EnvironmentName = services?.GetService<Microsoft.Extensions.Hosting.IHostEnvironment>()?.EnvironmentName,
         });
     }
 }

@@ -136,6 +136,13 @@ type internal Settings =
         /// APP_ERROR_BREADCRUMBS: the last log entries (Information and up) of the failing request, or outside a
         /// request of the current async flow, kept with an occurrence (0 to 1,000; 0 keeps none). Default 30.
         Breadcrumbs: int
+        /// APP_ERROR_RELEASE: the release every occurrence is recorded in (at most 200 characters); None: the
+        /// app's entry assembly's informational version (the shell reads it). Default None.
+        Release: string option
+        /// APP_ERROR_REQUEST_BODY: the largest request body recorded with an occurrence, in bytes (JSON, form and
+        /// text bodies; a larger one is noted, not recorded): 0 (none, the default), 1,000 (small), 10,000
+        /// (medium), or 131,072 (always: half the request data's own bound).
+        RequestBody: int
         /// The capture route.
         Ingest: IngestSettings
     }
@@ -215,6 +222,15 @@ module internal Config =
 
     [<Literal>]
     let BreadcrumbsKey = "APP_ERROR_BREADCRUMBS"
+
+    [<Literal>]
+    let ReleaseKey = "APP_ERROR_RELEASE"
+
+    [<Literal>]
+    let RequestBodyKey = "APP_ERROR_REQUEST_BODY"
+
+    /// APP_ERROR_REQUEST_BODY's values and the most bytes each records.
+    let RequestBodies = [ "none", 0; "small", 1000; "medium", 10000; "always", 131072 ]
 
     /// The names of APP_ERROR_LOG_LEVEL's values, in Microsoft.Extensions.Logging's order (its numbers).
     let LogLevels =
@@ -322,6 +338,8 @@ module internal Config =
             SpillFile = Some "errormonitor.spill.jsonl"
             LogLevel = 4
             Breadcrumbs = 30
+            Release = None
+            RequestBody = 0
             Ingest =
                 {
                     Keys = []
@@ -578,6 +596,40 @@ module internal Config =
 
                     defaults.LogLevel
 
+        let requestBody =
+            match get RequestBodyKey |> Option.map (fun v -> v.Trim().ToLowerInvariant()) with
+            | None
+            | Some "" -> defaults.RequestBody
+            | Some v ->
+                match RequestBodies |> List.tryFind (fun (name, _) -> name = v) with
+                | Some(_, bytes) -> bytes
+                | None ->
+                    errors.Add
+                        {
+                            Key = RequestBodyKey
+                            Problem =
+                                sprintf
+                                    "must be one of %s, got '%s'"
+                                    (String.Join(", ", RequestBodies |> List.map fst))
+                                    v
+                        }
+
+                    defaults.RequestBody
+
+        let release =
+            match get ReleaseKey |> Option.map (fun v -> v.Trim()) with
+            | None
+            | Some "" -> defaults.Release
+            | Some v when v.Length > 200 ->
+                errors.Add
+                    {
+                        Key = ReleaseKey
+                        Problem = sprintf "must be at most 200 characters, got %d" v.Length
+                    }
+
+                defaults.Release
+            | Some v -> Some v
+
         let table =
             match get TableKey with
             | None -> defaults.TableName
@@ -768,6 +820,8 @@ module internal Config =
                     | Some v -> Some v
                 LogLevel = logLevel
                 Breadcrumbs = whole BreadcrumbsKey 0 1000 defaults.Breadcrumbs
+                Release = release
+                RequestBody = requestBody
                 Ingest = ingest
             }
 
@@ -847,6 +901,14 @@ module internal Config =
             [ SpillFileKey, defaultArg s.SpillFile "none" ]
             [ LogLevelKey, LogLevels.[s.LogLevel] ]
             [ BreadcrumbsKey, string s.Breadcrumbs ]
+            (s.Release |> Option.map (fun r -> ReleaseKey, r) |> Option.toList)
+            [
+                RequestBodyKey,
+                RequestBodies
+                |> List.tryFind (fun (_, bytes) -> bytes = s.RequestBody)
+                |> Option.map fst
+                |> Option.defaultValue "none"
+            ]
             (s.Ingest.Keys |> List.mapi (fun i k -> sprintf "%s:%d" IngestKeyKey i, k))
             [ IngestMaxBytesKey, string s.Ingest.MaxBytes ]
             [ IngestRateKey, string s.Ingest.RatePerMinute ]

@@ -17,6 +17,10 @@ type internal Capture =
         Extra: (string * Data) list
         /// When it happened (UTC), from the shell's clock.
         OccurredAt: DateTimeOffset
+        /// The release it happened in (`Triage.releaseName` applies); empty when unknown.
+        Release: string
+        /// The environment it happened in; empty when unknown.
+        Environment: string
     }
 
 /// Building an occurrence: mask, then format, then fingerprint. Pure and total.
@@ -246,6 +250,8 @@ module internal Events =
             Message = message
             Traceback = traceback
             OccurredAt = capture.OccurredAt
+            Release = Triage.releaseName capture.Release
+            Environment = Triage.releaseName capture.Environment
         }
 
     /// Merges two deltas of the same group (an older batch put back, and a newer one; or a pending batch and
@@ -340,14 +346,29 @@ module internal Events =
                 IgnoreUntil = Nullable()
                 IgnoreUntilCount = Nullable()
                 Users = Users.count (int64 d.Users.Length)
+                FirstRelease = d.Latest.Release
+                LastRelease = d.Latest.Release
+                Environment = d.Latest.Environment
+                RegressionRelease = ""
             }
         | Some r ->
-            let t = Triage.recur r d.Count d.FirstAt d.Latest.OccurredAt
+            let t = Triage.recur r d.Count d.FirstAt d.Latest.OccurredAt d.Latest.Release
+            // The release and environment follow the latest occurrence; an older batch (one put back after an
+            // outage) changes only the first release, when it is older than the group.
+            let newer = d.Latest.OccurredAt >= r.LastSeen
 
             { r with
                 Status = t.Status
                 Regressions = t.Regressions
                 LastRegression = t.LastRegression
+                RegressionRelease = t.RegressionRelease
+                FirstRelease =
+                    if d.FirstAt < r.CreatedOn then
+                        d.Latest.Release
+                    else
+                        r.FirstRelease
+                LastRelease = if newer then d.Latest.Release else r.LastRelease
+                Environment = if newer then d.Latest.Environment else r.Environment
                 IgnoreUntil = t.IgnoreUntil
                 IgnoreUntilCount = t.IgnoreUntilCount
                 RequestData = if d.Detailed then d.Latest.RequestData else r.RequestData

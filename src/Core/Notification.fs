@@ -66,7 +66,8 @@ module internal Notification =
 
         subject prefix request record.ExceptionName
 
-    /// A plain-text body: where, how often, the traceback (masked, as stored), and a link when a base URL is set.
+    /// A plain-text body: where, how often, the release and environment (and the release a regression came back
+    /// in), the traceback (masked, as stored), and a link when a base URL is set.
     let body (record: ErrorRecord) (url: string) (detailLink: string option) : string =
         let sb = StringBuilder()
         sb.Append("URL: ").Append(url).Append('\n') |> ignore
@@ -79,6 +80,24 @@ module internal Notification =
 
         sb.Append("Last seen: ").Append(record.LastSeen.UtcDateTime.ToString("u")).Append('\n')
         |> ignore
+
+        let line (label: string) (value: string) =
+            if not (String.IsNullOrEmpty value) then
+                sb.Append(label).Append(value).Append('\n') |> ignore
+
+        line "Release: " record.LastRelease
+
+        line
+            "First release: "
+            (if record.FirstRelease = record.LastRelease then
+                 ""
+             else
+                 record.FirstRelease)
+
+        line "Environment: " record.Environment
+
+        if record.Regressions > 0L then
+            line "Came back in release: " record.RegressionRelease
 
         match detailLink with
         | Some link -> sb.Append("Details: ").Append(link).Append('\n') |> ignore

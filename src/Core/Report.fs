@@ -283,7 +283,7 @@ module internal Report =
                 | _, _, _, _, _, _, _, _, Error e -> Error e
 
     /// The report as an occurrence's parts: the exception, the request it came from, and its context.
-    let toCapture (report: ClientReport) (at: DateTimeOffset) : ErrorMonitor.Core.Capture =
+    let toCapture (environment: string) (report: ClientReport) (at: DateTimeOffset) : ErrorMonitor.Core.Capture =
         // An absolute URL as it is; a relative one ("/login?password=...") against a placeholder origin, so its
         // query is read (and masked) as an absolute one's is. Only what is not a URL at all stays as text.
         let parsed (url: string) =
@@ -350,6 +350,8 @@ module internal Report =
                     }
             Extra = extra
             OccurredAt = at
+            Release = report.Release |> Option.defaultValue ""
+            Environment = environment
         }
 
     /// The header that carries a report's ingest key: read by the capture route, written by client.js and
@@ -364,8 +366,17 @@ module internal Report =
     /// A report's occurrence: built like any other (masked, bounded, fingerprinted), but keyed by its source too,
     /// so a report (whose key is public in the pages that load client.js) can never land in, or overwrite, a
     /// group the app recorded itself, whatever type and frames it claims.
-    let event (settings: Settings) (rule: MaskingRule) (limits: Limits) (report: ClientReport) (at: DateTimeOffset) =
-        let e = Events.build settings rule limits None (toCapture report at)
+    /// Its release is the report's own (none when it gives none: a front end may be deployed apart from the app);
+    /// its environment the app's (`environment`).
+    let event
+        (settings: Settings)
+        (rule: MaskingRule)
+        (limits: Limits)
+        (environment: string)
+        (report: ClientReport)
+        (at: DateTimeOffset)
+        =
+        let e = Events.build settings rule limits None (toCapture environment report at)
 
         { e with
             Hash = Fingerprint.withSource Source e.Hash

@@ -61,6 +61,19 @@ module internal Samples =
                     First = at (ids.Length - 1)
                 }
 
+
+    /// The sample an occurrence leaves, with the store's id.
+    let ofEvent (id: int64) (e: ErrorEvent) : Sample =
+        {
+            Id = id
+            OccurredAt = e.OccurredAt
+            Message = e.Message
+            RequestData = e.RequestData
+            Traceback = e.Traceback
+            Release = e.Release
+            Environment = e.Environment
+        }
+
 /// Distinct users per group: each authenticated user's name becomes a key (not kept as given); a group keeps at
 /// most `Bound` keys, so its user count is exact below `Bound` and "`Bound`+" from there on. Pure.
 [<RequireQualifiedAccess>]

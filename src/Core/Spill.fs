@@ -30,6 +30,8 @@ module internal Spill =
          w.WriteString("message", e.Message)
          w.WriteString("traceback", e.Traceback)
          w.WriteString("occurredAt", time e.OccurredAt)
+         w.WriteString("release", e.Release)
+         w.WriteString("environment", e.Environment)
          w.WriteString("firstAt", time d.FirstAt)
          w.WriteNumber("count", d.Count)
          w.WriteBoolean("detailed", d.Detailed)
@@ -70,6 +72,11 @@ module internal Spill =
             let t (name: string) =
                 DateTimeOffset.Parse(s name, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal)
 
+            let optional (name: string) =
+                match r.TryGetProperty name with
+                | true, v when v.ValueKind = JsonValueKind.String -> Triage.releaseName (v.GetString())
+                | _ -> ""
+
             let hash = s "hash"
             let count = r.GetProperty("count").GetInt64()
 
@@ -93,6 +100,9 @@ module internal Spill =
                                 Message = s "message"
                                 Traceback = s "traceback"
                                 OccurredAt = t "occurredAt"
+                                // Files written before releases were recorded: none known.
+                                Release = optional "release"
+                                Environment = optional "environment"
                             }
                         FirstAt = t "firstAt"
                         Count = count

@@ -8,6 +8,7 @@ type internal Recurrence =
         Status: GroupStatus
         Regressions: int64
         LastRegression: Nullable<DateTimeOffset>
+        RegressionRelease: string
         IgnoreUntil: Nullable<DateTimeOffset>
         IgnoreUntilCount: Nullable<int64>
         /// True when these occurrences made a resolved group unresolved again.
@@ -128,20 +129,78 @@ module internal Triage =
         | ListSort.Count -> r.Count
         | _ -> r.LastSeen.UtcTicks
 
+    /// The longest release or environment name kept (longer ones are cut).
+    let maxReleaseLength = 200
+
+    /// A release or environment name as kept: trimmed, at most `maxReleaseLength` characters; empty for none.
+    let releaseName (raw: string) : string =
+        if String.IsNullOrWhiteSpace raw then
+            ""
+        else
+            let t = raw.Trim()
+
+            if t.Length > maxReleaseLength then
+                t.Substring(0, maxReleaseLength)
+            else
+                t
+
+    /// A release or environment filter from its query value: None for any (absent or blank).
+    let parseNameFilter (raw: string option) : string option =
+        match raw with
+        | Some v when not (String.IsNullOrWhiteSpace v) -> Some(releaseName v)
+        | _ -> None
+
+    /// True when the list's release filter takes a group: first or last seen in that release.
+    let releaseMatches (release: string) (r: ErrorRecord) : bool =
+        String.IsNullOrEmpty release
+        || r.FirstRelease = release
+        || r.LastRelease = release
+
+    /// True when the list's environment filter takes a group: last seen in that environment.
+    let environmentMatches (environment: string) (r: ErrorRecord) : bool =
+        String.IsNullOrEmpty environment || r.Environment = environment
+
     /// True when a record belongs in a list.
     let selects (query: ListQuery) (r: ErrorRecord) : bool =
         (not query.Status.HasValue || r.Status = query.Status.Value)
+        && releaseMatches query.Release r
+        && environmentMatches query.Environment r
         && matches (searchWords query.Search) r
 
-    /// What `count` occurrences, the first at `firstAt` and the last at `lastAt`, do to a group's triage state: a
-    /// resolved group becomes unresolved, as a regression (counted, with the time of the first of them); an
-    /// ignored one whose time or count ran out becomes unresolved; anything else stays as it is.
-    let recur (r: ErrorRecord) (count: int64) (firstAt: DateTimeOffset) (lastAt: DateTimeOffset) : Recurrence =
+    /// A list's view as URL parameters ("&status=...&sort=...[&q=...][&release=...][&environment=...]"), carried
+    /// by every link of the view; `status` and `sort` as given.
+    let viewWith (status: Nullable<GroupStatus>) (sort: ListSort) (q: ListQuery) : string =
+        let optional (name: string) (value: string) =
+            if String.IsNullOrWhiteSpace value then
+                ""
+            else
+                "&" + name + "=" + Uri.EscapeDataString value
+
+        sprintf "&status=%s&sort=%s" (filterName status) (sortName sort)
+        + optional "q" q.Search
+        + optional "release" q.Release
+        + optional "environment" q.Environment
+
+    /// A list's view as URL parameters, carried by every link of the view.
+    let viewParameters (q: ListQuery) : string = viewWith q.Status q.Sort q
+
+    /// What `count` occurrences, the first at `firstAt` and the last at `lastAt`, in `release`, do to a group's
+    /// triage state: a resolved group becomes unresolved, as a regression (counted, with the time of the first of
+    /// them and the release it came back in); an ignored one whose time or count ran out becomes unresolved;
+    /// anything else stays as it is.
+    let recur
+        (r: ErrorRecord)
+        (count: int64)
+        (firstAt: DateTimeOffset)
+        (lastAt: DateTimeOffset)
+        (release: string)
+        : Recurrence =
         let stays =
             {
                 Status = r.Status
                 Regressions = r.Regressions
                 LastRegression = r.LastRegression
+                RegressionRelease = r.RegressionRelease
                 IgnoreUntil = r.IgnoreUntil
                 IgnoreUntilCount = r.IgnoreUntilCount
                 Regressed = false
@@ -159,6 +218,7 @@ module internal Triage =
             { unresolved with
                 Regressions = r.Regressions + 1L
                 LastRegression = Nullable firstAt
+                RegressionRelease = release
                 Regressed = true
             }
         | GroupStatus.Ignored when

@@ -93,6 +93,11 @@ type ErrorEvent =
         Traceback: string
         /// When it happened (UTC), supplied by the shell: the core has no clock.
         OccurredAt: DateTimeOffset
+        /// The release of the app it happened in (APP_ERROR_RELEASE, else the entry assembly's informational
+        /// version); empty when unknown.
+        Release: string
+        /// The environment it happened in (the host's: Production, Development, ...); empty when unknown.
+        Environment: string
     }
 
 /// Where a group stands in triage.
@@ -123,6 +128,10 @@ type ListQuery =
         Search: string
         /// The order.
         Sort: ListSort
+        /// Only groups first or last seen in this release; null or empty for any.
+        Release: string
+        /// Only groups last seen in this environment; null or empty for any.
+        Environment: string
     }
 
     /// Every group, most recently seen first.
@@ -131,6 +140,8 @@ type ListQuery =
             Status = Nullable()
             Search = null
             Sort = ListSort.LastSeen
+            Release = null
+            Environment = null
         }
 
     /// Unresolved groups, most recently seen first: the list the pages open on.
@@ -188,6 +199,15 @@ type ErrorRecord =
         /// Distinct authenticated users it happened to, exact below `Users.Bound`; `Users.Bound` means that many
         /// or more (shown "100+").
         Users: int64
+        /// The release of its first occurrence; empty when unknown.
+        FirstRelease: string
+        /// The release of its latest occurrence; empty when unknown.
+        LastRelease: string
+        /// The environment of its latest occurrence; empty when unknown.
+        Environment: string
+        /// The release it last came back in after being resolved; empty if it never did (or the release was
+        /// unknown).
+        RegressionRelease: string
     }
 
 /// One occurrence a group keeps as a sample: its own time, message, request data and traceback, masked as the
@@ -204,6 +224,10 @@ type Sample =
         RequestData: string
         /// Its formatted exception, masked and bounded.
         Traceback: string
+        /// The release it happened in; empty when unknown.
+        Release: string
+        /// The environment it happened in; empty when unknown.
+        Environment: string
     }
 
 /// How many occurrences fell in one span of time (an hour or a day, UTC): a bucket of a history.

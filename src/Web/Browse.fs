@@ -154,15 +154,9 @@ module Browse =
                         match query ctx "q" with
                         | Some q when not (String.IsNullOrWhiteSpace q) -> q.Trim()
                         | _ -> null
+                    Release = Triage.parseNameFilter (query ctx "release") |> Option.toObj
+                    Environment = Triage.parseNameFilter (query ctx "environment") |> Option.toObj
                 }
-
-    /// A list's filters as URL parameters ("&status=...&sort=...[&q=...]"), carried by every link of the view.
-    let internal viewParameters (q: ListQuery) : string =
-        sprintf "&status=%s&sort=%s" (Triage.filterName q.Status) (Triage.sortName q.Sort)
-        + (if String.IsNullOrWhiteSpace q.Search then
-               ""
-           else
-               "&q=" + Uri.EscapeDataString q.Search)
 
     /// The page a request asks for of a list: by a cursor from a Newer/Older link when it has one (keyset: a
     /// deep page costs what page 1 costs), else by its number. Ignored groups whose time ran out are made
@@ -191,7 +185,7 @@ module Browse =
 
     /// The Newer and Older links of a page of a list (the rule is Core's).
     let private links (b: BrowseOptions) (q: ListQuery) (page: Page<ErrorRecord>) : string option * string option =
-        Paging.links (prefix b) (viewParameters q) (fun (r: ErrorRecord) -> Triage.sortKey q.Sort r, r.Hash) page
+        Paging.links (prefix b) (Triage.viewParameters q) (fun (r: ErrorRecord) -> Triage.sortKey q.Sort r, r.Hash) page
 
     let private banner (b: BrowseOptions) =
         match b.Engine.Queue.Dropped with

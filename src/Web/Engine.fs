@@ -43,6 +43,10 @@ type internal EngineParts =
         SpillPath: string option
         /// The engine's instruments on the `ErrorMonitor` meter.
         Metrics: Metrics
+        /// The release every occurrence of this app is recorded in (`EngineFactory.release`).
+        Release: string
+        /// The environment every occurrence of this app is recorded in (`EngineFactory.environment`).
+        Environment: string
     }
 
 /// What became of a report from the capture route.
@@ -328,6 +332,8 @@ type Engine internal (parts: EngineParts) =
                         Subject.Exception(ExceptionInfo.captureWith parts.Limits frameReader.Read s.Exception)
                 Extra = s.Extra
                 OccurredAt = s.OccurredAt
+                Release = parts.Release
+                Environment = parts.Environment
             }
 
         let fingerprint =
@@ -681,7 +687,13 @@ type Engine internal (parts: EngineParts) =
         else
             try
                 let e =
-                    Report.event parts.Settings parts.Masking Limits.reports report (parts.Clock.GetUtcNow())
+                    Report.event
+                        parts.Settings
+                        parts.Masking
+                        Limits.reports
+                        parts.Environment
+                        report
+                        (parts.Clock.GetUtcNow())
 
                 match admit e.Hash with
                 | Error wait -> ReportOutcome.Refused wait

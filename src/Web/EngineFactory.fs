@@ -36,6 +36,9 @@ type internal EngineSources() =
     member val Clock: TimeProvider = null with get, set
     /// Where ErrorMonitor logs its own failures, or null.
     member val Logger: ILogger = null with get, set
+    /// The host's environment name (Production, Development, ...), or null for DOTNET_ENVIRONMENT /
+    /// ASPNETCORE_ENVIRONMENT, else Production.
+    member val EnvironmentName: string = null with get, set
     /// The host's meter factory, or null for a meter of the engine's own.
     member val MeterFactory: Diagnostics.Metrics.IMeterFactory = null with get, set
 
@@ -111,6 +114,40 @@ module internal EngineFactory =
     /// One HTTP client for every webhook notifier of the process.
     let private webhookClient =
         lazy (new Net.Http.HttpClient(Timeout = TimeSpan.FromSeconds 30.0))
+
+    /// The release occurrences are recorded in: APP_ERROR_RELEASE, else the entry assembly's informational
+    /// version (the SDK's "1.2.3+commit"), else its version; empty when there is none.
+    let release (settings: Settings) : string =
+        match settings.Release with
+        | Some r -> r
+        | None ->
+            match Reflection.Assembly.GetEntryAssembly() with
+            | null -> ""
+            | a ->
+                match
+                    Reflection.CustomAttributeExtensions.GetCustomAttribute<
+                        Reflection.AssemblyInformationalVersionAttribute
+                     >
+                        a
+                with
+                | null ->
+                    match a.GetName().Version with
+                    | null -> ""
+                    | v -> string v
+                | v -> v.InformationalVersion
+            |> Triage.releaseName
+
+    /// The environment occurrences are recorded in: the host's, else DOTNET_ENVIRONMENT or ASPNETCORE_ENVIRONMENT,
+    /// else Production (as the host's own default).
+    let environment (hostName: string) : string =
+        [
+            hostName
+            Environment.GetEnvironmentVariable "DOTNET_ENVIRONMENT"
+            Environment.GetEnvironmentVariable "ASPNETCORE_ENVIRONMENT"
+            "Production"
+        ]
+        |> List.find (String.IsNullOrWhiteSpace >> not)
+        |> Triage.releaseName
 
     /// Parses settings; throws ErrorMonitorConfigException naming every key at fault.
     let settings (values: IReadOnlyDictionary<string, string>) : Settings =
@@ -193,4 +230,6 @@ module internal EngineFactory =
                 Notifiers = builtIn @ some sources.Notifiers
                 Ticketing = some sources.Ticketing
                 Metrics = new Metrics(sources.MeterFactory)
+                Release = release s
+                Environment = environment sources.EnvironmentName
             }

@@ -12,17 +12,42 @@ open Microsoft.Extensions.Hosting
 /// app's own error handling still runs and the response is what it would be without ErrorMonitor. It never
 /// throws again: a failed request's task is handed on as it is (a rethrow would cost a second throw).
 type internal ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
+    let bodyLimit = engine.Settings.RequestBody
+
+    let record (t: Task) (ctx: HttpContext) =
+        for ex in t.Exception.InnerExceptions do
+            engine.RecordDeferred(ex, ctx)
 
     let recordFault =
         Func<Task, obj, Task>(fun t state ->
             if t.IsFaulted && not (isNull t.Exception) then
-                for ex in t.Exception.InnerExceptions do
-                    engine.RecordDeferred(ex, state :?> HttpContext)
+                let ctx = state :?> HttpContext
+                // A recorded body the app did not read to its end is read first (APP_ERROR_REQUEST_BODY).
+                let filled = BodyRecorder.fillAsync ctx
 
-            t)
+                if filled.IsCompleted then
+                    record t ctx
+                    t
+                else
+                    filled
+                        .ContinueWith(
+                            (fun (_: Task) ->
+                                record t ctx
+                                t),
+                            CancellationToken.None,
+                            TaskContinuationOptions.ExecuteSynchronously,
+                            TaskScheduler.Default
+                        )
+                        .Unwrap()
+            else
+                t)
 
-    /// Runs the rest of the pipeline, recording what it throws.
+    /// Runs the rest of the pipeline, recording what it throws. With APP_ERROR_REQUEST_BODY, a request whose
+    /// body may be recorded reads it through a recording body (`BodyRecorder.wrap`); others are left alone.
     member _.InvokeAsync(ctx: HttpContext) : Task =
+        if bodyLimit > 0 then
+            BodyRecorder.wrap bodyLimit ctx
+
         let pending =
             try
                 next.Invoke ctx

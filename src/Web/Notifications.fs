@@ -29,10 +29,19 @@ module internal RecordJson =
         else
             w.WriteNull name
 
+    /// Writes a release or environment name: null when empty (unknown).
+    let name (w: Utf8JsonWriter) (field: string) (value: string) =
+        if String.IsNullOrEmpty value then
+            w.WriteNull field
+        else
+            w.WriteString(field, value)
+
     /// Writes hash, host, path, method, exceptionName, message, count, createdOn and lastSeen (ISO 8601 UTC),
     /// status, regressions, lastRegression, ignoreUntil and ignoreUntilCount (null when none), and the culprit
     /// (the top frame of the app's own code, `Traceback.culprit`; null when none), users (distinct users, exact
-    /// below `Users.Bound`) and usersAtLeast (true at the bound: that many or more).
+    /// below `Users.Bound`) and usersAtLeast (true at the bound: that many or more); firstRelease, lastRelease,
+    /// environment (of the latest occurrence) and regressionRelease (the release it last came back in), each null
+    /// when unknown.
     let fields (w: Utf8JsonWriter) (r: ErrorRecord) =
         w.WriteString("hash", r.Hash)
         w.WriteString("host", r.Host)
@@ -59,6 +68,10 @@ module internal RecordJson =
 
         w.WriteNumber("users", r.Users)
         w.WriteBoolean("usersAtLeast", r.Users >= int64 Users.Bound)
+        name w "firstRelease" r.FirstRelease
+        name w "lastRelease" r.LastRelease
+        name w "environment" r.Environment
+        name w "regressionRelease" r.RegressionRelease
 
     /// Writes request data (JSON text) as the object it is: `{"raw": text}` if it is not JSON.
     let requestData (w: Utf8JsonWriter) (data: string) =
@@ -89,12 +102,14 @@ module internal RecordJson =
             w.WriteStartArray()
             w.WriteEndArray()
 
-    /// Writes a sample's id, occurredAt and message (`full`: its requestData, an object, breadcrumbs and
-    /// traceback too).
+    /// Writes a sample's id, occurredAt, message, release and environment (null when unknown) (`full`: its
+    /// requestData, an object, breadcrumbs and traceback too).
     let sample (w: Utf8JsonWriter) (full: bool) (s: Sample) =
         w.WriteNumber("id", s.Id)
         w.WriteString("occurredAt", time s.OccurredAt)
         w.WriteString("message", s.Message)
+        name w "release" s.Release
+        name w "environment" s.Environment
 
         if full then
             requestData w s.RequestData

@@ -33,29 +33,50 @@ module internal RequestReader =
 
         Limits.closeEntries limits.MaxEntries kept seen
 
-    let private isJson (contentType: string) =
-        not (isNull contentType)
-        && (contentType.Contains("application/json", StringComparison.OrdinalIgnoreCase)
-            || contentType.Contains("+json", StringComparison.OrdinalIgnoreCase))
+    /// A body's text as data of its kind: JSON parsed (text when it is not valid JSON), a form's fields, text as
+    /// it is. `cut` bytes were left out after the text (none: 0).
+    let private parsed
+        (limits: Limits)
+        (kind: BodyKind)
+        (text: string)
+        (cut: int)
+        : Body option * (string * string) list =
+        match kind with
+        | BodyKind.Json when cut = 0 ->
+            match Json.parse limits text with
+            | Ok d -> Some(Body.Json d), []
+            | Error _ -> Some(Body.Text text), []
+        | BodyKind.Form when cut = 0 ->
+            let fields =
+                Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery text
+                |> Seq.collect (fun kv -> kv.Value |> Seq.map (fun v -> kv.Key, (if isNull v then "" else v)))
+                |> take limits
 
-    let private isText (contentType: string) =
-        not (isNull contentType)
-        && (contentType.StartsWith("text/", StringComparison.OrdinalIgnoreCase)
-            || contentType.Contains("xml", StringComparison.OrdinalIgnoreCase))
+            None, fields
+        | _ -> Some(Body.Text(if cut > 0 then text + Text.marker cut else text)), []
 
-    /// A body excerpt, only when the app buffered the body (a seekable stream); its position is restored.
-    let private body (limits: Limits) (request: HttpRequest) : Body option =
-        attempt None (fun () ->
-            let contentType = request.ContentType
+    /// A body excerpt and form fields: from a recording body (APP_ERROR_REQUEST_BODY; a body over its limit is
+    /// noted, not recorded), else only when the app buffered the body (a seekable stream; its position is
+    /// restored).
+    let private body (limits: Limits) (request: HttpRequest) : Body option * (string * string) list =
+        attempt (None, []) (fun () ->
             let stream = request.Body
 
-            if
-                isNull stream
-                || not stream.CanSeek
-                || not (isJson contentType || isText contentType)
-            then
-                None
-            else
+            match stream, RequestBodies.kind request.ContentType with
+            | _, None -> None, []
+            | :? RecordingBodyStream as b, Some kind ->
+                if b.Over then
+                    Some(Body.Text(RequestBodies.over b.Limit)), []
+                else
+                    let kept = b.Kept
+
+                    if kept.Count = 0 then
+                        None, []
+                    else
+                        parsed limits kind (Encoding.UTF8.GetString(kept.Array, kept.Offset, kept.Count)) 0
+            | null, _ -> None, []
+            | _ when not stream.CanSeek -> None, []
+            | _, Some kind ->
                 let before = stream.Position
 
                 try
@@ -69,21 +90,11 @@ module internal RequestReader =
                         read <- read + last
 
                     let text = Encoding.UTF8.GetString(buffer, 0, Math.Min(read, limits.MaxBody))
-                    let cut = read > limits.MaxBody
-
-                    if isJson contentType && not cut then
-                        match Json.parse limits text with
-                        | Ok d -> Some(Body.Json d)
-                        | Error _ -> Some(Body.Text text)
+                    // A form the app buffered is read as the app's form (below), not again here.
+                    if kind = BodyKind.Form then
+                        None, []
                     else
-                        Some(
-                            Body.Text(
-                                if cut then
-                                    text + Text.marker (read - limits.MaxBody)
-                                else
-                                    text
-                            )
-                        )
+                        parsed limits kind text (max 0 (read - limits.MaxBody))
                 finally
                     stream.Position <- before)
 
@@ -127,6 +138,7 @@ module internal RequestReader =
 
     let read (limits: Limits) (ctx: HttpContext) : RequestContext =
         let r = ctx.Request
+        let bodyData, bodyForm = body limits r
 
         {
             Method = attempt "" (fun () -> r.Method)
@@ -158,7 +170,10 @@ module internal RequestReader =
                         n <- n + 1
 
                     Limits.closeEntries limits.MaxEntries acc n)
-            Form = form limits ctx
+            Form =
+                match form limits ctx with
+                | [] -> bodyForm
+                | read -> read
             Cookies = attempt [] (fun () -> r.Cookies |> Seq.map (fun kv -> kv.Key, kv.Value) |> take limits)
             RouteValues =
                 attempt [] (fun () ->
@@ -171,6 +186,6 @@ module internal RequestReader =
                     match Activity.Current with
                     | null -> Option.ofObj ctx.TraceIdentifier
                     | a -> Some a.Id)
-            Body = body limits r
+            Body = bodyData
             Custom = []
         }

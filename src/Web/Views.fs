@@ -124,6 +124,18 @@ details.framework-frames summary { cursor: pointer; }
                         [ str (sprintf " ↺ regression ×%d" r.Regressions) ]
             ]
 
+    /// A group's release and environment in a few words ("1.2.0 → 1.3.0 · Production"); empty when unknown.
+    let private releaseText (r: ErrorRecord) =
+        let release =
+            if r.FirstRelease = r.LastRelease || r.FirstRelease = "" then
+                r.LastRelease
+            else
+                r.FirstRelease + " → " + r.LastRelease
+
+        [ release; r.Environment ]
+        |> List.filter (String.IsNullOrEmpty >> not)
+        |> String.concat " · "
+
     let private number (x: float) =
         x.ToString("0.##", Globalization.CultureInfo.InvariantCulture)
 
@@ -253,15 +265,7 @@ details.framework-frames summary { cursor: pointer; }
         (sparks: Collections.Generic.IReadOnlyDictionary<string, Chart>)
         : XmlNode =
         let viewHref (status: Nullable<GroupStatus>) (sort: ListSort) =
-            sprintf
-                "%s/?status=%s&sort=%s%s"
-                prefix
-                (Triage.filterName status)
-                (Triage.sortName sort)
-                (if String.IsNullOrWhiteSpace q.Search then
-                     ""
-                 else
-                     "&q=" + Uri.EscapeDataString q.Search)
+            prefix + "/?" + (Triage.viewWith status sort q).Substring 1
 
         let tabs =
             nav
@@ -293,6 +297,24 @@ details.framework-frames summary { cursor: pointer; }
                             _value (if isNull q.Search then "" else q.Search)
                             _placeholder "Search type, message, path, host"
                             attr "aria-label" "Search"
+                        ]
+                    input
+                        [
+                            _type "text"
+                            _name "release"
+                            _class "release-filter"
+                            _value (if isNull q.Release then "" else q.Release)
+                            _placeholder "Release"
+                            attr "aria-label" "Release (first or last seen in)"
+                        ]
+                    input
+                        [
+                            _type "text"
+                            _name "environment"
+                            _class "environment-filter"
+                            _value (if isNull q.Environment then "" else q.Environment)
+                            _placeholder "Environment"
+                            attr "aria-label" "Environment (last seen in)"
                         ]
                     button [ _type "submit" ] [ str "Search" ]
                 ]
@@ -334,6 +356,9 @@ details.framework-frames summary { cursor: pointer; }
                                 match Traceback.culprit r.Traceback with
                                 | Some c -> div [ _class "culprit" ] [ str ("in " + c) ]
                                 | None -> ()
+                                match releaseText r with
+                                | "" -> ()
+                                | t -> div [ _class "release muted" ] [ str t ]
                             ]
                         td [] [ statusMark r ]
                         td
@@ -583,9 +608,26 @@ details.framework-frames summary { cursor: pointer; }
                         dd [ _class "users" ] [ str (Users.text r.Users) ]
                         dt [] [ str "Status" ]
                         dd [ _class "status-fact" ] [ statusMark r ]
+                        if r.FirstRelease <> "" || r.LastRelease <> "" then
+                            dt [] [ str "First release" ]
+                            dd [ _class "first-release" ] [ str r.FirstRelease ]
+                            dt [] [ str "Last release" ]
+                            dd [ _class "last-release" ] [ str r.LastRelease ]
+                        if r.Environment <> "" then
+                            dt [] [ str "Environment" ]
+                            dd [ _class "environment" ] [ str r.Environment ]
                         if r.LastRegression.HasValue then
                             dt [] [ str "Last regression" ]
-                            dd [] [ time now r.LastRegression.Value ]
+
+                            dd
+                                []
+                                [
+                                    time now r.LastRegression.Value
+                                    if r.RegressionRelease <> "" then
+                                        span
+                                            [ _class "regression-release" ]
+                                            [ str (" in release " + r.RegressionRelease) ]
+                                ]
                         if r.IgnoreUntil.HasValue then
                             dt [] [ str "Ignored until" ]
                             dd [] [ time now r.IgnoreUntil.Value ]
@@ -613,6 +655,10 @@ details.framework-frames summary { cursor: pointer; }
                                     time now s.OccurredAt
                                     if place.Position = place.Total then
                                         str " (the first occurrence kept)"
+                                    match [ s.Release; s.Environment ] |> List.filter (String.IsNullOrEmpty >> not) with
+                                    | [] -> ()
+                                    | parts ->
+                                        span [ _class "sample-release" ] [ str (", " + String.concat " · " parts) ]
                                 ]
                             nav
                                 [ _class "samples"; attr "aria-label" "Samples" ]

@@ -101,6 +101,8 @@ let private settings: Gen<Settings> =
                 SpillFile = if every then None else Some("spill/" + maskWith + ".jsonl")
                 LogLevel = (maskWith.Length + (if every then 3 else 0)) % 7
                 Breadcrumbs = quiet % 1001
+                Release = if every then Some("1.2." + string (quiet % 50)) else None
+                RequestBody = snd Config.RequestBodies.[(quiet + cap) % Config.RequestBodies.Length]
                 Ingest =
                     {
                         Keys =
@@ -191,6 +193,31 @@ let tests =
                             "APP_ERROR_SEND_NOTIFICATION"
                         ])
                     "all four"
+            }
+
+            test "APP_ERROR_RELEASE (at most 200 characters) and APP_ERROR_REQUEST_BODY (none, small, medium, always)" {
+                match parse [ "APP_ERROR_RELEASE", " 2.4.1+abc "; "APP_ERROR_REQUEST_BODY", "Small" ] with
+                | Ok s ->
+                    Expect.equal s.Release (Some "2.4.1+abc") "trimmed"
+                    Expect.equal s.RequestBody 1000 "small: 1,000 bytes"
+                | Error e -> failtestf "%A" e
+
+                match parse [] with
+                | Ok s ->
+                    Expect.isNone s.Release "no release set: the shell reads the assembly's"
+                    Expect.equal s.RequestBody 0 "bodies are not recorded by default"
+                | Error e -> failtestf "%A" e
+
+                for value, bytes in [ "none", 0; "medium", 10000; "always", 131072 ] do
+                    match parse [ "APP_ERROR_REQUEST_BODY", value ] with
+                    | Ok s -> Expect.equal s.RequestBody bytes value
+                    | Error e -> failtestf "%A" e
+
+                Expect.equal
+                    (errorKeys [ "APP_ERROR_RELEASE", String('r', 201); "APP_ERROR_REQUEST_BODY", "large" ]
+                     |> List.sort)
+                    [ "APP_ERROR_RELEASE"; "APP_ERROR_REQUEST_BODY" ]
+                    "a release too long and an unknown body size are refused, each named"
             }
 
             test

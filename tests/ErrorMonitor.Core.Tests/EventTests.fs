@@ -62,6 +62,8 @@ let private exceptionEvent (req: RequestContext option) =
             Subject = Subject.Exception e
             Extra = []
             OccurredAt = at
+            Release = "1.0.0"
+            Environment = "Test"
         }
 
 [<Tests>]
@@ -201,6 +203,8 @@ let tests =
                             Subject = Subject.Message "m"
                             Extra = []
                             OccurredAt = at
+                            Release = "1.0.0"
+                            Environment = "Test"
                         }
 
                 Expect.notEqual (build "/a").Hash (build "/b").Hash "grouped by path"
@@ -236,6 +240,8 @@ let spillTests =
                                         Message = word + "\n\"quoted\""
                                         Traceback = "line1\nline2"
                                         OccurredAt = at.AddSeconds(float count)
+                                        Release = if i % 2 = 0 then "" else "2.0." + word
+                                        Environment = if i % 3 = 0 then "" else "Staging"
                                     }
                                 FirstAt = at
                                 Count = int64 count

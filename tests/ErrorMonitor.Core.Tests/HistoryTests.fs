@@ -118,6 +118,8 @@ let tests =
                         Message = "m"
                         Traceback = ""
                         OccurredAt = t0
+                        Release = ""
+                        Environment = ""
                     }
 
                 let d =

@@ -11,7 +11,7 @@ let private limits = Limits.defaults
 
 /// A report's occurrence, as the capture route builds it.
 let private event (r: ClientReport) =
-    Report.event Config.defaults (Config.maskingRule Config.defaults) limits r DateTimeOffset.UnixEpoch
+    Report.event Config.defaults (Config.maskingRule Config.defaults) limits "Production" r DateTimeOffset.UnixEpoch
 
 let private names (frames: Frame list) =
     frames |> List.map (fun f -> f.Type, f.Method)

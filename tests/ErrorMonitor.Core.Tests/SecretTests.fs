@@ -121,6 +121,8 @@ let private build (r: RequestContext option) (subject: Subject) (extra: (string 
             Subject = subject
             Extra = extra
             OccurredAt = at
+            Release = "1.0.0"
+            Environment = "Test"
         }
 
 let private exn (message: string) (data: (string * Data) list) =

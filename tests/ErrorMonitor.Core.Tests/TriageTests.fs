@@ -25,6 +25,10 @@ let private group (status: GroupStatus) (count: int64) =
         IgnoreUntil = Nullable()
         IgnoreUntilCount = Nullable()
         Users = 0L
+        FirstRelease = "1.0.0"
+        LastRelease = "1.0.0"
+        Environment = "Production"
+        RegressionRelease = ""
     }
 
 let private ignoring (until: DateTimeOffset option) (n: int64 option) (r: ErrorRecord) =
@@ -43,11 +47,12 @@ let tests =
         [
             test "a resolved group that occurs again is unresolved, as a regression with the first new time" {
                 let r = group GroupStatus.Resolved 5L
-                let t = Triage.recur r 3L (t0.AddMinutes 1.0) (t0.AddMinutes 2.0)
+                let t = Triage.recur r 3L (t0.AddMinutes 1.0) (t0.AddMinutes 2.0) "1.1.0"
                 Expect.equal t.Status GroupStatus.Unresolved "unresolved"
                 Expect.isTrue t.Regressed "a regression"
                 Expect.equal t.Regressions 1L "counted"
                 Expect.equal t.LastRegression (Nullable(t0.AddMinutes 1.0)) "when it came back"
+                Expect.equal t.RegressionRelease "1.1.0" "the release it came back in"
 
                 let again =
                     Triage.recur
@@ -58,16 +63,18 @@ let tests =
                         1L
                         t0
                         t0
+                        "1.2.0"
 
                 Expect.isFalse again.Regressed "an unresolved group stays as it is"
                 Expect.equal again.Regressions 1L "not counted twice"
+                Expect.equal again.RegressionRelease "" "no release noted without a regression"
             }
 
             test "an ignored group returns after N more occurrences, counted from when it was ignored" {
                 let r = ignoring None (Some 3L) (group GroupStatus.Unresolved 10L)
                 Expect.equal r.IgnoreUntilCount (Nullable 13L) "until its count reaches 13"
-                Expect.equal (Triage.recur r 2L t0 t0).Status GroupStatus.Ignored "after 2: still ignored"
-                let back = Triage.recur r 3L t0 t0
+                Expect.equal (Triage.recur r 2L t0 t0 "").Status GroupStatus.Ignored "after 2: still ignored"
+                let back = Triage.recur r 3L t0 t0 ""
                 Expect.equal back.Status GroupStatus.Unresolved "after 3: back"
                 Expect.isFalse back.Regressed "not a regression"
                 Expect.isFalse back.IgnoreUntilCount.HasValue "the limit is gone"
@@ -75,12 +82,12 @@ let tests =
 
             test "an ignored group returns once its time has passed, with or without an occurrence" {
                 let r = ignoring (Some(t0.AddHours 1.0)) None (group GroupStatus.Unresolved 1L)
-                Expect.equal (Triage.recur r 1L t0 (t0.AddMinutes 59.0)).Status GroupStatus.Ignored "before"
-                Expect.equal (Triage.recur r 1L t0 (t0.AddHours 1.0)).Status GroupStatus.Unresolved "at the time"
+                Expect.equal (Triage.recur r 1L t0 (t0.AddMinutes 59.0) "").Status GroupStatus.Ignored "before"
+                Expect.equal (Triage.recur r 1L t0 (t0.AddHours 1.0) "").Status GroupStatus.Unresolved "at the time"
                 Expect.equal (Triage.expire (t0.AddMinutes 30.0) r).Status GroupStatus.Ignored "not yet"
                 Expect.equal (Triage.expire (t0.AddHours 2.0) r).Status GroupStatus.Unresolved "expired"
                 let forGood = ignoring None None (group GroupStatus.Unresolved 1L)
-                Expect.equal (Triage.recur forGood 1000L t0 (t0.AddYears 1)).Status GroupStatus.Ignored "for good"
+                Expect.equal (Triage.recur forGood 1000L t0 (t0.AddYears 1) "").Status GroupStatus.Ignored "for good"
             }
 
             test "resolving or unresolving clears the ignore limits" {
@@ -148,5 +155,94 @@ let tests =
 
                 for s in [ GroupStatus.Unresolved; GroupStatus.Resolved; GroupStatus.Ignored ] do
                     Expect.equal (Triage.parseStatus (Triage.statusName s)) (Some s) "round trip"
+            }
+
+            test "a group's first and last release and its environment follow its occurrences, in time order" {
+                let event (release: string) (environment: string) (at: DateTimeOffset) =
+                    {
+                        Hash = Fingerprint.sha256Hex "g"
+                        Host = "h"
+                        Path = "/"
+                        Method = "GET"
+                        RequestData = "{}"
+                        ExceptionName = "E"
+                        Message = "m"
+                        Traceback = "t"
+                        OccurredAt = at
+                        Release = release
+                        Environment = environment
+                    }
+
+                let first = Events.apply None (Events.single (event "1.0.0" "Staging" t0))
+
+                Expect.equal
+                    (first.FirstRelease, first.LastRelease, first.Environment)
+                    ("1.0.0", "1.0.0", "Staging")
+                    "new"
+
+                let later =
+                    Events.apply (Some first) (Events.single (event "1.1.0" "Production" (t0.AddHours 1.0)))
+
+                Expect.equal
+                    (later.FirstRelease, later.LastRelease, later.Environment)
+                    ("1.0.0", "1.1.0", "Production")
+                    "a later occurrence moves the last release and the environment"
+
+                // A batch put back after an outage: older than the group's latest, with an older first occurrence.
+                let late =
+                    { Events.single (event "0.9.0" "Staging" (t0.AddMinutes 30.0)) with
+                        FirstAt = t0.AddHours -1.0
+                    }
+
+                let back = Events.apply (Some later) late
+
+                Expect.equal
+                    (back.FirstRelease, back.LastRelease, back.Environment)
+                    ("0.9.0", "1.1.0", "Production")
+                    "an older batch changes only the first release"
+
+                let resolved =
+                    Triage.change
+                        {
+                            Status = GroupStatus.Resolved
+                            IgnoreUntil = Nullable()
+                            IgnoreCount = Nullable()
+                        }
+                        back
+
+                let regressed =
+                    Events.apply (Some resolved) (Events.single (event "1.2.0" "Production" (t0.AddHours 2.0)))
+
+                Expect.equal regressed.RegressionRelease "1.2.0" "a regression notes the release it came back in"
+                Expect.equal regressed.Status GroupStatus.Unresolved "unresolved again"
+            }
+
+            test "the list filters by release (first or last seen in) and by environment (last seen in)" {
+                let g =
+                    { group GroupStatus.Unresolved 1L with
+                        FirstRelease = "1.0.0"
+                        LastRelease = "1.2.0"
+                        Environment = "Production"
+                    }
+
+                let q release environment =
+                    { ListQuery.Unresolved with
+                        Release = release
+                        Environment = environment
+                    }
+
+                Expect.isTrue (Triage.selects (q null null) g) "no filter"
+                Expect.isTrue (Triage.selects (q "1.0.0" null) g) "its first release"
+                Expect.isTrue (Triage.selects (q "1.2.0" "Production") g) "its last release and environment"
+                Expect.isFalse (Triage.selects (q "1.1.0" null) g) "a release between: not known to have it"
+                Expect.isFalse (Triage.selects (q null "Staging") g) "another environment"
+                Expect.isFalse (Triage.selects (q "1.2" null) g) "exact, not a prefix"
+                Expect.equal (Triage.parseNameFilter (Some "  ")) None "blank: no filter"
+                Expect.equal (Triage.parseNameFilter (Some " 1.2.0 ")) (Some "1.2.0") "trimmed"
+
+                Expect.equal
+                    (Triage.viewParameters (q "1.2.0+a b" "Production"))
+                    "&status=unresolved&sort=lastSeen&release=1.2.0%2Ba%20b&environment=Production"
+                    "carried by the view's links"
             }
         ]

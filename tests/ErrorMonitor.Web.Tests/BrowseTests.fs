@@ -162,6 +162,10 @@ let tests =
                             "culprit"
                             "users"
                             "usersAtLeast"
+                            "firstRelease"
+                            "lastRelease"
+                            "environment"
+                            "regressionRelease"
                         ]
                         "item fields"
 

@@ -5,6 +5,7 @@ open System.IO
 open System.Net
 open System.Net.Http
 open System.Text
+open System.Text.Json
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Http
@@ -117,6 +118,8 @@ let tests =
                                         Message = r.Message
                                         Traceback = r.Traceback
                                         OccurredAt = r.LastSeen
+                                        Release = r.LastRelease
+                                        Environment = r.Environment
                                     }
                                 FirstAt = r.CreatedOn
                                 Count = 1L
@@ -524,5 +527,144 @@ let tests =
                     do! app.Monitor.FlushAsync()
                     let! all = records app.Store
                     Expect.isEmpty all "nothing recorded"
+                }
+
+            testTask'
+                "APP_ERROR_REQUEST_BODY records JSON, form and text bodies the app bound or never read, masked; over the limit noted; none by default; reads pass through"
+            <| fun () ->
+                task {
+                    let routes (app: WebApplication) =
+                        app.UseErrorMonitor() |> ignore
+
+                        app.MapPost(
+                            "/bind",
+                            Func<JsonElement, string>(fun body ->
+                                raise (InvalidOperationException(sprintf "bound %d" (body.GetRawText().Length))))
+                        )
+                        |> ignore
+
+                        app.MapPost(
+                            "/unread",
+                            Func<HttpContext, string>(fun _ -> raise (InvalidOperationException "before reading"))
+                        )
+                        |> ignore
+
+                        app.MapPost(
+                            "/unread-form",
+                            Func<HttpContext, string>(fun _ -> raise (FormatException "before reading the form"))
+                        )
+                        |> ignore
+
+                        app.MapPost(
+                            "/bind-big",
+                            Func<JsonElement, string>(fun _ -> raise (NotSupportedException "too big"))
+                        )
+                        |> ignore
+
+                        app.MapPost(
+                            "/echo",
+                            Func<HttpContext, Task<string>>(fun ctx ->
+                                task {
+                                    use reader = new StreamReader(ctx.Request.Body)
+                                    let! text = reader.ReadToEndAsync()
+                                    return string text.Length + ":" + text.Substring(text.Length - 5)
+                                })
+                        )
+                        |> ignore
+
+                    let bodyOf (app: RunningApp) (path: string) =
+                        task {
+                            do! app.Monitor.FlushAsync()
+                            let! all = records app.Store
+                            let r = all |> List.find (fun r -> r.Path = path)
+                            let data = JsonDocument.Parse(r.RequestData).RootElement.Clone()
+
+                            return
+                                data,
+                                (match data.TryGetProperty "body" with
+                                 | true, b -> Some b
+                                 | _ -> None)
+                        }
+
+                    let post (app: RunningApp) (path: string) (content: HttpContent) =
+                        task {
+                            use c = content
+                            use! r = app.Client.PostAsync(path, c)
+                            let! text = r.Content.ReadAsStringAsync()
+                            return r.StatusCode, text
+                        }
+
+                    let json (text: string) =
+                        new StringContent(text, Encoding.UTF8, "application/json") :> HttpContent
+
+                    use! app =
+                        start [ "APP_ERROR_REQUEST_BODY", "small" ] (fun s -> s.AddErrorMonitor() |> ignore) routes
+
+                    // Bound by the framework, never buffered by the app.
+                    let! status, _ =
+                        post
+                            app
+                            "/bind"
+                            (json """{"user":"bob","token":"TOK-BODY-1","nested":{"password":"PW-BODY-2"}}""")
+
+                    Expect.equal status HttpStatusCode.InternalServerError "fails after binding"
+                    let! _, bound = bodyOf app "/bind"
+                    let bound = Expect.wantSome bound "the bound body is recorded"
+                    Expect.equal (bound.GetProperty("user").GetString()) "bob" "as JSON"
+                    Expect.equal (bound.GetProperty("token").GetString()) "**************" "a token masked"
+
+                    Expect.equal
+                        (bound.GetProperty("nested").GetProperty("password").GetString())
+                        "**************"
+                        "a password masked at depth"
+
+                    // Never read by the app: read when the request fails.
+                    let! _ = post app "/unread" (json """{"order":7}""")
+                    let! _, unread = bodyOf app "/unread"
+
+                    Expect.equal
+                        ((Expect.wantSome unread "an unread body is recorded").GetProperty("order").GetInt32())
+                        7
+                        "its content"
+
+                    // A form the app never read: its fields, masked by key.
+                    let! _ =
+                        post
+                            app
+                            "/unread-form"
+                            (new FormUrlEncodedContent(dict [ "user", "ann"; "password", "PW-FORM-3" ]))
+
+                    let! formData, _ = bodyOf app "/unread-form"
+                    let fields = formData.GetProperty("form")
+                    Expect.equal (fields.GetProperty("user").GetString()) "ann" "the form's fields"
+                    Expect.equal (fields.GetProperty("password").GetString()) "**************" "masked by key"
+
+                    // Over the limit: noted, not recorded (a cut JSON text could not be masked by key).
+                    let big =
+                        sprintf """{"user":"bob","pad":"%s","password":"PW-BIG-4"}""" (String('x', 2000))
+
+                    let! _ = post app "/bind-big" (json big)
+                    let! _, over = bodyOf app "/bind-big"
+                    Expect.stringContains ((Expect.wantSome over "a note").GetString()) "over 1000 bytes" "noted"
+
+                    // A successful request with a large body reads it whole, unchanged.
+                    let large = String('y', 50000) + "tail!"
+
+                    let! echoed, text =
+                        post app "/echo" (new StringContent(large, Encoding.UTF8, "text/plain"))
+
+                    Expect.equal echoed HttpStatusCode.OK "answers"
+                    Expect.equal text "50005:tail!" "the app reads the body as sent"
+
+                    let db = databaseText app
+
+                    for secret in [ "TOK-BODY-1"; "PW-BODY-2"; "PW-FORM-3"; "PW-BIG-4" ] do
+                        Expect.isFalse (db.Contains secret) (secret + " never reaches the database")
+
+                    // The default: no body recorded.
+                    use! plain = start [] (fun s -> s.AddErrorMonitor() |> ignore) routes
+                    let! _ = post plain "/bind" (json """{"user":"bob"}""")
+                    let! data, none = bodyOf plain "/bind"
+                    Expect.isNone none (sprintf "no body without APP_ERROR_REQUEST_BODY: %O" data)
                 }
         ]

@@ -104,6 +104,34 @@ type DemoProcess(folder: string, env: (string * string) list, dll: string) =
 
             proc.Dispose()
 
+/// The hash of the group of `path`, once the demo's API lists it (written in the background: at most 30 s).
+let private listedHash (demo: DemoProcess) (path: string) =
+    task {
+        let hashOf () =
+            task {
+                let! list = demo.Client.GetStringAsync "/dev/error/api/errors?status=all"
+                use doc = Text.Json.JsonDocument.Parse list
+
+                return
+                    [
+                        for item in doc.RootElement.GetProperty("items").EnumerateArray() do
+                            if item.GetProperty("path").GetString() = path then
+                                item.GetProperty("hash").GetString()
+                    ]
+            }
+
+        let waited = Stopwatch.StartNew()
+        let! first = hashOf ()
+        let mutable found = first
+
+        while found.IsEmpty && waited.Elapsed < TimeSpan.FromSeconds 30.0 do
+            do! Task.Delay 50
+            let! again = hashOf ()
+            found <- again
+
+        return Expect.wantSome (List.tryHead found) (path + " is listed")
+    }
+
 [<Tests>]
 let tests =
     testSequenced
@@ -168,30 +196,7 @@ let tests =
                     use! r = demo.Client.GetAsync "/breadcrumbs"
                     Expect.equal r.StatusCode HttpStatusCode.InternalServerError "fails"
 
-                    // Written in the background: wait (at most 30 s) until the API lists it.
-                    let hashOf () =
-                        task {
-                            let! list = demo.Client.GetStringAsync "/dev/error/api/errors?status=all"
-                            use doc = Text.Json.JsonDocument.Parse list
-
-                            return
-                                [
-                                    for item in doc.RootElement.GetProperty("items").EnumerateArray() do
-                                        if item.GetProperty("path").GetString() = "/breadcrumbs" then
-                                            item.GetProperty("hash").GetString()
-                                ]
-                        }
-
-                    let waited = Stopwatch.StartNew()
-                    let! first = hashOf ()
-                    let mutable found = first
-
-                    while found.IsEmpty && waited.Elapsed < TimeSpan.FromSeconds 30.0 do
-                        do! Task.Delay 50
-                        let! again = hashOf ()
-                        found <- again
-
-                    let hash = Expect.wantSome (List.tryHead found) "the occurrence is listed"
+                    let! hash = listedHash demo "/breadcrumbs"
                     let! detail = demo.Client.GetStringAsync(sprintf "/dev/error/api/errors/%s" hash)
                     use doc = Text.Json.JsonDocument.Parse detail
 
@@ -209,6 +214,64 @@ let tests =
                     let! page = demo.Client.GetStringAsync(sprintf "/dev/error/%s" hash)
                     Expect.stringContains page "<h2>Breadcrumbs</h2>" "a section on the detail page"
                     Expect.stringContains page "charging card" "with the steps"
+                    // Without APP_ERROR_RELEASE: the demo assembly's informational version; the host's environment.
+                    Expect.isFalse
+                        (String.IsNullOrEmpty(doc.RootElement.GetProperty("lastRelease").GetString()))
+                        "a release"
+
+                    Expect.equal (doc.RootElement.GetProperty("environment").GetString()) "Production" "its environment"
                     do! demo.StopAsync()
+                }
+
+            testTask'
+                "POST /json-body with APP_ERROR_REQUEST_BODY=small keeps the [FromBody] JSON, its password masked (not in the database's bytes), with the release and environment"
+            <| fun () ->
+                task {
+                    let folder = tempFolder ()
+
+                    use demo =
+                        new DemoProcess(
+                            folder,
+                            [ "APP_ERROR_REQUEST_BODY", "small"; "APP_ERROR_RELEASE", "demo-2.1.0" ]
+                        )
+
+                    do! demo.WaitReadyAsync()
+
+                    use content =
+                        new StringContent(
+                            """{"user": "ada", "password": "hunter2-correct-horse"}""",
+                            Text.Encoding.UTF8,
+                            "application/json"
+                        )
+
+                    use! r = demo.Client.PostAsync("/json-body", content)
+                    Expect.equal r.StatusCode HttpStatusCode.InternalServerError "fails after binding"
+                    let! hash = listedHash demo "/json-body"
+                    let! detail = demo.Client.GetStringAsync(sprintf "/dev/error/api/errors/%s" hash)
+                    use doc = Text.Json.JsonDocument.Parse detail
+                    let root = doc.RootElement
+
+                    Expect.equal
+                        (root.GetProperty("message").GetString())
+                        "Signing in ada failed"
+                        "the handler got the body"
+
+                    let body = root.GetProperty("requestData").GetProperty("body")
+                    Expect.equal (body.GetProperty("user").GetString()) "ada" "the body is recorded"
+                    Expect.equal (body.GetProperty("password").GetString()) "**************" "its password masked"
+                    Expect.equal (root.GetProperty("lastRelease").GetString()) "demo-2.1.0" "the release"
+                    Expect.equal (root.GetProperty("environment").GetString()) "Production" "the environment"
+                    let! page = demo.Client.GetStringAsync(sprintf "/dev/error/%s" hash)
+                    Expect.stringContains page "demo-2.1.0" "the release on the detail page"
+                    Expect.stringContains page "Production" "and the environment"
+                    do! demo.StopAsync()
+
+                    let bytes =
+                        Directory.GetFiles(folder, "errormonitor*")
+                        |> Array.map (fun f -> Text.Encoding.Latin1.GetString(File.ReadAllBytes f))
+                        |> String.concat ""
+
+                    Expect.stringContains bytes "ada" "the body is in the database"
+                    Expect.isFalse (bytes.Contains "hunter2-correct-horse") "the password is not, in any file"
                 }
         ]

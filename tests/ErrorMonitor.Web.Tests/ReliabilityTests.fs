@@ -135,6 +135,8 @@ let tests =
                                 Message = String('m', 400) + string i
                                 Traceback = "t"
                                 OccurredAt = at
+                                Release = "1.0.0"
+                                Environment = "Production"
                             }
                         FirstAt = at
                         Count = int64 i

@@ -75,6 +75,9 @@ let private event (g: int) (seconds: int) (n: int) =
         Message = sprintf "message %d" seconds
         Traceback = sprintf "trace %d" seconds
         OccurredAt = baseTime.AddSeconds(float seconds)
+        // A release a minute, an environment that changes now and then: first and last releases differ.
+        Release = sprintf "1.%d.0" (seconds / 60)
+        Environment = if seconds % 7 = 0 then "Staging" else "Production"
     }
 
 /// The user of an occurrence `seconds` after the base time: one of five, or none (every fourth second).
@@ -126,11 +129,21 @@ let private opGen: Gen<Op> =
                     3, Gen.constant null
                     1, Gen.elements [ "app"; "ERROR3"; "host-2"; "message 1"; "mess pat"; "zz"; "path/4 app.error4" ]
                 ])
-        |> Gen.map (fun (status, sort, search) ->
+        |> Gen.zip (
+            Gen.frequency
+                [
+                    4, Gen.constant (null, null)
+                    1, Gen.elements [ "1.0.0", null; "1.1.0", null; "1.3.0", null; "9.9.9", null ]
+                    1, Gen.elements [ null, "Staging"; null, "Production"; "1.1.0", "Production" ]
+                ]
+        )
+        |> Gen.map (fun ((release, environment), (status, sort, search)) ->
             {
                 Status = status
                 Sort = sort
                 Search = search
+                Release = release
+                Environment = environment
             })
 
     Gen.frequency
@@ -277,18 +290,7 @@ let private model (state: Model) (op: Op) : Model * Seen =
                         let had = m.Samples |> fresh hash |> Map.tryFind hash |> Option.defaultValue []
 
                         if d.Detailed then
-                            let all =
-                                had
-                                @ [
-                                    m.NextSample,
-                                    {
-                                        Id = m.NextSample
-                                        OccurredAt = d.Latest.OccurredAt
-                                        Message = d.Latest.Message
-                                        RequestData = d.Latest.RequestData
-                                        Traceback = d.Latest.Traceback
-                                    }
-                                ]
+                            let all = had @ [ m.NextSample, Samples.ofEvent m.NextSample d.Latest ]
 
                             let kept = Samples.kept recentSamples (List.map fst all) |> Set.ofList
                             all |> List.filter (fun (id, _) -> kept.Contains id)

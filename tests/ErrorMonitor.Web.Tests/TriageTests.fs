@@ -4,6 +4,7 @@ module internal ErrorMonitor.Web.Tests.TriageTests
 
 open System
 open System.Collections.Concurrent
+open System.IO
 open System.Net
 open System.Net.Http
 open System.Text
@@ -449,5 +450,107 @@ let tests =
                         (back.GetProperty("count").GetInt64())
                         41L
                         (sprintf "every occurrence counted: %O" back)
+                }
+
+            testTask'
+                "each occurrence carries the app's release and environment: a group's first and last release, the release a regression came back in, filters in the list and API"
+            <| fun () ->
+                task {
+                    let shared = Path.Combine(tempFolder (), "shared.db")
+
+                    let only (client: HttpClient) =
+                        task {
+                            let! body = client.GetStringAsync("/dev/error/api/errors?status=all")
+                            use doc = JsonDocument.Parse body
+                            return (Seq.exactlyOne (doc.RootElement.GetProperty("items").EnumerateArray())).Clone()
+                        }
+
+                    let onShared release =
+                        [ "ConnectionStrings:ErrorMonitor", "Data Source=" + shared; "APP_ERROR_RELEASE", release ]
+
+                    // Release 1.0.0 fails, and the group is resolved.
+                    let! a, _ = triageApp (onShared "1.0.0")
+                    do! fail a "/orders/7" 1
+                    let! listed = only a.Client
+                    let hash = listed.GetProperty("hash").GetString()
+
+                    let! resolved, _ =
+                        postStatus a.Client hash "application/json" """{"status":"resolved"}"""
+
+                    Expect.equal resolved.StatusCode HttpStatusCode.OK "resolved"
+                    do! (a :> IAsyncDisposable).DisposeAsync()
+
+                    // Release 1.1.0 of the same app, on the same database: it comes back.
+                    let! b, notifier = triageApp (onShared "1.1.0")
+
+                    try
+                        do! fail b "/orders/7" 2
+                        let! r = item b.Client hash
+                        let text (name: string) = r.GetProperty(name).GetString()
+                        Expect.equal (text "firstRelease") "1.0.0" "first seen in 1.0.0"
+                        Expect.equal (text "lastRelease") "1.1.0" "last seen in 1.1.0"
+                        Expect.equal (text "environment") "Production" "the host's environment"
+                        Expect.equal (text "regressionRelease") "1.1.0" "came back in 1.1.0"
+
+                        let mail = notifier.Sent |> Seq.find (fun n -> n.Reason = "regression")
+                        Expect.stringContains mail.Body "Came back in release: 1.1.0" "the regression mail says where"
+
+                        // Each sample keeps its own release.
+                        let! samples =
+                            b.Client.GetStringAsync(sprintf "/dev/error/api/errors/%s/occurrences" hash)
+
+                        use doc = JsonDocument.Parse samples
+
+                        let releases =
+                            [
+                                for s in doc.RootElement.GetProperty("items").EnumerateArray() ->
+                                    s.GetProperty("release").GetString()
+                            ]
+
+                        Expect.equal (List.last releases) "1.0.0" "the first sample's release"
+                        Expect.equal releases.Head "1.1.0" "the newest sample's release"
+
+                        for query, expected in
+                            [
+                                "?status=all&release=1.0.0", 1
+                                "?status=all&release=1.1.0", 1
+                                "?status=all&release=1.0", 0
+                                "?status=all&release=2.0.0", 0
+                                "?status=all&environment=Production", 1
+                                "?status=all&environment=Staging", 0
+                                "?status=all&release=1.1.0&environment=Production", 1
+                            ] do
+                            let! found = items b.Client query
+                            Expect.equal found.Length expected query
+
+                        let! html = b.Client.GetStringAsync("/dev/error/" + hash)
+                        Expect.stringContains html "in release 1.1.0" "the detail page notes the regression's release"
+                        Expect.stringContains html "<dd class=\"first-release\">1.0.0</dd>" "and the first release"
+                        let! filtered = b.Client.GetStringAsync("/dev/error/?status=all&release=2.0.0")
+                        Expect.isFalse (filtered.Contains hash) "the page's filter leaves the group out"
+                        Expect.stringContains filtered "value=\"2.0.0\"" "and shows the filter"
+                    finally
+                        (b :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
+
+                    // Without APP_ERROR_RELEASE: the entry assembly's informational version.
+                    let! c, _ = triageApp []
+
+                    try
+                        do! fail c "/orders/8" 1
+                        let! listed = only c.Client
+
+                        let expected =
+                            Reflection.Assembly
+                                .GetEntryAssembly()
+                                .GetCustomAttributes(typeof<Reflection.AssemblyInformationalVersionAttribute>, false)
+                            |> Seq.exactlyOne
+                            :?> Reflection.AssemblyInformationalVersionAttribute
+
+                        Expect.equal
+                            (listed.GetProperty("lastRelease").GetString())
+                            expected.InformationalVersion
+                            "the entry assembly's version"
+                    finally
+                        (c :> IAsyncDisposable).DisposeAsync().AsTask().Wait()
                 }
         ]

@@ -86,15 +86,7 @@ type internal MemoryStore(recent: int) =
 
                                 let all =
                                     (samples.TryFind hash |> Option.defaultValue [])
-                                    @ [
-                                        {
-                                            Id = nextSample
-                                            OccurredAt = e.OccurredAt
-                                            Message = e.Message
-                                            RequestData = e.RequestData
-                                            Traceback = e.Traceback
-                                        }
-                                    ]
+                                    @ [ Samples.ofEvent nextSample e ]
 
                                 nextSample <- nextSample + 1L
                                 let kept = Samples.kept recent (all |> List.map (fun s -> s.Id)) |> Set.ofList

@@ -52,10 +52,12 @@ ON CONFLICT (hash) DO UPDATE SET words = EXCLUDED.words WHERE {table}_search.wor
             let words = Triage.searchWords query.Search
 
             let status =
-                if query.Status.HasValue then
-                    [ "status = @status", [ Sql.int "status" (Rows.status query.Status.Value) ] ]
-                else
-                    []
+                [
+                    if query.Status.HasValue then
+                        "status = @status", [ Sql.int "status" (Rows.status query.Status.Value) ]
+                    for condition, name, value in Rows.releaseFilters "@" query do
+                        condition, [ Sql.text name value ]
+                ]
 
             let statusWhere = String.Join(" AND ", "TRUE" :: (status |> List.map fst))
             let statusParams = status |> List.collect snd
@@ -198,22 +200,36 @@ SELECT hash, last_seen, message, request_data, traceback FROM {table} WHERE trac
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS users bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS {table}_users (hash text COLLATE "C" NOT NULL, user_key text COLLATE "C" NOT NULL,
   PRIMARY KEY (hash, user_key))"""
+            // Release and environment: a group's first and last release, its last environment and the release it
+            // came back in; each sample's own.
+            $"""ALTER TABLE {table} ADD COLUMN IF NOT EXISTS first_release text NOT NULL DEFAULT '';
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS last_release text NOT NULL DEFAULT '';
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS environment text NOT NULL DEFAULT '';
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS regression_release text NOT NULL DEFAULT '';
+ALTER TABLE {table}_samples ADD COLUMN IF NOT EXISTS release text NOT NULL DEFAULT '';
+ALTER TABLE {table}_samples ADD COLUMN IF NOT EXISTS environment text NOT NULL DEFAULT ''"""
         ]
 
     // The row keeps the summary; the details (request data, traceback) are in the samples only, so a new group
     // writes them once.
     let upsertSql =
-        $"""INSERT INTO {table} AS t (hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen)
-SELECT u.hash, u.host, u.path, u.method, '{{}}', u.exception_name, u.message, '', u.count, u.created_on, u.last_seen
-FROM unnest(@hash, @host, @path, @method, @exception_name, @message, @count, @created_on, @last_seen)
-  AS u(hash, host, path, method, exception_name, message, count, created_on, last_seen)
+        $"""INSERT INTO {table} AS t (hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, first_release, last_release, environment)
+SELECT u.hash, u.host, u.path, u.method, '{{}}', u.exception_name, u.message, '', u.count, u.created_on, u.last_seen, u.release, u.release, u.environment
+FROM unnest(@hash, @host, @path, @method, @exception_name, @message, @count, @created_on, @last_seen, @release, @environment)
+  AS u(hash, host, path, method, exception_name, message, count, created_on, last_seen, release, environment)
 ON CONFLICT (hash) DO UPDATE SET
   message = EXCLUDED.message,
   count = t.count + EXCLUDED.count,
   created_on = LEAST(t.created_on, EXCLUDED.created_on),
   previous_seen = t.last_seen,
   last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen),
-  {Rows.triageSet "t." "EXCLUDED.count" "EXCLUDED.created_on" "EXCLUDED.last_seen"}
+  {Rows.triageSet
+       "t."
+       "EXCLUDED.count"
+       "EXCLUDED.created_on"
+       "EXCLUDED.last_seen"
+       "EXCLUDED.last_release"
+       "EXCLUDED.environment"}
 RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previous_status"""
 
     // Count-only batches touch the count and times and leave the rows' details as they are.
@@ -223,15 +239,15 @@ RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previ
   created_on = LEAST(t.created_on, u.created_on),
   previous_seen = t.last_seen,
   last_seen = GREATEST(t.last_seen, u.last_seen),
-  {Rows.triageSet "t." "u.count" "u.created_on" "u.last_seen"}
-FROM unnest(@hash, @count, @created_on, @last_seen) AS u(hash, count, created_on, last_seen)
+  {Rows.triageSet "t." "u.count" "u.created_on" "u.last_seen" "u.release" "u.environment"}
+FROM unnest(@hash, @count, @created_on, @last_seen, @release, @environment) AS u(hash, count, created_on, last_seen, release, environment)
 WHERE t.hash = u.hash
 RETURNING t.hash, t.previous_seen, t.notified_at, t.ticket_at, t.status, t.previous_status"""
 
     /// Samples of the batch's detailed groups (@hash ... @traceback), in hash order.
     let samplesSql =
-        $"""INSERT INTO {table}_samples (hash, occurred_at, message, request_data, traceback)
-SELECT * FROM unnest(@hash, @occurred_at, @message, @request_data, @traceback)"""
+        $"""INSERT INTO {table}_samples (hash, occurred_at, message, request_data, traceback, release, environment)
+SELECT * FROM unnest(@hash, @occurred_at, @message, @request_data, @traceback, @release, @environment)"""
 
     /// Removes the samples of the groups @hash `Samples.kept` leaves out: all but each one's first and the
     /// @recent newest.
@@ -397,6 +413,8 @@ WHERE t.hash = a.hash"""
                                     Sql.bigintArray "count" (col (fun d -> d.Count))
                                     Sql.timeArray "created_on" (col (fun d -> d.FirstAt))
                                     Sql.timeArray "last_seen" (col (fun d -> d.Latest.OccurredAt))
+                                    Sql.textArray "release" (col (fun d -> d.Latest.Release))
+                                    Sql.textArray "environment" (col (fun d -> d.Latest.Environment))
                                 ]
                                 writtenRow
                                 ct
@@ -428,6 +446,8 @@ WHERE t.hash = a.hash"""
                                     Sql.bigintArray "count" (col (fun d -> d.Count))
                                     Sql.timeArray "created_on" (col (fun d -> d.FirstAt))
                                     Sql.timeArray "last_seen" (col (fun d -> d.Latest.OccurredAt))
+                                    Sql.textArray "release" (col (fun d -> d.Latest.Release))
+                                    Sql.textArray "environment" (col (fun d -> d.Latest.Environment))
                                 ]
                                 writtenRow
                                 ct
@@ -455,6 +475,8 @@ WHERE t.hash = a.hash"""
                                     Sql.textArray "message" (dcol (fun d -> d.Latest.Message))
                                     Sql.textArray "request_data" (dcol (fun d -> d.Latest.RequestData))
                                     Sql.textArray "traceback" (dcol (fun d -> d.Latest.Traceback))
+                                    Sql.textArray "release" (dcol (fun d -> d.Latest.Release))
+                                    Sql.textArray "environment" (dcol (fun d -> d.Latest.Environment))
                                 ]
                                 ct
 
@@ -776,7 +798,7 @@ DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = 
                     Sql.query
                         conn
                         null
-                        $"SELECT id, occurred_at, message, request_data, traceback FROM {table}_samples WHERE hash = @hash ORDER BY id DESC"
+                        $"SELECT id, occurred_at, message, request_data, traceback, release, environment FROM {table}_samples WHERE hash = @hash ORDER BY id DESC"
                         [ Sql.text "hash" (Rows.key hash) ]
                         (fun r ->
                             {
@@ -785,6 +807,8 @@ DELETE FROM {table}_search WHERE hash = @hash; DELETE FROM {table} WHERE hash = 
                                 Message = r.GetString 2
                                 RequestData = r.GetString 3
                                 Traceback = r.GetString 4
+                                Release = r.GetString 5
+                                Environment = r.GetString 6
                             })
                         ct
 

@@ -13,7 +13,7 @@ module internal Rows =
     /// The record's columns, in the order `record` reads them.
     [<Literal>]
     let Columns =
-        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, status, regressions, last_regression, ignore_until, ignore_until_count, users"
+        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, status, regressions, last_regression, ignore_until, ignore_until_count, users, first_release, last_release, environment, regression_release"
 
     /// `Columns` read from a summary row `t` and its newest sample `d` (a group's details are its newest
     /// sample's); `fallback` gives a detail column's value for a group without samples.
@@ -86,6 +86,10 @@ module internal Rows =
                 else
                     Nullable(r.GetInt64 15)
             Users = Users.count (r.GetInt64 16)
+            FirstRelease = r.GetString 17
+            LastRelease = r.GetString 18
+            Environment = r.GetString 19
+            RegressionRelease = r.GetString 20
         }
 
     /// A search matching at most this many groups is read through the search index and sorted; one matching more
@@ -107,9 +111,17 @@ module internal Rows =
 
     /// The triage part of an upsert's or a count update's SET list (`Triage.recur` in SQL): `old` qualifies the
     /// row's values before the write ("t." or "{table}."; "" in a plain UPDATE), `added`, `firstAt` and `lastAt`
-    /// are the written occurrences' count and first and last times. `previous_status` keeps the status before
-    /// the write, so the statement can report whether it made a regression.
-    let triageSet (old: string) (added: string) (firstAt: string) (lastAt: string) : string =
+    /// are the written occurrences' count and first and last times, `release` and `environment` their release
+    /// and environment. `previous_status` keeps the status before the write, so the statement can report whether
+    /// it made a regression. The release and environment follow the latest occurrence (`Events.apply`).
+    let triageSet
+        (old: string)
+        (added: string)
+        (firstAt: string)
+        (lastAt: string)
+        (release: string)
+        (environment: string)
+        : string =
         let recurs =
             $"({old}status = 1 OR ({old}status = 2 AND (({old}ignore_until IS NOT NULL AND {lastAt} >= {old}ignore_until) OR ({old}ignore_until_count IS NOT NULL AND {old}count + {added} >= {old}ignore_until_count))))"
 
@@ -117,6 +129,10 @@ module internal Rows =
   previous_status = {old}status,
   regressions = {old}regressions + CASE WHEN {old}status = 1 THEN 1 ELSE 0 END,
   last_regression = CASE WHEN {old}status = 1 THEN {firstAt} ELSE {old}last_regression END,
+  regression_release = CASE WHEN {old}status = 1 THEN {release} ELSE {old}regression_release END,
+  first_release = CASE WHEN {firstAt} < {old}created_on THEN {release} ELSE {old}first_release END,
+  last_release = CASE WHEN {lastAt} >= {old}last_seen THEN {release} ELSE {old}last_release END,
+  environment = CASE WHEN {lastAt} >= {old}last_seen THEN {environment} ELSE {old}environment END,
   ignore_until = CASE WHEN {recurs} THEN NULL ELSE {old}ignore_until END,
   ignore_until_count = CASE WHEN {recurs} THEN NULL ELSE {old}ignore_until_count END"""
 
@@ -198,6 +214,16 @@ module internal Rows =
             $"{k} = {p}key AND hash > {p}hash", $"{k} < {p}key"
         else
             $"{k} = {p}key AND hash < {p}hash", $"{k} > {p}key"
+
+    /// The release and environment filters of a list query (`Triage.releaseMatches`, `Triage.environmentMatches`)
+    /// as conditions with their parameter names (`p` the store's prefix) and values; none for no filter.
+    let releaseFilters (p: string) (query: ListQuery) : (string * string * string) list =
+        [
+            if not (String.IsNullOrEmpty query.Release) then
+                $"(first_release = {p}release OR last_release = {p}release)", "release", query.Release
+            if not (String.IsNullOrEmpty query.Environment) then
+                $"environment = {p}environment", "environment", query.Environment
+        ]
 
     /// A hash as a parameter value (null is no hash).
     let key (hash: string) = if isNull hash then "" else hash

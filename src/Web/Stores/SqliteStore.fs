@@ -27,22 +27,28 @@ type internal SqliteStore(connectionString: string, table: string, recent: int) 
     // The group's summary row: everything but its request data and traceback, which live in its newest sample
     // ({table}_samples). Repeats of a group only touch this narrow row.
     let upsertSql =
-        $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen, hkey)
-VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen, $hkey)
+        $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen, hkey, first_release, last_release, environment)
+VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen, $hkey, $release, $release, $environment)
 ON CONFLICT (hash) DO UPDATE SET
   message = excluded.message,
   count = {table}.count + excluded.count,
   created_on = min({table}.created_on, excluded.created_on),
   previous_seen = {table}.last_seen,
   last_seen = max({table}.last_seen, excluded.last_seen),
-  {Rows.triageSet (table + ".") "excluded.count" "excluded.created_on" "excluded.last_seen"}
+  {Rows.triageSet
+       (table + ".")
+       "excluded.count"
+       "excluded.created_on"
+       "excluded.last_seen"
+       "excluded.last_release"
+       "excluded.environment"}
 RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
 
     /// A sample of a group by its id: its first, and one whenever its details are refreshed; the newest is the
     /// group's details.
     let sampleSql =
-        $"""INSERT INTO {table}_samples (group_id, occurred_at, message, request_data, traceback)
-VALUES ($group, $occurred_at, $message, $request_data, $traceback)"""
+        $"""INSERT INTO {table}_samples (group_id, occurred_at, message, request_data, traceback, release, environment)
+VALUES ($group, $occurred_at, $message, $request_data, $traceback, $release, $environment)"""
 
     /// Removes the samples of a group (`$group`) `Samples.kept` leaves out: all but its first and the `$recent`
     /// newest.
@@ -76,7 +82,7 @@ UPDATE {table} SET users = (SELECT count(*) FROM {table}_users WHERE group_id = 
   created_on = min(created_on, $created_on),
   previous_seen = last_seen,
   last_seen = max(last_seen, $last_seen),
-  {Rows.triageSet "" "$count" "$created_on" "$last_seen"}
+  {Rows.triageSet "" "$count" "$created_on" "$last_seen" "$release" "$environment"}
 WHERE hash = $hash
 RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
 
@@ -289,6 +295,14 @@ CREATE INDEX ix_{table}_last_seen ON {table} (last_seen DESC, hkey);
 CREATE INDEX ix_{table}_status_last_seen ON {table} (status, last_seen DESC, hkey);
 CREATE INDEX ix_{table}_status_created_on ON {table} (status, created_on DESC, hkey);
 CREATE INDEX ix_{table}_status_count ON {table} (status, count DESC, hkey);"""
+            // Release and environment (#18): a group's first and last release, its last environment and the release
+            // it came back in; each sample's own.
+            $"""ALTER TABLE {table} ADD COLUMN first_release TEXT NOT NULL DEFAULT '';
+ALTER TABLE {table} ADD COLUMN last_release TEXT NOT NULL DEFAULT '';
+ALTER TABLE {table} ADD COLUMN environment TEXT NOT NULL DEFAULT '';
+ALTER TABLE {table} ADD COLUMN regression_release TEXT NOT NULL DEFAULT '';
+ALTER TABLE {table}_samples ADD COLUMN release TEXT NOT NULL DEFAULT '';
+ALTER TABLE {table}_samples ADD COLUMN environment TEXT NOT NULL DEFAULT '';"""
         ]
 
     let createSchema () =
@@ -361,11 +375,17 @@ CREATE INDEX ix_{table}_status_count ON {table} (status, count DESC, hkey);"""
         let words = Triage.searchWords query.Search
 
         let status =
-            if query.Status.HasValue then
-                cmd.Parameters.AddWithValue("$status", Rows.status query.Status.Value) |> ignore
-                "status = $status"
-            else
-                "1 = 1"
+            [
+                if query.Status.HasValue then
+                    cmd.Parameters.AddWithValue("$status", Rows.status query.Status.Value) |> ignore
+                    "status = $status"
+                for condition, name, value in Rows.releaseFilters "$" query do
+                    cmd.Parameters.AddWithValue("$" + name, value) |> ignore
+                    condition
+            ]
+            |> function
+                | [] -> "1 = 1"
+                | conditions -> String.concat " AND " conditions
 
         [
             status
@@ -453,6 +473,8 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             p cmd "$created_on"
                             p cmd "$last_seen"
                             p cmd "$hkey"
+                            p cmd "$release"
+                            p cmd "$environment"
                         |]
 
                     use sample = c.CreateCommand()
@@ -466,6 +488,8 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             p sample "$message"
                             p sample "$request_data"
                             p sample "$traceback"
+                            p sample "$release"
+                            p sample "$environment"
                         |]
 
                     use trim = c.CreateCommand()
@@ -484,7 +508,14 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                     counter.CommandText <- countSql
 
                     let cs =
-                        [| p counter "$hash"; p counter "$count"; p counter "$created_on"; p counter "$last_seen" |]
+                        [|
+                            p counter "$hash"
+                            p counter "$count"
+                            p counter "$created_on"
+                            p counter "$last_seen"
+                            p counter "$release"
+                            p counter "$environment"
+                        |]
 
                     // The batch's hourly buckets, written together after its groups.
                     let hours = ResizeArray<int64 * Bucket>()
@@ -547,6 +578,8 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                                 cs.[1].Value <- d.Count
                                 cs.[2].Value <- time d.FirstAt
                                 cs.[3].Value <- time e.OccurredAt
+                                cs.[4].Value <- e.Release
+                                cs.[5].Value <- e.Environment
                                 run counter e.Hash
 
                         match counted with
@@ -562,6 +595,8 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             ps.[7].Value <- time d.FirstAt
                             ps.[8].Value <- time e.OccurredAt
                             ps.[9].Value <- Rows.hashKey e.Hash
+                            ps.[10].Value <- e.Release
+                            ps.[11].Value <- e.Environment
 
                             match run cmd e.Hash with
                             | ValueSome id ->
@@ -574,6 +609,8 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                                     ss.[2].Value <- e.Message
                                     ss.[3].Value <- e.RequestData
                                     ss.[4].Value <- e.Traceback
+                                    ss.[5].Value <- e.Release
+                                    ss.[6].Value <- e.Environment
                                     sample.ExecuteNonQuery() |> ignore
 
                                     if written.[written.Count - 1].PreviousSeen.HasValue then
@@ -826,7 +863,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                 use cmd = c.CreateCommand()
 
                 cmd.CommandText <-
-                    $"SELECT s.id, s.occurred_at, s.message, s.request_data, s.traceback FROM {table}_samples s WHERE s.group_id = (SELECT id FROM {table} WHERE hash = $hash) ORDER BY s.id DESC"
+                    $"SELECT s.id, s.occurred_at, s.message, s.request_data, s.traceback, s.release, s.environment FROM {table}_samples s WHERE s.group_id = (SELECT id FROM {table} WHERE hash = $hash) ORDER BY s.id DESC"
 
                 cmd.Parameters.AddWithValue("$hash", Rows.key hash) |> ignore
                 use r = cmd.ExecuteReader()
@@ -840,6 +877,8 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             Message = r.GetString 2
                             RequestData = r.GetString 3
                             Traceback = r.GetString 4
+                            Release = r.GetString 5
+                            Environment = r.GetString 6
                         }
 
                 return found :> IReadOnlyList<Sample>
