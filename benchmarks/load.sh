@@ -7,8 +7,11 @@
 # measurement also reads the app's CPU time a request from /proc: a second table gives its off/on ratio, which
 # the machine's drift moves less than the rates. Prints markdown tables and saves them to
 # benchmarks/results/load.md (load-vs-REVISION.md with BASELINE). Only 127.0.0.1 is loaded; every run is bounded.
-#   DURATION=10s CONNECTIONS=32 ROUNDS=5 STORM=1000000 BASELINE= SCENARIOS=happy,one,many benchmarks/load.sh
-#   (STORM=0: no storm)
+# ON_ENV adds settings to the measured build's processes ("APP_ERROR_REQUEST_BODY=small"); BASELINE_ENV (without
+# BASELINE) makes the baseline this same build with other settings, so a setting's cost is measured side by side
+# (load-vs-env.md).
+#   DURATION=10s CONNECTIONS=32 ROUNDS=5 STORM=1000000 BASELINE= SCENARIOS=happy,one,many,body benchmarks/load.sh
+#   (STORM=0: no storm; body: a successful POST of a small JSON body, bound with [FromBody])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,6 +20,9 @@ CONNECTIONS=${CONNECTIONS:-32}
 ROUNDS=${ROUNDS:-5}
 STORM=${STORM:-1000000}
 BASELINE=${BASELINE:-}
+ON_ENV=${ON_ENV:-}
+BASELINE_ENV=${BASELINE_ENV:-}
+if [ -z "$BASELINE" ] && [ -n "$BASELINE_ENV" ]; then BASELINE=env; fi
 SCENARIOS=${SCENARIOS:-happy,one,many} # which scenarios to measure (comma-separated)
 OUT="$ROOT/benchmarks/results/load${BASELINE:+-vs-$BASELINE}.md"
 
@@ -32,7 +38,7 @@ cleanup() {
     for p in "${PIDS[@]:-}" $(cat "$WORK/pids" 2>/dev/null); do
         if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
     done
-    if [ -n "$BASELINE" ]; then git -C "$ROOT" worktree remove --force "$WORK/baseline" >/dev/null 2>&1 || true; fi
+    if [ -n "$BASELINE" ] && [ "$BASELINE" != env ]; then git -C "$ROOT" worktree remove --force "$WORK/baseline" >/dev/null 2>&1 || true; fi
     rm -rf "$WORK"
     git -C "$ROOT" worktree prune || true
 }
@@ -41,7 +47,12 @@ trap cleanup EXIT
 dotnet build samples/DemoApp -c Release -nologo -clp:ErrorsOnly >/dev/null
 BUILDS=(current)
 declare -A DLLS=([current]="$ROOT/samples/DemoApp/bin/Release/net10.0/DemoApp.dll")
-if [ -n "$BASELINE" ]; then
+declare -A ENVS=([current]="$ON_ENV")
+if [ "$BASELINE" = env ]; then
+    BUILDS+=(baseline)
+    DLLS[baseline]="${DLLS[current]}"
+    ENVS[baseline]="$BASELINE_ENV"
+elif [ -n "$BASELINE" ]; then
     git -C "$ROOT" worktree add --detach "$WORK/baseline" "$BASELINE" >/dev/null 2>&1
     dotnet build "$WORK/baseline/samples/DemoApp" -c Release -nologo -clp:ErrorsOnly >/dev/null
     BUILDS+=(baseline)
@@ -54,14 +65,22 @@ math.randomseed(42)
 request = function() return wrk.format("GET", "/group/" .. math.random(1, 10000)) end
 LUA
 
+cat >"$WORK/body.lua" <<'LUA'
+-- A successful POST of a small JSON body, bound by the demo with [FromBody].
+wrk.method = "POST"
+wrk.body = '{"user": "ada", "password": "hunter2"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # Starts a build of the demo (ErrorMonitor on or off) in its own folder; sets PORT and PID.
 start_demo() {
-    local enabled=$1 dll=${DLLS[${2:-current}]}
+    local enabled=$1 dll=${DLLS[${2:-current}]} extra=${ENVS[${2:-current}]:-}
     PORT=$(port)
     mkdir -p "$WORK/$enabled-$PORT"
-    APP_ERROR_ENABLED=$enabled Logging__LogLevel__Default=None ASPNETCORE_ENVIRONMENT=Production \
+    # shellcheck disable=SC2086 # ON_ENV / BASELINE_ENV: KEY=VALUE words
+    env $extra APP_ERROR_ENABLED=$enabled Logging__LogLevel__Default=None ASPNETCORE_ENVIRONMENT=Production \
         dotnet "$dll" --urls "http://127.0.0.1:$PORT" --contentRoot "$WORK/$enabled-$PORT" >"$WORK/demo-$PORT.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
@@ -170,6 +189,8 @@ happy=""; one_group=""; many=""
 if wanted happy; then happy=$(measure /); fi
 if wanted one; then one_group=$(measure /value-error); fi
 if wanted many; then many=$(measure /group/1 "$WORK/groups.lua"); fi
+body=""
+if wanted body; then body=$(measure /json-echo "$WORK/body.lua"); fi
 
 # Memory under a storm: RSS growth of the app while it records STORM failures (ErrorMonitor on and off).
 storm() {
@@ -192,8 +213,12 @@ if [ "$STORM" -gt 0 ]; then
     grow_met=$(echo "$grow_on" | awk '{ print ($1 <= 50) ? "yes" : "**no**" }')
 fi
 
+baseline_name() {
+    if [ "$BASELINE" = env ]; then echo "this build with ${BASELINE_ENV}"; else git -C "$ROOT" rev-parse --short "$BASELINE"; fi
+}
+
 {
-    echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, wrk -t2 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds (on and off alternating), demo app in Release with logging off; rates are medians, ratios the median [range] of the rounds' on/off${BASELINE:+; baseline: $(git -C "$ROOT" rev-parse --short "$BASELINE") in the same rounds, the builds taking turns going first}"
+    echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, wrk -t2 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds (on and off alternating), demo app in Release with logging off; rates are medians, ratios the median [range] of the rounds' on/off${ON_ENV:+; measured with $ON_ENV}${BASELINE:+; baseline: $(baseline_name) in the same rounds, the builds taking turns going first}"
     echo
     if [ -n "$BASELINE" ]; then
         echo "| figure | ErrorMonitor on (req/s) | off (req/s) | on/off | target | met? | baseline on/off | change of on/off | within 0.02? |"
@@ -205,6 +230,7 @@ fi
     if [ -n "$happy" ]; then row "happy path GET /" "$happy" 0.98; fi
     if [ -n "$one_group" ]; then row "failing path, one group" "$one_group" 0.90; fi
     if [ -n "$many" ]; then row "failing path, 10,000 groups" "$many" 0.80; fi
+    if [ -n "$body" ]; then row "POST /json-echo (JSON body)" "$body" 0.98; fi
     echo
     echo "The app's CPU time a request (user and system, µs, medians; off/on: the median [range] of the rounds' ratio):"
     echo
@@ -218,6 +244,7 @@ fi
     if [ -n "$happy" ]; then cpurow "happy path GET /" "$happy"; fi
     if [ -n "$one_group" ]; then cpurow "failing path, one group" "$one_group"; fi
     if [ -n "$many" ]; then cpurow "failing path, 10,000 groups" "$many"; fi
+    if [ -n "$body" ]; then cpurow "POST /json-echo (JSON body)" "$body"; fi
     if [ -n "$grow_on" ]; then
         echo
         echo "| figure | ErrorMonitor on | off | target | met? |"

@@ -90,6 +90,9 @@ app.MapGet("/breadcrumbs", string (ILogger<Program> logger) =>
 app.MapPost("/json-body", string ([FromBody] SignIn signIn) =>
     throw new InvalidOperationException($"Signing in {signIn.User} failed"));
 
+// Binds the same body and answers 200: a successful request with a body (the load benchmark's "body" scenario).
+app.MapPost("/json-echo", string ([FromBody] SignIn signIn) => $"Hello {signIn.User}");
+
 app.Run();
 
 /// <summary>The demo app (visible to tests that host it).</summary>

@@ -117,18 +117,19 @@ module internal BodyRecorder =
     /// Wraps the body of a request that may have one of a kind that is read (`RequestBodies.kind`) in a recording
     /// body of `limit` bytes; other requests (no body, GET, multipart, binary) are left as they are.
     let wrap (limit: int) (ctx: HttpContext) : unit =
-        if limit > 0 then
-            let r = ctx.Request
+        let r = ctx.Request
+
+        // Cheapest first: a request without a content type (every GET) is left at once.
+        match r.ContentType with
+        | null
+        | "" -> ()
+        | contentType ->
             let length = r.ContentLength
 
-            if not (length.HasValue && length.Value = 0L) then
+            if not (length.HasValue && length.Value = 0L) && (RequestBodies.kind contentType).IsSome then
                 let detection = ctx.Features.Get<IHttpRequestBodyDetectionFeature>()
 
-                if
-                    (isNull detection || detection.CanHaveBody)
-                    && (RequestBodies.kind r.ContentType).IsSome
-                    && not (isNull r.Body)
-                then
+                if (isNull detection || detection.CanHaveBody) && not (isNull r.Body) then
                     r.Body <- new RecordingBodyStream(r.Body, limit, length)
 
     /// Reads the unread rest of a failing request's recording body (up to its limit, for at most two seconds),

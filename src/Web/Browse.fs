@@ -724,6 +724,8 @@ module Browse =
         [
             "/api/errors", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> Ingest.post b.Engine limiter)
             "/client.js", [ "GET"; "HEAD" ], true, (fun _ _ _ -> Ingest.clientScript)
+            "/api/{projectId}/envelope", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> SentryIngest.post b.Engine limiter false)
+            "/api/{projectId}/store", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> SentryIngest.post b.Engine limiter true)
             "/", [ "GET" ], false, (fun b _ _ -> list b)
             "/api/errors", [ "GET" ], false, (fun b _ _ -> apiList b)
             "/api/errors/{hash}", [ "GET" ], false, (fun b _ hash -> apiDetail b hash)

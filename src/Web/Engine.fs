@@ -709,6 +709,44 @@ type Engine internal (parts: EngineParts) =
                 Log.ReportFailed parts.Logger ex
                 ReportOutcome.NotRecorded
 
+    /// Records an event from a Sentry SDK (`Sentry.event`): built like any other occurrence (masked, bounded with
+    /// the capture route's limits), grouped by its key and its source (never with the app's own groups), its
+    /// user counted; `admit` may refuse its group (the key's bound on new groups an hour).
+    member internal _.RecordSentry(sentry: SentryEvent, admit: string -> Result<unit, TimeSpan>) : ReportOutcome =
+        if not parts.Settings.Enabled then
+            ReportOutcome.NotRecorded
+        else
+            try
+                let key = sentry.GroupKey
+
+                let built =
+                    Events.build
+                        parts.Settings
+                        parts.Masking
+                        Limits.reports
+                        (Some(fun _ _ -> Some key))
+                        sentry.Capture
+
+                let e =
+                    { built with
+                        Hash = Fingerprint.withSource Sentry.Source built.Hash
+                    }
+
+                match admit e.Hash with
+                | Error wait -> ReportOutcome.Refused wait
+                | Ok() ->
+                    metrics.Captured.Add 1L
+                    Interlocked.Increment &arrivals |> ignore
+                    let user = sentry.Capture.Request |> Option.bind (fun r -> r.UserName)
+
+                    if (queue.Enqueue(e, Users.ofName user)).IsNone then
+                        logDropped e.Hash
+
+                    ReportOutcome.Recorded e.Hash
+            with ex ->
+                Log.ReportFailed parts.Logger ex
+                ReportOutcome.NotRecorded
+
     /// True when this exception object was recorded already.
     member internal _.WasRecorded(ex: exn, http: HttpContext) =
         not (isNull ex) && (seenBefore ex http).IsSome

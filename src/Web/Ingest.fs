@@ -49,19 +49,22 @@ module internal Ingest =
                 return Some ctx
             }
 
-    /// The key the request carries, if it is one of the configured keys (compared in constant time).
+    /// `given` if it is one of the configured keys (compared in constant time).
+    let keyMatching (settings: Settings) (given: string) : string option =
+        let given = Encoding.UTF8.GetBytes(if isNull given then "" else given)
+
+        settings.Ingest.Keys
+        |> List.tryFind (fun k ->
+            CryptographicOperations.FixedTimeEquals(ReadOnlySpan(Encoding.UTF8.GetBytes k), ReadOnlySpan given))
+
+    /// The key the request carries, if it is one of the configured keys.
     let private matchingKey (settings: Settings) (ctx: HttpContext) : string option =
         match ctx.Request.Headers.TryGetValue Report.KeyHeader with
-        | true, v ->
-            let given = Encoding.UTF8.GetBytes(string v)
-
-            settings.Ingest.Keys
-            |> List.tryFind (fun k ->
-                CryptographicOperations.FixedTimeEquals(ReadOnlySpan(Encoding.UTF8.GetBytes k), ReadOnlySpan given))
+        | true, v -> keyMatching settings (string v)
         | _ -> None
 
-    /// CORS for configured origins: the answer's headers, and the preflight.
-    let private cors (settings: Settings) (ctx: HttpContext) : bool =
+    /// CORS for configured origins: the answer's headers (the request may send `headers`), and the preflight.
+    let corsFor (headers: string) (settings: Settings) (ctx: HttpContext) : bool =
         match ctx.Request.Headers.Origin.ToString() with
         | "" -> false
         | origin when
@@ -71,13 +74,12 @@ module internal Ingest =
             ctx.Response.Headers.AccessControlAllowOrigin <- Microsoft.Extensions.Primitives.StringValues origin
             ctx.Response.Headers.Vary <- "Origin"
             ctx.Response.Headers.AccessControlAllowMethods <- "POST"
-
-            ctx.Response.Headers.AccessControlAllowHeaders <-
-                Microsoft.Extensions.Primitives.StringValues("Content-Type, " + Report.KeyHeader)
-
+            ctx.Response.Headers.AccessControlAllowHeaders <- Microsoft.Extensions.Primitives.StringValues headers
             ctx.Response.Headers.AccessControlMaxAge <- "600"
             true
         | _ -> false
+
+    let private cors = corsFor ("Content-Type, " + Report.KeyHeader)
 
     /// Reads at most `max` bytes of the body; None when it is longer.
     let private readBounded (ctx: HttpContext) (max: int) : Task<string option> =
@@ -149,7 +151,7 @@ module internal Ingest =
     /// The per-key limits of an engine's capture route.
     let limiterFor (engine: Engine) : KeyLimiter = KeyLimiter(engine.Settings, engine.Now)
 
-    let private tooMany (wait: TimeSpan) (detail: string) : HttpHandler =
+    let tooMany (wait: TimeSpan) (detail: string) : HttpHandler =
         fun next ctx ->
             ctx.Response.Headers.RetryAfter <- string (KeyLimits.retryAfterSeconds wait)
             problem 429 "Too Many Requests" detail None next ctx

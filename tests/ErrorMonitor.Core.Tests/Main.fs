@@ -26,5 +26,6 @@ let main argv =
             HistoryTests.culpritTests
             HistoryTests.sampleTests
             LogCaptureTests.tests
+            SentryTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv

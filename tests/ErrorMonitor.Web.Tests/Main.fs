@@ -21,6 +21,7 @@ let main argv =
             HistoryTests.tests
             HistoryTests.retentionTests
             SampleTests.tests
+            SentryTests.tests
             PublicApiTests.tests
         ]
     |> ErrorMonitor.Tests.TestMain.run argv
