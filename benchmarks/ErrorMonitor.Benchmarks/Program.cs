@@ -17,6 +17,11 @@ public static class Program
             return StoreFigures.Run(args[1..]).GetAwaiter().GetResult();
         }
 
+        if (args.Length > 0 && args[0] == "record-envelope")
+        {
+            return RecordEnvelope.Run(args[1..]);
+        }
+
         if (args.Length > 0 && args[0] == "retention")
         {
             return RetentionFigures.Run(args[1..]).GetAwaiter().GetResult();

@@ -108,7 +108,7 @@ internal static class RetentionFigures
                 Fingerprint.sha256Hex("storm " + g.ToString(CultureInfo.InvariantCulture)), "shop.example.com",
                 "/orders/" + g.ToString(CultureInfo.InvariantCulture), "GET", "{\"args\":{\"q\":\"" + new string('x', 1000) + "\"}}",
                 "System.InvalidOperationException", "order " + g.ToString(CultureInfo.InvariantCulture) + " failed",
-                "System.InvalidOperationException: failed\n   at Shop.Orders.Save()\n   at Shop.Orders.Checkout()", start.AddTicks(g), "1.4.2", "Production");
+                "System.InvalidOperationException: failed\n   at Shop.Orders.Save()\n   at Shop.Orders.Checkout()", start.AddTicks(g), "1.4.2", "Production", "");
             while (engine.Queue.Enqueue(e, []) is null)
             {
                 await Task.Delay(1); // the queue is full: wait for the writer, as nothing may be dropped here

@@ -22,7 +22,7 @@ internal static class StoreFigures
         Fingerprint.sha256Hex("group " + group.ToString(CultureInfo.InvariantCulture)),
         "shop.example.com", "/orders/" + group, "GET", "{\"args\":{}}", "System.InvalidOperationException",
         "failure of order code" + group.ToString(CultureInfo.InvariantCulture),
-        "System.InvalidOperationException: failure\n   at Shop.Orders.Save()", Base.AddMilliseconds(n), "1.4.2", "Production");
+        "System.InvalidOperationException: failure\n   at Shop.Orders.Save()", Base.AddMilliseconds(n), "1.4.2", "Production", "");
 
     private static GroupDelta Delta(int group, int n) => new(Event(group, n), Base.AddMilliseconds(n), 1, true, History.one(Base.AddMilliseconds(n), 1), []);
 
@@ -180,7 +180,7 @@ internal static class StoreFigures
         var deepPage = Math.Max(2, groups / 10 / 20 / 2);
         foreach (var sort in sorts)
         {
-            var query = new ListQuery(GroupStatus.Resolved, null, sort, null, null);
+            var query = new ListQuery(GroupStatus.Resolved, null, sort, null, null, null);
             var edge = (await store.ListAsync(query, Paging.offset(deepPage, 20) - 1, 1, CancellationToken.None))[0];
             var cursor = new PageCursor(global::ErrorMonitor.Core.Triage.sortKey(sort, edge), edge.Hash, CursorDirection.Older);
             reads.Add($"{sort} 1", () => store.ListAsync(query, 0, 21, CancellationToken.None));
@@ -188,8 +188,8 @@ internal static class StoreFigures
         }
 
         var word = "code" + (groups / 3).ToString(CultureInfo.InvariantCulture)[..^1];
-        reads.Add("rare", () => store.ListAsync(new ListQuery(null, word, ListSort.LastSeen, null, null), 0, 21, CancellationToken.None));
-        reads.Add("common", () => store.ListAsync(new ListQuery(GroupStatus.Unresolved, "failure", ListSort.LastSeen, null, null), 0, 21, CancellationToken.None));
+        reads.Add("rare", () => store.ListAsync(new ListQuery(null, word, ListSort.LastSeen, null, null, null), 0, 21, CancellationToken.None));
+        reads.Add("common", () => store.ListAsync(new ListQuery(GroupStatus.Unresolved, "failure", ListSort.LastSeen, null, null, null), 0, 21, CancellationToken.None));
         var random = new Random(7);
         var flip = 0;
         reads.Add("change", async () =>

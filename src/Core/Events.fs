@@ -252,6 +252,7 @@ module internal Events =
             OccurredAt = capture.OccurredAt
             Release = Triage.releaseName capture.Release
             Environment = Triage.releaseName capture.Environment
+            Project = ""
         }
 
     /// Merges two deltas of the same group (an older batch put back, and a newer one; or a pending batch and
@@ -350,6 +351,7 @@ module internal Events =
                 LastRelease = d.Latest.Release
                 Environment = d.Latest.Environment
                 RegressionRelease = ""
+                Project = d.Latest.Project
             }
         | Some r ->
             let t = Triage.recur r d.Count d.FirstAt d.Latest.OccurredAt d.Latest.Release

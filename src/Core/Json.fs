@@ -106,6 +106,30 @@ module internal Json =
         with ex ->
             Error ex.Message
 
+    /// Parses a JSON object (UTF-8 bytes) into bounded data, leaving out the top-level fields named in `skip`
+    /// (never converted: a large field nobody reads costs only the parser's pass over it). Error with the reason
+    /// when it is not JSON; a value that is not an object is read whole.
+    let parseWithout (limits: Limits) (skip: Set<string>) (utf8: ReadOnlyMemory<byte>) : Result<Data, string> =
+        try
+            use doc =
+                JsonDocument.Parse(utf8, JsonDocumentOptions(MaxDepth = 256, AllowTrailingCommas = false))
+
+            let root = doc.RootElement
+
+            if root.ValueKind <> JsonValueKind.Object then
+                Ok(ofElement limits 0 root)
+            else
+                Ok(
+                    Data.Object
+                        [
+                            for p in root.EnumerateObject() |> Seq.truncate limits.MaxEntries do
+                                if not (skip.Contains p.Name) then
+                                    p.Name, ofElement limits 1 p.Value
+                        ]
+                )
+        with ex ->
+            Error ex.Message
+
     /// String pairs as a JSON-like object; a key given more than once becomes an array of its values.
     let ofPairs (pairs: (string * string) list) : Data =
         let rec distinct (ps: (string * string) list) =

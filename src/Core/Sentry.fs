@@ -5,7 +5,11 @@ open System.Globalization
 open System.Text
 
 /// One item of a Sentry envelope: its type ("event", "session", "client_report", ...) and its payload's bytes.
-type internal SentryItem = { Type: string; Payload: ArraySegment<byte> }
+type internal SentryItem =
+    {
+        Type: string
+        Payload: ArraySegment<byte>
+    }
 
 /// An event the Sentry endpoint takes: the occurrence's parts, its group key (before the source is mixed in), its
 /// event id (empty when it has none) and the names kept with it.
@@ -17,6 +21,10 @@ type internal SentryEvent =
         /// message its template (digits, GUIDs and hex runs normalised).
         GroupKey: string
         EventId: string
+        /// The DSN's project id: groups of different projects never mix.
+        Project: string
+        /// The event's user (`username`, else `email`, `id`, `ip_address`), counted among the users affected.
+        User: string option
     }
 
 /// The Sentry SDKs' protocol (envelopes, the store endpoint's single event, authentication), read into
@@ -28,6 +36,9 @@ module internal Sentry =
     /// The source name of events from Sentry SDKs (their groups never mix with the app's own).
     [<Literal>]
     let Source = "sentry"
+
+    /// The source of an event of project `project`: groups of two projects never mix either.
+    let sourceOf (project: string) = Source + "/" + project
 
     /// The key of an `X-Sentry-Auth` (or `Authorization: Sentry ...`) header's `sentry_key`, if any.
     let authKey (header: string) : string option =
@@ -47,6 +58,22 @@ module internal Sentry =
                 match part.Split('=', 2) with
                 | [| k; v |] when k.Trim() = "sentry_key" && v.Trim() <> "" -> Some(v.Trim())
                 | _ -> None)
+
+    /// The top-level event fields ErrorMonitor does not use (read past, never converted).
+    let Ignored =
+        set
+            [
+                "modules"
+                "debug_meta"
+                "sdk"
+                "_meta"
+                "threads"
+                "spans"
+                "measurements"
+                "transaction_info"
+                "_metrics_summary"
+                "sampling"
+            ]
 
     /// The `X-Sentry-Rate-Limits` value of a refusal: errors only, for `seconds`, for this key.
     let rateLimits (seconds: int) : string = sprintf "%d:error:key" seconds
@@ -108,7 +135,13 @@ module internal Sentry =
                         | Some length when start + length > bytes.Count ->
                             Error(sprintf "item %d (%s) says %d bytes; the envelope ends before" acc.Length kind length)
                         | Some length ->
-                            items (start + length) ({ Type = kind; Payload = slice bytes start length } :: acc)
+                            items
+                                (start + length)
+                                ({
+                                    Type = kind
+                                    Payload = slice bytes start length
+                                 }
+                                 :: acc)
                         | None ->
                             // Without a length the payload ends at the next newline (or the envelope's end).
                             let payloadEnd =
@@ -116,7 +149,13 @@ module internal Sentry =
                                 | -1 -> bytes.Count
                                 | i -> i
 
-                            items payloadEnd ({ Type = kind; Payload = slice bytes start (payloadEnd - start) } :: acc)
+                            items
+                                payloadEnd
+                                ({
+                                    Type = kind
+                                    Payload = slice bytes start (payloadEnd - start)
+                                 }
+                                 :: acc)
                     | _ -> Error(sprintf "item %d's header is not a JSON object" acc.Length)
 
             items (min bytes.Count (headerEnd + 1)) []
@@ -208,7 +247,9 @@ module internal Sentry =
             else
                 for f in inApp do
                     let r = read f
-                    sb.Append("at ").Append(r.Type).Append('.').Append(r.Method).Append('\n') |> ignore
+
+                    sb.Append("at ").Append(r.Type).Append('.').Append(r.Method).Append('\n')
+                    |> ignore
 
             sb.ToString()
 
@@ -258,7 +299,8 @@ module internal Sentry =
                     q.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries)
                     |> Array.map (fun p ->
                         match p.Split('=', 2) with
-                        | [| k; v |] -> Uri.UnescapeDataString(k.Replace('+', ' ')), Uri.UnescapeDataString(v.Replace('+', ' '))
+                        | [| k; v |] ->
+                            Uri.UnescapeDataString(k.Replace('+', ' ')), Uri.UnescapeDataString(v.Replace('+', ' '))
                         | other -> Uri.UnescapeDataString other.[0], "")
                     |> List.ofArray
                 | other -> pairs other
@@ -317,7 +359,13 @@ module internal Sentry =
     /// An event (its JSON read into data) as an occurrence's parts, received at `at` in project `projectId`;
     /// `crumbs` is the most breadcrumbs kept (APP_ERROR_BREADCRUMBS). Error with the reason when it is not an
     /// event object.
-    let event (crumbs: int) (projectId: string) (sdk: string) (event: Data) (at: DateTimeOffset) : Result<SentryEvent, string> =
+    let event
+        (crumbs: int)
+        (projectId: string)
+        (sdk: string)
+        (event: Data)
+        (at: DateTimeOffset)
+        : Result<SentryEvent, string> =
         match event with
         | Data.Object _ ->
             let user =
@@ -332,8 +380,7 @@ module internal Sentry =
             let exceptions = values (field "exception" event)
             let outermost = List.tryLast exceptions
 
-            let hasType =
-                outermost |> Option.bind (str "type") |> Option.isSome
+            let hasType = outermost |> Option.bind (str "type") |> Option.isSome
 
             let message = messageOf event
 
@@ -450,5 +497,7 @@ module internal Sentry =
                         }
                     GroupKey = groupKey
                     EventId = defaultArg (str "event_id" event) ""
+                    Project = projectId
+                    User = user
                 }
         | _ -> Error "the event is not a JSON object"

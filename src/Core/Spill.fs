@@ -32,6 +32,7 @@ module internal Spill =
          w.WriteString("occurredAt", time e.OccurredAt)
          w.WriteString("release", e.Release)
          w.WriteString("environment", e.Environment)
+         w.WriteString("project", e.Project)
          w.WriteString("firstAt", time d.FirstAt)
          w.WriteNumber("count", d.Count)
          w.WriteBoolean("detailed", d.Detailed)
@@ -103,6 +104,7 @@ module internal Spill =
                                 // Files written before releases were recorded: none known.
                                 Release = optional "release"
                                 Environment = optional "environment"
+                                Project = optional "project"
                             }
                         FirstAt = t "firstAt"
                         Count = count

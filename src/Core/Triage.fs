@@ -165,9 +165,10 @@ module internal Triage =
         (not query.Status.HasValue || r.Status = query.Status.Value)
         && releaseMatches query.Release r
         && environmentMatches query.Environment r
+        && (String.IsNullOrEmpty query.Project || r.Project = query.Project)
         && matches (searchWords query.Search) r
 
-    /// A list's view as URL parameters ("&status=...&sort=...[&q=...][&release=...][&environment=...]"), carried
+    /// A list's view as URL parameters ("&status=...&sort=...[&q=...][&release=...][&environment=...][&project=...]"), carried
     /// by every link of the view; `status` and `sort` as given.
     let viewWith (status: Nullable<GroupStatus>) (sort: ListSort) (q: ListQuery) : string =
         let optional (name: string) (value: string) =
@@ -180,6 +181,7 @@ module internal Triage =
         + optional "q" q.Search
         + optional "release" q.Release
         + optional "environment" q.Environment
+        + optional "project" q.Project
 
     /// A list's view as URL parameters, carried by every link of the view.
     let viewParameters (q: ListQuery) : string = viewWith q.Status q.Sort q

@@ -98,6 +98,8 @@ type ErrorEvent =
         Release: string
         /// The environment it happened in (the host's: Production, Development, ...); empty when unknown.
         Environment: string
+        /// The Sentry project id it was reported under (the Sentry endpoint's DSN); empty for the app's own.
+        Project: string
     }
 
 /// Where a group stands in triage.
@@ -132,6 +134,8 @@ type ListQuery =
         Release: string
         /// Only groups last seen in this environment; null or empty for any.
         Environment: string
+        /// Only groups of this Sentry project id; null or empty for any.
+        Project: string
     }
 
     /// Every group, most recently seen first.
@@ -142,6 +146,7 @@ type ListQuery =
             Sort = ListSort.LastSeen
             Release = null
             Environment = null
+            Project = null
         }
 
     /// Unresolved groups, most recently seen first: the list the pages open on.
@@ -208,6 +213,8 @@ type ErrorRecord =
         /// The release it last came back in after being resolved; empty if it never did (or the release was
         /// unknown).
         RegressionRelease: string
+        /// The Sentry project id its occurrences were reported under; empty for the app's own groups.
+        Project: string
     }
 
 /// One occurrence a group keeps as a sample: its own time, message, request data and traceback, masked as the

@@ -126,7 +126,10 @@ module internal BodyRecorder =
         | contentType ->
             let length = r.ContentLength
 
-            if not (length.HasValue && length.Value = 0L) && (RequestBodies.kind contentType).IsSome then
+            if
+                not (length.HasValue && length.Value = 0L)
+                && (RequestBodies.kind contentType).IsSome
+            then
                 let detection = ctx.Features.Get<IHttpRequestBodyDetectionFeature>()
 
                 if (isNull detection || detection.CanHaveBody) && not (isNull r.Body) then

@@ -156,6 +156,7 @@ module Browse =
                         | _ -> null
                     Release = Triage.parseNameFilter (query ctx "release") |> Option.toObj
                     Environment = Triage.parseNameFilter (query ctx "environment") |> Option.toObj
+                    Project = Triage.parseNameFilter (query ctx "project") |> Option.toObj
                 }
 
     /// The page a request asks for of a list: by a cursor from a Newer/Older link when it has one (keyset: a
@@ -724,8 +725,14 @@ module Browse =
         [
             "/api/errors", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> Ingest.post b.Engine limiter)
             "/client.js", [ "GET"; "HEAD" ], true, (fun _ _ _ -> Ingest.clientScript)
-            "/api/{projectId}/envelope", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> SentryIngest.post b.Engine limiter false)
-            "/api/{projectId}/store", [ "POST"; "OPTIONS" ], true, (fun b limiter _ -> SentryIngest.post b.Engine limiter true)
+            "/api/{projectId}/envelope",
+            [ "POST"; "OPTIONS" ],
+            true,
+            (fun b limiter _ -> SentryIngest.post b.Engine limiter false)
+            "/api/{projectId}/store",
+            [ "POST"; "OPTIONS" ],
+            true,
+            (fun b limiter _ -> SentryIngest.post b.Engine limiter true)
             "/", [ "GET" ], false, (fun b _ _ -> list b)
             "/api/errors", [ "GET" ], false, (fun b _ _ -> apiList b)
             "/api/errors/{hash}", [ "GET" ], false, (fun b _ hash -> apiDetail b hash)

@@ -720,16 +720,12 @@ type Engine internal (parts: EngineParts) =
                 let key = sentry.GroupKey
 
                 let built =
-                    Events.build
-                        parts.Settings
-                        parts.Masking
-                        Limits.reports
-                        (Some(fun _ _ -> Some key))
-                        sentry.Capture
+                    Events.build parts.Settings parts.Masking Limits.reports (Some(fun _ _ -> Some key)) sentry.Capture
 
                 let e =
                     { built with
-                        Hash = Fingerprint.withSource Sentry.Source built.Hash
+                        Hash = Fingerprint.withSource (Sentry.sourceOf sentry.Project) built.Hash
+                        Project = sentry.Project
                     }
 
                 match admit e.Hash with
@@ -737,9 +733,8 @@ type Engine internal (parts: EngineParts) =
                 | Ok() ->
                     metrics.Captured.Add 1L
                     Interlocked.Increment &arrivals |> ignore
-                    let user = sentry.Capture.Request |> Option.bind (fun r -> r.UserName)
 
-                    if (queue.Enqueue(e, Users.ofName user)).IsNone then
+                    if (queue.Enqueue(e, Users.ofName sentry.User)).IsNone then
                         logDropped e.Hash
 
                     ReportOutcome.Recorded e.Hash

@@ -40,8 +40,8 @@ module internal RecordJson =
     /// status, regressions, lastRegression, ignoreUntil and ignoreUntilCount (null when none), and the culprit
     /// (the top frame of the app's own code, `Traceback.culprit`; null when none), users (distinct users, exact
     /// below `Users.Bound`) and usersAtLeast (true at the bound: that many or more); firstRelease, lastRelease,
-    /// environment (of the latest occurrence) and regressionRelease (the release it last came back in), each null
-    /// when unknown.
+    /// environment (of the latest occurrence), regressionRelease (the release it last came back in) and project (the
+    /// Sentry project id it was reported under), each null when unknown.
     let fields (w: Utf8JsonWriter) (r: ErrorRecord) =
         w.WriteString("hash", r.Hash)
         w.WriteString("host", r.Host)
@@ -72,6 +72,7 @@ module internal RecordJson =
         name w "lastRelease" r.LastRelease
         name w "environment" r.Environment
         name w "regressionRelease" r.RegressionRelease
+        name w "project" r.Project
 
     /// Writes request data (JSON text) as the object it is: `{"raw": text}` if it is not JSON.
     let requestData (w: Utf8JsonWriter) (data: string) =

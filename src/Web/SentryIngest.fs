@@ -15,7 +15,8 @@ open ErrorMonitor.Core
 module internal SentryIngest =
 
     /// What the request may send besides the CORS-safe headers.
-    let private corsHeaders = "Content-Type, Content-Encoding, X-Sentry-Auth, Authorization"
+    let private corsHeaders =
+        "Content-Type, Content-Encoding, X-Sentry-Auth, Authorization"
 
     /// The key of a request: `X-Sentry-Auth`, `Authorization: Sentry ...`, or `sentry_key` in the query (the
     /// browser SDK's way).
@@ -55,7 +56,8 @@ module internal SentryIngest =
     /// bomb stops at the limit. None when it is larger; Error for an encoding it cannot read or a broken stream.
     let private readBody (ctx: HttpContext) (max: int) : Task<Result<ArraySegment<byte> option, string>> =
         task {
-            let encoding = ctx.Request.Headers.ContentEncoding.ToString().Trim().ToLowerInvariant()
+            let encoding =
+                ctx.Request.Headers.ContentEncoding.ToString().Trim().ToLowerInvariant()
 
             let source: Result<Stream, string> =
                 match encoding with
@@ -97,7 +99,8 @@ module internal SentryIngest =
                             Ok(Some(ArraySegment<byte>(ms.GetBuffer(), 0, int ms.Length)))
                 with
                 | :? InvalidDataException as ex -> return Error("the body could not be decompressed: " + ex.Message)
-                | :? IOException as ex when encoding <> "" -> return Error("the body could not be decompressed: " + ex.Message)
+                | :? IOException as ex when encoding <> "" ->
+                    return Error("the body could not be decompressed: " + ex.Message)
         }
 
     /// An answer: 200 with the event id.
@@ -144,9 +147,19 @@ module internal SentryIngest =
                 elif HttpMethods.IsOptions ctx.Request.Method then
                     ctx.Response.StatusCode <- 204
                     return Some ctx
-                elif projectId = "" || not (projectId |> Seq.forall Char.IsAsciiDigit) || projectId.Length > 18 then
+                elif
+                    projectId = ""
+                    || not (projectId |> Seq.forall Char.IsAsciiDigit)
+                    || projectId.Length > 18
+                then
                     return!
-                        Ingest.problem 400 "Bad Request" "The project id in the DSN must be a number." (Some "projectId") next ctx
+                        Ingest.problem
+                            400
+                            "Bad Request"
+                            "The project id in the DSN must be a number."
+                            (Some "projectId")
+                            next
+                            ctx
                 else
                     match givenKey ctx with
                     | None ->
@@ -160,7 +173,15 @@ module internal SentryIngest =
                                 ctx
                     | Some given ->
                         match Ingest.keyMatching settings given with
-                        | None -> return! Ingest.problem 403 "Forbidden" "The sentry_key is not one of this app's keys." None next ctx
+                        | None ->
+                            return!
+                                Ingest.problem
+                                    403
+                                    "Forbidden"
+                                    "The sentry_key is not one of this app's keys."
+                                    None
+                                    next
+                                    ctx
                         | Some key ->
                             match! readBody ctx settings.Ingest.MaxBytes with
                             | Error why -> return! Ingest.problem 400 "Bad Request" why None next ctx
@@ -169,7 +190,9 @@ module internal SentryIngest =
                                     Ingest.problem
                                         413
                                         "Payload Too Large"
-                                        (sprintf "A request may be at most %d bytes (decompressed)." settings.Ingest.MaxBytes)
+                                        (sprintf
+                                            "A request may be at most %d bytes (decompressed)."
+                                            settings.Ingest.MaxBytes)
                                         None
                                         next
                                         ctx
@@ -181,7 +204,9 @@ module internal SentryIngest =
                                         Sentry.envelope Limits.reports body
 
                                 match parsed with
-                                | Error why -> return! Ingest.problem 400 "Bad Request" ("Not an envelope: " + why + ".") None next ctx
+                                | Error why ->
+                                    return!
+                                        Ingest.problem 400 "Bad Request" ("Not an envelope: " + why + ".") None next ctx
                                 | Ok(header, items) ->
                                     let headerId =
                                         match header with
@@ -202,7 +227,9 @@ module internal SentryIngest =
                                             return!
                                                 limited
                                                     wait
-                                                    (sprintf "At most %d reports a minute for this key." settings.Ingest.RatePerMinute)
+                                                    (sprintf
+                                                        "At most %d reports a minute for this key."
+                                                        settings.Ingest.RatePerMinute)
                                                     next
                                                     ctx
                                         | Ok() ->
@@ -212,30 +239,56 @@ module internal SentryIngest =
                                             for item in events do
                                                 match outcome with
                                                 | Ok _ ->
-                                                    let json =
-                                                        Encoding.UTF8.GetString(item.Payload.Array, item.Payload.Offset, item.Payload.Count)
-
                                                     match
-                                                        Json.parse Limits.reports json
+                                                        Json.parseWithout
+                                                            Limits.reports
+                                                            Sentry.Ignored
+                                                            (ReadOnlyMemory<byte>(
+                                                                item.Payload.Array,
+                                                                item.Payload.Offset,
+                                                                item.Payload.Count
+                                                            ))
                                                         |> Result.bind (fun d ->
-                                                            Sentry.event settings.Breadcrumbs projectId sdk d (engine.Now()))
+                                                            Sentry.event
+                                                                settings.Breadcrumbs
+                                                                projectId
+                                                                sdk
+                                                                d
+                                                                (engine.Now()))
                                                     with
                                                     | Error why -> outcome <- Error(Choice1Of2 why)
                                                     | Ok ev ->
-                                                        match engine.RecordSentry(ev, (fun hash -> limiter.AdmitGroup(key, hash))) with
-                                                        | ReportOutcome.Refused wait -> outcome <- Error(Choice2Of2 wait)
-                                                        | _ -> outcome <- Ok(if ev.EventId <> "" then ev.EventId else headerId)
+                                                        match
+                                                            engine.RecordSentry(
+                                                                ev,
+                                                                (fun hash -> limiter.AdmitGroup(key, hash))
+                                                            )
+                                                        with
+                                                        | ReportOutcome.Refused wait ->
+                                                            outcome <- Error(Choice2Of2 wait)
+                                                        | _ ->
+                                                            outcome <-
+                                                                Ok(if ev.EventId <> "" then ev.EventId else headerId)
                                                 | Error _ -> ()
 
                                             match outcome with
                                             | Ok id -> return! accepted id next ctx
                                             | Error(Choice1Of2 why) ->
-                                                return! Ingest.problem 400 "Bad Request" ("Not an event: " + why + ".") None next ctx
+                                                return!
+                                                    Ingest.problem
+                                                        400
+                                                        "Bad Request"
+                                                        ("Not an event: " + why + ".")
+                                                        None
+                                                        next
+                                                        ctx
                                             | Error(Choice2Of2 wait) ->
                                                 return!
                                                     limited
                                                         wait
-                                                        (sprintf "At most %d distinct groups an hour for this key." settings.Ingest.GroupsPerHour)
+                                                        (sprintf
+                                                            "At most %d distinct groups an hour for this key."
+                                                            settings.Ingest.GroupsPerHour)
                                                         next
                                                         ctx
             }

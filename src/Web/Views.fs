@@ -290,6 +290,8 @@ details.framework-frames summary { cursor: pointer; }
                 [
                     input [ _type "hidden"; _name "status"; _value (Triage.filterName q.Status) ]
                     input [ _type "hidden"; _name "sort"; _value (Triage.sortName q.Sort) ]
+                    if not (String.IsNullOrEmpty q.Project) then
+                        input [ _type "hidden"; _name "project"; _value q.Project ]
                     input
                         [
                             _type "search"
@@ -616,6 +618,9 @@ details.framework-frames summary { cursor: pointer; }
                         if r.Environment <> "" then
                             dt [] [ str "Environment" ]
                             dd [ _class "environment" ] [ str r.Environment ]
+                        if r.Project <> "" then
+                            dt [] [ str "Sentry project" ]
+                            dd [ _class "project" ] [ str r.Project ]
                         if r.LastRegression.HasValue then
                             dt [] [ str "Last regression" ]
 

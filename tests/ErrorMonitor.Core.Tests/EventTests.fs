@@ -242,6 +242,7 @@ let spillTests =
                                         OccurredAt = at.AddSeconds(float count)
                                         Release = if i % 2 = 0 then "" else "2.0." + word
                                         Environment = if i % 3 = 0 then "" else "Staging"
+                                        Project = if i % 4 = 0 then "12" else ""
                                     }
                                 FirstAt = at
                                 Count = int64 count

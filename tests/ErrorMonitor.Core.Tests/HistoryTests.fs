@@ -120,6 +120,7 @@ let tests =
                         OccurredAt = t0
                         Release = ""
                         Environment = ""
+                        Project = ""
                     }
 
                 let d =

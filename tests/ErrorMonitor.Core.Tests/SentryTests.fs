@@ -7,7 +7,8 @@ open ErrorMonitor.Core
 
 let private at = DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero)
 
-let private bytes (text: string) = ArraySegment<byte>(Encoding.UTF8.GetBytes text)
+let private bytes (text: string) =
+    ArraySegment<byte>(Encoding.UTF8.GetBytes text)
 
 let private parse (json: string) =
     match Json.parse Limits.reports json with
@@ -44,8 +45,14 @@ let tests =
                 match Sentry.envelope Limits.reports (bytes text) with
                 | Ok(_, items) ->
                     Expect.equal [ for i in items -> i.Type ] [ "event"; "session"; "attachment" ] "three items"
-                    let payload (i: SentryItem) = Encoding.UTF8.GetString(i.Payload.Array, i.Payload.Offset, i.Payload.Count)
-                    Expect.equal [ for i in items -> payload i ] [ "{\"a\":1}"; "{\"s\":2}"; "A\nB" ] "payloads by length or line"
+
+                    let payload (i: SentryItem) =
+                        Encoding.UTF8.GetString(i.Payload.Array, i.Payload.Offset, i.Payload.Count)
+
+                    Expect.equal
+                        [ for i in items -> payload i ]
+                        [ "{\"a\":1}"; "{\"s\":2}"; "A\nB" ]
+                        "payloads by length or line"
                 | Error e -> failtest e
 
                 for bad in [ "not json\n"; "{}\n[1]\n{}"; "{}\n{\"type\":\"event\",\"length\":99}\n{}" ] do
@@ -64,7 +71,11 @@ let tests =
                     Expect.equal x.Message "cart 1042 broken" "its message"
                     Expect.equal [ for f in x.Frames -> f.Method ] [ "checkout"; "inner" ] "innermost call first"
                     Expect.equal (x.Frames.Head.Line) (Some 88) "line"
-                    Expect.equal [ for i in x.Inner -> i.TypeName ] [ "KeyError" ] "the earlier value is its inner exception"
+
+                    Expect.equal
+                        [ for i in x.Inner -> i.TypeName ]
+                        [ "KeyError" ]
+                        "the earlier value is its inner exception"
                 | other -> failtestf "%A" other
 
                 let r = Expect.wantSome e.Capture.Request "a request"
@@ -73,7 +84,8 @@ let tests =
                 Expect.contains r.Cookies ("theme", "dark") "cookies from the header text"
                 Expect.equal r.UserName (Some "ada") "the user"
 
-                let built = Events.build Config.defaults (Config.maskingRule Config.defaults) Limits.reports None e.Capture
+                let built =
+                    Events.build Config.defaults (Config.maskingRule Config.defaults) Limits.reports None e.Capture
 
                 for secret in [ "xyz"; "4111 1111 1111 1111"; "pw-1"; "sec-2"; "abc"; "s1" ] do
                     Expect.isFalse (built.RequestData.Contains secret) (secret + " masked")
@@ -83,16 +95,31 @@ let tests =
                 Expect.stringContains built.RequestData "\"project\":\"7\"" "the project"
             }
 
-            test "grouping: in-app frames by module and function, not lines or messages; the SDK's fingerprint overrides" {
+            test
+                "grouping: in-app frames by module and function, not lines or messages; the SDK's fingerprint overrides" {
                 let key (json: string) = (eventOf json).GroupKey
                 let a = key python
                 Expect.equal (key (python.Replace("\"lineno\":88", "\"lineno\":91"))) a "a moved line"
                 Expect.equal (key (python.Replace("cart 1042 broken", "cart 7 broken"))) a "another message"
-                Expect.notEqual (key (python.Replace("\"function\":\"checkout\"", "\"function\":\"pay\""))) a "another function"
-                // Not in-app: a framework frame does not group.
-                Expect.equal (key (python.Replace("\"function\":\"inner\"", "\"function\":\"outer\""))) a "framework frames"
 
-                let custom = key (python.Replace("\"event_id\":\"e1\"", "\"event_id\":\"e1\",\"fingerprint\":[\"{{ default }}\",\"eu\"]"))
+                Expect.notEqual
+                    (key (python.Replace("\"function\":\"checkout\"", "\"function\":\"pay\"")))
+                    a
+                    "another function"
+                // Not in-app: a framework frame does not group.
+                Expect.equal
+                    (key (python.Replace("\"function\":\"inner\"", "\"function\":\"outer\"")))
+                    a
+                    "framework frames"
+
+                let custom =
+                    key (
+                        python.Replace(
+                            "\"event_id\":\"e1\"",
+                            "\"event_id\":\"e1\",\"fingerprint\":[\"{{ default }}\",\"eu\"]"
+                        )
+                    )
+
                 Expect.notEqual custom a "a fingerprint makes its own group"
                 Expect.stringContains custom a "{{ default }} is the default key"
             }
@@ -100,8 +127,12 @@ let tests =
             test "a message groups by its template; the browser SDK's typeless exception value by its message" {
                 let m (json: string) = eventOf json
 
-                let one = m """{"logentry":{"message":"order %s failed","params":["1"],"formatted":"order 1 failed"}}"""
-                let two = m """{"logentry":{"message":"order %s failed","params":["2"],"formatted":"order 2 failed"}}"""
+                let one =
+                    m """{"logentry":{"message":"order %s failed","params":["1"],"formatted":"order 1 failed"}}"""
+
+                let two =
+                    m """{"logentry":{"message":"order %s failed","params":["2"],"formatted":"order 2 failed"}}"""
+
                 Expect.equal one.GroupKey two.GroupKey "one template, one group"
 
                 match one.Capture.Subject with
@@ -109,7 +140,8 @@ let tests =
                 | other -> failtestf "%A" other
 
                 let browser =
-                    m """{"message":"checkout clicked","exception":{"values":[{"value":"checkout clicked","stacktrace":{"frames":[{"function":"f"}]}}]}}"""
+                    m
+                        """{"message":"checkout clicked","exception":{"values":[{"value":"checkout clicked","stacktrace":{"frames":[{"function":"f"}]}}]}}"""
 
                 match browser.Capture.Subject with
                 | Subject.Message text -> Expect.equal text "checkout clicked" "a message, not a blank type"
@@ -119,7 +151,11 @@ let tests =
             }
 
             test "the auth header's key, and the rate-limit header" {
-                Expect.equal (Sentry.authKey "Sentry sentry_version=7, sentry_client=x/1, sentry_key=abc") (Some "abc") "header"
+                Expect.equal
+                    (Sentry.authKey "Sentry sentry_version=7, sentry_client=x/1, sentry_key=abc")
+                    (Some "abc")
+                    "header"
+
                 Expect.equal (Sentry.authKey "sentry_key=abc,sentry_version=7") (Some "abc") "without the prefix"
                 Expect.isNone (Sentry.authKey "Bearer abc") "another scheme"
                 Expect.equal (Sentry.rateLimits 60) "60:error:key" "errors only"

@@ -29,6 +29,7 @@ let private group (status: GroupStatus) (count: int64) =
         LastRelease = "1.0.0"
         Environment = "Production"
         RegressionRelease = ""
+        Project = ""
     }
 
 let private ignoring (until: DateTimeOffset option) (n: int64 option) (r: ErrorRecord) =
@@ -171,6 +172,7 @@ let tests =
                         OccurredAt = at
                         Release = release
                         Environment = environment
+                        Project = ""
                     }
 
                 let first = Events.apply None (Events.single (event "1.0.0" "Staging" t0))

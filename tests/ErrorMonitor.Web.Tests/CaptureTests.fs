@@ -120,6 +120,7 @@ let tests =
                                         OccurredAt = r.LastSeen
                                         Release = r.LastRelease
                                         Environment = r.Environment
+                                        Project = r.Project
                                     }
                                 FirstAt = r.CreatedOn
                                 Count = 1L

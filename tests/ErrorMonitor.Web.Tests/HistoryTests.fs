@@ -376,6 +376,7 @@ let retentionTests =
                                             OccurredAt = at.AddSeconds(float n)
                                             Release = "1.0.0"
                                             Environment = "Production"
+                                            Project = ""
                                         }
                             |]
 

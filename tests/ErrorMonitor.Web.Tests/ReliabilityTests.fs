@@ -137,6 +137,7 @@ let tests =
                                 OccurredAt = at
                                 Release = "1.0.0"
                                 Environment = "Production"
+                                Project = ""
                             }
                         FirstAt = at
                         Count = int64 i

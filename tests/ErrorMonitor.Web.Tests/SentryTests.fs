@@ -11,12 +11,14 @@ open System.Text
 open System.Text.Json
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.DependencyInjection
 open Expecto
 open ErrorMonitor
 open ErrorMonitor.Web.Tests.TestApp
 
-let private key = "sentry-key-0123456789abcdef"
+/// A key as Sentry makes them (32 hex digits): the browser SDK's DSN parser takes letters, digits and `_` only.
+let private key = "0123456789abcdef0123456789abcdef"
 
 /// An app whose Sentry endpoints take `key` (the capture route's ingest key).
 let private sentryApp (extra: (string * string) list) =
@@ -141,10 +143,14 @@ let tests =
                         }
 
                     let! all = groups app 2
-                    let byName (name: string) = all |> List.tryFind (fun g -> g.GetProperty("exceptionName").GetString() = name)
+
+                    let byName (name: string) =
+                        all |> List.tryFind (fun g -> g.GetProperty("exceptionName").GetString() = name)
 
                     let failure =
-                        Expect.wantSome (byName "System.InvalidOperationException") (sprintf "the exception's group: %A" all)
+                        Expect.wantSome
+                            (byName "System.InvalidOperationException")
+                            (sprintf "the exception's group: %A" all)
 
                     let message = Expect.wantSome (byName "Message") "the message's group"
                     Expect.equal (failure.GetProperty("message").GetString()) "charging order 1042 failed" "its message"
@@ -162,10 +168,26 @@ let tests =
                     let context = data.GetProperty("context")
                     Expect.equal (context.GetProperty("tags").GetProperty("region").GetString()) "eu-west" "tags kept"
                     let extra = context.GetProperty("extra")
-                    Expect.equal (extra.GetProperty("password").GetString()) "**************" "a secret on the scope masked"
+
+                    Expect.equal
+                        (extra.GetProperty("password").GetString())
+                        "**************"
+                        "a secret on the scope masked"
+
                     Expect.equal (extra.GetProperty("cart").GetDouble()) 3.0 "other extras kept"
                     let sentry = context.GetProperty("sentry")
                     Expect.equal (sentry.GetProperty("project").GetString()) "1" "the project id kept"
+                    Expect.equal (failure.GetProperty("project").GetString()) "1" "the group's project"
+
+                    for query, expected in [ "&project=1", 2; "&project=2", 0 ] do
+                        let! body = app.Client.GetStringAsync("/dev/error/api/errors?status=all" + query)
+                        use doc = JsonDocument.Parse body
+
+                        Expect.equal
+                            (doc.RootElement.GetProperty("items").GetArrayLength())
+                            expected
+                            ("filtered" + query)
+
                     Expect.stringContains (sentry.GetProperty("sdk").GetString()) "sentry.dotnet" "the SDK's name kept"
 
                     // The same exception again: the same group.
@@ -192,24 +214,37 @@ let tests =
                 "the endpoints answer 401 without a key, 403 for a wrong one, 413 past the limit after decompression, 400 for a broken envelope, 200 for sessions and client reports"
             <| fun () ->
                 task {
-                    use! app = sentryApp [ "APP_ERROR_INGEST_MAX_BYTES", "65536" ]
-                    let event = """{"event_id":"aa","exception":{"values":[{"type":"ValueError","value":"bad"}]}}"""
+                    use! app =
+                        sentryApp
+                            [
+                                "APP_ERROR_INGEST_MAX_BYTES", "65536"
+                                "APP_ERROR_INGEST_CORS_ORIGINS", "https://shop.example.com"
+                            ]
+
+                    let event =
+                        """{"event_id":"aa","exception":{"values":[{"type":"ValueError","value":"bad"}]}}"""
+
                     let path = "/dev/error/api/1/envelope/"
                     let! none, _, _ = send app path [] (envelopeOf event)
                     Expect.equal none HttpStatusCode.Unauthorized "no key"
                     let! wrong, _, _ = send app path [ auth "not-the-key" ] (envelopeOf event)
                     Expect.equal wrong HttpStatusCode.Forbidden "a wrong key"
-                    let! inQuery, body, _ = send app (path + "?sentry_key=" + key + "&sentry_version=7") [] (envelopeOf event)
+
+                    let! inQuery, body, _ =
+                        send app (path + "?sentry_key=" + key + "&sentry_version=7") [] (envelopeOf event)
+
                     Expect.equal inQuery HttpStatusCode.OK "the key in the query (the browser SDK's way)"
                     Expect.stringContains body "\"id\":\"aa\"" "answers the event id"
 
                     // 10 MB of zeros gzip to about 10 KB: the limit applies to what they decompress to.
-                    let bomb = gzip (Array.zeroCreate<byte> (10 * 1024 * 1024))
+                    let bomb = gzip (Array.zeroCreate<byte>(10 * 1024 * 1024))
                     Expect.isLessThan bomb.Length 65536 "the compressed body is small"
                     let! big, _, _ = send app path [ auth key; "Content-Encoding", "gzip" ] bomb
                     Expect.equal big HttpStatusCode.RequestEntityTooLarge "stopped at the limit"
 
-                    let! broken, problem, _ = send app path [ auth key ] (Encoding.UTF8.GetBytes "not an envelope\n{}")
+                    let! broken, problem, _ =
+                        send app path [ auth key ] (Encoding.UTF8.GetBytes "not an envelope\n{}")
+
                     Expect.equal broken HttpStatusCode.BadRequest "a broken envelope"
                     Expect.stringContains problem "envelope" "says why"
 
@@ -222,17 +257,35 @@ let tests =
                     Expect.equal ok HttpStatusCode.OK "sessions and client reports accepted"
 
                     let! store, _, _ =
-                        send app "/dev/error/api/1/store/" [ auth key; "Content-Encoding", "gzip" ] (gzip (Encoding.UTF8.GetBytes event))
+                        send
+                            app
+                            "/dev/error/api/1/store/"
+                            [ auth key; "Content-Encoding", "gzip" ]
+                            (gzip (Encoding.UTF8.GetBytes event))
 
                     Expect.equal store HttpStatusCode.OK "the store endpoint takes one gzipped event"
-                    let! project, _, _ = send app "/dev/error/api/abc/envelope/" [ auth key ] (envelopeOf event)
+                    use preflight = new HttpRequestMessage(HttpMethod.Options, path)
+                    preflight.Headers.Add("Origin", "https://shop.example.com")
+                    preflight.Headers.Add("Access-Control-Request-Method", "POST")
+                    use! pre = app.Client.SendAsync preflight
+                    Expect.equal pre.StatusCode HttpStatusCode.NoContent "a preflight of a configured origin"
+
+                    Expect.equal
+                        (String.Join(",", pre.Headers.GetValues "Access-Control-Allow-Origin"))
+                        "https://shop.example.com"
+                        "allowed"
+
+                    let! project, _, _ =
+                        send app "/dev/error/api/abc/envelope/" [ auth key ] (envelopeOf event)
+
                     Expect.equal project HttpStatusCode.BadRequest "a project id that is not a number"
                     let! all = groups app 1
                     Expect.equal all.Length 1 "both events in one group"
                     Expect.equal (all.Head.GetProperty("count").GetInt64()) 2L "counted twice"
                 }
 
-            testTask' "past the key's rate: 429 with Retry-After and X-Sentry-Rate-Limits for errors; sessions still accepted"
+            testTask'
+                "past the key's rate: 429 with Retry-After and X-Sentry-Rate-Limits for errors; sessions still accepted"
             <| fun () ->
                 task {
                     use! app = sentryApp [ "APP_ERROR_INGEST_RATE", "2" ]
@@ -248,7 +301,141 @@ let tests =
                     Expect.isTrue (headers.Contains "Retry-After") "Retry-After"
                     let limits = String.Join(",", headers.GetValues "X-Sentry-Rate-Limits")
                     Expect.stringContains limits ":error:key" "errors only, for this key"
-                    let! session, _, _ = send app path [ auth key ] (Encoding.UTF8.GetBytes "{}\n{\"type\":\"session\"}\n{}\n")
+
+                    let! session, _, _ =
+                        send app path [ auth key ] (Encoding.UTF8.GetBytes "{}\n{\"type\":\"session\"}\n{}\n")
+
                     Expect.equal session HttpStatusCode.OK "sessions are never refused"
+                }
+
+            testTask'
+                "the Sentry Python SDK (Debian's python3-sentry-sdk) reports a chained exception and a message, with user, tags, release and environment"
+            <| fun () ->
+                task {
+                    use! app = sentryApp []
+
+                    // The same script records the Python envelope the load benchmark replays.
+                    let script =
+                        Path.Combine(__SOURCE_DIRECTORY__, "..", "..", "benchmarks", "sentry", "checkout.py")
+                        |> Path.GetFullPath
+
+                    let psi = Diagnostics.ProcessStartInfo("/usr/bin/python3")
+                    psi.ArgumentList.Add script
+                    psi.ArgumentList.Add(dsn app key 3)
+                    psi.RedirectStandardError <- true
+                    psi.RedirectStandardOutput <- true
+                    use p = Diagnostics.Process.Start psi
+                    let! err = p.StandardError.ReadToEndAsync()
+                    do! p.WaitForExitAsync()
+                    Expect.equal p.ExitCode 0 (sprintf "the script ran (is python3-sentry-sdk installed?): %s" err)
+
+                    let! all = groups app 2
+
+                    let byName (name: string) =
+                        all |> List.tryFind (fun g -> g.GetProperty("exceptionName").GetString() = name)
+
+                    let failure =
+                        Expect.wantSome (byName "ValueError") (sprintf "the exception's group: %A" all)
+
+                    let message = Expect.wantSome (byName "Message") "the message's group"
+                    Expect.equal (failure.GetProperty("message").GetString()) "cart 1042 broken" "its message"
+                    Expect.equal (failure.GetProperty("lastRelease").GetString()) "api@2.0.0" "the release"
+                    Expect.equal (failure.GetProperty("environment").GetString()) "production" "the environment"
+                    Expect.equal (failure.GetProperty("users").GetInt64()) 1L "the user counted"
+                    Expect.equal (message.GetProperty("message").GetString()) "queue depth 17 over limit" "the message"
+                    let! d = detail app (failure.GetProperty("hash").GetString())
+                    let traceback = d.GetProperty("traceback").GetString()
+                    Expect.stringContains traceback "KeyError" "the chained exception"
+                    Expect.stringContains traceback "checkout" "the script's frames"
+                    let context = d.GetProperty("requestData").GetProperty("context")
+                    Expect.equal (context.GetProperty("tags").GetProperty("region").GetString()) "us" "tags"
+
+                    Expect.equal
+                        (context.GetProperty("extra").GetProperty("db_password").GetString())
+                        "**************"
+                        "a secret masked"
+
+                    Expect.stringContains
+                        (context.GetProperty("sentry").GetProperty("sdk").GetString())
+                        "python"
+                        "the SDK"
+                }
+
+            testTask'
+                "the Sentry browser SDK (npm @sentry/browser, bundled with esbuild) in Chromium reports an exception and a message; the key in the query"
+            <| fun () ->
+                task {
+                    let bundle =
+                        Path.Combine(__SOURCE_DIRECTORY__, "..", "sentry-browser", "dist", "sentry.js")
+                        |> Path.GetFullPath
+
+                    Expect.isTrue
+                        (File.Exists bundle)
+                        (sprintf "%s is missing: ./test.sh bundles it (npm install in tests/sentry-browser)" bundle)
+
+                    let page (dsn: string) =
+                        sprintf
+                            """<!doctype html><html><head><title>shop</title><script src="/sentry.js"></script></head><body><script>
+Sentry.init({ dsn: "%s", release: "web@5.1.0", environment: "browser-test", sendClientReports: false });
+Sentry.setUser({ username: "linus" });
+Sentry.setTag("page", "cart");
+Sentry.setExtra("api_token", "tok-secret-7");
+function handleClick() { throw new TypeError("cart.items is undefined"); }
+try { handleClick(); } catch (e) { Sentry.captureException(e); }
+Sentry.captureMessage("checkout clicked");
+document.title = "sent";
+</script></body></html>"""
+                            dsn
+
+                    use! app =
+                        start [ "APP_ERROR_INGEST_KEY", key ] (fun s -> s.AddErrorMonitor() |> ignore) (fun app ->
+                            app.MapErrorMonitor() |> ignore
+
+                            app.MapGet("/sentry.js", Func<IResult>(fun () -> Results.File(bundle, "text/javascript")))
+                            |> ignore
+
+                            app.MapGet(
+                                "/shop",
+                                Func<HttpContext, IResult>(fun ctx ->
+                                    let u = Uri(sprintf "http://%s" ctx.Request.Host.Value)
+
+                                    Results.Content(
+                                        page (sprintf "http://%s@%s:%d/dev/error/2" key u.Host u.Port),
+                                        "text/html"
+                                    ))
+                            )
+                            |> ignore)
+
+                    use! browser = BrowserTests.Browser.LaunchAsync()
+                    let! tab = browser.NewPageAsync()
+                    let! _ = tab.GotoAsync(app.BaseUrl + "/shop")
+                    let! all = groups app 2
+
+                    let byName (name: string) =
+                        all |> List.tryFind (fun g -> g.GetProperty("exceptionName").GetString() = name)
+
+                    let failure =
+                        Expect.wantSome (byName "TypeError") (sprintf "the exception's group: %A" all)
+
+                    let message =
+                        Expect.wantSome (byName "Message") (sprintf "a message, not a blank type: %A" all)
+
+                    Expect.equal (failure.GetProperty("message").GetString()) "cart.items is undefined" "its message"
+                    Expect.equal (failure.GetProperty("lastRelease").GetString()) "web@5.1.0" "the release"
+                    Expect.equal (failure.GetProperty("environment").GetString()) "browser-test" "the environment"
+                    Expect.equal (message.GetProperty("message").GetString()) "checkout clicked" "the message"
+                    let! d = detail app (failure.GetProperty("hash").GetString())
+                    Expect.stringContains (d.GetProperty("traceback").GetString()) "handleClick" "the page's frames"
+                    let context = d.GetProperty("requestData").GetProperty("context")
+
+                    Expect.equal
+                        (context.GetProperty("extra").GetProperty("api_token").GetString())
+                        "**************"
+                        "a token masked"
+
+                    Expect.stringContains
+                        (context.GetProperty("sentry").GetProperty("sdk").GetString())
+                        "javascript"
+                        "the SDK"
                 }
         ]

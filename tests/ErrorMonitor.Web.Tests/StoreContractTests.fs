@@ -78,6 +78,8 @@ let private event (g: int) (seconds: int) (n: int) =
         // A release a minute, an environment that changes now and then: first and last releases differ.
         Release = sprintf "1.%d.0" (seconds / 60)
         Environment = if seconds % 7 = 0 then "Staging" else "Production"
+        // Some groups reported through the Sentry endpoint (a project each), the rest the app's own.
+        Project = if g % 3 = 0 then string (g % 2 + 1) else ""
     }
 
 /// The user of an occurrence `seconds` after the base time: one of five, or none (every fourth second).
@@ -137,13 +139,15 @@ let private opGen: Gen<Op> =
                     1, Gen.elements [ null, "Staging"; null, "Production"; "1.1.0", "Production" ]
                 ]
         )
-        |> Gen.map (fun ((release, environment), (status, sort, search)) ->
+        |> Gen.zip (Gen.frequency [ 4, Gen.constant null; 1, Gen.elements [ "1"; "2"; "3" ] ])
+        |> Gen.map (fun (project, ((release, environment), (status, sort, search))) ->
             {
                 Status = status
                 Sort = sort
                 Search = search
                 Release = release
                 Environment = environment
+                Project = project
             })
 
     Gen.frequency

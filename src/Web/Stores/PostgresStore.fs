@@ -208,15 +208,17 @@ ALTER TABLE {table} ADD COLUMN IF NOT EXISTS environment text NOT NULL DEFAULT '
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS regression_release text NOT NULL DEFAULT '';
 ALTER TABLE {table}_samples ADD COLUMN IF NOT EXISTS release text NOT NULL DEFAULT '';
 ALTER TABLE {table}_samples ADD COLUMN IF NOT EXISTS environment text NOT NULL DEFAULT ''"""
+            // The Sentry project a group was reported under (empty for the app's own).
+            $"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS project text NOT NULL DEFAULT ''"
         ]
 
     // The row keeps the summary; the details (request data, traceback) are in the samples only, so a new group
     // writes them once.
     let upsertSql =
-        $"""INSERT INTO {table} AS t (hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, first_release, last_release, environment)
-SELECT u.hash, u.host, u.path, u.method, '{{}}', u.exception_name, u.message, '', u.count, u.created_on, u.last_seen, u.release, u.release, u.environment
-FROM unnest(@hash, @host, @path, @method, @exception_name, @message, @count, @created_on, @last_seen, @release, @environment)
-  AS u(hash, host, path, method, exception_name, message, count, created_on, last_seen, release, environment)
+        $"""INSERT INTO {table} AS t (hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, first_release, last_release, environment, project)
+SELECT u.hash, u.host, u.path, u.method, '{{}}', u.exception_name, u.message, '', u.count, u.created_on, u.last_seen, u.release, u.release, u.environment, u.project
+FROM unnest(@hash, @host, @path, @method, @exception_name, @message, @count, @created_on, @last_seen, @release, @environment, @project)
+  AS u(hash, host, path, method, exception_name, message, count, created_on, last_seen, release, environment, project)
 ON CONFLICT (hash) DO UPDATE SET
   message = EXCLUDED.message,
   count = t.count + EXCLUDED.count,
@@ -448,6 +450,7 @@ WHERE t.hash = a.hash"""
                                     Sql.timeArray "last_seen" (col (fun d -> d.Latest.OccurredAt))
                                     Sql.textArray "release" (col (fun d -> d.Latest.Release))
                                     Sql.textArray "environment" (col (fun d -> d.Latest.Environment))
+                                    Sql.textArray "project" (col (fun d -> d.Latest.Project))
                                 ]
                                 writtenRow
                                 ct

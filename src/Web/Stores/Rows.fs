@@ -13,7 +13,7 @@ module internal Rows =
     /// The record's columns, in the order `record` reads them.
     [<Literal>]
     let Columns =
-        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, status, regressions, last_regression, ignore_until, ignore_until_count, users, first_release, last_release, environment, regression_release"
+        "hash, host, path, method, request_data, exception_name, message, traceback, count, created_on, last_seen, status, regressions, last_regression, ignore_until, ignore_until_count, users, first_release, last_release, environment, regression_release, project"
 
     /// `Columns` read from a summary row `t` and its newest sample `d` (a group's details are its newest
     /// sample's); `fallback` gives a detail column's value for a group without samples.
@@ -90,6 +90,7 @@ module internal Rows =
             LastRelease = r.GetString 18
             Environment = r.GetString 19
             RegressionRelease = r.GetString 20
+            Project = r.GetString 21
         }
 
     /// A search matching at most this many groups is read through the search index and sorted; one matching more
@@ -215,7 +216,7 @@ module internal Rows =
         else
             $"{k} = {p}key AND hash < {p}hash", $"{k} > {p}key"
 
-    /// The release and environment filters of a list query (`Triage.releaseMatches`, `Triage.environmentMatches`)
+    /// The release, environment and project filters of a list query (`Triage.releaseMatches`, `Triage.environmentMatches`)
     /// as conditions with their parameter names (`p` the store's prefix) and values; none for no filter.
     let releaseFilters (p: string) (query: ListQuery) : (string * string * string) list =
         [
@@ -223,6 +224,8 @@ module internal Rows =
                 $"(first_release = {p}release OR last_release = {p}release)", "release", query.Release
             if not (String.IsNullOrEmpty query.Environment) then
                 $"environment = {p}environment", "environment", query.Environment
+            if not (String.IsNullOrEmpty query.Project) then
+                $"project = {p}project", "project", query.Project
         ]
 
     /// A hash as a parameter value (null is no hash).

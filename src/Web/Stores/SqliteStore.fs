@@ -27,8 +27,8 @@ type internal SqliteStore(connectionString: string, table: string, recent: int) 
     // The group's summary row: everything but its request data and traceback, which live in its newest sample
     // ({table}_samples). Repeats of a group only touch this narrow row.
     let upsertSql =
-        $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen, hkey, first_release, last_release, environment)
-VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen, $hkey, $release, $release, $environment)
+        $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen, hkey, first_release, last_release, environment, project)
+VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen, $hkey, $release, $release, $environment, $project)
 ON CONFLICT (hash) DO UPDATE SET
   message = excluded.message,
   count = {table}.count + excluded.count,
@@ -303,6 +303,8 @@ ALTER TABLE {table} ADD COLUMN environment TEXT NOT NULL DEFAULT '';
 ALTER TABLE {table} ADD COLUMN regression_release TEXT NOT NULL DEFAULT '';
 ALTER TABLE {table}_samples ADD COLUMN release TEXT NOT NULL DEFAULT '';
 ALTER TABLE {table}_samples ADD COLUMN environment TEXT NOT NULL DEFAULT '';"""
+            // The Sentry project a group was reported under (#19; empty for the app's own).
+            $"ALTER TABLE {table} ADD COLUMN project TEXT NOT NULL DEFAULT '';"
         ]
 
     let createSchema () =
@@ -475,6 +477,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             p cmd "$hkey"
                             p cmd "$release"
                             p cmd "$environment"
+                            p cmd "$project"
                         |]
 
                     use sample = c.CreateCommand()
@@ -597,6 +600,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                             ps.[9].Value <- Rows.hashKey e.Hash
                             ps.[10].Value <- e.Release
                             ps.[11].Value <- e.Environment
+                            ps.[12].Value <- e.Project
 
                             match run cmd e.Hash with
                             | ValueSome id ->
