@@ -195,6 +195,25 @@ CLEANUP+=("rm -rf $access_dir")
 access_check "$access_dir"
 passed=$((passed + ACCESS_PASSED)); failed=$((failed + ACCESS_FAILED))
 
+# The benchmark scripts keep working: a smoke run of each (seconds; tables to a temp folder, not results/).
+say "benchmarks: smoke runs of load.sh and sentry-load.sh"
+smoke=$(mktemp -d /tmp/errormonitor-smoke.XXXXXX)
+CLEANUP+=("rm -rf $smoke")
+load_smoke() {
+    DURATION=1s ROUNDS=1 STORM=0 SCENARIOS=happy,one,body OUT="$smoke/load.md" benchmarks/load.sh \
+        >"$TEST_OUTPUT/load-smoke.log" 2>&1 || { tail -n 20 "$TEST_OUTPUT/load-smoke.log"; return 1; }
+    grep -c '^| happy path GET / | [0-9]' "$smoke/load.md" | grep -q 2 && grep -q '^| POST /json-echo' "$smoke/load.md" \
+        || { echo "load.sh printed no figures:"; cat "$smoke/load.md"; return 1; }
+}
+sentry_smoke() {
+    DURATION=2s OUT="$smoke/sentry.md" benchmarks/sentry-load.sh >"$TEST_OUTPUT/sentry-load-smoke.log" 2>&1 \
+        || { tail -n 20 "$TEST_OUTPUT/sentry-load-smoke.log"; return 1; }
+    [ "$(grep -c '| yes |' "$smoke/sentry.md")" = 3 ] \
+        || { echo "sentry-load.sh: not every answered event stored:"; cat "$smoke/sentry.md"; return 1; }
+}
+count load_smoke
+count sentry_smoke
+
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

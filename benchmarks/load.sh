@@ -24,7 +24,7 @@ ON_ENV=${ON_ENV:-}
 BASELINE_ENV=${BASELINE_ENV:-}
 if [ -z "$BASELINE" ] && [ -n "$BASELINE_ENV" ]; then BASELINE=env; fi
 SCENARIOS=${SCENARIOS:-happy,one,many} # which scenarios to measure (comma-separated)
-OUT="$ROOT/benchmarks/results/load${BASELINE:+-vs-$BASELINE}.md"
+OUT=${OUT:-$ROOT/benchmarks/results/load${BASELINE:+-vs-$BASELINE}.md}
 
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null

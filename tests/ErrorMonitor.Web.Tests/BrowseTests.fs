@@ -166,6 +166,7 @@ let tests =
                             "lastRelease"
                             "environment"
                             "regressionRelease"
+                            "project"
                         ]
                         "item fields"
 
