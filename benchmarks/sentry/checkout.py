@@ -1,6 +1,6 @@
 """A Python service failing at checkout, reporting through the Sentry Python SDK (Debian's python3-sentry-sdk):
-a chained exception (a KeyError inside a ValueError) with a user, a tag, a secret extra, a release and an
-environment, then a message.
+a chained exception (a KeyError inside a ValueError) with a local variable `password`, a user, a tag, a secret
+extra, a release and an environment, then a message.
 
   /usr/bin/python3 checkout.py DSN              sends both to DSN (the web suite's Sentry test)
   /usr/bin/python3 checkout.py --record FOLDER  records what the SDK would send for the exception, gzipped as it
@@ -61,8 +61,9 @@ def load(cart):
 
 
 def checkout():
+    password = "py-local-secret-5"  # a local variable: the SDK sends frame variables; none is stored
     try:
-        load({})
+        load({"owner": password[:0]})
     except KeyError as e:
         raise ValueError("cart 1042 broken") from e
 

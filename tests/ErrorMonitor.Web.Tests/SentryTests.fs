@@ -309,7 +309,7 @@ let tests =
                 }
 
             testTask'
-                "the Sentry Python SDK (Debian's python3-sentry-sdk) reports a chained exception and a message, with user, tags, release and environment"
+                "the Sentry Python SDK (Debian's python3-sentry-sdk) reports a chained exception (a local password not stored) and a message, with user, tags, release and environment"
             <| fun () ->
                 task {
                     use! app = sentryApp []
@@ -359,10 +359,17 @@ let tests =
                         (context.GetProperty("sentry").GetProperty("sdk").GetString())
                         "python"
                         "the SDK"
+
+                    let db = Text.Encoding.Latin1.GetString(File.ReadAllBytes app.DbPath)
+
+                    for secret in [ "py-local-secret-5"; "py-secret-9" ] do
+                        Expect.isFalse
+                            (db.Contains secret)
+                            (secret + " is not in the database (frame variables are not kept)")
                 }
 
             testTask'
-                "the Sentry browser SDK (npm @sentry/browser, bundled with esbuild) in Chromium reports an exception and a message; the key in the query"
+                "the Sentry browser SDK (npm @sentry/browser, bundled with esbuild) in Chromium reports an uncaught error, an unhandled rejection and a message, each its own group with its frames; the key in the query"
             <| fun () ->
                 task {
                     let bundle =
@@ -381,7 +388,9 @@ Sentry.setUser({ username: "linus" });
 Sentry.setTag("page", "cart");
 Sentry.setExtra("api_token", "tok-secret-7");
 function handleClick() { throw new TypeError("cart.items is undefined"); }
-try { handleClick(); } catch (e) { Sentry.captureException(e); }
+async function pay() { throw new RangeError("quantity out of range"); }
+setTimeout(handleClick, 0);
+setTimeout(function () { pay(); }, 50);
 Sentry.captureMessage("checkout clicked");
 document.title = "sent";
 </script></body></html>"""
@@ -409,13 +418,18 @@ document.title = "sent";
                     use! browser = BrowserTests.Browser.LaunchAsync()
                     let! tab = browser.NewPageAsync()
                     let! _ = tab.GotoAsync(app.BaseUrl + "/shop")
-                    let! all = groups app 2
+                    let! all = groups app 3
 
                     let byName (name: string) =
                         all |> List.tryFind (fun g -> g.GetProperty("exceptionName").GetString() = name)
 
                     let failure =
-                        Expect.wantSome (byName "TypeError") (sprintf "the exception's group: %A" all)
+                        Expect.wantSome (byName "TypeError") (sprintf "the uncaught error's group: %A" all)
+
+                    let rejection =
+                        Expect.wantSome (byName "RangeError") (sprintf "the unhandled rejection's group: %A" all)
+
+                    Expect.equal all.Length 3 "three groups: the error, the rejection, the message"
 
                     let message =
                         Expect.wantSome (byName "Message") (sprintf "a message, not a blank type: %A" all)
@@ -426,6 +440,8 @@ document.title = "sent";
                     Expect.equal (message.GetProperty("message").GetString()) "checkout clicked" "the message"
                     let! d = detail app (failure.GetProperty("hash").GetString())
                     Expect.stringContains (d.GetProperty("traceback").GetString()) "handleClick" "the page's frames"
+                    let! r = detail app (rejection.GetProperty("hash").GetString())
+                    Expect.stringContains (r.GetProperty("traceback").GetString()) "pay" "the rejection's frames"
                     let context = d.GetProperty("requestData").GetProperty("context")
 
                     Expect.equal
@@ -437,5 +453,52 @@ document.title = "sent";
                         (context.GetProperty("sentry").GetProperty("sdk").GetString())
                         "javascript"
                         "the SDK"
+                }
+
+            testTask'
+                "malformed envelopes and events are refused with 400, unknown items accepted; nothing is stored, the app answers on"
+            <| fun () ->
+                task {
+                    use! app = sentryApp []
+                    let path = "/dev/error/api/9/envelope/"
+
+                    let refused =
+                        [
+                            "an empty body", ""
+                            "a header that is not JSON", "{oops\n"
+                            "a header that is an array", "[1]\n{\"type\":\"event\"}\n{}\n"
+                            "an item header that is not an object", "{}\n\"event\"\n{}\n"
+                            "a length past the end", "{}\n{\"type\":\"event\",\"length\":4096}\n{}\n"
+                            "an event that is not JSON", "{}\n{\"type\":\"event\"}\n{not json\n"
+                            "an event that is an array", "{}\n{\"type\":\"event\"}\n[1,2]\n"
+                        ]
+
+                    for name, body in refused do
+                        let! status, problem, _ = send app path [ auth key ] (Encoding.UTF8.GetBytes body)
+                        Expect.equal status HttpStatusCode.BadRequest name
+                        Expect.stringContains problem "\"status\":400" (name + ": a problem body")
+
+                    let! unknown, _, _ =
+                        send
+                            app
+                            path
+                            [ auth key ]
+                            (Encoding.UTF8.GetBytes "{}\n{\"type\":\"profile_chunk\",\"length\":2}\n{}\n")
+
+                    Expect.equal unknown HttpStatusCode.OK "an unknown item type is accepted and ignored"
+
+                    let! encoding, _, _ =
+                        send app path [ auth key; "Content-Encoding", "zstd" ] [| 1uy; 2uy |]
+
+                    Expect.equal encoding HttpStatusCode.BadRequest "an encoding it cannot read"
+
+                    let! broken, _, _ =
+                        send app path [ auth key; "Content-Encoding", "gzip" ] [| 31uy; 139uy; 8uy; 0uy; 1uy |]
+
+                    Expect.equal broken HttpStatusCode.BadRequest "a broken gzip stream"
+                    let! all = groups app 0
+                    Expect.isEmpty all "nothing stored"
+                    let! home = app.Client.GetAsync "/dev/error/api/errors"
+                    Expect.equal home.StatusCode HttpStatusCode.OK "the app answers on"
                 }
         ]
