@@ -152,3 +152,50 @@ module internal Json =
                 | [ _, v ] -> k, Data.String v
                 | many -> k, Data.Array(many |> List.map (snd >> Data.String)))
             |> Data.Object
+
+/// The kinds of request body ErrorMonitor reads: JSON (masked by key at any depth), a URL-encoded form (its
+/// fields, masked by key) and text (masked as free text).
+[<RequireQualifiedAccess>]
+type internal BodyKind =
+    | Json
+    | Form
+    | Text
+
+/// Which request bodies are read, and what stands for one that is not. Pure.
+[<RequireQualifiedAccess>]
+module internal RequestBodies =
+
+    /// The kind of a body by its content type; None for a body that is not read (multipart, binary, none).
+    let kind (contentType: string) : BodyKind option =
+        let has (s: string) =
+            contentType.Contains(s, StringComparison.OrdinalIgnoreCase)
+
+        if String.IsNullOrEmpty contentType then
+            None
+        elif has "application/json" || has "+json" then
+            Some BodyKind.Json
+        elif has "application/x-www-form-urlencoded" then
+            Some BodyKind.Form
+        elif contentType.StartsWith("text/", StringComparison.OrdinalIgnoreCase) || has "xml" then
+            Some BodyKind.Text
+        else
+            None
+
+    /// What is recorded instead of a body over the limit (a cut JSON or form text could not be masked by key).
+    let over (limit: int) : string =
+        sprintf "[request body over %d bytes (APP_ERROR_REQUEST_BODY): not recorded]" limit
+
+    /// A body's text as data of its kind: JSON parsed (text when it is not valid JSON), a form's fields (bounded by
+    /// `limits`), text as it is; `cut` bytes were left out after the text (then JSON and forms are kept as text,
+    /// with the cut's marker: a cut document cannot be read by key).
+    let parse (limits: Limits) (kind: BodyKind) (text: string) (cut: int) : Body option * (string * string) list =
+        match kind with
+        | BodyKind.Json when cut = 0 ->
+            match Json.parse limits text with
+            | Ok d -> Some(Body.Json d), []
+            | Error _ -> Some(Body.Text text), []
+        | BodyKind.Form when cut = 0 ->
+            let all = Text.queryPairs text
+            let kept = all |> List.truncate limits.MaxEntries
+            None, Limits.closeEntries limits.MaxEntries (List.rev kept) all.Length
+        | _ -> Some(Body.Text(if cut > 0 then text + Text.marker cut else text)), []

@@ -102,35 +102,3 @@ module internal Limits =
             )
         else
             List.rev reversed
-
-/// The kinds of request body ErrorMonitor reads: JSON (masked by key at any depth), a URL-encoded form (its
-/// fields, masked by key) and text (masked as free text).
-[<RequireQualifiedAccess>]
-type internal BodyKind =
-    | Json
-    | Form
-    | Text
-
-/// Which request bodies are read, and what stands for one that is not. Pure.
-[<RequireQualifiedAccess>]
-module internal RequestBodies =
-
-    /// The kind of a body by its content type; None for a body that is not read (multipart, binary, none).
-    let kind (contentType: string) : BodyKind option =
-        let has (s: string) =
-            contentType.Contains(s, StringComparison.OrdinalIgnoreCase)
-
-        if String.IsNullOrEmpty contentType then
-            None
-        elif has "application/json" || has "+json" then
-            Some BodyKind.Json
-        elif has "application/x-www-form-urlencoded" then
-            Some BodyKind.Form
-        elif contentType.StartsWith("text/", StringComparison.OrdinalIgnoreCase) || has "xml" then
-            Some BodyKind.Text
-        else
-            None
-
-    /// What is recorded instead of a body over the limit (a cut JSON or form text could not be masked by key).
-    let over (limit: int) : string =
-        sprintf "[request body over %d bytes (APP_ERROR_REQUEST_BODY): not recorded]" limit

@@ -40,8 +40,9 @@ module internal Sentry =
     /// The source of an event of project `project`: groups of two projects never mix either.
     let sourceOf (project: string) = Source + "/" + project
 
-    /// The key of an `X-Sentry-Auth` (or `Authorization: Sentry ...`) header's `sentry_key`, if any.
-    let authKey (header: string) : string option =
+    /// A field of an `X-Sentry-Auth` (or `Authorization: Sentry ...`) header ("sentry_key", "sentry_client"), if
+    /// it has one.
+    let authField (name: string) (header: string) : string option =
         if String.IsNullOrWhiteSpace header then
             None
         else
@@ -56,8 +57,11 @@ module internal Sentry =
             text.Split(',')
             |> Array.tryPick (fun part ->
                 match part.Split('=', 2) with
-                | [| k; v |] when k.Trim() = "sentry_key" && v.Trim() <> "" -> Some(v.Trim())
+                | [| k; v |] when k.Trim() = name && v.Trim() <> "" -> Some(v.Trim())
                 | _ -> None)
+
+    /// The key of an `X-Sentry-Auth` (or `Authorization: Sentry ...`) header's `sentry_key`, if any.
+    let authKey (header: string) : string option = authField "sentry_key" header
 
     /// The top-level event fields ErrorMonitor does not use (read past, never converted).
     let Ignored =
@@ -293,31 +297,17 @@ module internal Sentry =
                 | true, u when u.Scheme = "http" || u.Scheme = "https" -> Some u
                 | _ -> None
 
+            // The query from `query_string` (text or pairs), else from the url.
             let query =
                 match field "query_string" r with
-                | Some(Data.String q) ->
-                    q.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries)
-                    |> Array.map (fun p ->
-                        match p.Split('=', 2) with
-                        | [| k; v |] ->
-                            Uri.UnescapeDataString(k.Replace('+', ' ')), Uri.UnescapeDataString(v.Replace('+', ' '))
-                        | other -> Uri.UnescapeDataString other.[0], "")
-                    |> List.ofArray
+                | Some(Data.String q) -> Text.queryPairs q
                 | other -> pairs other
-
-            let query =
-                if query.IsEmpty then
-                    match uri with
-                    | Some u when u.Query.Length > 1 ->
-                        u.Query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries)
-                        |> Array.map (fun p ->
-                            match p.Split('=', 2) with
-                            | [| k; v |] -> Uri.UnescapeDataString k, Uri.UnescapeDataString v
-                            | other -> Uri.UnescapeDataString other.[0], "")
-                        |> List.ofArray
-                    | _ -> []
-                else
-                    query
+                |> function
+                    | [] ->
+                        match uri with
+                        | Some u -> Text.queryPairs u.Query
+                        | None -> []
+                    | given -> given
 
             let cookies =
                 match field "cookies" r with

@@ -34,6 +34,19 @@ module internal Text =
     /// The marker appended to text that was cut: "…[truncated N chars]".
     let marker (dropped: int) = sprintf "…[truncated %d chars]" dropped
 
+    /// The pairs of a URL-encoded query or form text ("a=1&b=x+y", a leading '?' ignored), unescaped, `+` as a
+    /// space; a part without '=' is a key with an empty value.
+    let queryPairs (text: string) : (string * string) list =
+        let unescape (t: string) =
+            Uri.UnescapeDataString(t.Replace('+', ' '))
+
+        (if isNull text then "" else text).TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries)
+        |> Array.map (fun p ->
+            match p.Split('=', 2) with
+            | [| k; v |] -> unescape k, unescape v
+            | other -> unescape other.[0], "")
+        |> List.ofArray
+
     /// Keeps at most `max` characters of `s` (never splitting a surrogate pair) and says how much was cut.
     let truncate (max: int) (s: string) : string =
         let s = if isNull s then "" else s

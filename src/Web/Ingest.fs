@@ -81,7 +81,38 @@ module internal Ingest =
 
     let private cors = corsFor ("Content-Type, " + Report.KeyHeader)
 
-    /// Reads at most `max` bytes of the body; None when it is longer.
+    /// Reads at most `max` bytes of `stream`; None when it holds more (it stops reading there, so a decompressing
+    /// stream stops at the limit too).
+    let readBoundedBytes
+        (stream: Stream)
+        (max: int)
+        (ct: Threading.CancellationToken)
+        : Task<ArraySegment<byte> option> =
+        task {
+            use ms = new MemoryStream()
+            let buffer = Array.zeroCreate<byte> 16384
+            let mutable fin = false
+            let mutable over = false
+
+            while not fin do
+                let! n = stream.ReadAsync(buffer, 0, buffer.Length, ct)
+
+                if n = 0 then
+                    fin <- true
+                elif ms.Length + int64 n > int64 max then
+                    over <- true
+                    fin <- true
+                else
+                    ms.Write(buffer, 0, n)
+
+            return
+                if over then
+                    None
+                else
+                    Some(ArraySegment<byte>(ms.GetBuffer(), 0, int ms.Length))
+        }
+
+    /// Reads at most `max` bytes of the body as text; None when it is longer.
     let private readBounded (ctx: HttpContext) (max: int) : Task<string option> =
         task {
             let declared = ctx.Request.ContentLength
@@ -89,31 +120,11 @@ module internal Ingest =
             if declared.HasValue && declared.Value > int64 max then
                 return None
             else
-                use ms = new MemoryStream()
-                let buffer = Array.zeroCreate<byte> 16384
-                let mutable total = 0
-                let mutable fin = false
-                let mutable over = false
-
-                while not fin do
-                    let! n = ctx.Request.Body.ReadAsync(buffer, 0, buffer.Length, ctx.RequestAborted)
-
-                    if n = 0 then
-                        fin <- true
-                    else
-                        total <- total + n
-
-                        if total > max then
-                            over <- true
-                            fin <- true
-                        else
-                            ms.Write(buffer, 0, n)
+                let! bytes = readBoundedBytes ctx.Request.Body max ctx.RequestAborted
 
                 return
-                    if over then
-                        None
-                    else
-                        Some(Encoding.UTF8.GetString(ms.ToArray()))
+                    bytes
+                    |> Option.map (fun b -> Encoding.UTF8.GetString(b.Array, b.Offset, b.Count))
         }
 
     /// The capture route's per-key limits (Core's KeyLimits: reports a minute, new groups an hour), with each

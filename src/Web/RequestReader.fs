@@ -33,28 +33,6 @@ module internal RequestReader =
 
         Limits.closeEntries limits.MaxEntries kept seen
 
-    /// A body's text as data of its kind: JSON parsed (text when it is not valid JSON), a form's fields, text as
-    /// it is. `cut` bytes were left out after the text (none: 0).
-    let private parsed
-        (limits: Limits)
-        (kind: BodyKind)
-        (text: string)
-        (cut: int)
-        : Body option * (string * string) list =
-        match kind with
-        | BodyKind.Json when cut = 0 ->
-            match Json.parse limits text with
-            | Ok d -> Some(Body.Json d), []
-            | Error _ -> Some(Body.Text text), []
-        | BodyKind.Form when cut = 0 ->
-            let fields =
-                Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery text
-                |> Seq.collect (fun kv -> kv.Value |> Seq.map (fun v -> kv.Key, (if isNull v then "" else v)))
-                |> take limits
-
-            None, fields
-        | _ -> Some(Body.Text(if cut > 0 then text + Text.marker cut else text)), []
-
     /// A body excerpt and form fields: from a recording body (APP_ERROR_REQUEST_BODY; a body over its limit is
     /// noted, not recorded), else only when the app buffered the body (a seekable stream; its position is
     /// restored).
@@ -73,7 +51,11 @@ module internal RequestReader =
                     if kept.Count = 0 then
                         None, []
                     else
-                        parsed limits kind (Encoding.UTF8.GetString(kept.Array, kept.Offset, kept.Count)) 0
+                        RequestBodies.parse
+                            limits
+                            kind
+                            (Encoding.UTF8.GetString(kept.Array, kept.Offset, kept.Count))
+                            0
             | null, _ -> None, []
             | _ when not stream.CanSeek -> None, []
             | _, Some kind ->
@@ -94,7 +76,7 @@ module internal RequestReader =
                     if kind = BodyKind.Form then
                         None, []
                     else
-                        parsed limits kind text (max 0 (read - limits.MaxBody))
+                        RequestBodies.parse limits kind text (max 0 (read - limits.MaxBody))
                 finally
                     stream.Position <- before)
 

@@ -18,37 +18,29 @@ module internal SentryIngest =
     let private corsHeaders =
         "Content-Type, Content-Encoding, X-Sentry-Auth, Authorization"
 
-    /// The key of a request: `X-Sentry-Auth`, `Authorization: Sentry ...`, or `sentry_key` in the query (the
-    /// browser SDK's way).
-    let private givenKey (ctx: HttpContext) : string option =
+    /// A query parameter's value, when it is there and not blank.
+    let private queryValue (ctx: HttpContext) (name: string) : string option =
+        match ctx.Request.Query.TryGetValue name with
+        | true, v when not (String.IsNullOrWhiteSpace(string v)) -> Some(string v)
+        | _ -> None
+
+    /// A field of the request's auth header (`X-Sentry-Auth`, else `Authorization: Sentry ...`), if any.
+    let private authField (ctx: HttpContext) (field: string) : string option =
         let header (name: string) =
             match ctx.Request.Headers.TryGetValue name with
-            | true, v -> Sentry.authKey (string v)
+            | true, v -> Sentry.authField field (string v)
             | _ -> None
 
-        header "X-Sentry-Auth"
-        |> Option.orElse (header "Authorization")
-        |> Option.orElse (
-            match ctx.Request.Query.TryGetValue "sentry_key" with
-            | true, v when not (String.IsNullOrWhiteSpace(string v)) -> Some(string v)
-            | _ -> None
-        )
+        header "X-Sentry-Auth" |> Option.orElse (header "Authorization")
 
-    /// The SDK's name, from the auth header's `sentry_client` ("sentry.python/2.19.0") or the user agent.
+    /// The key of a request: in the auth header, or `sentry_key` in the query (the browser SDK's way).
+    let private givenKey (ctx: HttpContext) : string option =
+        authField ctx "sentry_key" |> Option.orElse (queryValue ctx "sentry_key")
+
+    /// The SDK's name: `sentry_client` ("sentry.python/2.19.0") in the auth header or the query, else the user agent.
     let private sdkName (ctx: HttpContext) : string =
-        let auth =
-            match ctx.Request.Headers.TryGetValue "X-Sentry-Auth" with
-            | true, v -> string v
-            | _ ->
-                match ctx.Request.Query.TryGetValue "sentry_client" with
-                | true, v -> "sentry_client=" + string v
-                | _ -> ""
-
-        auth.Split(',')
-        |> Array.tryPick (fun p ->
-            match p.Trim().Split('=', 2) with
-            | [| k; v |] when k.Trim().EndsWith "sentry_client" -> Some(v.Trim())
-            | _ -> None)
+        authField ctx "sentry_client"
+        |> Option.orElse (queryValue ctx "sentry_client")
         |> Option.defaultValue (ctx.Request.Headers.UserAgent.ToString())
         |> Text.truncate 200
 
@@ -73,30 +65,12 @@ module internal SentryIngest =
             | Error e -> return Error e
             | Ok stream ->
                 try
-                    use ms = new MemoryStream()
-                    let buffer = Array.zeroCreate<byte> 16384
-                    let mutable fin = false
-                    let mutable over = false
-
-                    while not fin do
-                        let! n = stream.ReadAsync(buffer, 0, buffer.Length, ctx.RequestAborted)
-
-                        if n = 0 then
-                            fin <- true
-                        elif ms.Length + int64 n > int64 max then
-                            over <- true
-                            fin <- true
-                        else
-                            ms.Write(buffer, 0, n)
+                    let! body = Ingest.readBoundedBytes stream max ctx.RequestAborted
 
                     if not (obj.ReferenceEquals(stream, ctx.Request.Body)) then
                         stream.Dispose()
 
-                    return
-                        if over then
-                            Ok None
-                        else
-                            Ok(Some(ArraySegment<byte>(ms.GetBuffer(), 0, int ms.Length)))
+                    return Ok body
                 with
                 | :? InvalidDataException as ex -> return Error("the body could not be decompressed: " + ex.Message)
                 | :? IOException as ex when encoding <> "" ->
