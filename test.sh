@@ -200,7 +200,7 @@ say "benchmarks: smoke runs of load.sh and sentry-load.sh"
 smoke=$(mktemp -d /tmp/errormonitor-smoke.XXXXXX)
 CLEANUP+=("rm -rf $smoke")
 load_smoke() {
-    DURATION=1s ROUNDS=1 STORM=0 SCENARIOS=happy,one-cold,many,body OUT="$smoke/load.md" benchmarks/load.sh \
+    DURATION=1s WARMUP=1s ROUNDS=1 STORM=0 SCENARIOS=happy,one-cold,many,body OUT="$smoke/load.md" benchmarks/load.sh \
         >"$TEST_OUTPUT/load-smoke.log" 2>&1 || { tail -n 20 "$TEST_OUTPUT/load-smoke.log"; return 1; }
     grep -c '^| happy path GET / | [0-9]' "$smoke/load.md" | grep -q 2 && grep -q '^| POST /json-echo' "$smoke/load.md" \
         || { echo "load.sh printed no figures:"; cat "$smoke/load.md"; return 1; }

@@ -28,10 +28,104 @@ module internal Journal =
     let header (id: string) : string = "J1 " + id
 
     /// A segment's line for one group.
-    let segment (number: int64) (d: GroupDelta) : string = sprintf "S %d %s" number (Spill.line d)
+    let segment (number: int64) (d: GroupDelta) : string =
+        String.Concat("S ", number.ToString Globalization.CultureInfo.InvariantCulture, " ", Spill.line d)
+
+    /// A segment's short line for a count-only group whose whole line is earlier in the same file: the numbers
+    /// only (count, first and last time, hours, user keys); read back with that earlier line's header. A storm
+    /// over many known groups writes about one line an occurrence, so its size is the journal's cost.
+    let counted (number: int64) (d: GroupDelta) : string =
+        let inv = Globalization.CultureInfo.InvariantCulture
+        let sb = Text.StringBuilder(128)
+
+        sb
+            .Append("C ")
+            .Append(number.ToString inv)
+            .Append(' ')
+            .Append(d.Latest.Hash)
+            .Append(' ')
+            .Append(d.Count.ToString inv)
+            .Append(' ')
+            .Append(d.FirstAt.UtcTicks.ToString inv)
+            .Append(' ')
+            .Append(d.Latest.OccurredAt.UtcTicks.ToString inv)
+            .Append(' ')
+        |> ignore
+
+        if d.Hours.Length = 0 then
+            sb.Append '-' |> ignore
+        else
+            d.Hours
+            |> Array.iteri (fun i b ->
+                if i > 0 then
+                    sb.Append ',' |> ignore
+
+                sb.Append(b.Start.UtcTicks.ToString inv).Append(':').Append(b.Count.ToString inv)
+                |> ignore)
+
+        sb.Append ' ' |> ignore
+
+        if d.Users.Length = 0 then
+            sb.Append '-' |> ignore
+        else
+            sb.AppendJoin(',', d.Users) |> ignore
+
+        sb.ToString()
+
+    /// A short line's numbers, with the header of its group's last whole line: None when they do not read.
+    let private parseCounted (header: ErrorEvent) (fields: string array) : GroupDelta option =
+        let inv = Globalization.CultureInfo.InvariantCulture
+
+        let number (text: string) =
+            Int64.TryParse(text, Globalization.NumberStyles.None, inv)
+
+        let time (text: string) =
+            match number text with
+            | true, t when t <= DateTimeOffset.MaxValue.UtcTicks -> Some(DateTimeOffset(t, TimeSpan.Zero))
+            | _ -> None
+
+        match fields with
+        | [| count; first; last; hours; users |] ->
+            match number count, time first, time last with
+            | (true, n), Some firstAt, Some lastAt when n > 0L ->
+                let buckets =
+                    if hours = "-" then
+                        Some [||]
+                    else
+                        let parts =
+                            hours.Split ','
+                            |> Array.map (fun h ->
+                                match h.Split ':' with
+                                | [| start; c |] ->
+                                    match time start, number c with
+                                    | Some t, (true, k) when k > 0L -> Some { Start = History.hourOf t; Count = k }
+                                    | _ -> None
+                                | _ -> None)
+
+                        if parts |> Array.forall Option.isSome then
+                            Some(parts |> Array.choose id)
+                        else
+                            None
+
+                let keys = if users = "-" then [||] else users.Split ','
+
+                match buckets with
+                | Some b when keys |> Array.forall Users.isKey ->
+                    // Hours that do not add up: every occurrence in the hour of the latest (as whole lines).
+                    let hoursRead =
+                        if b.Length > 0 && Array.sumBy (fun (x: Bucket) -> x.Count) b = n then
+                            History.sum b
+                        else
+                            History.one lastAt n
+
+                    Some(Events.countOnly header n firstAt lastAt hoursRead (Users.add [||] keys))
+                | _ -> None
+            | _ -> None
+        | _ -> None
 
     /// A "stored up to `number`" line (for stores that cannot keep the mark in the batch's transaction).
-    let written (number: int64) : string = sprintf "W %d" number
+    let written (number: int64) : string =
+        "W " + number.ToString Globalization.CultureInfo.InvariantCulture
 
     /// True for a valid journal id: 1 to 64 letters, digits or dashes (it is a key in the store).
     let isValidId (id: string) =
@@ -59,6 +153,8 @@ module internal Journal =
             let mutable written = 0L
             let mutable bad = 0
             let segments = Collections.Generic.List<int64 * GroupDelta>()
+            // The header of each group's last whole line so far: a short line reads with it.
+            let headers = Collections.Generic.Dictionary<string, ErrorEvent>()
 
             for line in Seq.skip 1 lines do
                 match line.Split(' ', 3) with
@@ -68,8 +164,24 @@ module internal Journal =
                     | _ -> bad <- bad + 1
                 | [| "S"; n; json |] ->
                     match Int64.TryParse n, Spill.parse json with
-                    | (true, k), ([ d ], 0) when k > 0L -> segments.Add(k, d)
+                    | (true, k), ([ d ], 0) when k > 0L ->
+                        segments.Add(k, d)
+                        headers.[d.Latest.Hash] <- d.Latest
                     | _ -> bad <- bad + 1
+                | [| "C"; n; rest |] ->
+                    let fields = rest.Split ' '
+
+                    let read =
+                        match Int64.TryParse n with
+                        | true, k when k > 0L && fields.Length = 6 ->
+                            match headers.TryGetValue fields.[0] with
+                            | true, header -> parseCounted header fields.[1..] |> Option.map (fun d -> k, d)
+                            | _ -> None
+                        | _ -> None
+
+                    match read with
+                    | Some segment -> segments.Add segment
+                    | None -> bad <- bad + 1
                 | _ -> bad <- bad + 1
 
             {

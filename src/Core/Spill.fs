@@ -15,9 +15,9 @@ module internal Spill =
 
     /// One line of the spill file.
     let line (d: GroupDelta) : string =
-        use ms = new MemoryStream()
+        let buffer = Buffers.ArrayBufferWriter<byte>(512)
 
-        (use w = new Utf8JsonWriter(ms)
+        (use w = new Utf8JsonWriter(buffer)
          let e = d.Latest
          w.WriteStartObject()
          w.WriteNumber("v", 1)
@@ -53,7 +53,7 @@ module internal Spill =
          w.WriteEndArray()
          w.WriteEndObject())
 
-        Encoding.UTF8.GetString(ms.ToArray())
+        Encoding.UTF8.GetString(buffer.WrittenSpan)
 
     /// The whole file for these pending groups.
     let serialize (pending: GroupDelta seq) : string =

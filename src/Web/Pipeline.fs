@@ -227,6 +227,10 @@ type internal JournalFile
     let mutable broken = false
     let mutable compactAt = minCompact
     let mutable leftover: JournalContent option = None
+    // The groups with a whole line in the file since it was created or compacted: their count-only deltas get
+    // the short line (`Journal.counted`), read back with that whole line's header. Bounded: when full it starts
+    // again (whole lines are written anew).
+    let headed = HashSet<string>(StringComparer.Ordinal)
 
     let close () =
         if not (isNull stream) then
@@ -236,6 +240,7 @@ type internal JournalFile
     let delete () =
         close ()
         broken <- false
+        headed.Clear()
 
         if IO.File.Exists path then
             IO.File.Delete path
@@ -273,6 +278,8 @@ type internal JournalFile
                 for k, groups in unstored () do
                     k, Seq.ofList groups
             ]
+
+        headed.Clear()
 
         if segments.IsEmpty then
             delete ()
@@ -365,7 +372,18 @@ type internal JournalFile
                         // A failed append may have left a torn line: rewrite the whole file instead.
                         compact ()
                     else
-                        write (groups |> Seq.map (Journal.segment segment))
+                        if headed.Count > 1_000_000 then
+                            headed.Clear()
+
+                        write (
+                            groups
+                            |> Seq.map (fun d ->
+                                if not d.Detailed && headed.Contains d.Latest.Hash then
+                                    Journal.counted segment d
+                                else
+                                    headed.Add d.Latest.Hash |> ignore
+                                    Journal.segment segment d)
+                        )
 
                         if stream.Length > compactAt then
                             compact ()))

@@ -371,6 +371,67 @@ let journalTests =
                     "segments"
             }
 
+            test "a count-only group's short line reads back with the header of its group's last whole line" {
+                let whole = delta 1 2L
+                let later = at.AddHours 2.0
+
+                let counted =
+                    Events.countOnly
+                        whole.Latest
+                        5L
+                        (at.AddMinutes 30.0)
+                        later
+                        (Array.append (History.one (at.AddMinutes 30.0) 2L) (History.one later 3L))
+                        [| Users.key "ada"; Users.key "bob" |]
+
+                let line = Journal.counted 2L counted
+                Expect.isLessThan line.Length 200 "a short line"
+                Expect.isFalse (line.Contains whole.Latest.Message) "no header in it"
+
+                let content =
+                    Journal.parse (text [ Journal.header "j"; Journal.segment 1L whole; line ])
+
+                Expect.equal content.Bad 0 "all read"
+                Expect.equal content.Segments [ 1L, whole; 2L, counted ] "the same deltas"
+
+                let merged = Journal.unstored 0L content
+                Expect.equal (merged |> List.map (fun d -> d.Count)) [ 7L ] "merged by group"
+                Expect.equal (merged.Head.Hours |> Array.sumBy (fun b -> b.Count)) 7L "hours add up"
+
+                let noUsers =
+                    Journal.counted
+                        3L
+                        { counted with
+                            Users = [||]
+                            Hours = [||]
+                        }
+
+                Expect.equal
+                    (Journal.parse (text [ Journal.header "j"; Journal.segment 1L whole; noUsers ])).Segments.[1]
+                    (3L,
+                     { counted with
+                         Users = [||]
+                         Hours = History.one later 5L
+                     })
+                    "no users; hours that do not add up fall in the latest's hour"
+            }
+
+            test "a short line without its group's whole line before it, or with bad numbers, is not read" {
+                let whole = delta 1 2L
+                let counted = Events.countOnly whole.Latest 3L at at (History.one at 3L) [||]
+                let line = Journal.counted 2L counted
+
+                let bad (lines: string list) =
+                    (Journal.parse (text (Journal.header "j" :: lines))).Bad
+
+                Expect.equal (bad [ line; Journal.segment 3L whole ]) 1 "the whole line after it"
+                Expect.equal (bad [ Journal.segment 1L (delta 2 1L); line ]) 1 "another group's whole line"
+                Expect.equal (bad [ Journal.segment 1L whole; line.Replace(" 3 ", " 0 ") ]) 1 "a zero count"
+                Expect.equal (bad [ Journal.segment 1L whole; line.Replace(" -", " NotAKey") ]) 1 "a bad user key"
+                Expect.equal (bad [ Journal.segment 1L whole; line.Substring(0, line.Length - 4) ]) 1 "torn"
+                Expect.equal (bad [ Journal.segment 1L whole; line ]) 0 "the line itself reads"
+            }
+
             test "ids are short plain keys" {
                 Expect.isTrue (Journal.isValidId "0f3a-9") "plain"
                 Expect.isFalse (Journal.isValidId "") "empty"
