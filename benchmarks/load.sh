@@ -30,7 +30,7 @@ BASELINE=${BASELINE:-}
 ON_ENV=${ON_ENV:-}
 BASELINE_ENV=${BASELINE_ENV:-}
 if [ -z "$BASELINE" ] && [ -n "$BASELINE_ENV" ]; then BASELINE=env; fi
-SCENARIOS=${SCENARIOS:-happy,one,one-cold,many,many-cold} # which scenarios to measure (comma-separated; also: body)
+SCENARIOS=${SCENARIOS:-happy,one,one-cold,many,many-cold,storm} # which scenarios to measure (comma-separated; also: body)
 OUT=${OUT:-$ROOT/benchmarks/results/load${BASELINE:+-vs-$BASELINE}.md}
 
 if ! command -v wrk >/dev/null; then
@@ -85,6 +85,32 @@ cat >"$WORK/other.lua" <<'LUA'
 -- the capture path compiled while every measured group is still new.
 math.randomseed(7)
 request = function() return wrk.format("GET", "/group/" .. math.random(10001, 20000)) end
+LUA
+
+cat >"$WORK/storm.lua" <<'LUA'
+-- A storm of 100,000 distinct new groups: each wrk thread has 50,000 requests answered, each its own group (s1, s2,
+-- ...), then writes a marker file (its path the script's argument) and stops; the script times the storm by the
+-- markers (wrk itself waits out its whole -d). Ids of the two threads lie 1,000,000 apart, so the few requests a
+-- thread has under way when it stops are new groups too.
+local threads = 0
+setup = function(thread) thread:set("offset", threads * 1000000); thread:set("id", threads); threads = threads + 1 end
+init = function(args) marker = args[1] end
+local n = 0
+local answered = 0
+request = function() n = n + 1; return wrk.format("GET", "/group/s" .. (offset + n)) end
+response = function()
+    answered = answered + 1
+    if answered == 50000 then
+        local f = io.open(marker .. "." .. id, "w"); f:close()
+        wrk.thread:stop()
+    end
+end
+LUA
+
+cat >"$WORK/warm1000.lua" <<'LUA'
+-- The storm's warm-up: failures of 1,000 other groups (the storm and they stay within APP_ERROR_MAX_GROUPS).
+math.randomseed(7)
+request = function() return wrk.format("GET", "/group/" .. math.random(10001, 11000)) end
 LUA
 
 cat >"$WORK/body.lua" <<'LUA'
@@ -219,6 +245,70 @@ cpurow() { # name rounds
     printf '| %s | %s |\n' "$name" "$cells"
 }
 
+# The storm of 100,000 new groups with one build on or off: `storm_round build enabled`. A fresh process warmed
+# for WARMUP on 1,000 other groups, then the storm (each request its own group, as fast as it is answered). Prints
+# its requests a second (100,000 answered over the time until both wrk threads had theirs), the app's RSS growth
+# (its peak during the storm and the 5 s after, sampled every 0.1 s, over the RSS before it; MB), and how many
+# seconds after the storm's end the occurrences in the SQLite file reached 100,000 (on only; 0 off).
+storm_round() {
+    local build=$1 enabled=$2
+    start_demo "$enabled" "$build"
+    local db="$WORK/$enabled-$PORT/errormonitor.db"
+    wrk -t2 -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/warm1000.lua" "http://127.0.0.1:$PORT/group/1" >/dev/null 2>&1
+    sleep 3
+    local before; before=$(rss_kb "$PID")
+    echo "$before" >"$WORK/peak"
+    (
+        peak=$before
+        while kill -0 "$PID" 2>/dev/null && [ ! -e "$WORK/peak.stop" ]; do
+            r=$(rss_kb "$PID" 2>/dev/null || echo 0)
+            if [ "${r:-0}" -gt "$peak" ]; then peak=$r; echo "$peak" >"$WORK/peak"; fi
+            sleep 0.1
+        done
+    ) &
+    local sampler=$!
+    rm -f "$WORK/storm.0" "$WORK/storm.1"
+    local started; started=$(date +%s.%N)
+    wrk -t2 -c"$CONNECTIONS" -d120s -s "$WORK/storm.lua" "http://127.0.0.1:$PORT/group/1" -- "$WORK/storm" >/dev/null 2>&1 &
+    local driver=$!
+    while [ ! -e "$WORK/storm.0" ] || [ ! -e "$WORK/storm.1" ]; do
+        kill -0 "$driver" 2>/dev/null || break
+        sleep 0.02
+    done
+    local ended; ended=$(date +%s.%N)
+    kill "$driver" 2>/dev/null || true; wait "$driver" 2>/dev/null || true
+    local n=100000
+    local r; r=$(awk -v a="$started" -v b="$ended" -v n="$n" 'BEGIN { printf "%.2f", n / (b - a) }')
+    local stored=0
+    if [ "$enabled" = true ]; then
+        # Until the occurrences of the storm's groups in the file add up to the requests answered (60 s at most).
+        stored=$(/usr/bin/python3 - "$db" "$n" "$ended" <<'PY'
+import sqlite3, sys, time
+db, n, ended = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+while time.time() - ended < 60:
+    try:
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        total = c.execute("SELECT COALESCE(SUM(count), 0) FROM app_error WHERE message LIKE 'Failure of group s%'").fetchone()[0]
+        c.close()
+        if total >= n:
+            print(f"{time.time() - ended:.2f}")
+            sys.exit(0)
+    except sqlite3.Error:
+        pass
+    time.sleep(0.1)
+print("never")
+PY
+)
+    fi
+    local wait_more
+    wait_more=$(awk -v s="$stored" 'BEGIN { w = 5 - s; if (s == "never" || w < 0) w = 0; print w }')
+    sleep "$wait_more"
+    touch "$WORK/peak.stop"; wait "$sampler" 2>/dev/null || true; rm -f "$WORK/peak.stop"
+    local peak; peak=$(cat "$WORK/peak")
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+    echo "$r $(( (peak - before) / 1024 )) $stored"
+}
+
 wanted() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 happy=""; one_group=""; one_cold=""; many=""; many_cold=""; body=""
 if wanted happy; then happy=$(measure / same); fi
@@ -227,6 +317,24 @@ if wanted one-cold; then one_cold=$(measure /value-error other); fi
 if wanted many; then many=$(measure /group/1 cover "$WORK/groups.lua"); fi
 if wanted many-cold; then many_cold=$(measure /group/1 other "$WORK/groups.lua"); fi
 if wanted body; then body=$(measure /json-echo same "$WORK/body.lua"); fi
+# The storm, on and off in alternating order, ROUNDS times (the current build only): a line a round,
+# `on-rate off-rate on/off growth-MB stored-s requests`.
+storm100k=""
+if wanted storm; then
+    for round in $(seq 1 "$ROUNDS"); do
+        if [ $((round % 2)) = 1 ]; then
+            off=$(storm_round current false); on=$(storm_round current true)
+        else
+            on=$(storm_round current true); off=$(storm_round current false)
+        fi
+        read -r on_rps grow stored <<<"$on"
+        read -r off_rps grow_off _ <<<"$off"
+        line="$on_rps $off_rps $(echo "$on_rps $off_rps" | awk '{ printf "%.3f", $1 / $2 }') $grow $stored $grow_off"
+        echo "$line" >&2
+        storm100k="$storm100k$line"$'\n'
+    done
+    storm100k=${storm100k%$'\n'}
+fi
 
 # Memory under a storm: RSS growth of the app while it records STORM failures (ErrorMonitor on and off).
 storm() {
@@ -269,6 +377,12 @@ baseline_name() {
     if [ -n "$many" ]; then row "failing path, 10,000 groups (warm: all stored)" "$many" 0.90; fi
     if [ -n "$many_cold" ]; then row "failing path, 10,000 groups (cold: all new)" "$many_cold" 0.80; fi
     if [ -n "$body" ]; then row "POST /json-echo (JSON body)" "$body" 0.99; fi
+    if [ -n "$storm100k" ]; then
+        ratio=$(col 3 "$storm100k" | summary)
+        printf '| storm of 100,000 new groups (each request its own group) | %s | %s | %s | ≥ 0.75 | %s |%s\n' \
+            "$(col 1 "$storm100k" | median | awk '{ printf "%.0f", $1 }')" "$(col 2 "$storm100k" | median | awk '{ printf "%.0f", $1 }')" \
+            "$ratio" "$(echo "${ratio%% *}" | awk '{ print ($1 >= 0.75) ? "yes" : "**no**" }')" "${BASELINE:+ | | | }"
+    fi
     echo
     echo "The app's CPU time a request (user and system, µs, medians; off/on: the median [range] of the rounds' ratio):"
     echo
@@ -285,6 +399,22 @@ baseline_name() {
     if [ -n "$many" ]; then cpurow "failing path, 10,000 groups (warm: all stored)" "$many"; fi
     if [ -n "$many_cold" ]; then cpurow "failing path, 10,000 groups (cold: all new)" "$many_cold"; fi
     if [ -n "$body" ]; then cpurow "POST /json-echo (JSON body)" "$body"; fi
+    if [ -n "$storm100k" ]; then
+        echo
+        echo "The storm of 100,000 new groups (ErrorMonitor on; SQLite; medians [range] of the rounds):"
+        echo
+        echo "| figure | value | target | met? |"
+        echo "| --- | --- | --- | --- |"
+        grow=$(col 4 "$storm100k" | summary)
+        printf '| RSS growth during the storm and 5 s after (MB) | %s (off: %s) | ≤ 50 | %s |\n' "$grow" \
+            "$(col 6 "$storm100k" | summary)" "$(echo "${grow%% *}" | awk '{ print ($1 <= 50) ? "yes" : "**no**" }')"
+        if grep -q never <<<"$(col 5 "$storm100k")"; then
+            stored="not all stored within 60 s in $(col 5 "$storm100k" | grep -c never) of $ROUNDS rounds"; met="**no**"
+        else
+            stored=$(col 5 "$storm100k" | summary); met=$(echo "${stored%% *}" | awk '{ print ($1 <= 5) ? "yes" : "**no**" }')
+        fi
+        printf '| every occurrence stored, seconds after the storm'"'"'s end | %s | ≤ 5 | %s |\n' "$stored" "$met"
+    fi
     if [ -n "$grow_on" ]; then
         echo
         echo "| figure | ErrorMonitor on | off | target | met? |"

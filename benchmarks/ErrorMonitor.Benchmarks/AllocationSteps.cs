@@ -36,6 +36,13 @@ internal static class AllocationSteps
         ExceptionInfo info = null!;
         Measure("throw + catch", () => Failure.Throw());
         Measure("RequestReader.read", () => request = RequestReader.read(limits, context));
+        Measure("  headers", () => { foreach (var kv in context.Request.Headers) { _ = kv.Value.ToString(); } });
+        Measure("  query", () => { foreach (var kv in context.Request.Query) { foreach (var v in kv.Value) { _ = v; } } });
+        Measure("  cookies", () => { foreach (var kv in context.Request.Cookies) { _ = kv.Value; } });
+        Measure("  route values", () => { foreach (var kv in context.Request.RouteValues) { _ = kv.Value; } });
+        Measure("  form", () => { foreach (var kv in context.Request.Form) { foreach (var v in kv.Value) { _ = v; } } });
+        Measure("  trace id", () => _ = context.TraceIdentifier);
+        Measure("  user", () => RequestReader.userName(context));
         Measure("frames (cached)", () => reader.Read(ex));
         Measure("ExceptionInfo.captureWith", () => info = ExceptionInfoModule.captureWith(limits, Microsoft.FSharp.Core.FuncConvert.FromFunc<Exception, Tuple<Microsoft.FSharp.Collections.FSharpList<Frame>, int>>(reader.Read), ex));
         RequestContext bounded = null!;

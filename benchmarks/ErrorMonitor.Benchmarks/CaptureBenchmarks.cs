@@ -171,3 +171,86 @@ internal static class Failure
         Level(n - 1);
     }
 }
+
+/// <summary>
+/// How capture cost grows with the stack: the typical failure thrown from 1, 100 and 10,000 frames deep
+/// (`--filter '*Depth*'`). ErrorMonitor keeps at most 200 of a traceback's frames (Limits.MaxFrames); the throw
+/// itself, and reading the stack, grow with the depth whatever is kept.
+/// </summary>
+[MemoryDiagnoser]
+public class DepthBenchmarks
+{
+    private HttpContext _context = null!;
+    private Engine _whole = null!;
+    private IDisposable? _sentry;
+
+    [Params(1, 100, 10000)]
+    public int Depth { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _context = Request.Typical();
+        _whole = EngineFactory.create(new EngineSources
+        {
+            Values = new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
+        });
+        _sentry = SentrySdk.Init(o =>
+        {
+            o.Dsn = "https://public@127.0.0.1/1";
+            o.Transport = new DiscardTransport();
+            o.AutoSessionTracking = false;
+            o.IsGlobalModeEnabled = true;
+            o.SendDefaultPii = false;
+        });
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _sentry?.Dispose();
+
+    [Benchmark(Baseline = true, Description = "bare throw + catch")]
+    public Exception ThrowCatch() => DeepFailure.Throw(Depth);
+
+    [Benchmark(Description = "ErrorMonitor, whole (stored)")]
+    public bool ErrorMonitorWhole()
+    {
+        _whole.Record(DeepFailure.Throw(Depth), _context);
+        return _whole.Writer.FlushOnceAsync(CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    [Benchmark(Description = "Sentry CaptureException")]
+    public SentryId SentryCaptureException()
+    {
+        var ex = DeepFailure.Throw(Depth);
+        return SentrySdk.CaptureException(ex, scope => scope.Request = Request.ForSentry(_context));
+    }
+}
+
+/// <summary>Throws from `depth` frames down (the thread's stack holds 10,000 such frames easily).</summary>
+internal static class DeepFailure
+{
+    internal static Exception Throw(int depth)
+    {
+        try
+        {
+            Level(depth - 1);
+        }
+        catch (Exception ex)
+        {
+            return ex;
+        }
+
+        throw new InvalidOperationException("unreachable");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Level(int n)
+    {
+        if (n <= 0)
+        {
+            throw new ArgumentException("Quantity must be positive");
+        }
+
+        Level(n - 1);
+    }
+}

@@ -21,6 +21,22 @@ module internal Masking =
     let credentialHeaders =
         set [ "authorization"; "proxy-authorization"; "cookie"; "set-cookie"; "x-api-key" ]
 
+    let private isAscii (s: string) =
+        not (isNull s) && Text.Ascii.IsValid(s.AsSpan())
+
+    /// A set of lower-case ASCII names looked up by a key's lower-case form; an ASCII key is looked up without
+    /// making that form (the same answer: ASCII letters lower-case the same either way).
+    let private lowerSet (names: Set<string>) =
+        let ascii =
+            Collections.Generic.HashSet<string>(names, StringComparer.OrdinalIgnoreCase)
+
+        fun (key: string) ->
+            if isNull key then false
+            elif isAscii key then ascii.Contains key
+            else names.Contains(key.ToLowerInvariant())
+
+    let private isCredentialHeader = lowerSet credentialHeaders
+
     /// The seed's rule: mask any key whose lower-case form contains one of `words` (compared lower-case).
     /// An empty word list keeps everything.
     let keyRule (words: string list) (maskWith: string) : MaskingRule =
@@ -30,13 +46,20 @@ module internal Masking =
             |> List.map (fun w -> w.ToLowerInvariant())
             |> List.distinct
 
-        fun key ->
-            let k = if isNull key then "" else key.ToLowerInvariant()
+        let masked = MaskDecision.MaskWith maskWith
+        // ASCII words in an ASCII key: compared ignoring case, without making the key's lower-case form.
+        let asciiWords = words |> List.forall isAscii
 
-            if words |> List.exists (fun w -> k.Contains w) then
-                MaskDecision.MaskWith maskWith
-            else
-                MaskDecision.Keep
+        fun key ->
+            let found =
+                if asciiWords && isAscii key then
+                    words
+                    |> List.exists (fun w -> key.Contains(w, StringComparison.OrdinalIgnoreCase))
+                else
+                    let k = if isNull key then "" else key.ToLowerInvariant()
+                    words |> List.exists (fun w -> k.Contains w)
+
+            if found then masked else MaskDecision.Keep
 
     /// A rule that keeps everything.
     let keepAll: MaskingRule = fun _ -> MaskDecision.Keep
@@ -82,19 +105,37 @@ module internal Masking =
 
             sb.ToString()
 
+    /// True when `normalName key` ends with `name` (a name in normal form), without making the normal form.
+    let private endsWithNormal (key: string) (name: string) : bool =
+        let mutable i = (if isNull key then 0 else key.Length) - 1
+        let mutable j = name.Length - 1
+        let mutable ok = true
+
+        while ok && j >= 0 do
+            while i >= 0 && (key.[i] = '-' || key.[i] = '_' || key.[i] = '.' || key.[i] = ' ') do
+                i <- i - 1
+
+            if i < 0 || Char.ToLowerInvariant key.[i] <> name.[j] then
+                ok <- false
+            else
+                i <- i - 1
+                j <- j - 1
+
+        ok
+
     /// Masks a key whose normal form is one of `names` (in normal form too) or ends with one.
     let nameRule (names: string list) (maskWith: string) : MaskingRule =
         let names =
             names |> List.map normalName |> List.filter (fun n -> n <> "") |> List.distinct
 
+        let masked = MaskDecision.MaskWith maskWith
+
         if names.IsEmpty then
             keepAll
         else
             fun key ->
-                let k = normalName key
-
-                if names |> List.exists (fun n -> k.EndsWith(n, StringComparison.Ordinal)) then
-                    MaskDecision.MaskWith maskWith
+                if names |> List.exists (endsWithNormal key) then
+                    masked
                 else
                     MaskDecision.Keep
 
@@ -148,7 +189,7 @@ module internal Masking =
         else
             try
                 let t =
-                    if text.Length < 10 then
+                    if text.Length < 10 || not (bearer.IsMatch text) then
                         text
                     else
                         bearer.Replace(text, fun m -> m.Groups.["scheme"].Value + " " + maskWith)
@@ -265,20 +306,26 @@ module internal Masking =
     /// Headers whose value is a URL with a query: its query is masked by key.
     let urlHeaders = set [ "referer"; "referrer"; "location"; "content-location" ]
 
+    let private isUrlHeader = lowerSet urlHeaders
+
     /// Masks headers: credential headers always (with `maskWith`), the others by the rule; URL headers' queries
     /// by key, and secret shapes (see `secrets`) in every value kept.
     let headers (rule: MaskingRule) (maskWith: string) (fields: (string * string) list) : (string * string) list =
-        fields
-        |> List.map (fun (k, v) ->
-            let lower = if isNull k then "" else k.ToLowerInvariant()
-
-            if credentialHeaders.Contains lower then
-                k, maskWith
+        let one (k: string) (v: string) =
+            if isCredentialHeader k then
+                maskWith
             else
                 match rule k with
-                | MaskDecision.MaskWith m -> k, m
-                | MaskDecision.Keep when urlHeaders.Contains lower -> k, secrets maskWith (urlQuery rule v)
-                | MaskDecision.Keep -> k, secrets maskWith v)
+                | MaskDecision.MaskWith m -> m
+                | MaskDecision.Keep when isUrlHeader k -> secrets maskWith (urlQuery rule v)
+                | MaskDecision.Keep -> secrets maskWith v
+
+        // Most requests have nothing to mask in their headers but a credential: the list is then rebuilt only
+        // when a value changes.
+        if fields |> List.forall (fun (k, v) -> Object.ReferenceEquals(one k v, v)) then
+            fields
+        else
+            fields |> List.map (fun (k, v) -> k, one k v)
 
     let private jsonString (s: string) =
         "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""
@@ -464,7 +511,13 @@ module internal Masking =
         | other -> other
 
     let private pairSecrets (maskWith: string) (fields: (string * string) list) =
-        fields |> List.map (fun (k, v) -> k, secrets maskWith v)
+        if
+            fields
+            |> List.forall (fun (_, v) -> Object.ReferenceEquals(secrets maskWith v, v))
+        then
+            fields
+        else
+            fields |> List.map (fun (k, v) -> k, secrets maskWith v)
 
     /// Masks every keyed part of a request, and secret shapes in every value.
     let request (rule: MaskingRule) (maskWith: string) (r: RequestContext) : RequestContext =

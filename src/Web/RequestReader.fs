@@ -58,26 +58,25 @@ module internal RequestReader =
                             0
             | null, _ -> None, []
             | _ when not stream.CanSeek -> None, []
+            // A form the app buffered is read as the app's form (below), not again here.
+            | _, Some BodyKind.Form -> None, []
             | _, Some kind ->
                 let before = stream.Position
+                let buffer = Buffers.ArrayPool<byte>.Shared.Rent(limits.MaxBody + 4)
 
                 try
                     stream.Position <- 0L
-                    let buffer = Array.zeroCreate<byte>(limits.MaxBody + 4)
                     let mutable read = 0
                     let mutable last = -1
 
-                    while last <> 0 && read < buffer.Length do
-                        last <- stream.Read(buffer, read, buffer.Length - read)
+                    while last <> 0 && read < limits.MaxBody + 4 do
+                        last <- stream.Read(buffer, read, limits.MaxBody + 4 - read)
                         read <- read + last
 
                     let text = Encoding.UTF8.GetString(buffer, 0, Math.Min(read, limits.MaxBody))
-                    // A form the app buffered is read as the app's form (below), not again here.
-                    if kind = BodyKind.Form then
-                        None, []
-                    else
-                        RequestBodies.parse limits kind text (max 0 (read - limits.MaxBody))
+                    RequestBodies.parse limits kind text (max 0 (read - limits.MaxBody))
                 finally
+                    Buffers.ArrayPool<byte>.Shared.Return buffer
                     stream.Position <- before)
 
     /// The form, only when the app already read it.

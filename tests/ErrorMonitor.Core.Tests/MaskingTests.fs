@@ -39,6 +39,55 @@ let tests =
             property "keys are never changed, only values"
             <| Prop.forAll (arb pairs) (fun ps -> Masking.pairs rule ps |> List.map fst = (ps |> List.map fst))
 
+            // The rules decide without making a key's lower-case or normal form; these compare them with the
+            // plain reading of their documented rule over keys of letters, separators, digits and a few
+            // characters whose case rules differ (Kelvin sign, dotless i, long s, capital I with dot).
+            property "the key rules decide as the plain reading of their rule does, for any key"
+            <| Prop.forAll
+                (arb (
+                    Gen.elements
+                        [
+                            'a'
+                            'S'
+                            'e'
+                            'C'
+                            'r'
+                            'T'
+                            'o'
+                            'k'
+                            'E'
+                            'N'
+                            '-'
+                            '_'
+                            '.'
+                            ' '
+                            '1'
+                            '\u212A'
+                            '\u0131'
+                            '\u017F'
+                            '\u0130'
+                            'I'
+                        ]
+                    |> Gen.arrayOf
+                    |> Gen.map System.String
+                ))
+                (fun key ->
+                    let words = [ "secret"; "token"; "\u0131d" ]
+                    let lower = key.ToLowerInvariant()
+                    let byWords = words |> List.exists (fun w -> lower.Contains w)
+                    let normal = Masking.normalName key
+
+                    let byNames =
+                        [ "secret"; "token"; "sk" ]
+                        |> List.exists (fun n -> normal.EndsWith(n, System.StringComparison.Ordinal))
+
+                    let decide (r: MaskingRule) = r key <> MaskDecision.Keep
+
+                    decide (Masking.keyRule words maskWith) = byWords
+                    && decide (Masking.keyRule [ "secret"; "token" ] maskWith) =
+                        ([ "secret"; "token" ] |> List.exists (fun w -> lower.Contains w))
+                    && decide (Masking.nameRule [ "secret"; "token"; "s-k" ] maskWith) = byNames)
+
             property "a sensitive key in any letter case is masked with the configured text"
             <| Prop.forAll (arb sensitiveKey) (fun k -> rule k = MaskDecision.MaskWith maskWith)
 
