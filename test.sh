@@ -200,10 +200,17 @@ say "benchmarks: smoke runs of load.sh and sentry-load.sh"
 smoke=$(mktemp -d /tmp/errormonitor-smoke.XXXXXX)
 CLEANUP+=("rm -rf $smoke")
 load_smoke() {
-    DURATION=1s WARMUP=1s ROUNDS=1 STORM=0 SCENARIOS=happy,one-cold,many,body OUT="$smoke/load.md" benchmarks/load.sh \
+    DURATION=1s WARMUP=1s ROUNDS=1 STORM=0 SCENARIOS=happy,one-cold,many,body,storm OUT="$smoke/load.md" benchmarks/load.sh \
         >"$TEST_OUTPUT/load-smoke.log" 2>&1 || { tail -n 20 "$TEST_OUTPUT/load-smoke.log"; return 1; }
     grep -c '^| happy path GET / | [0-9]' "$smoke/load.md" | grep -q 2 && grep -q '^| POST /json-echo' "$smoke/load.md" \
+        && grep -q '^| storm of 100,000 new groups .* | [0-9]' "$smoke/load.md" \
+        && grep -q "^| every occurrence stored, seconds after the storm's end | [0-9]" "$smoke/load.md" \
         || { echo "load.sh printed no figures:"; cat "$smoke/load.md"; return 1; }
+    # The README's charts are drawn from these tables.
+    python3 benchmarks/chart.py load "$smoke/load.md" "$smoke/load.svg" \
+        && python3 benchmarks/chart.py depth benchmarks/results/depth.md "$smoke/depth.svg" \
+        && grep -q '<rect' "$smoke/load.svg" && grep -q '<polyline' "$smoke/depth.svg" \
+        || { echo "benchmarks/chart.py drew no chart"; return 1; }
 }
 sentry_smoke() {
     DURATION=2s OUT="$smoke/sentry.md" benchmarks/sentry-load.sh >"$TEST_OUTPUT/sentry-load-smoke.log" 2>&1 \

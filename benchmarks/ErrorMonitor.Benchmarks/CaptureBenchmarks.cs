@@ -33,23 +33,10 @@ public class CaptureBenchmarks
     public void Setup()
     {
         _context = Request.Typical();
-        _engine = EngineFactory.create(new EngineSources
-        {
-            Values = new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
-        });
+        _engine = Setups.MemoryEngine();
         _engine.Start();
-        _whole = EngineFactory.create(new EngineSources
-        {
-            Values = new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
-        });
-        _sentry = SentrySdk.Init(o =>
-        {
-            o.Dsn = "https://public@127.0.0.1/1";
-            o.Transport = new DiscardTransport();
-            o.AutoSessionTracking = false;
-            o.IsGlobalModeEnabled = true;
-            o.SendDefaultPii = false;
-        });
+        _whole = Setups.MemoryEngine();
+        _sentry = Setups.Sentry();
     }
 
     [GlobalCleanup]
@@ -84,6 +71,26 @@ public class CaptureBenchmarks
             }
         });
     }
+}
+
+/// <summary>What the capture benchmarks set up alike.</summary>
+internal static class Setups
+{
+    /// <summary>An engine with the in-memory store and no journal.</summary>
+    internal static Engine MemoryEngine() => EngineFactory.create(new EngineSources
+    {
+        Values = new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
+    });
+
+    /// <summary>Sentry's SDK with a transport that discards envelopes, as an app without PII would set it up.</summary>
+    internal static IDisposable Sentry() => SentrySdk.Init(o =>
+    {
+        o.Dsn = "https://public@127.0.0.1/1";
+        o.Transport = new DiscardTransport();
+        o.AutoSessionTracking = false;
+        o.IsGlobalModeEnabled = true;
+        o.SendDefaultPii = false;
+    });
 }
 
 /// <summary>The typical request.</summary>
@@ -191,18 +198,8 @@ public class DepthBenchmarks
     public void Setup()
     {
         _context = Request.Typical();
-        _whole = EngineFactory.create(new EngineSources
-        {
-            Values = new Dictionary<string, string> { ["APP_ERROR_STORE"] = "memory", ["APP_ERROR_SPILL_FILE"] = "none" },
-        });
-        _sentry = SentrySdk.Init(o =>
-        {
-            o.Dsn = "https://public@127.0.0.1/1";
-            o.Transport = new DiscardTransport();
-            o.AutoSessionTracking = false;
-            o.IsGlobalModeEnabled = true;
-            o.SendDefaultPii = false;
-        });
+        _whole = Setups.MemoryEngine();
+        _sentry = Setups.Sentry();
     }
 
     [GlobalCleanup]
