@@ -10,7 +10,7 @@
 # ON_ENV adds settings to the measured build's processes ("APP_ERROR_REQUEST_BODY=small"); BASELINE_ENV (without
 # BASELINE) makes the baseline this same build with other settings, so a setting's cost is measured side by side
 # (load-vs-env.md).
-#   DURATION=10s WARMUP=15s CONNECTIONS=32 ROUNDS=5 STORM=1000000 BASELINE= SCENARIOS=happy,one,one-cold,many,many-cold benchmarks/load.sh
+#   DURATION=10s WARMUP=15s CONNECTIONS=32 ROUNDS=5 STORM=1000000 BASELINE= SCENARIOS=happy,one,one-cold,many,many-cold,storm benchmarks/load.sh
 #   (STORM=0: no storm; body: a successful POST of a small JSON body, bound with [FromBody]. Each failing scenario
 #   warm (its groups known and stored before the measured seconds) and cold (a fresh process: every group new).
 #   Every process first runs WARMUP of requests (on and off alike) so the runtime's tiered JIT has finished

@@ -57,6 +57,19 @@ module internal History =
         |> Seq.sortBy (fun b -> b.Start)
         |> Array.ofSeq
 
+    /// The hours of `count` occurrences read back from a file (journal, spill): the buckets, each moved to the start
+    /// of its hour, when they are all positive and add up to `count`; otherwise (files written before the history,
+    /// or hours that do not add up) every occurrence in the hour of the latest, `latest`.
+    let read (buckets: Bucket[]) (latest: DateTimeOffset) (count: int64) : Bucket[] =
+        if
+            buckets.Length > 0
+            && buckets |> Array.forall (fun b -> b.Count > 0L)
+            && Array.sumBy (fun (b: Bucket) -> b.Count) buckets = count
+        then
+            sum (buckets |> Array.map (fun b -> { b with Start = hourOf b.Start }))
+        else
+            one latest count
+
     /// Two deltas' hours together (the coalescing rule); one hour each, the same one, is the common case.
     let add (a: Bucket[]) (b: Bucket[]) : Bucket[] =
         if a.Length = 1 && b.Length = 1 && a.[0].Start = b.[0].Start then

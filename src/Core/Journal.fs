@@ -98,7 +98,7 @@ module internal Journal =
                                 match h.Split ':' with
                                 | [| start; c |] ->
                                     match time start, number c with
-                                    | Some t, (true, k) when k > 0L -> Some { Start = History.hourOf t; Count = k }
+                                    | Some t, (true, k) when k > 0L -> Some { Start = t; Count = k }
                                     | _ -> None
                                 | _ -> None)
 
@@ -111,17 +111,19 @@ module internal Journal =
 
                 match buckets with
                 | Some b when keys |> Array.forall Users.isKey ->
-                    // Hours that do not add up: every occurrence in the hour of the latest (as whole lines).
-                    let hoursRead =
-                        if b.Length > 0 && Array.sumBy (fun (x: Bucket) -> x.Count) b = n then
-                            History.sum b
-                        else
-                            History.one lastAt n
-
-                    Some(Events.countOnly header n firstAt lastAt hoursRead (Users.add [||] keys))
+                    Some(Events.countOnly header n firstAt lastAt (History.read b lastAt n) (Users.add [||] keys))
                 | _ -> None
             | _ -> None
         | _ -> None
+
+    /// A segment's line for one group: the short line when it is count-only and `whole` (the file holds a whole
+    /// line of the group since it was created or compacted), else the whole line. Either way the file holds a
+    /// whole line of the group afterwards.
+    let line (whole: bool) (number: int64) (d: GroupDelta) : string =
+        if whole && not d.Detailed then
+            counted number d
+        else
+            segment number d
 
     /// A "stored up to `number`" line (for stores that cannot keep the mark in the batch's transaction).
     let written (number: int64) : string =

@@ -133,20 +133,7 @@ module internal Spill =
                                     |]
                                 | _ -> [||]
 
-                            if
-                                hours.Length > 0
-                                && hours |> Array.forall (fun (b: Bucket) -> b.Count > 0L)
-                                && Array.sumBy (fun (b: Bucket) -> b.Count) hours = count
-                            then
-                                History.sum (
-                                    hours
-                                    |> Array.map (fun b ->
-                                        { b with
-                                            Start = History.hourOf b.Start
-                                        })
-                                )
-                            else
-                                History.one (t "occurredAt") count
+                            History.read hours (t "occurredAt") count
                         // Files written before users were counted: none; keys of another shape are left out.
                         Users =
                             match r.TryGetProperty "users" with

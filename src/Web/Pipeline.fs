@@ -378,11 +378,9 @@ type internal JournalFile
                         write (
                             groups
                             |> Seq.map (fun d ->
-                                if not d.Detailed && headed.Contains d.Latest.Hash then
-                                    Journal.counted segment d
-                                else
-                                    headed.Add d.Latest.Hash |> ignore
-                                    Journal.segment segment d)
+                                let line = Journal.line (headed.Contains d.Latest.Hash) segment d
+                                headed.Add d.Latest.Hash |> ignore
+                                line)
                         )
 
                         if stream.Length > compactAt then

@@ -416,6 +416,14 @@ let journalTests =
                     "no users; hours that do not add up fall in the latest's hour"
             }
 
+            test "a group gets the short line only when it is count-only and the file holds its whole line" {
+                let whole = delta 2 2L
+                let countOnly = { whole with Detailed = false }
+                Expect.isTrue ((Journal.line true 1L countOnly).StartsWith "C ") "count-only, whole line in the file"
+                Expect.isTrue ((Journal.line false 1L countOnly).StartsWith "S ") "count-only, no whole line yet"
+                Expect.isTrue ((Journal.line true 1L whole).StartsWith "S ") "with details"
+            }
+
             test "a short line without its group's whole line before it, or with bad numbers, is not read" {
                 let whole = delta 1 2L
                 let counted = Events.countOnly whole.Latest 3L at at (History.one at 3L) [||]
