@@ -175,6 +175,51 @@ module internal Events =
 
         Data.Object(requestFields @ crumbs @ context)
 
+    /// The request line an occurrence is listed by (bounded like `boundRequest`; the path masked as free text):
+    /// method, host, path.
+    let private requestLine (settings: Settings) (rule: MaskingRule) (request: RequestContext option) =
+        match request with
+        | Some r ->
+            struct (Text.truncate 32 r.Method,
+                    Text.truncate 512 r.Host,
+                    Masking.freeText rule settings.MaskWith (Text.truncate 2048 r.Path))
+        | None -> struct ("", "", "")
+
+    /// The masked subject: the exception tree (None for a message), its name and message, and the default hash.
+    let private subjectOf (settings: Settings) (rule: MaskingRule) (limits: Limits) (capture: Capture) =
+        match capture.Subject with
+        | Subject.Exception e ->
+            let masked = Masking.exceptionInfo rule settings.MaskWith e
+            struct (Some masked, masked.TypeName, masked.Message, Fingerprint.ofException masked)
+        | Subject.Message m ->
+            let m = Text.truncate limits.MaxMessage (Masking.freeText rule settings.MaskWith m)
+            struct (None, MessageName, m, Fingerprint.ofMessage m)
+
+    /// The occurrence from its parts (the one place its fields are put together).
+    let private eventOf
+        (capture: Capture)
+        (hash: string)
+        (struct (method, host, path))
+        (data: string)
+        (name: string)
+        (message: string)
+        (traceback: string)
+        : ErrorEvent =
+        {
+            Hash = hash
+            Host = host
+            Path = path
+            Method = method
+            RequestData = data
+            ExceptionName = name
+            Message = message
+            Traceback = traceback
+            OccurredAt = capture.OccurredAt
+            Release = Triage.releaseName capture.Release
+            Environment = Triage.releaseName capture.Environment
+            Project = ""
+        }
+
     /// Builds the occurrence: masks every keyed value, formats the traceback, computes the fingerprint.
     let build
         (settings: Settings)
@@ -200,19 +245,13 @@ module internal Events =
                         Masking.dataSecrets settings.MaskWith v)
             | _ -> []
 
-        let exceptionInfo, name, message, traceback, defaultHash =
-            match capture.Subject with
-            | Subject.Exception e ->
-                let masked = Masking.exceptionInfo rule settings.MaskWith e
+        let struct (exceptionInfo, name, message, defaultHash) =
+            subjectOf settings rule limits capture
 
-                Some masked,
-                masked.TypeName,
-                masked.Message,
-                Traceback.format limits masked,
-                Fingerprint.ofException masked
-            | Subject.Message m ->
-                let m = Text.truncate limits.MaxMessage (Masking.freeText rule settings.MaskWith m)
-                None, MessageName, m, m, Fingerprint.ofMessage m
+        let traceback =
+            match exceptionInfo with
+            | Some masked -> Traceback.format limits masked
+            | None -> message
 
         let hash =
             match fingerprint with
@@ -240,20 +279,21 @@ module internal Events =
             else
                 data
 
-        {
-            Hash = hash
-            Host = request |> Option.map (fun r -> r.Host) |> Option.defaultValue ""
-            Path = request |> Option.map (fun r -> r.Path) |> Option.defaultValue ""
-            Method = request |> Option.map (fun r -> r.Method) |> Option.defaultValue ""
-            RequestData = data
-            ExceptionName = name
-            Message = message
-            Traceback = traceback
-            OccurredAt = capture.OccurredAt
-            Release = Triage.releaseName capture.Release
-            Environment = Triage.releaseName capture.Environment
-            Project = ""
-        }
+        eventOf capture hash (requestLine settings rule capture.Request) data name message traceback
+
+    /// The occurrence without its details (request data `{}`, no traceback), grouped by the app's `key` if it has
+    /// one: what `build` with a fingerprint of that key gives, less the details, at a fraction of the work (no
+    /// request masking, JSON or traceback). For a new group whose details would not be kept (the queue holds
+    /// its bound of groups with details): its count and times are exact, a later occurrence brings the details.
+    let header (settings: Settings) (rule: MaskingRule) (limits: Limits) (key: string option) (capture: Capture) =
+        let struct (_, name, message, defaultHash) = subjectOf settings rule limits capture
+
+        let hash =
+            match key with
+            | Some k -> Fingerprint.ofKey k
+            | None -> defaultHash
+
+        eventOf capture hash (requestLine settings rule capture.Request) "{}" name message ""
 
     /// Merges two deltas of the same group (an older batch put back, and a newer one; or a pending batch and
     /// a new occurrence): counts add, the first time is the earliest, the latest time the latest, and the

@@ -320,27 +320,68 @@ type Engine internal (parts: EngineParts) =
     let snapshot (raw: exn) (message: string) (http: HttpContext) : Snapshot =
         snapshotWith raw message http (appKey raw http)
 
+    let noFrames (_: exn) : Frame list * int = [], 0
+
+    /// What Core builds an occurrence from; `frames` reads an exception's stack.
+    let capturedWith (frames: exn -> Frame list * int) (s: Snapshot) : Capture =
+        {
+            Request = s.Request
+            Subject =
+                if isNull s.Exception then
+                    Subject.Message s.Message
+                else
+                    Subject.Exception(ExceptionInfo.captureWith parts.Limits frames s.Exception)
+            Extra = s.Extra
+            OccurredAt = s.OccurredAt
+            Release = parts.Release
+            Environment = parts.Environment
+        }
+
+    let captured = capturedWith frameReader.Read
+
     /// The rest of a capture (pure work): exception data, masking, traceback, fingerprint.
     let build (s: Snapshot) : ErrorEvent =
-        let c =
-            {
-                Request = s.Request
-                Subject =
-                    if isNull s.Exception then
-                        Subject.Message s.Message
-                    else
-                        Subject.Exception(ExceptionInfo.captureWith parts.Limits frameReader.Read s.Exception)
-                Extra = s.Extra
-                OccurredAt = s.OccurredAt
-                Release = parts.Release
-                Environment = parts.Environment
-            }
-
         let fingerprint =
             s.Key
             |> Option.map (fun key -> fun (_: ExceptionInfo option) (_: RequestContext option) -> Some key)
 
-        Events.build parts.Settings parts.Masking parts.Limits fingerprint c
+        Events.build parts.Settings parts.Masking parts.Limits fingerprint (captured s)
+
+    /// Whether the queue keeps a new group's details: not while it holds its bound of groups with details (it
+    /// would keep only the count and times, unless the group waits without them). Then only the group's header
+    /// is built (`Events.header`), at a fraction of the work, and the whole occurrence only when the queue would
+    /// keep its details: a storm of new groups past the bound costs less, and allocates less, per group.
+    let detailsKept () =
+        queue.DetailedLength < parts.Settings.MaxPendingGroups
+
+    /// `count` occurrences of a snapshot's group between its time and `lastAt`: with details when the queue keeps
+    /// them, else count-only (true when they have details).
+    let deltaOf (s: Snapshot) (count: int64) (lastAt: DateTimeOffset) (hours: Bucket[]) (users: string[]) =
+        let whole () =
+            let e = build s
+
+            struct ({ Events.single e with
+                        Latest = { e with OccurredAt = lastAt }
+                        FirstAt = s.OccurredAt
+                        Count = count
+                        Hours = hours
+                        Users = users
+                    },
+                    true)
+
+        if detailsKept () then
+            whole ()
+        else
+            // Grouped by the app's key, the header needs no frames (only the default fingerprint reads them).
+            let frames = if s.Key.IsSome then noFrames else frameReader.Read
+
+            let e =
+                Events.header parts.Settings parts.Masking parts.Limits s.Key (capturedWith frames s)
+
+            if queue.KeepsDetailsOf e.Hash then
+                whole ()
+            else
+                struct (Events.countOnly e count s.OccurredAt lastAt hours users, false)
 
     let logDropped (hash: string) =
         let dropped = queue.Dropped
@@ -351,13 +392,15 @@ type Engine internal (parts: EngineParts) =
     /// The rest of a capture (pure work, then an enqueue): exception data, masking, traceback, fingerprint.
     let complete (s: Snapshot) : (string * int64) option =
         try
-            let e = build s
+            let users = Users.ofName (s.Request |> Option.bind (fun r -> r.UserName))
 
-            match queue.Enqueue(e, Users.ofName (s.Request |> Option.bind (fun r -> r.UserName))) with
-            | Some sequence -> Some(e.Hash, sequence)
+            let struct (d, _) = deltaOf s 1L s.OccurredAt (History.one s.OccurredAt 1L) users
+
+            match queue.EnqueueDelta d with
+            | Some sequence -> Some(d.Latest.Hash, sequence)
             | None ->
-                logDropped e.Hash
-                Some(e.Hash, -1L)
+                logDropped d.Latest.Hash
+                Some(d.Latest.Hash, -1L)
         with ex ->
             Log.CaptureFailed parts.Logger ex
             None
@@ -424,20 +467,20 @@ type Engine internal (parts: EngineParts) =
 
             try
                 try
-                    let e = build entry.Snapshot
-
-                    let delta =
-                        { Events.single e with
-                            Latest = { e with OccurredAt = entry.LastAt }
-                            FirstAt = entry.Snapshot.OccurredAt
-                            Count = entry.Count
-                            Hours = entry.Tally.Take()
-                            Users = entry.Tally.TakeUsers() |> Array.map Users.key
-                        }
+                    let struct (delta, detailed) =
+                        deltaOf
+                            entry.Snapshot
+                            entry.Count
+                            entry.LastAt
+                            (entry.Tally.Take())
+                            (entry.Tally.TakeUsers() |> Array.map Users.key)
 
                     if (queue.EnqueueDelta delta).IsNone then
-                        logDropped e.Hash
-                    else
+                        logDropped delta.Latest.Hash
+                    elif detailed then
+                        // Its repeats are counted in place while its details are recent (not when only its count
+                        // was kept: the next occurrence brings the details).
+                        let e = delta.Latest
                         let header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt [||] [||]).Latest
                         learned.Add(struct (kv.Key, KnownShape(header, entry.Snapshot.OccurredAt)))
                 with ex ->

@@ -186,6 +186,15 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
                     journaledTop, List.ofSeq journaled.Values
             ])
 
+    /// Whether an occurrence of group `hash` with details would keep them: while fewer groups with details than
+    /// the bound wait, or when the group waits without them (its details are taken, as `add` does).
+    member _.KeepsDetailsOf(hash: string) =
+        lock gate (fun () ->
+            detailed + inFlightDetailed < maxGroups
+            || (match pending.TryGetValue hash with
+                | true, d -> not d.Detailed
+                | _ -> false))
+
     /// Occurrences dropped because the queue was full.
     member _.Dropped = Interlocked.Read &dropped
 
@@ -231,6 +240,8 @@ type internal JournalFile
     // the short line (`Journal.counted`), read back with that whole line's header. Bounded: when full it starts
     // again (whole lines are written anew).
     let headed = HashSet<string>(StringComparer.Ordinal)
+    // The append buffer (under the large-object size).
+    let buffer: byte[] = Array.zeroCreate (64 * 1024)
 
     let close () =
         if not (isNull stream) then
@@ -256,13 +267,28 @@ type internal JournalFile
                 let bytes = Text.Encoding.UTF8.GetBytes(Journal.header id + "\n")
                 stream.Write(bytes, 0, bytes.Length)
 
-        let sb = Text.StringBuilder()
+        // Line by line through one buffer (no text of the whole batch: a storm's append is megabytes, which would
+        // be large objects the GC keeps until a full collection).
+        let mutable used = 0
 
         for l in lines do
-            sb.Append(l).Append('\n') |> ignore
+            let most = Text.Encoding.UTF8.GetMaxByteCount l.Length + 1
 
-        let bytes = Text.Encoding.UTF8.GetBytes(sb.ToString())
-        stream.Write(bytes, 0, bytes.Length)
+            if used > 0 && used + most > buffer.Length then
+                stream.Write(buffer, 0, used)
+                used <- 0
+
+            if most > buffer.Length then
+                let bytes = Text.Encoding.UTF8.GetBytes(l + "\n")
+                stream.Write(bytes, 0, bytes.Length)
+            else
+                used <- used + Text.Encoding.UTF8.GetBytes(l, 0, l.Length, buffer, used)
+                buffer.[used] <- byte '\n'
+                used <- used + 1
+
+        if used > 0 then
+            stream.Write(buffer, 0, used)
+
         // To the operating system, which keeps it whatever becomes of the process (like SQLite's commits with
         // synchronous=NORMAL, a power cut can lose its last moments).
         stream.Flush false

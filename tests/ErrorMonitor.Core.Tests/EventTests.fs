@@ -76,6 +76,44 @@ let tests =
                 let e = exceptionEvent (Some(tagRequest r))
                 not (e.RequestData.Contains "S3CR3T" || e.Traceback.Contains "S3CR3T"))
 
+            property "an occurrence's header is the whole occurrence less its details, with or without a key"
+            <| Prop.forAll
+                (arb (
+                    Gen.zip3
+                        (Gen.optionOf request)
+                        (Gen.oneof [ Gen.map Subject.Exception (exceptionOf 2); Gen.map Subject.Message plainWord ])
+                        (Gen.optionOf plainWord)
+                ))
+                (fun (req, subject, key) ->
+                    // A path with secrets in it (masked as free text in both).
+                    let req =
+                        req
+                        |> Option.map (fun r ->
+                            { r with
+                                Path = r.Path + "/password=hunter2/" + String('x', 3000)
+                            })
+
+                    let c =
+                        {
+                            Request = req
+                            Subject = subject
+                            Extra = [ "note", Data.String "kept out of the header" ]
+                            OccurredAt = at
+                            Release = "1.0.0"
+                            Environment = "Test"
+                        }
+
+                    let whole =
+                        Events.build settings rule Limits.defaults (key |> Option.map (fun k -> fun _ _ -> Some k)) c
+
+                    let header = Events.header settings rule Limits.defaults key c
+                    let expected = (Events.countOnly whole 1L at at [||] [||]).Latest
+
+                    header = expected
+                    && not (header.Path.Contains "hunter2")
+                    && header.RequestData = "{}"
+                    && header.Traceback = "")
+
             property "request data is always valid JSON"
             <| Prop.forAll (arb request) (fun r ->
                 let e = exceptionEvent (Some r)

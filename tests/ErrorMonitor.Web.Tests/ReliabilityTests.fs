@@ -251,6 +251,16 @@ let tests =
                         "five of them with their details"
 
                     Expect.allEqual (all |> List.map (fun r -> r.Count)) 1L "each counted once"
+
+                    // A group kept without details gets them from its next occurrence (once the queue has room).
+                    let later = distinctFailures 60 |> List.item 40
+                    let hash = app.Monitor.RecordException later
+                    do! app.Monitor.FlushAsync()
+                    let! again = records store
+                    let group = again |> List.find (fun r -> r.Hash = hash)
+                    Expect.equal group.Count 2L "its second occurrence counted"
+                    Expect.stringContains group.Traceback "FormatException" "its details came with it"
+                    Expect.equal again.Length 50 "no new group"
                     use! healthy = app.Client.GetAsync "/health"
                     Expect.equal healthy.StatusCode HttpStatusCode.OK "healthy again"
                 }

@@ -127,7 +127,7 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
             // lose the last commits (the spill file covers outages, not that). A page cache of 64 MB a
             // connection; the WAL is cut back to 64 MB after a checkpoint (a storm's WAL does not stay large).
             pragma.CommandText <-
-                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA journal_size_limit = 67108864;"
+                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;"
 
             let! _ = pragma.ExecuteNonQueryAsync()
             return c
