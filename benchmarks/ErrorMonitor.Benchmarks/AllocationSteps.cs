@@ -49,9 +49,12 @@ internal static class AllocationSteps
         Measure("Events.boundRequest", () => bounded = Events.boundRequest(limits, request));
         RequestContext masked = null!;
         Measure("Masking.request", () => masked = Masking.request(rule, settings.MaskWith, bounded));
-        Data data = null!;
-        Measure("Events.requestData", () => data = Events.requestData(Microsoft.FSharp.Core.FSharpOption<RequestContext>.Some(masked), Microsoft.FSharp.Collections.FSharpList<Tuple<string, Data>>.Empty));
-        Measure("Json.serialize", () => Json.serialize(data));
+        Measure("  path (free text)", () => Masking.freeText(rule, settings.MaskWith, bounded.Path));
+        Measure("  headers", () => Masking.headers(rule, settings.MaskWith, bounded.Headers));
+        Measure("  query", () => Masking.pairs(rule, bounded.Query));
+        Measure("  form", () => Masking.pairs(rule, bounded.Form));
+        Measure("  route values", () => Masking.pairs(rule, bounded.RouteValues));
+        Measure("Events.requestDataText", () => Events.requestDataText(Microsoft.FSharp.Core.FSharpOption<RequestContext>.Some(masked), Microsoft.FSharp.Collections.FSharpList<Tuple<string, Data>>.Empty));
         Measure("Masking.exceptionInfo", () => Masking.exceptionInfo(rule, settings.MaskWith, info));
         Measure("Traceback.format", () => Traceback.format(limits, info));
         Measure("Fingerprint.ofException", () => Fingerprint.ofException(info));

@@ -1,6 +1,7 @@
 namespace ErrorMonitor.Core
 
 open System
+open System.Text.Json
 
 /// An app-supplied grouping: given the exception (if any) and the request (if any), a group key, or None
 /// to use the default fingerprint.
@@ -120,7 +121,7 @@ module internal Events =
 
     /// The URL of a (masked) request, its query rebuilt from the masked query values.
     let url (r: RequestContext) : string =
-        let sb = Text.StringBuilder(256)
+        let sb = Buffers.Builder()
         // A report's relative URL has neither scheme nor host: it stays relative.
         if r.Scheme <> "" || r.Host <> "" then
             sb.Append(r.Scheme).Append("://").Append(r.Host) |> ignore
@@ -138,42 +139,61 @@ module internal Events =
 
         sb.ToString()
 
-    /// The request data of a record: a JSON-like object of the masked request and extra context (the breadcrumbs
-    /// beside them, not among the context).
-    let requestData (request: RequestContext option) (extra: (string * Data) list) : Data =
-        let requestFields =
-            match request with
-            | None -> []
-            | Some r ->
-                [
-                    "url", Data.String(url r)
-                    "method", Data.String r.Method
-                    "headers", Json.ofPairs r.Headers
-                    "args", Json.ofPairs r.Query
-                    "form", Json.ofPairs r.Form
-                    "cookies", Json.ofPairs r.Cookies
-                    "route", Json.ofPairs r.RouteValues
-                    match r.UserName with
-                    | Some u -> "user", Data.String u
-                    | None -> ()
-                    match r.TraceId with
-                    | Some t -> "traceId", Data.String t
-                    | None -> ()
-                    match r.Body with
-                    | Some(Body.Json d) -> "body", d
-                    | Some(Body.Text t) -> "body", Data.String t
-                    | None -> ()
-                ]
+    /// Writes the request data of a record: a JSON object of the masked request and extra context (the
+    /// breadcrumbs beside them, not among the context).
+    let private writeRequestData (w: Utf8JsonWriter) (request: RequestContext option) (extra: (string * Data) list) =
+        let str (s: string) = if isNull s then "" else s
+        w.WriteStartObject()
 
-        let crumbs, rest =
-            extra |> List.partition (fun (k, _) -> k = LogCapture.BreadcrumbsKey)
+        match request with
+        | None -> ()
+        | Some r ->
+            w.WriteString("url", str (url r))
+            w.WriteString("method", str r.Method)
+            w.WritePropertyName "headers"
+            Json.writePairs w r.Headers
+            w.WritePropertyName "args"
+            Json.writePairs w r.Query
+            w.WritePropertyName "form"
+            Json.writePairs w r.Form
+            w.WritePropertyName "cookies"
+            Json.writePairs w r.Cookies
+            w.WritePropertyName "route"
+            Json.writePairs w r.RouteValues
 
-        let context =
-            match rest with
-            | [] -> []
-            | e -> [ "context", Data.Object e ]
+            match r.UserName with
+            | Some u -> w.WriteString("user", str u)
+            | None -> ()
 
-        Data.Object(requestFields @ crumbs @ context)
+            match r.TraceId with
+            | Some t -> w.WriteString("traceId", str t)
+            | None -> ()
+
+            match r.Body with
+            | Some(Body.Json d) ->
+                w.WritePropertyName "body"
+                Json.write w d
+            | Some(Body.Text t) -> w.WriteString("body", str t)
+            | None -> ()
+
+        let mutable context = false
+
+        for k, v in extra do
+            if k = LogCapture.BreadcrumbsKey then
+                w.WritePropertyName k
+                Json.write w v
+            else
+                context <- true
+
+        if context then
+            w.WritePropertyName "context"
+            Json.write w (Data.Object(extra |> List.filter (fun (k, _) -> k <> LogCapture.BreadcrumbsKey)))
+
+        w.WriteEndObject()
+
+    /// The request data of a record as JSON text (see `writeRequestData`).
+    let requestDataText (request: RequestContext option) (extra: (string * Data) list) : string =
+        Json.text (fun w -> writeRequestData w request extra)
 
     /// The request line an occurrence is listed by (bounded like `boundRequest`; the path masked as free text):
     /// method, host, path.
@@ -266,8 +286,7 @@ module internal Events =
                 | None -> defaultHash
             | None -> defaultHash
 
-        let data =
-            Text.truncate limits.MaxRequestData (Json.serialize (requestData request extra))
+        let data = Text.truncate limits.MaxRequestData (requestDataText request extra)
 
         // A cut JSON text is no longer JSON: keep a valid object that says so instead.
         let data =

@@ -18,93 +18,78 @@ module internal Fingerprint =
     let withSource (source: string) (hash: string) : string =
         sha256Hex ("source:" + source + "\n" + hash)
 
-    let private ownNamespaces =
-        set [ "ErrorMonitor"; "ErrorMonitor.Core"; "ErrorMonitor.Web"; "ErrorMonitor.Web.Stores" ]
+    /// `ns` is `root` or a namespace under it.
+    let private under (ns: ReadOnlySpan<char>) (root: string) =
+        ns.StartsWith(root.AsSpan(), StringComparison.Ordinal)
+        && (ns.Length = root.Length || ns.[root.Length] = '.')
 
-    let private namespaceOf (typeName: string) =
-        let outer = typeName.Split('+').[0]
-        let dot = outer.LastIndexOf '.'
-        if dot < 0 then "" else outer.Substring(0, dot)
+    /// `ns` is exactly `name`.
+    let private own (ns: ReadOnlySpan<char>) (name: string) =
+        ns.Equals(name.AsSpan(), StringComparison.Ordinal)
 
     /// True for a frame of the app's own code: not of the runtime (System.*), the framework (Microsoft.*) or
     /// ErrorMonitor itself. Only these frames group, when there are any: a framework upgrade or a change in
-    /// the middleware around the app must not split its groups.
+    /// the middleware around the app must not split its groups. (Read in place: it runs for every frame.)
     let isAppFrame (f: Frame) : bool =
-        let ns = namespaceOf f.Type
+        let t = if isNull f.Type then "" else f.Type
+        let plus = t.IndexOf '+'
+        let outer = if plus < 0 then t.AsSpan() else t.AsSpan(0, plus)
+        let dot = outer.LastIndexOf '.'
 
-        let under (root: string) =
-            ns = root || ns.StartsWith(root + ".", System.StringComparison.Ordinal)
+        let ns =
+            if dot < 0 then
+                ReadOnlySpan<char>.Empty
+            else
+                outer.Slice(0, dot)
 
-        not (under "System" || under "Microsoft" || ownNamespaces.Contains ns)
+        not (
+            under ns "System"
+            || under ns "Microsoft"
+            || own ns "ErrorMonitor"
+            || own ns "ErrorMonitor.Core"
+            || own ns "ErrorMonitor.Web"
+            || own ns "ErrorMonitor.Web.Stores"
+        )
+
+    /// Appends the material of `e` (see `material`).
+    let private materialInto (sb: StringBuilder) (e: ExceptionInfo) =
+        for ex in ExceptionInfo.flatten e do
+            sb.Append("type ").Append(ex.TypeName).Append('\n') |> ignore
+            let app = ex.Frames |> List.exists isAppFrame
+
+            if List.isEmpty ex.Frames then
+                sb.Append("message ").Append(Text.normalise ex.Message).Append('\n') |> ignore
+            else
+                for f in ex.Frames do
+                    if not app || isAppFrame f then
+                        sb.Append("at ").Append(f.Type).Append('.').Append(f.Method).Append('\n')
+                        |> ignore
 
     /// The text a fingerprint hashes: the type chain and each frame's type and method (the app's own frames
     /// when there are any); the normalised message only for an exception with no frames. Never the message
     /// otherwise, never line numbers.
     let material (e: ExceptionInfo) : string =
         let sb = StringBuilder(1024)
-
-        for ex in ExceptionInfo.flatten e do
-            sb.Append("type ").Append(ex.TypeName).Append('\n') |> ignore
-
-            let appFrames = ex.Frames |> List.filter isAppFrame
-            let frames = if List.isEmpty appFrames then ex.Frames else appFrames
-
-            if List.isEmpty frames then
-                sb.Append("message ").Append(Text.normalise ex.Message).Append('\n') |> ignore
-            else
-                for f in frames do
-                    sb.Append("at ").Append(f.Type).Append('.').Append(f.Method).Append('\n')
-                    |> ignore
-
+        materialInto sb e
         sb.ToString()
 
-    /// The fingerprint of an exception: `sha256Hex (material e)`, hashed piece by piece without building the
-    /// text (it runs for every occurrence).
+    /// The fingerprint of an exception: `sha256Hex (material e)`, hashed from the thread's buffers without
+    /// making the text (it runs for every occurrence).
     let ofException (e: ExceptionInfo) : string =
-        use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
-        let buffer = Buffers.ArrayPool<byte>.Shared.Rent 4096
+        let sb = Buffers.Builder()
+        materialInto sb e
+        let chars = Buffers.ArrayPool<char>.Shared.Rent(max 1 sb.Length)
+
+        let bytes =
+            Buffers.ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount sb.Length)
 
         try
-            let mutable used = 0
-
-            let flush () =
-                hash.AppendData(buffer, 0, used)
-                used <- 0
-
-            let add (s: string) =
-                let s = if isNull s then "" else s
-
-                if Encoding.UTF8.GetMaxByteCount s.Length > buffer.Length - used then
-                    flush ()
-
-                if Encoding.UTF8.GetMaxByteCount s.Length > buffer.Length then
-                    hash.AppendData(Encoding.UTF8.GetBytes s)
-                else
-                    used <- used + Encoding.UTF8.GetBytes(s, 0, s.Length, buffer, used)
-
-            for ex in ExceptionInfo.flatten e do
-                add "type "
-                add ex.TypeName
-                add "\n"
-                let appFrames = ex.Frames |> List.filter isAppFrame
-                let frames = if List.isEmpty appFrames then ex.Frames else appFrames
-
-                if List.isEmpty frames then
-                    add "message "
-                    add (Text.normalise ex.Message)
-                    add "\n"
-                else
-                    for f in frames do
-                        add "at "
-                        add f.Type
-                        add "."
-                        add f.Method
-                        add "\n"
-
-            flush ()
-            Convert.ToHexStringLower(hash.GetHashAndReset())
+            sb.CopyTo(0, chars, 0, sb.Length)
+            let n = Encoding.UTF8.GetBytes(chars, 0, sb.Length, bytes, 0)
+            Convert.ToHexStringLower(SHA256.HashData(ReadOnlySpan<byte>(bytes, 0, n)))
         finally
-            Buffers.ArrayPool<byte>.Shared.Return buffer
+            Buffers.ArrayPool<char>.Shared.Return chars
+            Buffers.ArrayPool<byte>.Shared.Return bytes
 
     /// The fingerprint of a captured message (digits, GUIDs and hex runs normalised).
     let ofMessage (text: string) : string =

@@ -34,13 +34,19 @@ module internal Json =
 
             w.WriteEndObject()
 
-    /// JSON text of a data tree.
-    let serialize (d: Data) : string =
+    /// Writes a data tree.
+    let write (w: Utf8JsonWriter) (d: Data) = writeData w d
+
+    /// The JSON text `f` writes (through the thread's buffer: `f` must not make JSON text itself).
+    let text (f: Utf8JsonWriter -> unit) : string =
         let buffer = Buffers.Bytes()
         let w = Buffers.JsonWriter buffer
-        writeData w d
+        f w
         w.Flush()
         Encoding.UTF8.GetString(buffer.WrittenSpan)
+
+    /// JSON text of a data tree.
+    let serialize (d: Data) : string = text (fun w -> writeData w d)
 
     let rec private ofElement (limits: Limits) (depth: int) (e: JsonElement) : Data =
         if depth > limits.MaxDataDepth then
@@ -130,18 +136,18 @@ module internal Json =
         with ex ->
             Error ex.Message
 
+    let rec private distinct (ps: (string * string) list) =
+        match ps with
+        | [] -> true
+        | (k, _) :: rest ->
+            not (
+                rest
+                |> List.exists (fun (k2, _) -> String.Equals(k, k2, StringComparison.Ordinal))
+            )
+            && distinct rest
+
     /// String pairs as a JSON-like object; a key given more than once becomes an array of its values.
     let ofPairs (pairs: (string * string) list) : Data =
-        let rec distinct (ps: (string * string) list) =
-            match ps with
-            | [] -> true
-            | (k, _) :: rest ->
-                not (
-                    rest
-                    |> List.exists (fun (k2, _) -> String.Equals(k, k2, StringComparison.Ordinal))
-                )
-                && distinct rest
-
         if distinct pairs then
             pairs |> List.map (fun (k, v) -> k, Data.String v) |> Data.Object
         else
@@ -152,6 +158,18 @@ module internal Json =
                 | [ _, v ] -> k, Data.String v
                 | many -> k, Data.Array(many |> List.map (snd >> Data.String)))
             |> Data.Object
+
+    /// Writes string pairs as `ofPairs` makes them (without the tree when no key repeats, the common case).
+    let writePairs (w: Utf8JsonWriter) (pairs: (string * string) list) =
+        if distinct pairs then
+            w.WriteStartObject()
+
+            for k, v in pairs do
+                w.WriteString((if isNull k then "" else k), (if isNull v then "" else v))
+
+            w.WriteEndObject()
+        else
+            writeData w (ofPairs pairs)
 
 /// The kinds of request body ErrorMonitor reads: JSON (masked by key at any depth), a URL-encoded form (its
 /// fields, masked by key) and text (masked as free text).

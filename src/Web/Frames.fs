@@ -10,9 +10,11 @@ open ErrorMonitor.Core
 /// offset: the symbol files are read once for a throw site, not at every occurrence.
 type internal FrameReader(limits: Limits) =
     let cache = ConcurrentDictionary<struct (MethodBase * int), Frame>()
+    // Whole stacks by their identity (`ThrowSite.framesOf`): a repeat of a throw site reads no StackTrace at all.
+    let stacks = ConcurrentDictionary<struct (int64 * int64), Frame list * int>()
 
-    /// Frames within the frame limit, and how many were left out.
-    member _.Read(ex: exn) : Frame list * int =
+    /// Reads the frames through StackTrace (each frame's source position once).
+    let read (ex: exn) : Frame list * int =
         let quick = StackTrace(ex, false).GetFrames()
         let take = Math.Min(quick.Length, Math.Max(0, limits.MaxFrames))
 
@@ -61,3 +63,19 @@ type internal FrameReader(limits: Limits) =
                 ]
 
             frames, quick.Length - take
+
+    /// Frames within the frame limit, and how many were left out.
+    member _.Read(ex: exn) : Frame list * int =
+        match ThrowSite.framesOf ex with
+        | ValueSome key ->
+            match stacks.TryGetValue key with
+            | true, frames -> frames
+            | _ ->
+                let frames = read ex
+
+                if stacks.Count > 20000 then
+                    stacks.Clear()
+
+                stacks.[key] <- frames
+                frames
+        | ValueNone -> read ex

@@ -252,3 +252,32 @@ module internal ThrowSite =
 
     /// True when identities are read from the runtime's frame array (false: from StackTrace).
     let readsRawFrames () = rawReadable.Value
+
+    /// The frames of one exception (each frame's code address and method) mixed into 128 bits, read from its raw
+    /// frame array; ValueNone when they cannot be read so (another runtime, no frames). Equal identities mean the
+    /// same frames.
+    let framesOf (ex: exn) : struct (int64 * int64) voption =
+        try
+            if isNull ex || not rawReadable.Value then
+                ValueNone
+            else
+                let struct (raw, n) = rawOf ex
+
+                if isNull raw then
+                    ValueNone
+                else
+                    let mutable a = 1469598103934665603L ^^^ int64 n
+                    let mutable b = 7809847782465536322L
+
+                    for i in 0 .. n - 1 do
+                        let struct (ip, m) = frameAt raw i
+                        a <- (a ^^^ ip) * 1099511628211L
+                        b <- (b + ip) * -7046029254386353131L
+                        b <- b ^^^ (b >>> 29)
+                        a <- (a ^^^ m) * 1099511628211L
+                        b <- (b + m) * -7046029254386353131L
+                        b <- b ^^^ (b >>> 29)
+
+                    ValueSome(struct (a, b))
+        with _ ->
+            ValueNone
