@@ -114,6 +114,17 @@ let tests =
                     && header.RequestData = "{}"
                     && header.Traceback = "")
 
+            property
+                "string pairs are written as their data tree is (a repeated key an array of its values, null empty)"
+            <| Prop.forAll (arb (Gen.zip pairs (Gen.elements [ 0; 1; 2 ]))) (fun (ps, change) ->
+                let ps =
+                    match change, ps with
+                    | 1, (k, _) :: _ -> ps @ [ k, "again" ]
+                    | 2, _ -> ps @ [ null, null ]
+                    | _ -> ps
+
+                Json.text (fun w -> Json.writePairs w ps) = Json.serialize (Json.ofPairs ps))
+
             property "request data is always valid JSON"
             <| Prop.forAll (arb request) (fun r ->
                 let e = exceptionEvent (Some r)

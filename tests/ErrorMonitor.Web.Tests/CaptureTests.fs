@@ -260,6 +260,34 @@ let tests =
                         "on this runtime identities come from the runtime's frame array (the cheap way)"
                 }
 
+            test
+                "a repeat of a throw site reads its frames from the cache, as a fresh read gives them; another caller, others" {
+                let fail (text: string) : string = raise (InvalidOperationException text)
+                let viaFirst () = fail "1"
+                let viaSecond () = fail "2"
+
+                let thrown (f: unit -> string) =
+                    try
+                        f () |> ignore
+                        failwith "did not throw"
+                    with ex ->
+                        ex
+
+                let reader = ErrorMonitor.Web.FrameReader(ErrorMonitor.Core.Limits.defaults)
+                let first = reader.Read(thrown viaFirst)
+                let again = reader.Read(thrown viaFirst)
+                let fresh = ErrorMonitor.Web.FrameReader(ErrorMonitor.Core.Limits.defaults).Read(thrown viaFirst)
+                let second = reader.Read(thrown viaSecond)
+                Expect.isNonEmpty (fst first) "frames read"
+                Expect.equal again first "a repeat: the same frames"
+                Expect.equal fresh first "the same as a reader that never saw the site"
+                Expect.notEqual second first "another caller: other frames"
+
+                Expect.isTrue
+                    (ErrorMonitor.Web.ThrowSite.framesOf (thrown viaFirst)).IsSome
+                    "on this runtime the cache key comes from the runtime's frame array"
+            }
+
             testTask' "200 concurrent identical failures give a count of exactly 200"
             <| fun () ->
                 task {
