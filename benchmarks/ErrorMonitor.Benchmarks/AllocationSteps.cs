@@ -51,6 +51,8 @@ internal static class AllocationSteps
         Measure("Masking.request", () => masked = Masking.request(rule, settings.MaskWith, bounded));
         Measure("  path (free text)", () => Masking.freeText(rule, settings.MaskWith, bounded.Path));
         Measure("  headers", () => Masking.headers(rule, settings.MaskWith, bounded.Headers));
+        Measure("    a value's secret shapes", () => Masking.secrets(settings.MaskWith, "header value 12"));
+        Measure("    a key's rule", () => rule.Invoke("X-Header-12"));
         Measure("  query", () => Masking.pairs(rule, bounded.Query));
         Measure("  form", () => Masking.pairs(rule, bounded.Form));
         Measure("  route values", () => Masking.pairs(rule, bounded.RouteValues));

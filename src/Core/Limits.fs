@@ -92,13 +92,27 @@ module internal Limits =
             | Some n -> sprintf "[%d more entries not shown]" n
             | None -> "[more entries not shown]"
 
+    /// The marker closing a collection of which `seen` entries were met and `maxEntries` kept.
+    let private moreThan (maxEntries: int) (seen: int) =
+        Markers.MoreEntriesKey, Markers.moreEntries (Some(seen - maxEntries))
+
     /// A request collection bounded to `maxEntries`: the entries kept (gathered in reverse order), in order, then,
     /// when `seen` entries were more, the marker saying exactly how many were left out.
     let closeEntries (maxEntries: int) (reversed: (string * string) list) (seen: int) : (string * string) list =
         if seen > maxEntries then
-            List.rev (
-                (Markers.MoreEntriesKey, Markers.moreEntries (Some(seen - maxEntries)))
-                :: reversed
-            )
+            List.rev (moreThan maxEntries seen :: reversed)
         else
             List.rev reversed
+
+    /// `closeEntries` for entries gathered in order into `kept` (its first `min seen maxEntries`).
+    let closeKept (maxEntries: int) (kept: (string * string)[]) (seen: int) : (string * string) list =
+        let mutable list =
+            if seen > maxEntries then
+                [ moreThan maxEntries seen ]
+            else
+                []
+
+        for i = min seen maxEntries - 1 downto 0 do
+            list <- kept.[i] :: list
+
+        list

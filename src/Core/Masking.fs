@@ -37,6 +37,12 @@ module internal Masking =
 
     let private isCredentialHeader = lowerSet credentialHeaders
 
+    /// `key` contains one of `words` (a loop, not a closure: rules run for every key of every occurrence).
+    let rec private containsAny (key: string) (comparison: StringComparison) (words: string list) =
+        match words with
+        | [] -> false
+        | w :: rest -> key.Contains(w, comparison) || containsAny key comparison rest
+
     /// The seed's rule: mask any key whose lower-case form contains one of `words` (compared lower-case).
     /// An empty word list keeps everything.
     let keyRule (words: string list) (maskWith: string) : MaskingRule =
@@ -53,11 +59,10 @@ module internal Masking =
         fun key ->
             let found =
                 if asciiWords && isAscii key then
-                    words
-                    |> List.exists (fun w -> key.Contains(w, StringComparison.OrdinalIgnoreCase))
+                    containsAny key StringComparison.OrdinalIgnoreCase words
                 else
                     let k = if isNull key then "" else key.ToLowerInvariant()
-                    words |> List.exists (fun w -> k.Contains w)
+                    containsAny k StringComparison.Ordinal words
 
             if found then masked else MaskDecision.Keep
 
@@ -123,6 +128,12 @@ module internal Masking =
 
         ok
 
+    /// `normalName key` ends with one of `names` (a loop, not a closure).
+    let rec private endsWithAny (key: string) (names: string list) =
+        match names with
+        | [] -> false
+        | n :: rest -> endsWithNormal key n || endsWithAny key rest
+
     /// Masks a key whose normal form is one of `names` (in normal form too) or ends with one.
     let nameRule (names: string list) (maskWith: string) : MaskingRule =
         let names =
@@ -133,11 +144,7 @@ module internal Masking =
         if names.IsEmpty then
             keepAll
         else
-            fun key ->
-                if names |> List.exists (endsWithNormal key) then
-                    masked
-                else
-                    MaskDecision.Keep
+            fun key -> if endsWithAny key names then masked else MaskDecision.Keep
 
     /// The first rule that masks decides; otherwise the value is kept.
     let either (a: MaskingRule) (b: MaskingRule) : MaskingRule =
@@ -262,17 +269,27 @@ module internal Masking =
         | Data.Object masked -> masked
         | _ -> fields
 
+    /// `List.map f`, sharing what `f` leaves as it is: the list itself when nothing changes, else the tail after
+    /// the last change (most requests have one value to mask, or none).
+    let rec private mapShared (f: 'a -> 'a) (list: 'a list) : 'a list =
+        match list with
+        | [] -> list
+        | head :: tail ->
+            let tail' = mapShared f tail
+            let head' = f head
+
+            if Object.ReferenceEquals(head', head) && Object.ReferenceEquals(tail', tail) then
+                list
+            else
+                head' :: tail'
+
     /// Masks string pairs (query, form, cookies, route values).
     let pairs (rule: MaskingRule) (fields: (string * string) list) : (string * string) list =
-        if fields |> List.forall (fun (k, _) -> rule k = MaskDecision.Keep) then
-            fields
-        else
-
-            fields
-            |> List.map (fun (k, v) ->
-                match rule k with
-                | MaskDecision.MaskWith m -> k, m
-                | MaskDecision.Keep -> k, v)
+        fields
+        |> mapShared (fun ((k, _) as pair) ->
+            match rule k with
+            | MaskDecision.MaskWith m -> k, m
+            | MaskDecision.Keep -> pair)
 
     /// A URL with the values of its query masked by key (a Referer names the page it came from, query and all).
     let urlQuery (rule: MaskingRule) (url: string) : string =
@@ -320,12 +337,12 @@ module internal Masking =
                 | MaskDecision.Keep when isUrlHeader k -> secrets maskWith (urlQuery rule v)
                 | MaskDecision.Keep -> secrets maskWith v
 
-        // Most requests have nothing to mask in their headers but a credential: the list is then rebuilt only
-        // when a value changes.
-        if fields |> List.forall (fun (k, v) -> Object.ReferenceEquals(one k v, v)) then
-            fields
-        else
-            fields |> List.map (fun (k, v) -> k, one k v)
+        // Most requests have nothing to mask in their headers but a credential: only the pairs up to the last
+        // changed one are made anew.
+        fields
+        |> mapShared (fun ((k, v) as pair) ->
+            let v' = one k v
+            if Object.ReferenceEquals(v', v) then pair else k, v')
 
     let private jsonString (s: string) =
         "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""

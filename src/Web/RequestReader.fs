@@ -19,19 +19,33 @@ module internal RequestReader =
         with _ ->
             fallback
 
-    /// A collection bounded by Core's rule (the limit, then a marker counting what was left out): the collections
-    /// counted here are already in memory and bounded by the server's own limits.
-    let private take (limits: Limits) (pairs: seq<string * string>) =
-        let mutable kept = []
+    /// Gathers pairs in order into a pooled array (`add` each, then `close`): Core's bound (`Limits.closeKept`)
+    /// without the reversed list the bound's other form needs.
+    type private Gather(limits: Limits) =
+        let kept = Buffers.ArrayPool<string * string>.Shared.Rent(max 1 limits.MaxEntries)
+
         let mutable seen = 0
 
-        for pair in pairs do
+        member _.Add(pair: string * string) =
             if seen < limits.MaxEntries then
-                kept <- pair :: kept
+                kept.[seen] <- pair
 
             seen <- seen + 1
 
-        Limits.closeEntries limits.MaxEntries kept seen
+        member _.Close() =
+            let list = Limits.closeKept limits.MaxEntries kept seen
+            Buffers.ArrayPool<string * string>.Shared.Return(kept, true)
+            list
+
+    /// A collection bounded by Core's rule (the limit, then a marker counting what was left out): the collections
+    /// counted here are already in memory and bounded by the server's own limits.
+    let private take (limits: Limits) (pairs: seq<string * string>) =
+        let g = Gather limits
+
+        for pair in pairs do
+            g.Add pair
+
+        g.Close()
 
     /// A body excerpt and form fields: from a recording body (APP_ERROR_REQUEST_BODY; a body over its limit is
     /// noted, not recorded), else only when the app buffered the body (a seekable stream; its position is
@@ -128,29 +142,21 @@ module internal RequestReader =
             Path = attempt "" (fun () -> r.PathBase.Add(r.Path).Value)
             Query =
                 attempt [] (fun () ->
-                    let mutable acc = []
-                    let mutable n = 0
+                    let g = Gather limits
 
                     for kv in r.Query do
                         for v in kv.Value do
-                            if n < limits.MaxEntries then
-                                acc <- (kv.Key, (if isNull v then "" else v)) :: acc
+                            g.Add(kv.Key, (if isNull v then "" else v))
 
-                            n <- n + 1
-
-                    Limits.closeEntries limits.MaxEntries acc n)
+                    g.Close())
             Headers =
                 attempt [] (fun () ->
-                    let mutable acc = []
-                    let mutable n = 0
+                    let g = Gather limits
 
                     for kv in r.Headers do
-                        if n < limits.MaxEntries then
-                            acc <- (kv.Key, kv.Value.ToString()) :: acc
+                        g.Add(kv.Key, kv.Value.ToString())
 
-                        n <- n + 1
-
-                    Limits.closeEntries limits.MaxEntries acc n)
+                    g.Close())
             Form =
                 match form limits ctx with
                 | [] -> bodyForm

@@ -276,7 +276,10 @@ let tests =
                 let reader = ErrorMonitor.Web.FrameReader(ErrorMonitor.Core.Limits.defaults)
                 let first = reader.Read(thrown viaFirst)
                 let again = reader.Read(thrown viaFirst)
-                let fresh = ErrorMonitor.Web.FrameReader(ErrorMonitor.Core.Limits.defaults).Read(thrown viaFirst)
+
+                let fresh =
+                    ErrorMonitor.Web.FrameReader(ErrorMonitor.Core.Limits.defaults).Read(thrown viaFirst)
+
                 let second = reader.Read(thrown viaSecond)
                 Expect.isNonEmpty (fst first) "frames read"
                 Expect.equal again first "a repeat: the same frames"
