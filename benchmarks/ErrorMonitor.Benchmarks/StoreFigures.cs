@@ -45,9 +45,9 @@ internal static class StoreFigures
         {
             ("SQLite", () => new SqliteStore($"Data Source={Path.Combine(folder, "bench.db")}", "app_error"), 20_000),
         };
+        var table = "bench_" + Guid.NewGuid().ToString("N");
         if (!string.IsNullOrEmpty(postgres))
         {
-            var table = "bench_" + Guid.NewGuid().ToString("N");
             stores.Add(("PostgreSQL", () => PostgresStore.Create(postgres, table), 10_000));
         }
 
@@ -122,6 +122,9 @@ internal static class StoreFigures
             rows.Add([$"{name}: page {deepPage:N0} by its Older link, p50 / p99 (ms)", reads.Shown("deep"), "p99 ≤ 20", Met(reads.P99("deep") <= 20)]);
             rows.Add([$"{name}: deep page / page 1 (p50)", $"{ratio:F2}", "≤ 1.5", Met(ratio <= 1.5)]);
             rows.Add([$"{name}: page {deepPage:N0} by a typed ?page=N (offset), p50 (ms)", $"{reads.P50("jump"):F2}", "none (no cursor: reads past every row before it)", "n/a"]);
+
+            var bytes = await SizeOf(name, folder, postgres, table);
+            rows.Add([$"{name}: database size per group, one small sample each (bytes)", F(bytes / (double)groups), "none", "n/a"]);
 
             // Triage: one group in ten resolved, one in fifty ignored (set through the store, as the pages do, for a
             // sample; the rest straight in the database, which is what a million status changes leave behind).
@@ -209,6 +212,31 @@ internal static class StoreFigures
         rows.Add([$"{name}: search for a word prefix (\"{word}\", ~10 groups), p50 / p99 (ms)", reads.Shown("rare"), "p99 ≤ 50", Met(reads.P99("rare") <= 50)]);
         rows.Add([$"{name}: search for a word every group has (\"failure\"), p50 / p99 (ms)", reads.Shown("common"), "p99 ≤ 50", Met(reads.P99("common") <= 50)]);
         rows.Add([$"{name}: status change, p50 / p99 (ms)", reads.Shown("change"), "≤ 5", Met(reads.P99("change") <= 5)]);
+    }
+
+    /// <summary>The bytes the store's database takes: the SQLite file after a checkpoint, or every PostgreSQL
+    /// relation of the store's tables with their indexes and TOAST.</summary>
+    private static async Task<long> SizeOf(string name, string folder, string postgres, string table)
+    {
+        if (name == "SQLite")
+        {
+            var path = Path.Combine(folder, "bench.db");
+            await using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path}"))
+            {
+                await c.OpenAsync();
+                await using var cmd = c.CreateCommand();
+                cmd.CommandText = "PRAGMA wal_checkpoint(TRUNCATE);";
+                await cmd.ExecuteNonQueryAsync();
+            }
+
+            return new FileInfo(path).Length;
+        }
+
+        await using var source = Npgsql.NpgsqlDataSource.Create(postgres);
+        await using var size = source.CreateCommand(
+            "SELECT coalesce(sum(pg_total_relation_size(oid)), 0)::bigint FROM pg_class WHERE relkind = 'r' AND relname LIKE $1");
+        size.Parameters.AddWithValue(table + "%");
+        return (long)(await size.ExecuteScalarAsync())!;
     }
 
     private static string F(double v) => v.ToString("N0", CultureInfo.InvariantCulture);
