@@ -347,13 +347,6 @@ type Engine internal (parts: EngineParts) =
 
         Events.build parts.Settings parts.Masking parts.Limits fingerprint (captured s)
 
-    /// Whether the queue keeps a new group's details: not while it holds its bound of groups with details (it
-    /// would keep only the count and times, unless the group waits without them). Then only the group's header
-    /// is built (`Events.header`), at a fraction of the work, and the whole occurrence only when the queue would
-    /// keep its details: a storm of new groups past the bound costs less, and allocates less, per group.
-    let detailsKept () =
-        queue.DetailedLength < parts.Settings.MaxPendingGroups
-
     /// `count` occurrences of a snapshot's group between its time and `lastAt`: with details when the queue keeps
     /// them, else count-only (true when they have details).
     let deltaOf (s: Snapshot) (count: int64) (lastAt: DateTimeOffset) (hours: Bucket[]) (users: string[]) =
@@ -369,7 +362,10 @@ type Engine internal (parts: EngineParts) =
                     },
                     true)
 
-        if detailsKept () then
+        // Past the queue's bound on groups with details it would keep only the count and times (unless the group
+        // waits without them): then only the group's header is built (`Events.header`), at a fraction of the work,
+        // so a storm of new groups past the bound costs less, and allocates less, per group.
+        if queue.KeepsDetails then
             whole ()
         else
             // Grouped by the app's key, the header needs no frames (only the default fingerprint reads them).

@@ -51,6 +51,9 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
     let total () =
         pending.Count + journaled.Count + inFlightCount
 
+    /// Fewer groups with details wait than the bound (under the gate).
+    let room () = detailed + inFlightDetailed < maxGroups
+
     /// Adds `d` to what is pending for its group (under the gate); false when it was dropped. A new group past
     /// the bound on groups with details is kept without them (its count and times exact; a later occurrence
     /// brings the details); past ten times the bound, its occurrences are dropped and counted.
@@ -70,7 +73,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
             false
         | _ ->
             let kept =
-                if d.Detailed && detailed + inFlightDetailed >= maxGroups then
+                if d.Detailed && not (room ()) then
                     Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt d.Hours d.Users
                 else
                     d
@@ -186,11 +189,14 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
                     journaledTop, List.ofSeq journaled.Values
             ])
 
+    /// Whether a new group's details would be kept: while fewer groups with details than the bound wait.
+    member _.KeepsDetails = lock gate room
+
     /// Whether an occurrence of group `hash` with details would keep them: while fewer groups with details than
     /// the bound wait, or when the group waits without them (its details are taken, as `add` does).
     member _.KeepsDetailsOf(hash: string) =
         lock gate (fun () ->
-            detailed + inFlightDetailed < maxGroups
+            room ()
             || (match pending.TryGetValue hash with
                 | true, d -> not d.Detailed
                 | _ -> false))
