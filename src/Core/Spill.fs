@@ -15,45 +15,41 @@ module internal Spill =
 
     /// One line of the spill file.
     let line (d: GroupDelta) : string =
-        let buffer = Buffers.ArrayBufferWriter<byte>(512)
+        Json.text (fun w ->
+            let e = d.Latest
+            w.WriteStartObject()
+            w.WriteNumber("v", 1)
+            w.WriteString("hash", e.Hash)
+            w.WriteString("host", e.Host)
+            w.WriteString("path", e.Path)
+            w.WriteString("method", e.Method)
+            w.WriteString("requestData", e.RequestData)
+            w.WriteString("exceptionName", e.ExceptionName)
+            w.WriteString("message", e.Message)
+            w.WriteString("traceback", e.Traceback)
+            w.WriteString("occurredAt", time e.OccurredAt)
+            w.WriteString("release", e.Release)
+            w.WriteString("environment", e.Environment)
+            w.WriteString("project", e.Project)
+            w.WriteString("firstAt", time d.FirstAt)
+            w.WriteNumber("count", d.Count)
+            w.WriteBoolean("detailed", d.Detailed)
+            w.WriteStartArray("hours")
 
-        (use w = new Utf8JsonWriter(buffer)
-         let e = d.Latest
-         w.WriteStartObject()
-         w.WriteNumber("v", 1)
-         w.WriteString("hash", e.Hash)
-         w.WriteString("host", e.Host)
-         w.WriteString("path", e.Path)
-         w.WriteString("method", e.Method)
-         w.WriteString("requestData", e.RequestData)
-         w.WriteString("exceptionName", e.ExceptionName)
-         w.WriteString("message", e.Message)
-         w.WriteString("traceback", e.Traceback)
-         w.WriteString("occurredAt", time e.OccurredAt)
-         w.WriteString("release", e.Release)
-         w.WriteString("environment", e.Environment)
-         w.WriteString("project", e.Project)
-         w.WriteString("firstAt", time d.FirstAt)
-         w.WriteNumber("count", d.Count)
-         w.WriteBoolean("detailed", d.Detailed)
-         w.WriteStartArray("hours")
+            for b in d.Hours do
+                w.WriteStartArray()
+                w.WriteStringValue(time b.Start)
+                w.WriteNumberValue(b.Count)
+                w.WriteEndArray()
 
-         for b in d.Hours do
-             w.WriteStartArray()
-             w.WriteStringValue(time b.Start)
-             w.WriteNumberValue(b.Count)
-             w.WriteEndArray()
+            w.WriteEndArray()
+            w.WriteStartArray("users")
 
-         w.WriteEndArray()
-         w.WriteStartArray("users")
+            for u in d.Users do
+                w.WriteStringValue u
 
-         for u in d.Users do
-             w.WriteStringValue u
-
-         w.WriteEndArray()
-         w.WriteEndObject())
-
-        Encoding.UTF8.GetString(buffer.WrittenSpan)
+            w.WriteEndArray()
+            w.WriteEndObject())
 
     /// The whole file for these pending groups.
     let serialize (pending: GroupDelta seq) : string =

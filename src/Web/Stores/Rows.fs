@@ -207,14 +207,18 @@ module internal Rows =
     let pastCursor = pastCursorBy "hash"
 
     /// The keyset rule in two parts that each read one range of an index: the rows tied with the cursor's key
-    /// and past its hash, and the rows past its key.
-    let pastCursorParts (sort: ListSort) (direction: CursorDirection) (p: string) : string * string =
+    /// and past its tie column `tie` (parameter `{p}{tie}`), and the rows past its key. A key many rows share (a
+    /// count of 1) is then not scanned from its start.
+    let pastCursorPartsBy (tie: string) (sort: ListSort) (direction: CursorDirection) (p: string) : string * string =
         let k = keyColumn sort
 
         if direction = CursorDirection.Older then
-            $"{k} = {p}key AND hash > {p}hash", $"{k} < {p}key"
+            $"{k} = {p}key AND {tie} > {p}{tie}", $"{k} < {p}key"
         else
-            $"{k} = {p}key AND hash < {p}hash", $"{k} > {p}key"
+            $"{k} = {p}key AND {tie} < {p}{tie}", $"{k} > {p}key"
+
+    /// The keyset rule in two parts with ties by hash (parameters `key` and `hash`).
+    let pastCursorParts = pastCursorPartsBy "hash"
 
     /// The release, environment and project filters of a list query (`Triage.releaseMatches`, `Triage.environmentMatches`)
     /// as conditions with their parameter names (`p` the store's prefix) and values; none for no filter.
