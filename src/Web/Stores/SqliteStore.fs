@@ -866,7 +866,7 @@ ORDER BY {ordered} LIMIT $count"""
         member _.ExpireIgnoresAsync(now, ct) =
             task {
                 do! ensure ()
-                use! c = openBackground ()
+                use! c = openConnection ()
                 use cmd = c.CreateCommand()
 
                 cmd.CommandText <-
