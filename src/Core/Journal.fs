@@ -135,6 +135,46 @@ module internal Journal =
         && id.Length <= 64
         && id |> Seq.forall (fun c -> Char.IsAsciiLetterOrDigit c || c = '-')
 
+    /// Reads a journal's lines after its header: its segments in file order, the highest "stored up to" mark,
+    /// and the number of lines that could not be read. A short line reads with the header of its group's last
+    /// whole line among `lines`.
+    let readLines (lines: string seq) : struct ((int64 * GroupDelta) list * int64 * int) =
+        let mutable written = 0L
+        let mutable bad = 0
+        let segments = Collections.Generic.List<int64 * GroupDelta>()
+        // The header of each group's last whole line so far: a short line reads with it.
+        let headers = Collections.Generic.Dictionary<string, ErrorEvent>()
+
+        for line in lines do
+            match line.Split(' ', 3) with
+            | [| "W"; n |] ->
+                match Int64.TryParse n with
+                | true, k when k > 0L -> written <- max written k
+                | _ -> bad <- bad + 1
+            | [| "S"; n; json |] ->
+                match Int64.TryParse n, Spill.parse json with
+                | (true, k), ([ d ], 0) when k > 0L ->
+                    segments.Add(k, d)
+                    headers.[d.Latest.Hash] <- d.Latest
+                | _ -> bad <- bad + 1
+            | [| "C"; n; rest |] ->
+                let fields = rest.Split ' '
+
+                let read =
+                    match Int64.TryParse n with
+                    | true, k when k > 0L && fields.Length = 6 ->
+                        match headers.TryGetValue fields.[0] with
+                        | true, header -> parseCounted header fields.[1..] |> Option.map (fun d -> k, d)
+                        | _ -> None
+                    | _ -> None
+
+                match read with
+                | Some segment -> segments.Add segment
+                | None -> bad <- bad + 1
+            | _ -> bad <- bad + 1
+
+        struct (List.ofSeq segments, written, bad)
+
     /// Reads a journal; a file without a header is a spill file of an older version: its groups are read as
     /// segment 1, none of it stored.
     let parse (text: string) : JournalContent =
@@ -152,43 +192,11 @@ module internal Journal =
             }
         else
             let id = lines.[0].Substring 3
-            let mutable written = 0L
-            let mutable bad = 0
-            let segments = Collections.Generic.List<int64 * GroupDelta>()
-            // The header of each group's last whole line so far: a short line reads with it.
-            let headers = Collections.Generic.Dictionary<string, ErrorEvent>()
-
-            for line in Seq.skip 1 lines do
-                match line.Split(' ', 3) with
-                | [| "W"; n |] ->
-                    match Int64.TryParse n with
-                    | true, k when k > 0L -> written <- max written k
-                    | _ -> bad <- bad + 1
-                | [| "S"; n; json |] ->
-                    match Int64.TryParse n, Spill.parse json with
-                    | (true, k), ([ d ], 0) when k > 0L ->
-                        segments.Add(k, d)
-                        headers.[d.Latest.Hash] <- d.Latest
-                    | _ -> bad <- bad + 1
-                | [| "C"; n; rest |] ->
-                    let fields = rest.Split ' '
-
-                    let read =
-                        match Int64.TryParse n with
-                        | true, k when k > 0L && fields.Length = 6 ->
-                            match headers.TryGetValue fields.[0] with
-                            | true, header -> parseCounted header fields.[1..] |> Option.map (fun d -> k, d)
-                            | _ -> None
-                        | _ -> None
-
-                    match read with
-                    | Some segment -> segments.Add segment
-                    | None -> bad <- bad + 1
-                | _ -> bad <- bad + 1
+            let struct (segments, written, bad) = readLines (Seq.skip 1 lines)
 
             {
                 Id = if isValidId id then Some id else None
-                Segments = List.ofSeq segments
+                Segments = segments
                 Written = written
                 Bad = bad + (if isValidId id then 0 else 1)
             }
@@ -197,13 +205,11 @@ module internal Journal =
     let lastSegment (content: JournalContent) : int64 =
         content.Segments |> List.fold (fun top (k, _) -> max top k) 0L
 
-    /// What is not stored when the store's mark is `mark`: the groups of every segment past it, merged by group
-    /// in segment order.
-    let unstored (mark: int64) (content: JournalContent) : GroupDelta list =
-        content.Segments
-        |> List.filter (fun (k, _) -> k > mark)
-        |> List.sortBy fst
-        |> List.fold
+    /// Segments' groups merged by group in segment order: one delta a group, as applying them in turn would give.
+    let merged (segments: (int64 * GroupDelta) seq) : GroupDelta list =
+        segments
+        |> Seq.sortBy fst
+        |> Seq.fold
             (fun (acc: Map<string, GroupDelta>) (_, d) ->
                 match acc.TryFind d.Latest.Hash with
                 | Some older -> acc.Add(d.Latest.Hash, Events.merge older d)
@@ -211,6 +217,11 @@ module internal Journal =
             Map.empty
         |> Map.toList
         |> List.map snd
+
+    /// What is not stored when the store's mark is `mark`: the groups of every segment past it, merged by group
+    /// in segment order.
+    let unstored (mark: int64) (content: JournalContent) : GroupDelta list =
+        content.Segments |> List.filter (fun (k, _) -> k > mark) |> merged
 
     /// The whole text of a compacted journal: the header, then each (segment, groups) in order.
     let compacted (id: string) (segments: (int64 * GroupDelta seq) seq) : string =

@@ -66,7 +66,14 @@ type Engine internal (parts: EngineParts) =
     static let inside = AsyncLocal<bool>()
 
     let metrics = parts.Metrics
-    let queue = CaptureQueue(parts.Settings.MaxPendingGroups, metrics)
+    // The journal's path (not with the in-memory store, which a restart empties anyway).
+    let journalPath =
+        match parts.Store with
+        | :? MemoryStore -> None
+        | _ -> parts.SpillPath
+
+    let queue =
+        CaptureQueue(parts.Settings.MaxPendingGroups, metrics, journalPath.IsSome)
 
     let dispatcher =
         Dispatcher(parts.Settings, parts.Store, parts.Notifiers, parts.Ticketing, parts.Clock, parts.Logger)
@@ -74,17 +81,15 @@ type Engine internal (parts: EngineParts) =
     // The journal, at the spill file's path: what was answered is on the disk within moments, whatever the
     // store's speed or health (not with the in-memory store, which a restart empties anyway).
     let journal =
-        match parts.Store with
-        | :? MemoryStore -> None
-        | _ ->
-            parts.SpillPath
-            |> Option.map (fun p -> JournalFile(p, Guid.NewGuid().ToString "N", parts.Logger, queue.Unstored))
+        journalPath
+        |> Option.map (fun p ->
+            JournalFile(p, Guid.NewGuid().ToString "N", parts.Logger, queue.Unstored, 64L * 1024L * 1024L, Some queue))
 
     /// Hands what the queue accepted to the journaled stage: appended to the journal as its next segment (or
     /// just handed on, without a journal).
     let stage () =
         match journal with
-        | Some j -> j.Append queue.Journal
+        | Some j -> j.AppendQueued()
         | None -> queue.Journal 0L |> ignore
 
     // Repeats of one throw site, coalesced on the request path before any formatting: a storm costs the

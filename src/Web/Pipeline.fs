@@ -23,12 +23,30 @@ type internal Doorbell() =
     /// Waits for a ring or the timeout; true when it rang.
     member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = bell.WaitAsync(timeout, ct)
 
+/// A journal segment held only in the journal file: where it is (bytes `Start` to `End`), how many groups (and
+/// groups with details) it holds, and the sequence number of its last occurrence.
+[<Struct>]
+type internal SpilledSegment =
+    {
+        Segment: int64
+        UpTo: int64
+        Start: int64
+        End: int64
+        Groups: int
+        Detailed: int
+    }
+
 /// The bounded in-memory queue between the request thread and the store, in three stages: *pending* (accepted),
 /// *journaled* (appended to the journal, or just handed on when there is none) and *in flight* (the batch the
 /// writer is writing: kept until it is written, and retried as it is). Repeats of one group coalesce within a
 /// stage, so memory is bounded by the number of distinct groups: at most `maxGroups` with details (request data
 /// and traceback), and ten times as many in all (the others hold a hash, a few short fields and their counts).
-type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
+/// With a journal, a stage past `maxGroups` groups is *spilled*: its segments are held in the journal file only
+/// (read back by the writer in order, a batch at a time), until the writer has caught up with them; so a storm
+/// of new groups costs memory for `maxGroups` of them, not for all; new groups are dropped only past a hundred
+/// times `maxGroups` waiting in all (`spills`: the queue has a journal to spill to), or past ten times while
+/// there is no journal or it cannot be written (all of them wait in memory then).
+type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     let gate = obj ()
     let mutable pending = Dictionary<string, GroupDelta>()
     let mutable journaled = Dictionary<string, GroupDelta>()
@@ -44,19 +62,34 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
     let mutable detailed = 0
     let mutable enqueued = 0L
     let mutable dropped = 0L
-    let maxCountOnly = maxGroups * 10
+    // Segments held in the journal file only, oldest first (all newer than what `journaled` holds), and their
+    // groups; the groups of the segment being appended to the file only, until the append is done.
+    let spilled = Queue<SpilledSegment>()
+    let mutable spilledGroups = 0
+    let mutable holding: GroupDelta list = []
+    let mutable holdingSegment = 0L
+    let mutable holdingUpTo = 0L
+    let maxInMemory = int (min (int64 maxGroups * 10L) (int64 Int32.MaxValue))
+    let maxSpilled = int (min (int64 maxGroups * 100L) (int64 Int32.MaxValue))
+    // Whether the journal could take the last segment (it spills when need be).
+    let mutable spillable = spills
     let arrived = Doorbell()
     let ready = Doorbell()
 
+    /// Groups held in memory.
     let total () =
-        pending.Count + journaled.Count + inFlightCount
+        pending.Count + journaled.Count + inFlightCount + holding.Length
+
+    /// Whether the journaled stage is spilled (under the gate): new segments go to the file only.
+    let spilling () =
+        spilled.Count > 0 || not holding.IsEmpty
 
     /// Fewer groups with details wait than the bound (under the gate).
     let room () = detailed + inFlightDetailed < maxGroups
 
     /// Adds `d` to what is pending for its group (under the gate); false when it was dropped. A new group past
     /// the bound on groups with details is kept without them (its count and times exact; a later occurrence
-    /// brings the details); past ten times the bound, its occurrences are dropped and counted.
+    /// brings the details); past the bound on groups waiting, its occurrences are dropped and counted.
     let add (d: GroupDelta) =
         match pending.TryGetValue d.Latest.Hash with
         | true, existing ->
@@ -67,7 +100,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
             enqueued <- enqueued + d.Count
             metrics.Coalesced.Add d.Count
             true
-        | _ when total () >= maxCountOnly ->
+        | _ when total () + spilledGroups >= (if spillable then maxSpilled else maxInMemory) ->
             dropped <- dropped + d.Count
             metrics.Dropped.Add d.Count
             false
@@ -118,26 +151,149 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
 
     /// Moves everything pending to the journaled stage as journal segment `segment`; returns what it moved (in
     /// the order to append it), empty when nothing was pending.
-    member _.Journal(segment: int64) : GroupDelta list =
-        let moved =
+    member this.Journal(segment: int64) : GroupDelta list =
+        let struct (moved, _) = this.Journal(segment, false)
+        moved
+
+    /// Takes everything pending as journal segment `segment`; returns it (in the order to append it; empty when
+    /// nothing was pending) and whether it is spilled. When `canSpill` (a journal that appends) and the journaled
+    /// stage would pass the bound, or is spilled already, it is not kept: the caller appends it and calls
+    /// `Spilled` when the append is done (`Unspill` when it failed). Else it moves to the journaled stage.
+    member _.Journal(segment: int64, canSpill: bool) : struct (GroupDelta list * bool) =
+        let result =
             lock gate (fun () ->
+                spillable <- spills && canSpill
+
                 if pending.Count = 0 then
-                    []
+                    struct ([], false)
                 else
                     let moved = List.ofSeq pending.Values
                     pending <- Dictionary<string, GroupDelta>(pending.Count)
 
-                    for d in moved do
-                        journal d
+                    // The groups the journaled stage would hold with this segment (repeats merge into theirs).
+                    let wouldHold () =
+                        journaled.Count
+                        + (moved
+                           |> List.sumBy (fun d -> if journaled.ContainsKey d.Latest.Hash then 0 else 1))
 
-                    journaledTop <- segment
-                    journaledUpTo <- enqueued
-                    moved)
+                    if canSpill && (spilling () || wouldHold () > maxGroups) then
+                        holding <- moved
+                        holdingSegment <- segment
+                        holdingUpTo <- enqueued
+                        struct (moved, true)
+                    else
+                        for d in moved do
+                            journal d
 
-        if not moved.IsEmpty then
-            ready.Ring()
+                        journaledTop <- segment
+                        journaledUpTo <- enqueued
+                        struct (moved, false))
 
-        moved
+        match result with
+        | struct (moved, false) when not moved.IsEmpty -> ready.Ring()
+        | _ -> ()
+
+        result
+
+    /// The segment taken with `Journal(segment, true)` is in the file, bytes `start` to `end`.
+    member _.Spilled(segment: int64, start: int64, finish: int64) =
+        lock gate (fun () ->
+            spilled.Enqueue
+                {
+                    Segment = segment
+                    UpTo = holdingUpTo
+                    Start = start
+                    End = finish
+                    Groups = holding.Length
+                    Detailed = holding |> List.sumBy (fun d -> if d.Detailed then 1 else 0)
+                }
+
+            spilledGroups <- spilledGroups + holding.Length
+            holding <- [])
+
+        ready.Ring()
+
+    /// The journal cannot append (an append failed): the segments still spilled come back into the journaled
+    /// stage (`readBack` reads their groups from the file), then the segment being appended, if any.
+    member _.Unspill(readBack: SpilledSegment list -> (int64 * GroupDelta) list) =
+        let entries = lock gate (fun () -> List.ofSeq spilled)
+        let back = if entries.IsEmpty then [] else readBack entries
+
+        lock gate (fun () ->
+            // The writer may have taken the oldest meanwhile: what is still spilled comes back.
+            let still = List.ofSeq spilled
+
+            let from =
+                match still with
+                | e :: _ -> e.Segment
+                | [] -> Int64.MaxValue
+
+            spilled.Clear()
+            spilledGroups <- 0
+            detailed <- detailed - (still |> List.sumBy (fun e -> e.Detailed))
+
+            for d in back |> List.filter (fun (k, _) -> k >= from) |> Journal.merged do
+                if d.Detailed then
+                    detailed <- detailed + 1
+
+                journal d
+
+            // Counted in `detailed` when they were added.
+            for d in holding do
+                journal d
+
+            match still with
+            | [] -> ()
+            | _ ->
+                let last = List.last still
+                journaledTop <- max journaledTop last.Segment
+                journaledUpTo <- max journaledUpTo last.UpTo
+
+            if not holding.IsEmpty then
+                journaledTop <- max journaledTop holdingSegment
+                journaledUpTo <- max journaledUpTo holdingUpTo
+                holding <- [])
+
+        ready.Ring()
+
+    /// The oldest spilled segments, as many as hold about `budget` groups (at least one); empty when none.
+    member _.SpilledHead(budget: int) : SpilledSegment list =
+        lock gate (fun () ->
+            let mutable sum = 0
+
+            spilled
+            |> Seq.takeWhile (fun e ->
+                let take = sum = 0 || sum + e.Groups <= budget
+                sum <- sum + e.Groups
+                take)
+            |> List.ofSeq)
+
+    /// Makes the groups read back from the spilled segments `entries` (the oldest, from `SpilledHead`) the batch
+    /// in flight; ValueNone when they are no longer spilled (brought back into memory meanwhile).
+    member _.TakeSpilled
+        (entries: SpilledSegment list, groups: GroupDelta list)
+        : struct (GroupDelta list * int64 * int64) voption =
+        lock gate (fun () ->
+            match entries with
+            | first :: _ when
+                inFlightCount = 0
+                && spilled.Count >= entries.Length
+                && spilled.Peek().Segment = first.Segment
+                ->
+                for _ in entries do
+                    spilled.Dequeue() |> ignore
+
+                let last = List.last entries
+                spilledGroups <- spilledGroups - (entries |> List.sumBy (fun e -> e.Groups))
+                let det = entries |> List.sumBy (fun e -> e.Detailed)
+                detailed <- detailed - det
+                inFlight <- groups
+                inFlightCount <- groups.Length
+                inFlightDetailed <- det
+                inFlightTop <- last.Segment
+                inFlightUpTo <- last.UpTo
+                ValueSome(struct (inFlight, inFlightTop, inFlightUpTo))
+            | _ -> ValueNone)
 
     /// Puts groups read back from the journal into the journaled stage (never dropped): they hold segments up to
     /// `top`, all older than any this process journaled.
@@ -204,11 +360,21 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
     /// Occurrences dropped because the queue was full.
     member _.Dropped = Interlocked.Read &dropped
 
-    /// Distinct groups waiting to be written (all stages).
-    member _.Length = lock gate total
+    /// Distinct groups waiting to be written (all stages; those spilled counted a segment at a time).
+    member _.Length = lock gate (fun () -> total () + spilledGroups)
 
-    /// Distinct groups journaled and not written (the next batch's size).
-    member _.BatchLength = lock gate (fun () -> journaled.Count + inFlightCount)
+    /// Distinct groups journaled and not written (the next batch's size; those spilled counted a segment at a time).
+    member _.BatchLength =
+        lock gate (fun () -> journaled.Count + inFlightCount + spilledGroups)
+
+    /// How many groups the writer reads back from spilled segments for a batch (about).
+    member _.SpilledBatch = max 1000 (maxGroups / 2)
+
+    /// Distinct groups held in memory (all stages but what is spilled).
+    member _.InMemory = lock gate total
+
+    /// Whether segments are held in the journal file only (or one is being appended there).
+    member _.Spilling = lock gate spilling
 
     /// Sequence number of the latest occurrence accepted.
     member _.LastSequence = lock gate (fun () -> enqueued)
@@ -232,8 +398,14 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics) =
 /// outages (a healthy store empties the file every write that catches up): a file past `minCompact` bytes, or
 /// past twice its size after the last compaction, is rewritten with what is not stored.
 type internal JournalFile
-    (path: string, freshId: string, logger: ILogger, unstored: unit -> (int64 * GroupDelta list) list, minCompact: int64)
-    =
+    (
+        path: string,
+        freshId: string,
+        logger: ILogger,
+        unstored: unit -> (int64 * GroupDelta list) list,
+        minCompact: int64,
+        queue: CaptureQueue option
+    ) =
     let gate = obj ()
     let mutable id = freshId
     let mutable nextSegment = 1L
@@ -262,6 +434,7 @@ type internal JournalFile
         if IO.File.Exists path then
             IO.File.Delete path
 
+    /// Appends `lines`; returns where they are in the file (from, to).
     let write (lines: string seq) =
         if isNull stream then
             IO.Directory.CreateDirectory(IO.Path.GetDirectoryName(IO.Path.GetFullPath path))
@@ -275,6 +448,7 @@ type internal JournalFile
 
         // Line by line through one buffer (no text of the whole batch: a storm's append is megabytes, which would
         // be large objects the GC keeps until a full collection).
+        let start = stream.Position
         let mutable used = 0
 
         for l in lines do
@@ -298,6 +472,54 @@ type internal JournalFile
         // To the operating system, which keeps it whatever becomes of the process (like SQLite's commits with
         // synchronous=NORMAL, a power cut can lose its last moments).
         stream.Flush false
+        struct (start, stream.Position)
+
+    /// The segments (unmerged, in file order) of the spilled segments `entries` (consecutive, oldest first): their
+    /// bytes read back line by line.
+    let readSpilled (entries: SpilledSegment list) : (int64 * GroupDelta) list =
+        match entries with
+        | [] -> []
+        | first :: _ ->
+            let last = List.last entries
+            let length = last.End - first.Start
+
+            use file =
+                new IO.FileStream(
+                    path,
+                    IO.FileMode.Open,
+                    IO.FileAccess.Read,
+                    IO.FileShare.ReadWrite ||| IO.FileShare.Delete,
+                    4096,
+                    IO.FileOptions.SequentialScan
+                )
+
+            file.Seek(first.Start, IO.SeekOrigin.Begin) |> ignore
+            use reader = new IO.StreamReader(file, Text.UTF8Encoding(false), false, 64 * 1024)
+            let lines = List<string>()
+            let mutable consumed = 0L
+            let mutable line = if length > 0L then reader.ReadLine() else null
+
+            while not (isNull line) do
+                lines.Add line
+                consumed <- consumed + int64 (Text.Encoding.UTF8.GetByteCount line) + 1L
+                line <- if consumed < length then reader.ReadLine() else null
+
+            let struct (segments, _, bad) = Journal.readLines lines
+
+            if bad > 0 then
+                Log.SpillLinesUnreadable logger bad path
+
+            segments |> List.filter (fun (k, _) -> k >= first.Segment && k <= last.Segment)
+
+    /// Brings what `q` holds in the file only back into memory (the file is to be rewritten); what cannot be
+    /// read back is lost, and logged.
+    let unspill (q: CaptureQueue) =
+        q.Unspill(fun entries ->
+            try
+                readSpilled entries
+            with ex ->
+                Log.SpillUnreadable logger ex path
+                [])
 
     /// Rewrites the file with what is not stored (atomically: a temp file renamed over it); deletes it when
     /// nothing is left.
@@ -333,7 +555,10 @@ type internal JournalFile
             Log.SpillFailed logger ex path
 
     /// A journal compacted from 64 MB.
-    new(path, freshId, logger, unstored) = JournalFile(path, freshId, logger, unstored, 64L * 1024L * 1024L)
+    new(path, freshId, logger, unstored) = JournalFile(path, freshId, logger, unstored, 64L * 1024L * 1024L, None)
+
+    /// A journal that does not spill.
+    new(path, freshId, logger, unstored, minCompact) = JournalFile(path, freshId, logger, unstored, minCompact, None)
 
     /// Its path.
     member _.Path = path
@@ -389,20 +614,40 @@ type internal JournalFile
                 guarded delete)
 
     /// Appends, as the next segment, what `take` hands over (the queue's pending groups).
-    member _.Append(take: int64 -> GroupDelta list) =
-        lock gate (fun () ->
-            let segment = nextSegment
-            let groups = take segment
+    member this.Append(take: int64 -> GroupDelta list) =
+        this.AppendFrom(fun segment _ -> struct (take segment, false))
 
+    /// Appends, as the next segment, what the queue's pending groups are; a segment the queue spills (it keeps
+    /// it in this file only) is written in whole lines, so it reads back on its own.
+    member this.AppendQueued() =
+        match queue with
+        | Some q -> this.AppendFrom(fun segment canSpill -> q.Journal(segment, canSpill))
+        | None -> invalidOp "a journal without a queue"
+
+    /// Appends, as the next segment, what `take` hands over: the groups, and whether they are spilled (given
+    /// whether the journal can hold segments on its own now).
+    member private _.AppendFrom(take: int64 -> bool -> struct (GroupDelta list * bool)) =
+        lock gate (fun () ->
+            match queue with
+            | Some q when broken && q.Spilling ->
+                // A failed write: what is spilled comes back into memory before the file is rewritten.
+                unspill q
+            | _ -> ()
+
+            let segment = nextSegment
+            let struct (groups, spill) = take segment (not broken)
 
             if not groups.IsEmpty then
                 nextSegment <- segment + 1L
                 lastAppended <- segment
+                let mutable range = ValueNone
 
                 guarded (fun () ->
                     if broken then
                         // A failed append may have left a torn line: rewrite the whole file instead.
                         compact ()
+                    elif spill then
+                        range <- ValueSome(write (groups |> Seq.map (Journal.segment segment)))
                     else
                         if headed.Count > 1_000_000 then
                             headed.Clear()
@@ -414,9 +659,23 @@ type internal JournalFile
                                 headed.Add d.Latest.Hash |> ignore
                                 line)
                         )
+                        |> ignore
 
-                        if stream.Length > compactAt then
-                            compact ()))
+                        let spilling = queue |> Option.exists (fun q -> q.Spilling)
+
+                        if stream.Length > compactAt && not spilling then
+                            compact ())
+
+                match queue with
+                | Some q when spill ->
+                    match range with
+                    | ValueSome(struct (start, finish)) -> q.Spilled(segment, start, finish)
+                    | ValueNone -> unspill q
+                | _ -> ())
+
+    /// The groups of the spilled segments `entries` (the oldest), read back from the file and merged by group.
+    member _.ReadSpilled(entries: SpilledSegment list) : GroupDelta list =
+        lock gate (fun () -> readSpilled entries |> Journal.merged)
 
     /// A batch holding every segment up to `top` was stored (with the mark in the store when `marked`): the
     /// file goes when that is all it holds; else, without a store-kept mark, the file notes it.
@@ -426,10 +685,14 @@ type internal JournalFile
                 if leftover.IsNone && top >= lastAppended then
                     delete ()
                 elif not marked && not broken then
-                    write [ Journal.written top ]))
+                    write [ Journal.written top ] |> ignore))
 
-    /// Rewrites the file with exactly what is not stored (on stop); deletes it when everything is stored.
-    member _.Compact() = lock gate (fun () -> guarded compact)
+    /// Rewrites the file with exactly what is not stored (on stop); deletes it when everything is stored. A file
+    /// holding spilled segments is left as it is (it holds everything not stored already).
+    member _.Compact() =
+        lock gate (fun () ->
+            if not (queue |> Option.exists (fun q -> q.Spilling)) then
+                guarded compact)
 
     /// Closes the file (on stop).
     member _.Close() = lock gate close
@@ -531,7 +794,16 @@ type internal Writer
 
                 do! restoreLeftover ct
 
-                match queue.TakeBatch() with
+                let next =
+                    match queue.TakeBatch(), journal with
+                    | ValueNone, Some j ->
+                        // What is spilled, the oldest segments first, read back from the journal.
+                        match queue.SpilledHead queue.SpilledBatch with
+                        | [] -> ValueNone
+                        | entries -> queue.TakeSpilled(entries, j.ReadSpilled entries)
+                    | batch, _ -> batch
+
+                match next with
                 | ValueNone -> ()
                 | ValueSome(struct (batch, top, upTo)) ->
                     let rows = Array.ofList batch
@@ -604,7 +876,10 @@ type internal Writer
 
             while not ct.IsCancellationRequested do
                 try
-                    let! _ = queue.WaitReadyAsync(flushInterval, ct)
+                    // Spilled segments left after a batch are written at once (nothing rings for them again).
+                    if failures > 0 || queue.BatchLength = 0 then
+                        let! _ = queue.WaitReadyAsync(flushInterval, ct)
+                        ()
 
                     if failures = 0 || DateTime.UtcNow >= retryAt then
                         // While the app keeps failing, writes are paced: at most one a flush interval (one a second,

@@ -200,7 +200,7 @@ let tests =
             }
 
             testTask'
-                "a queue past its bound keeps new groups without details, then counts exactly what it dropped, shows it, and keeps the rest"
+                "a queue past its bound keeps new groups without details and spills them to the journal, then counts exactly what it dropped, shows it, and keeps the rest"
             <| fun () ->
                 task {
                     let droppedSeen = ref 0L
@@ -217,19 +217,28 @@ let tests =
                     listener.Start()
 
                     let! (app: RunningApp), store, _ =
-                        faultyApp None [ "APP_ERROR_MAX_PENDING_GROUPS", "5" ]
+                        faultyApp None [ "APP_ERROR_MAX_PENDING_GROUPS", "1" ]
 
                     use _ = app
                     store.Down <- true
 
-                    // Five groups with details, then 45 more without (ten times the bound in all), then drops.
-                    for e in distinctFailures 60 do
+                    // One group with details, then 99 more without (a hundred times the bound in all, with a
+                    // journal to spill to), then drops.
+                    for e in distinctFailures 104 do
                         app.Monitor.RecordException e |> ignore
 
                     let engine = app.App.Services.GetRequiredService<Engine>()
-                    Expect.equal engine.Queue.Dropped 10L "exactly ten dropped"
-                    Expect.equal droppedSeen.Value 10L "the dropped metric says ten"
-                    Expect.equal engine.Queue.DetailedLength 5 "five groups with details pending"
+                    Expect.equal engine.Queue.Dropped 4L "exactly four dropped"
+                    Expect.equal droppedSeen.Value 4L "the dropped metric says four"
+                    Expect.equal engine.Queue.DetailedLength 1 "one group with details pending"
+
+                    // Past the bound, what is journaled is held in the journal file only: memory holds at most the
+                    // bound journaled and a batch of it in flight.
+                    do!
+                        waitUntil "the queue spills to the journal" (fun () ->
+                            Task.FromResult(engine.Queue.Spilling && engine.Queue.InMemory <= 2))
+
+                    Expect.equal engine.Queue.Length 100 "all hundred wait"
                     do! waitUntil "the store's failure is seen" (fun () -> Task.FromResult(engine.Writer.Failures > 0))
                     use! health = app.Client.GetAsync "/health"
 
@@ -239,28 +248,28 @@ let tests =
                         "the health check says the store fails"
 
                     let! page = app.Client.GetStringAsync "/dev/error"
-                    Expect.stringContains page "10 occurrences were dropped" "the list page shows it"
+                    Expect.stringContains page "4 occurrences were dropped" "the list page shows it"
                     store.Down <- false
                     do! app.Monitor.FlushAsync()
                     let! all = records store
-                    Expect.equal all.Length 50 "the fifty kept groups are written"
+                    Expect.equal all.Length 100 "the hundred kept groups are written"
 
                     Expect.equal
                         (all |> List.filter (fun r -> r.Traceback <> "") |> List.length)
-                        5
-                        "five of them with their details"
+                        1
+                        "one of them with its details"
 
                     Expect.allEqual (all |> List.map (fun r -> r.Count)) 1L "each counted once"
 
                     // A group kept without details gets them from its next occurrence (once the queue has room).
-                    let later = distinctFailures 60 |> List.item 40
+                    let later = distinctFailures 104 |> List.item 40
                     let hash = app.Monitor.RecordException later
                     do! app.Monitor.FlushAsync()
                     let! again = records store
                     let group = again |> List.find (fun r -> r.Hash = hash)
                     Expect.equal group.Count 2L "its second occurrence counted"
                     Expect.stringContains group.Traceback "FormatException" "its details came with it"
-                    Expect.equal again.Length 50 "no new group"
+                    Expect.equal again.Length 100 "no new group"
                     use! healthy = app.Client.GetAsync "/health"
                     Expect.equal healthy.StatusCode HttpStatusCode.OK "healthy again"
                 }
@@ -474,10 +483,18 @@ let tests =
                     // them), killed once the journal holds short lines.
                     let repeats = 3000
 
-                    for round, duringStorm, repeated in
-                        [ 1, true, false; 2, false, false; 3, true, false; 4, true, true ] do
+                    // Round 5: new groups again, with a bound of 300 groups in memory, so the journal holds most
+                    // of the storm on its own (spilled segments, read back by the writer) when the kill comes.
+                    for round, duringStorm, repeated, env in
+                        [
+                            1, true, false, []
+                            2, false, false, []
+                            3, true, false, []
+                            4, true, true, []
+                            5, true, false, [ "APP_ERROR_MAX_PENDING_GROUPS", "300" ]
+                        ] do
                         let folder = tempFolder ()
-                        use first = new DemoProcess(folder, [])
+                        use first = new DemoProcess(folder, env)
                         do! first.WaitReadyAsync()
                         let clock = Stopwatch.StartNew()
                         // When each request was answered (ms on `clock`), by its number.
@@ -553,7 +570,7 @@ let tests =
 
 
                         // A new process on the same folder replays the journal past the store's mark.
-                        use second = new DemoProcess(folder, [])
+                        use second = new DemoProcess(folder, env)
                         do! second.WaitReadyAsync()
                         let store = sqliteIn folder
 

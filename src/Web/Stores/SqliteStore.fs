@@ -127,11 +127,16 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
 
             use pragma = c.CreateCommand()
             // WAL with synchronous=NORMAL: a commit is durable against a crash of the app; only a power cut can
-            // lose the last commits (the spill file covers outages, not that). A page cache of 64 MB a
-            // connection; the WAL is cut back to 64 MB after a checkpoint (a storm's WAL does not stay large).
+            // lose the last commits (the spill file covers outages, not that). A page cache of 64 MB for a
+            // request's connection (reads of large stores), 8 MB for background work (a storm's writes touch
+            // many new pages once; the cache is memory the app keeps); the WAL is cut back to 64 MB after a
+            // checkpoint (a storm's WAL does not stay large).
             pragma.CommandText <-
-                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = "
-                + (if background then "1000;" else "0;")
+                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY; "
+                + (if background then
+                       "PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 1000;"
+                   else
+                       "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;")
 
             let! _ = pragma.ExecuteNonQueryAsync()
             return c
