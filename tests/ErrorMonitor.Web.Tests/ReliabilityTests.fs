@@ -199,6 +199,103 @@ let tests =
                 Directory.Delete(folder, true)
             }
 
+            test "spilled journal segments read back in order, and come back into memory when the journal cannot append" {
+                let folder = Directory.CreateTempSubdirectory("errormonitor-spill").FullName
+                let path = Path.Combine(folder, "journal.jsonl")
+                use services = ServiceCollection().AddMetrics().BuildServiceProvider()
+                use metrics = new Metrics(services.GetRequiredService<IMeterFactory>())
+                let queue = CaptureQueue(1, metrics, true)
+
+                let journal =
+                    JournalFile(
+                        path,
+                        "spill",
+                        Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+                        queue.Unstored,
+                        64L * 1024L * 1024L,
+                        Some queue
+                    )
+
+                journal.Open()
+                let at = DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero)
+
+                let delta (g: int) (count: int64) =
+                    {
+                        Latest =
+                            {
+                                Hash = Fingerprint.sha256Hex (string g)
+                                Host = "h"
+                                Path = "/p"
+                                Method = "GET"
+                                RequestData = "{}"
+                                ExceptionName = "E"
+                                Message = sprintf "group %d" g
+                                Traceback = ""
+                                OccurredAt = at.AddSeconds(float g)
+                                Release = ""
+                                Environment = ""
+                                Project = ""
+                            }
+                        FirstAt = at.AddSeconds(float g)
+                        Count = count
+                        Detailed = false
+                        Hours = History.one (at.AddSeconds(float g)) count
+                        Users = [||]
+                    }
+
+                let counts (groups: GroupDelta seq) =
+                    groups |> Seq.map (fun d -> d.Latest.Message, d.Count) |> Seq.sort |> List.ofSeq
+
+                // Three groups: past the bound of one, the segment is held in the file only.
+                for g in 1..3 do
+                    queue.EnqueueDelta(delta g 1L) |> ignore
+
+                journal.AppendQueued()
+                Expect.isTrue queue.Spilling "the first segment spilled"
+                Expect.equal queue.InMemory 0 "nothing of it in memory"
+                Expect.equal queue.Length 3 "three groups wait"
+                // A repeat of group 1 and a new group 4: spilled too (the journal is spilling).
+                queue.EnqueueDelta(delta 1 2L) |> ignore
+                queue.EnqueueDelta(delta 4 1L) |> ignore
+                journal.AppendQueued()
+                Expect.equal queue.InMemory 0 "the second segment is in the file only too"
+
+                // The writer's read: the oldest segment, exactly as it was journaled.
+                let first = queue.SpilledHead 1
+                Expect.equal (first |> List.map (fun e -> e.Segment)) [ 1L ] "one segment for a budget of one group"
+
+                match queue.TakeSpilled(first, journal.ReadSpilled first) with
+                | ValueSome(struct (batch, top, _)) ->
+                    Expect.equal top 1L "the batch holds segment 1"
+
+                    Expect.equal
+                        (counts batch)
+                        [ "group 1", 1L; "group 2", 1L; "group 3", 1L ]
+                        "segment 1 read back from the file"
+                | ValueNone -> failtest "segment 1 was not taken"
+
+                queue.Written()
+                // The journal cannot append: what is still spilled comes back into memory, in order.
+                queue.Unspill(fun entries ->
+                    let content = Journal.parse (File.ReadAllText path)
+
+                    content.Segments
+                    |> List.filter (fun (k, _) -> entries |> List.exists (fun e -> e.Segment = k)))
+
+                Expect.isFalse queue.Spilling "nothing spilled any more"
+
+                match queue.TakeBatch() with
+                | ValueSome(struct (batch, top, _)) ->
+                    Expect.equal top 2L "the batch holds segment 2"
+                    Expect.equal (counts batch) [ "group 1", 2L; "group 4", 1L ] "segment 2 back in memory"
+                | ValueNone -> failtest "segment 2 did not come back"
+
+                queue.Written()
+                Expect.equal queue.Length 0 "everything taken"
+                journal.Close()
+                Directory.Delete(folder, true)
+            }
+
             testTask'
                 "a queue past its bound keeps new groups without details and spills them to the journal, then counts exactly what it dropped, shows it, and keeps the rest"
             <| fun () ->
