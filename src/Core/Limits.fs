@@ -72,6 +72,16 @@ module internal Limits =
         else
             TimeSpan.FromMilliseconds ms
 
+    /// How many distinct groups may wait to be written, for a queue bound of `maxGroups` groups with details,
+    /// before new groups are dropped: a hundred times the bound while a journal holds what does not fit in memory
+    /// (`spillable`), ten times it when all of them wait in memory.
+    let waitingGroups (maxGroups: int) (spillable: bool) : int =
+        int (min (int64 maxGroups * (if spillable then 100L else 10L)) (int64 Int32.MaxValue))
+
+    /// How many groups the writer reads back from spilled journal segments for a batch (about), for a queue
+    /// bound of `maxGroups`.
+    let spilledBatch (maxGroups: int) : int = max 1000 (maxGroups / 2)
+
     /// The markers that stand for what a bound left out.
     module Markers =
         /// Data nested deeper than the depth limit.

@@ -69,8 +69,6 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     let mutable holding: GroupDelta list = []
     let mutable holdingSegment = 0L
     let mutable holdingUpTo = 0L
-    let maxInMemory = int (min (int64 maxGroups * 10L) (int64 Int32.MaxValue))
-    let maxSpilled = int (min (int64 maxGroups * 100L) (int64 Int32.MaxValue))
     // Whether the journal could take the last segment (it spills when need be).
     let mutable spillable = spills
     let arrived = Doorbell()
@@ -83,6 +81,10 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     /// Whether the journaled stage is spilled (under the gate): new segments go to the file only.
     let spilling () =
         spilled.Count > 0 || not holding.IsEmpty
+
+    /// How many of `groups` have details.
+    let detailedIn (groups: GroupDelta list) =
+        groups |> List.sumBy (fun d -> if d.Detailed then 1 else 0)
 
     /// Fewer groups with details wait than the bound (under the gate).
     let room () = detailed + inFlightDetailed < maxGroups
@@ -100,7 +102,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
             enqueued <- enqueued + d.Count
             metrics.Coalesced.Add d.Count
             true
-        | _ when total () + spilledGroups >= (if spillable then maxSpilled else maxInMemory) ->
+        | _ when total () + spilledGroups >= Limits.waitingGroups maxGroups spillable ->
             dropped <- dropped + d.Count
             metrics.Dropped.Add d.Count
             false
@@ -205,7 +207,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                     Start = start
                     End = finish
                     Groups = holding.Length
-                    Detailed = holding |> List.sumBy (fun d -> if d.Detailed then 1 else 0)
+                    Detailed = detailedIn holding
                 }
 
             spilledGroups <- spilledGroups + holding.Length
@@ -321,7 +323,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
             else
                 inFlight <- List.ofSeq journaled.Values
                 inFlightCount <- journaled.Count
-                inFlightDetailed <- inFlight |> List.sumBy (fun d -> if d.Detailed then 1 else 0)
+                inFlightDetailed <- detailedIn inFlight
                 detailed <- detailed - inFlightDetailed
                 inFlightTop <- journaledTop
                 inFlightUpTo <- journaledUpTo
@@ -368,7 +370,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
         lock gate (fun () -> journaled.Count + inFlightCount + spilledGroups)
 
     /// How many groups the writer reads back from spilled segments for a batch (about).
-    member _.SpilledBatch = max 1000 (maxGroups / 2)
+    member _.SpilledBatch = Limits.spilledBatch maxGroups
 
     /// Distinct groups held in memory (all stages but what is spilled).
     member _.InMemory = lock gate total

@@ -190,4 +190,18 @@ let tests =
                 Expect.isTrue (waits |> List.pairwise |> List.forall (fun (a, b) -> a <= b)) "never shorter"
                 Expect.equal (Limits.backoff first cap 0) first "attempt 0 or less waits the first wait"
             }
+
+            test "groups may wait ten times the queue's bound in memory, a hundred times with a journal to spill to" {
+                Expect.equal (Limits.waitingGroups 5 false) 50 "ten times in memory"
+                Expect.equal (Limits.waitingGroups 5 true) 500 "a hundred times with a journal"
+                Expect.equal (Limits.waitingGroups 10000 true) 1000000 "1,000,000 at the default bound"
+
+                Expect.equal
+                    (Limits.waitingGroups 100000000 true)
+                    Int32.MaxValue
+                    "clamped, never overflowing"
+
+                Expect.equal (Limits.spilledBatch 10000) 5000 "half the bound a batch read back"
+                Expect.equal (Limits.spilledBatch 1) 1000 "at least 1,000"
+            }
         ]
