@@ -196,10 +196,7 @@ let tests =
                 Expect.equal (Limits.waitingGroups 5 true) 500 "a hundred times with a journal"
                 Expect.equal (Limits.waitingGroups 10000 true) 1000000 "1,000,000 at the default bound"
 
-                Expect.equal
-                    (Limits.waitingGroups 100000000 true)
-                    Int32.MaxValue
-                    "clamped, never overflowing"
+                Expect.equal (Limits.waitingGroups 100000000 true) Int32.MaxValue "clamped, never overflowing"
 
                 Expect.equal (Limits.spilledBatch 10000) 5000 "half the bound a batch read back"
                 Expect.equal (Limits.spilledBatch 1) 1000 "at least 1,000"
