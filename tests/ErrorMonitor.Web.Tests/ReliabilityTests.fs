@@ -407,6 +407,56 @@ let tests =
                     do! waitUntil "the spill file is gone" (fun () -> Task.FromResult(not (File.Exists spill)))
                 }
 
+            testTask'
+                "graceful stop while the queue spills, with the store down: the journal keeps the spilled segments as they are; the next start stores each occurrence once"
+            <| fun () ->
+                task {
+                    let! (app: RunningApp), store, folder =
+                        faultyApp None [ "APP_ERROR_MAX_PENDING_GROUPS", "1"; "APP_ERROR_SHUTDOWN_TIMEOUT", "1s" ]
+
+                    store.Down <- true
+                    let engine = app.App.Services.GetRequiredService<Engine>()
+                    // Each group twice (new exceptions of the same shapes: an exception is recorded once), the
+                    // second pass once the first spills, so a group's occurrences lie in spilled segments of their
+                    // own (a replay that took a segment twice, or skipped one, would count a group 1 or 3 times).
+                    for e in distinctFailures 30 do
+                        app.Monitor.RecordException e |> ignore
+
+                    do! waitUntil "the queue spills" (fun () -> Task.FromResult engine.Queue.Spilling)
+                    let firstPass = engine.Queue.Length
+
+                    for e in distinctFailures 30 do
+                        app.Monitor.RecordException e |> ignore
+
+                    do!
+                        waitUntil "the second pass is spilled too" (fun () ->
+                            Task.FromResult(
+                                engine.Queue.Spilling
+                                && engine.Queue.Length > firstPass
+                                && engine.Queue.InMemory <= 2
+                            ))
+
+                    do! (app :> IAsyncDisposable).DisposeAsync()
+                    let spill = Path.Combine(folder, "errormonitor.spill.jsonl")
+                    Expect.isTrue (File.Exists spill) "the journal holds what was spilled"
+                    let! before = records (sqliteIn folder)
+                    Expect.isEmpty before "nothing was written"
+
+                    let! (again: RunningApp), healthy, _ = faultyApp (Some folder) []
+                    use _ = again
+
+                    do!
+                        waitUntil "the thirty groups are stored" (fun () ->
+                            task {
+                                let! all = records healthy
+                                return all.Length = 30 && all |> List.forall (fun r -> r.Count >= 2L)
+                            })
+
+                    do! waitUntil "the spill file is gone" (fun () -> Task.FromResult(not (File.Exists spill)))
+                    let! all = records healthy
+                    Expect.allEqual (all |> List.map (fun r -> r.Count)) 2L "each group counted exactly twice"
+                }
+
             testTask' "a locked SQLite file: failures keep coming, then every one is counted"
             <| fun () ->
                 task {
