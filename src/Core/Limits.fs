@@ -78,9 +78,17 @@ module internal Limits =
     let waitingGroups (maxGroups: int) (spillable: bool) : int =
         int (min (int64 maxGroups * (if spillable then 100L else 10L)) (int64 Int32.MaxValue))
 
+    /// How many groups new to the queue (not written by it lately) its journaled stage may hold before it spills,
+    /// for a queue bound of `maxGroups`: a tenth of the bound, at least 100 (never more than the bound). Repeats of
+    /// groups written lately may fill the stage up to the bound (their repeats coalesce there); a storm of new
+    /// groups, which never coalesce, spills past this many.
+    let journaledNewGroups (maxGroups: int) : int =
+        min maxGroups (max 100 (maxGroups / 10))
+
     /// How many groups the writer reads back from spilled journal segments for a batch (about), for a queue
     /// bound of `maxGroups`.
     let spilledBatch (maxGroups: int) : int = max 1000 (maxGroups / 2)
+
 
     /// The markers that stand for what a bound left out.
     module Markers =

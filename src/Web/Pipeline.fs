@@ -41,9 +41,10 @@ type internal SpilledSegment =
 /// writer is writing: kept until it is written, and retried as it is). Repeats of one group coalesce within a
 /// stage, so memory is bounded by the number of distinct groups: at most `maxGroups` with details (request data
 /// and traceback), and ten times as many in all (the others hold a hash, a few short fields and their counts).
-/// With a journal, a stage past `maxGroups` groups is *spilled*: its segments are held in the journal file only
-/// (read back by the writer in order, a batch at a time), until the writer has caught up with them; so a storm
-/// of new groups costs memory for `maxGroups` of them, not for all; new groups are dropped only past a hundred
+/// With a journal, a stage past `maxGroups` groups, or past `Limits.journaledNewGroups` groups the queue did not
+/// write lately (new groups never coalesce: holding them buys nothing), is *spilled*: its segments are held in the
+/// journal file only (read back by the writer in order, a batch at a time), until the writer has caught up with
+/// them; so a storm of new groups costs memory for a tenth of `maxGroups` of them, not for all; new groups are dropped only past a hundred
 /// times `maxGroups` waiting in all (`spills`: the queue has a journal to spill to), or past ten times while
 /// there is no journal or it cannot be written (all of them wait in memory then).
 type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
@@ -73,6 +74,27 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     let mutable spillable = spills
     let arrived = Doorbell()
     let ready = Doorbell()
+    // Groups the queue wrote lately (their hashes' hash codes, so the sets hold no strings): the last batches' up
+    // to `maxGroups` in `writtenNow`, the ones before in `writtenBefore` (a collision only takes a new group for a
+    // known one). The journaled stage holds at most `Limits.journaledNewGroups` groups not among them.
+    let mutable writtenNow = HashSet<int>()
+    let mutable writtenBefore = HashSet<int>()
+    let mutable journaledNew = 0
+    let newBound = Limits.journaledNewGroups maxGroups
+
+    let codeOf (hash: string) = StringComparer.Ordinal.GetHashCode hash
+
+    let isKnown (hash: string) =
+        let c = codeOf hash
+        writtenNow.Contains c || writtenBefore.Contains c
+
+    let remember (groups: GroupDelta list) =
+        for d in groups do
+            if writtenNow.Count >= maxGroups then
+                writtenBefore <- writtenNow
+                writtenNow <- HashSet<int>()
+
+            writtenNow.Add(codeOf d.Latest.Hash) |> ignore
 
     /// Groups held in memory.
     let total () =
@@ -129,7 +151,11 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                 detailed <- detailed - 1
 
             journaled.[d.Latest.Hash] <- Events.merge existing d
-        | _ -> journaled.[d.Latest.Hash] <- d
+        | _ ->
+            if not (isKnown d.Latest.Hash) then
+                journaledNew <- journaledNew + 1
+
+            journaled.[d.Latest.Hash] <- d
 
     /// Adds an occurrence (of `users`: its user's key, if any); returns its sequence number, or None when the
     /// queue is full and it was dropped.
@@ -172,13 +198,22 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                     let moved = List.ofSeq pending.Values
                     pending <- Dictionary<string, GroupDelta>(pending.Count)
 
-                    // The groups the journaled stage would hold with this segment (repeats merge into theirs).
+                    // The groups, and the groups new to the queue, the journaled stage would hold with this
+                    // segment (repeats merge into theirs).
                     let wouldHold () =
-                        journaled.Count
-                        + (moved
-                           |> List.sumBy (fun d -> if journaled.ContainsKey d.Latest.Hash then 0 else 1))
+                        let mutable all = journaled.Count
+                        let mutable fresh = journaledNew
 
-                    if canSpill && (spilling () || wouldHold () > maxGroups) then
+                        for d in moved do
+                            if not (journaled.ContainsKey d.Latest.Hash) then
+                                all <- all + 1
+
+                                if not (isKnown d.Latest.Hash) then
+                                    fresh <- fresh + 1
+
+                        all > maxGroups || fresh > newBound
+
+                    if canSpill && (spilling () || wouldHold ()) then
                         holding <- moved
                         holdingSegment <- segment
                         holdingUpTo <- enqueued
@@ -328,11 +363,13 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                 inFlightTop <- journaledTop
                 inFlightUpTo <- journaledUpTo
                 journaled <- Dictionary<string, GroupDelta>()
+                journaledNew <- 0
                 ValueSome(struct (inFlight, inFlightTop, inFlightUpTo)))
 
     /// The batch in flight was written.
     member _.Written() =
         lock gate (fun () ->
+            remember inFlight
             inFlight <- []
             inFlightCount <- 0
             inFlightDetailed <- 0)

@@ -201,4 +201,12 @@ let tests =
                 Expect.equal (Limits.spilledBatch 10000) 5000 "half the bound a batch read back"
                 Expect.equal (Limits.spilledBatch 1) 1000 "at least 1,000"
             }
+
+            test
+                "the journaled stage holds a tenth of the queue's bound of groups new to it, at least 100, never more than the bound" {
+                Expect.equal (Limits.journaledNewGroups 10000) 1000 "a tenth of the default bound"
+                Expect.equal (Limits.journaledNewGroups 300) 100 "at least 100"
+                Expect.equal (Limits.journaledNewGroups 50) 50 "never more than the bound"
+                Expect.equal (Limits.journaledNewGroups 1) 1 "a bound of one"
+            }
         ]

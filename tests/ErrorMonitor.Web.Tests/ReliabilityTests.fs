@@ -296,6 +296,84 @@ let tests =
                 Directory.Delete(folder, true)
             }
 
+            test
+                "the journaled stage holds repeats of groups written lately up to the bound, groups new to it up to a tenth: a storm of new groups spills past that" {
+                let folder = Directory.CreateTempSubdirectory("errormonitor-spill").FullName
+                let path = Path.Combine(folder, "journal.jsonl")
+                use services = ServiceCollection().AddMetrics().BuildServiceProvider()
+                use metrics = new Metrics(services.GetRequiredService<IMeterFactory>())
+                // A bound of 1,000 groups: at most 100 new to the queue in the journaled stage.
+                let queue = CaptureQueue(1000, metrics, true)
+
+                let journal =
+                    JournalFile(
+                        path,
+                        "storm",
+                        Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+                        queue.Unstored,
+                        64L * 1024L * 1024L,
+                        Some queue
+                    )
+
+                journal.Open()
+                let at = DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero)
+
+                let delta (g: int) =
+                    {
+                        Latest =
+                            {
+                                Hash = Fingerprint.sha256Hex (string g)
+                                Host = "h"
+                                Path = "/p"
+                                Method = "GET"
+                                RequestData = "{}"
+                                ExceptionName = "E"
+                                Message = sprintf "group %d" g
+                                Traceback = ""
+                                OccurredAt = at
+                                Release = ""
+                                Environment = ""
+                                Project = ""
+                            }
+                        FirstAt = at
+                        Count = 1L
+                        Detailed = false
+                        Hours = History.one at 1L
+                        Users = [||]
+                    }
+
+                let enqueue (groups: int seq) =
+                    for g in groups do
+                        queue.EnqueueDelta(delta g) |> ignore
+
+                    journal.AppendQueued()
+
+                // A hundred new groups: kept in memory.
+                enqueue [ 1..100 ]
+                Expect.isFalse queue.Spilling "100 new groups are held"
+                Expect.equal queue.InMemory 100 "in memory"
+
+                match queue.TakeBatch() with
+                | ValueSome(struct (batch, _, _)) -> Expect.equal batch.Length 100 "written in one batch"
+                | ValueNone -> failtest "nothing to write"
+
+                queue.Written()
+
+                // Their repeats do not count as new: with a hundred new ones, two hundred held, nothing spilled.
+                enqueue [ 1..100 ]
+                enqueue [ 101..200 ]
+                Expect.isFalse queue.Spilling "repeats of written groups and 100 new ones are held"
+                Expect.equal queue.InMemory 200 "all in memory"
+
+                // One new group more than a tenth of the bound: the segment goes to the file only.
+                enqueue [ 201 ]
+                Expect.isTrue queue.Spilling "the 101st new group spills"
+                Expect.equal queue.InMemory 200 "memory holds what it held"
+                Expect.equal queue.Length 201 "all wait"
+                journal.Close()
+                Directory.Delete(folder, true)
+            }
+
             testTask'
                 "a queue past its bound keeps new groups without details and spills them to the journal, then counts exactly what it dropped, shows it, and keeps the rest"
             <| fun () ->
