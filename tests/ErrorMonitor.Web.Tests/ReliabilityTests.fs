@@ -106,6 +106,81 @@ let private faultyApp (folder: string option) (settings: (string * string) list)
         return app, store, folder
     }
 
+/// Stops `app` (gracefully) with its store down: the spill file in `folder` must hold what waited and nothing may
+/// be written (`what` says why the file must be there); then starts an app with a healthy store on that folder.
+/// Returns it, its store, and the spill file's path.
+let private stopDownAndRestart (app: RunningApp) (folder: string) (what: string) =
+    task {
+        do! (app :> IAsyncDisposable).DisposeAsync()
+        let spill = Path.Combine(folder, "errormonitor.spill.jsonl")
+        Expect.isTrue (File.Exists spill) what
+        let! before = records (sqliteIn folder)
+        Expect.isEmpty before "nothing was written"
+        let! (again: RunningApp), healthy, _ = faultyApp (Some folder) []
+        return again, healthy, spill
+    }
+
+/// `count` occurrences of group `g` (its message "group g", at `g` seconds past 2026-01-01), without details.
+let private journalDelta (g: int) (count: int64) : GroupDelta =
+    let at = DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero).AddSeconds(float g)
+
+    {
+        Latest =
+            {
+                Hash = Fingerprint.sha256Hex (string g)
+                Host = "h"
+                Path = "/p"
+                Method = "GET"
+                RequestData = "{}"
+                ExceptionName = "E"
+                Message = sprintf "group %d" g
+                Traceback = ""
+                OccurredAt = at
+                Release = ""
+                Environment = ""
+                Project = ""
+            }
+        FirstAt = at
+        Count = count
+        Detailed = false
+        Hours = History.one at count
+        Users = [||]
+    }
+
+/// A queue of bound `bound` with a journal to spill to, in a folder of its own (deleted on dispose).
+type private SpillFixture(bound: int) =
+    let folder = Directory.CreateTempSubdirectory("errormonitor-spill").FullName
+    let path = Path.Combine(folder, "journal.jsonl")
+    let services = ServiceCollection().AddMetrics().BuildServiceProvider()
+    let metrics = new Metrics(services.GetRequiredService<IMeterFactory>())
+    let queue = CaptureQueue(bound, metrics, true)
+
+    let journal =
+        JournalFile(
+            path,
+            "spill",
+            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+            queue.Unstored,
+            64L * 1024L * 1024L,
+            Some queue
+        )
+
+    do journal.Open()
+
+    member _.Path = path
+    member _.Queue = queue
+    member _.Journal = journal
+
+    /// `count` occurrences of group `g` (its message "group g"), without details.
+    member _.Delta (g: int) (count: int64) : GroupDelta = journalDelta g count
+
+    interface IDisposable with
+        member _.Dispose() =
+            journal.Close()
+            (metrics :> IDisposable).Dispose()
+            services.Dispose()
+            Directory.Delete(folder, true)
+
 [<Tests>]
 let tests =
     testSequenced
@@ -121,29 +196,17 @@ let tests =
                 let unstored = SortedDictionary<int64, GroupDelta list>()
 
                 let delta (i: int) =
-                    let at = DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero).AddSeconds(float i)
+                    let d = journalDelta i (int64 i)
 
-                    {
+                    { d with
                         Latest =
-                            {
-                                Hash = Fingerprint.sha256Hex (string i)
-                                Host = "h"
-                                Path = "/p"
-                                Method = "GET"
-                                RequestData = "{}"
-                                ExceptionName = "E"
+                            { d.Latest with
                                 Message = String('m', 400) + string i
                                 Traceback = "t"
-                                OccurredAt = at
                                 Release = "1.0.0"
                                 Environment = "Production"
-                                Project = ""
                             }
-                        FirstAt = at
-                        Count = int64 i
                         Detailed = true
-                        Hours = History.one at (int64 i)
-                        Users = [||]
                     }
 
                 let journal =
@@ -200,48 +263,11 @@ let tests =
             }
 
             test "spilled journal segments read back in order, and come back into memory when the journal cannot append" {
-                let folder = Directory.CreateTempSubdirectory("errormonitor-spill").FullName
-                let path = Path.Combine(folder, "journal.jsonl")
-                use services = ServiceCollection().AddMetrics().BuildServiceProvider()
-                use metrics = new Metrics(services.GetRequiredService<IMeterFactory>())
-                let queue = CaptureQueue(1, metrics, true)
-
-                let journal =
-                    JournalFile(
-                        path,
-                        "spill",
-                        Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
-                        queue.Unstored,
-                        64L * 1024L * 1024L,
-                        Some queue
-                    )
-
-                journal.Open()
-                let at = DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero)
-
-                let delta (g: int) (count: int64) =
-                    {
-                        Latest =
-                            {
-                                Hash = Fingerprint.sha256Hex (string g)
-                                Host = "h"
-                                Path = "/p"
-                                Method = "GET"
-                                RequestData = "{}"
-                                ExceptionName = "E"
-                                Message = sprintf "group %d" g
-                                Traceback = ""
-                                OccurredAt = at.AddSeconds(float g)
-                                Release = ""
-                                Environment = ""
-                                Project = ""
-                            }
-                        FirstAt = at.AddSeconds(float g)
-                        Count = count
-                        Detailed = false
-                        Hours = History.one (at.AddSeconds(float g)) count
-                        Users = [||]
-                    }
+                use fixture = new SpillFixture(1)
+                let queue = fixture.Queue
+                let journal = fixture.Journal
+                let path = fixture.Path
+                let delta = fixture.Delta
 
                 let counts (groups: GroupDelta seq) =
                     groups |> Seq.map (fun d -> d.Latest.Message, d.Count) |> Seq.sort |> List.ofSeq
@@ -292,61 +318,19 @@ let tests =
 
                 queue.Written()
                 Expect.equal queue.Length 0 "everything taken"
-                journal.Close()
-                Directory.Delete(folder, true)
             }
 
             test
                 "the journaled stage holds repeats of groups written lately up to the bound, groups new to it up to a tenth: a storm of new groups spills past that" {
-                let folder = Directory.CreateTempSubdirectory("errormonitor-spill").FullName
-                let path = Path.Combine(folder, "journal.jsonl")
-                use services = ServiceCollection().AddMetrics().BuildServiceProvider()
-                use metrics = new Metrics(services.GetRequiredService<IMeterFactory>())
                 // A bound of 1,000 groups: at most 100 new to the queue in the journaled stage.
-                let queue = CaptureQueue(1000, metrics, true)
-
-                let journal =
-                    JournalFile(
-                        path,
-                        "storm",
-                        Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
-                        queue.Unstored,
-                        64L * 1024L * 1024L,
-                        Some queue
-                    )
-
-                journal.Open()
-                let at = DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero)
-
-                let delta (g: int) =
-                    {
-                        Latest =
-                            {
-                                Hash = Fingerprint.sha256Hex (string g)
-                                Host = "h"
-                                Path = "/p"
-                                Method = "GET"
-                                RequestData = "{}"
-                                ExceptionName = "E"
-                                Message = sprintf "group %d" g
-                                Traceback = ""
-                                OccurredAt = at
-                                Release = ""
-                                Environment = ""
-                                Project = ""
-                            }
-                        FirstAt = at
-                        Count = 1L
-                        Detailed = false
-                        Hours = History.one at 1L
-                        Users = [||]
-                    }
+                use fixture = new SpillFixture(1000)
+                let queue = fixture.Queue
 
                 let enqueue (groups: int seq) =
                     for g in groups do
-                        queue.EnqueueDelta(delta g) |> ignore
+                        queue.EnqueueDelta(fixture.Delta g 1L) |> ignore
 
-                    journal.AppendQueued()
+                    fixture.Journal.AppendQueued()
 
                 // A hundred new groups: kept in memory.
                 enqueue [ 1..100 ]
@@ -370,8 +354,6 @@ let tests =
                 Expect.isTrue queue.Spilling "the 101st new group spills"
                 Expect.equal queue.InMemory 200 "memory holds what it held"
                 Expect.equal queue.Length 201 "all wait"
-                journal.Close()
-                Directory.Delete(folder, true)
             }
 
             testTask'
@@ -464,13 +446,9 @@ let tests =
                     for i in 1..2 do
                         app.Monitor.RecordException(FormatException(sprintf "b %d" i)) |> ignore
 
-                    do! (app :> IAsyncDisposable).DisposeAsync()
-                    let spill = Path.Combine(folder, "errormonitor.spill.jsonl")
-                    Expect.isTrue (File.Exists spill) "the spill file holds what was pending"
-                    let! before = countsByName (sqliteIn folder)
-                    Expect.isEmpty before "nothing was written"
+                    let! again, healthy, spill =
+                        stopDownAndRestart app folder "the spill file holds what was pending"
 
-                    let! (again: RunningApp), healthy, _ = faultyApp (Some folder) []
                     use _ = again
 
                     do!
@@ -514,13 +492,9 @@ let tests =
                                 && engine.Queue.InMemory <= 2
                             ))
 
-                    do! (app :> IAsyncDisposable).DisposeAsync()
-                    let spill = Path.Combine(folder, "errormonitor.spill.jsonl")
-                    Expect.isTrue (File.Exists spill) "the journal holds what was spilled"
-                    let! before = records (sqliteIn folder)
-                    Expect.isEmpty before "nothing was written"
+                    let! again, healthy, spill =
+                        stopDownAndRestart app folder "the journal holds what was spilled"
 
-                    let! (again: RunningApp), healthy, _ = faultyApp (Some folder) []
                     use _ = again
 
                     do!
