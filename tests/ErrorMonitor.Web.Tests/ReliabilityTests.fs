@@ -679,7 +679,10 @@ let tests =
                     // Rounds 1-3: each request a group of its own (whole journal lines). Round 4: repeats of 3,000
                     // groups, known after their first occurrences (the journal's short count-only lines; with
                     // more than 1,000 groups a batch, writes are paced, so the journal lives long enough to hold
-                    // them), killed once the journal holds short lines.
+                    // them), killed once the journal holds short lines. Its bound is 40,000 groups, so the 3,000
+                    // new groups fit the journaled stage's tenth of it and nothing spills (spilled segments are
+                    // whole lines: with the default bound the first 3,000 spill, and the short lines may come only
+                    // late in the storm, or after it, when the journal is gone).
                     let repeats = 3000
 
                     // Round 5: new groups again, with a bound of 300 groups in memory, so the journal holds most
@@ -689,7 +692,7 @@ let tests =
                             1, true, false, []
                             2, false, false, []
                             3, true, false, []
-                            4, true, true, []
+                            4, true, true, [ "APP_ERROR_MAX_PENDING_GROUPS", "40000" ]
                             5, true, false, [ "APP_ERROR_MAX_PENDING_GROUPS", "300" ]
                         ] do
                         let folder = tempFolder ()
