@@ -85,10 +85,14 @@ module internal Limits =
     let journaledNewGroups (maxGroups: int) : int =
         min maxGroups (max 100 (maxGroups / 10))
 
+    /// Whether a queue's journaled stage of bound `maxGroups` spills when it would hold `groups` distinct groups,
+    /// `fresh` of them new to the queue: past the bound, or past `journaledNewGroups` new ones.
+    let journaledSpills (maxGroups: int) (groups: int) (fresh: int) : bool =
+        groups > maxGroups || fresh > journaledNewGroups maxGroups
+
     /// How many groups the writer reads back from spilled journal segments for a batch (about), for a queue
     /// bound of `maxGroups`.
     let spilledBatch (maxGroups: int) : int = max 1000 (maxGroups / 2)
-
 
     /// The markers that stand for what a bound left out.
     module Markers =

@@ -42,11 +42,12 @@ type internal SpilledSegment =
 /// stage, so memory is bounded by the number of distinct groups: at most `maxGroups` with details (request data
 /// and traceback), and ten times as many in all (the others hold a hash, a few short fields and their counts).
 /// With a journal, a stage past `maxGroups` groups, or past `Limits.journaledNewGroups` groups the queue did not
-/// write lately (new groups never coalesce: holding them buys nothing), is *spilled*: its segments are held in the
-/// journal file only (read back by the writer in order, a batch at a time), until the writer has caught up with
-/// them; so a storm of new groups costs memory for a tenth of `maxGroups` of them, not for all; new groups are dropped only past a hundred
-/// times `maxGroups` waiting in all (`spills`: the queue has a journal to spill to), or past ten times while
-/// there is no journal or it cannot be written (all of them wait in memory then).
+/// write lately (new groups never coalesce: holding them buys nothing), is *spilled* (`Limits.journaledSpills`):
+/// its segments are held in the journal file only (read back by the writer in order, a batch at a time), until
+/// the writer has caught up with them; so a storm of new groups costs memory for a tenth of `maxGroups` of them,
+/// not for all; new groups are dropped only past a hundred times `maxGroups` waiting in all (`spills`: the queue
+/// has a journal to spill to), or past ten times while there is no journal or it cannot be written (all of them
+/// wait in memory then).
 type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     let gate = obj ()
     let mutable pending = Dictionary<string, GroupDelta>()
@@ -80,7 +81,6 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     let mutable writtenNow = HashSet<int>()
     let mutable writtenBefore = HashSet<int>()
     let mutable journaledNew = 0
-    let newBound = Limits.journaledNewGroups maxGroups
 
     let codeOf (hash: string) = StringComparer.Ordinal.GetHashCode hash
 
@@ -211,7 +211,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                                 if not (isKnown d.Latest.Hash) then
                                     fresh <- fresh + 1
 
-                        all > maxGroups || fresh > newBound
+                        Limits.journaledSpills maxGroups all fresh
 
                     if canSpill && (spilling () || wouldHold ()) then
                         holding <- moved
