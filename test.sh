@@ -218,8 +218,24 @@ sentry_smoke() {
     [ "$(grep -c '| yes |' "$smoke/sentry.md")" = 3 ] \
         || { echo "sentry-load.sh: not every answered event stored:"; cat "$smoke/sentry.md"; return 1; }
 }
+# The store figures (SQLite, and PostgreSQL when the suites' server runs): 3,000 groups, one round; then PostgreSQL
+# again on the table that run left (--existing), the way the 10,000,000-group figures were taken.
+store_smoke() {
+    local dll=benchmarks/ErrorMonitor.Benchmarks/bin/Debug/net10.0/ErrorMonitor.Benchmarks.dll table="bench_smoke_$$"
+    dotnet "$dll" store --groups 3000 --rounds 1 --table "$table" --out "$smoke/store.md" >"$TEST_OUTPUT/store-smoke.log" 2>&1 \
+        || { tail -n 20 "$TEST_OUTPUT/store-smoke.log"; return 1; }
+    grep -q '^| SQLite: search for a word prefix .* | [0-9.]* / [0-9.]* ' "$smoke/store.md" \
+        || { echo "the store benchmark printed no SQLite figures:"; cat "$smoke/store.md"; return 1; }
+    [ -n "${ERRORMONITOR_TEST_POSTGRES:-}" ] || return 0
+    dotnet "$dll" store --groups 4000 --existing 3000 --rounds 1 --table "$table" --only PostgreSQL --out "$smoke/store-more.md" \
+        >>"$TEST_OUTPUT/store-smoke.log" 2>&1 || { tail -n 20 "$TEST_OUTPUT/store-smoke.log"; return 1; }
+    grep -q '^| PostgreSQL: search for a word prefix .* | [0-9.]* / [0-9.]* ' "$smoke/store.md" \
+        && grep -q '^| PostgreSQL: new groups a second (each round the next 1,000, after the 3,000 a table held) | [0-9]' "$smoke/store-more.md" \
+        || { echo "the store benchmark printed no PostgreSQL figures:"; cat "$smoke/store.md" "$smoke/store-more.md"; return 1; }
+}
 count load_smoke
 count sentry_smoke
+count store_smoke
 
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
