@@ -195,8 +195,9 @@ CLEANUP+=("rm -rf $access_dir")
 access_check "$access_dir"
 passed=$((passed + ACCESS_PASSED)); failed=$((failed + ACCESS_FAILED))
 
-# The benchmark scripts keep working: a smoke run of each (seconds; tables to a temp folder, not results/).
-say "benchmarks: smoke runs of load.sh and sentry-load.sh"
+# The benchmark scripts keep working: a smoke run of each (seconds; tables to a temp folder, not results/), and of
+# the store figures (bench.sh's second half; its first, BenchmarkDotNet, takes minutes even in a short job).
+say "benchmarks: smoke runs of load.sh, sentry-load.sh and the store figures"
 smoke=$(mktemp -d /tmp/errormonitor-smoke.XXXXXX)
 CLEANUP+=("rm -rf $smoke")
 load_smoke() {
