@@ -44,7 +44,9 @@ type internal SpilledSegment =
 /// With a journal, a stage past `maxGroups` groups, or past `Limits.journaledNewGroups` groups the queue did not
 /// write lately (new groups never coalesce: holding them buys nothing), is *spilled* (`Limits.journaledSpills`):
 /// its segments are held in the journal file only (read back by the writer in order, a batch at a time), until
-/// the writer has caught up with them; so a storm of new groups costs memory for a tenth of `maxGroups` of them,
+/// the writer has caught up with them (the newest spilled segments stay in memory as well while they fit in the
+/// stage's bound, so once the writer has read back the ones before them, the queue stops spilling without reading
+/// them back); so a storm of new groups costs memory for a tenth of `maxGroups` of them,
 /// not for all; new groups are dropped only past a hundred times `maxGroups` waiting in all (`spills`: the queue
 /// has a journal to spill to), or past ten times while there is no journal or it cannot be written (all of them
 /// wait in memory then).
@@ -81,6 +83,14 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     let mutable writtenNow = HashSet<int>()
     let mutable writtenBefore = HashSet<int>()
     let mutable journaledNew = 0
+    // The newest spilled segments (from `cacheFrom` on) merged in memory as well, while they fit with the journaled
+    // stage within its bound, and their groups new to the queue. Once the writer has read back every segment
+    // spilled before them, they become the journaled stage without being read back, and the queue stops
+    // spilling: after a storm of new groups, repeats of known ones go back to memory instead of keeping the
+    // queue spilling (each segment to the file and back) for as long as they keep coming.
+    let mutable cache = Dictionary<string, GroupDelta>()
+    let mutable cacheFrom = 0L
+    let mutable cacheNew = 0
 
     let codeOf (hash: string) = StringComparer.Ordinal.GetHashCode hash
 
@@ -103,6 +113,32 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     /// Whether the journaled stage is spilled (under the gate): new segments go to the file only.
     let spilling () =
         spilled.Count > 0 || not holding.IsEmpty
+
+    /// Whether the journaled stage, with `extra` (and `extraNew` of its groups new to the queue) and `groups`,
+    /// stays within its bound (under the gate).
+    let fitsWith (extra: Dictionary<string, GroupDelta>) (extraNew: int) (groups: GroupDelta list) =
+        let mutable all = journaled.Count + extra.Count
+        let mutable fresh = journaledNew + extraNew
+
+        for d in groups do
+            let h = d.Latest.Hash
+
+            if not (journaled.ContainsKey h) && not (extra.ContainsKey h) then
+                all <- all + 1
+
+                if not (isKnown h) then
+                    fresh <- fresh + 1
+
+        not (Limits.journaledSpills maxGroups all fresh)
+
+    let noExtra = Dictionary<string, GroupDelta>()
+
+    let dropCache () =
+        if cache.Count > 0 then
+            cache <- Dictionary<string, GroupDelta>()
+
+        cacheFrom <- 0L
+        cacheNew <- 0
 
     /// How many of `groups` have details.
     let detailedIn (groups: GroupDelta list) =
@@ -157,6 +193,30 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
 
             journaled.[d.Latest.Hash] <- d
 
+    /// When every spilled segment is cached, the cache becomes the journaled stage (under the gate): nothing is
+    /// spilled any more.
+    let settle () =
+        if cache.Count > 0 && spilled.Count > 0 && spilled.Peek().Segment = cacheFrom then
+            let entries = List.ofSeq spilled
+            let last = List.last entries
+            spilled.Clear()
+            spilledGroups <- 0
+            // Counted a segment at a time while spilled; a group at a time in the journaled stage.
+            detailed <- detailed - (entries |> List.sumBy (fun e -> e.Detailed))
+
+            for d in cache.Values do
+                if d.Detailed then
+                    detailed <- detailed + 1
+
+                journal d
+
+            journaledTop <- max journaledTop last.Segment
+            journaledUpTo <- max journaledUpTo last.UpTo
+            dropCache ()
+            true
+        else
+            false
+
     /// Adds an occurrence (of `users`: its user's key, if any); returns its sequence number, or None when the
     /// queue is full and it was dropped.
     member _.Enqueue(e: ErrorEvent, users: string[]) : int64 option =
@@ -198,20 +258,8 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                     let moved = List.ofSeq pending.Values
                     pending <- Dictionary<string, GroupDelta>(pending.Count)
 
-                    // The groups, and the groups new to the queue, the journaled stage would hold with this
-                    // segment (repeats merge into theirs).
-                    let wouldHold () =
-                        let mutable all = journaled.Count
-                        let mutable fresh = journaledNew
-
-                        for d in moved do
-                            if not (journaled.ContainsKey d.Latest.Hash) then
-                                all <- all + 1
-
-                                if not (isKnown d.Latest.Hash) then
-                                    fresh <- fresh + 1
-
-                        Limits.journaledSpills maxGroups all fresh
+                    // Whether the journaled stage would pass its bound with this segment (repeats merge into theirs).
+                    let wouldHold () = not (fitsWith noExtra 0 moved)
 
                     if canSpill && (spilling () || wouldHold ()) then
                         holding <- moved
@@ -233,19 +281,54 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
         result
 
     /// The segment taken with `Journal(segment, true)` is in the file, bytes `start` to `end`.
+    /// When nothing spilled before it is left (the writer took it meanwhile) and it fits, it joins the journaled
+    /// stage (whole lines in the file, like any other segment's); else it is spilled, and cached as well while the
+    /// cache of the newest spilled segments and the journaled stage stay within the stage's bound together (a
+    /// cache starts with a segment whose groups all came lately; past the bound it is dropped). Its groups count
+    /// as known from now on: their repeats coalesce.
     member _.Spilled(segment: int64, start: int64, finish: int64) =
         lock gate (fun () ->
-            spilled.Enqueue
-                {
-                    Segment = segment
-                    UpTo = holdingUpTo
-                    Start = start
-                    End = finish
-                    Groups = holding.Length
-                    Detailed = detailedIn holding
-                }
+            if spilled.Count = 0 && fitsWith noExtra 0 holding then
+                for d in holding do
+                    journal d
 
-            spilledGroups <- spilledGroups + holding.Length
+                journaledTop <- max journaledTop segment
+                journaledUpTo <- max journaledUpTo holdingUpTo
+            else
+                spilled.Enqueue
+                    {
+                        Segment = segment
+                        UpTo = holdingUpTo
+                        Start = start
+                        End = finish
+                        Groups = holding.Length
+                        Detailed = detailedIn holding
+                    }
+
+                spilledGroups <- spilledGroups + holding.Length
+
+                // A cache starts with a segment of repeats only (a storm's segments of new groups never start one).
+                let starts () =
+                    holding |> List.forall (fun d -> isKnown d.Latest.Hash)
+
+                if (cache.Count > 0 || starts ()) && fitsWith cache cacheNew holding then
+                    if cache.Count = 0 then
+                        cacheFrom <- segment
+
+                    for d in holding do
+                        match cache.TryGetValue d.Latest.Hash with
+                        | true, existing -> cache.[d.Latest.Hash] <- Events.merge existing d
+                        | _ ->
+                            if not (isKnown d.Latest.Hash) then
+                                cacheNew <- cacheNew + 1
+
+                            cache.[d.Latest.Hash] <- d
+                else
+                    dropCache ()
+
+                // Their repeats are not new to the queue (they coalesce), though not written yet.
+                remember holding
+
             holding <- [])
 
         ready.Ring()
@@ -253,7 +336,12 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     /// The journal cannot append (an append failed): the segments still spilled come back into the journaled
     /// stage (`readBack` reads their groups from the file), then the segment being appended, if any.
     member _.Unspill(readBack: SpilledSegment list -> (int64 * GroupDelta) list) =
-        let entries = lock gate (fun () -> List.ofSeq spilled)
+        let entries =
+            lock gate (fun () ->
+                // Read back from the file with the rest.
+                dropCache ()
+                List.ofSeq spilled)
+
         let back = if entries.IsEmpty then [] else readBack entries
 
         lock gate (fun () ->
@@ -293,17 +381,35 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
 
         ready.Ring()
 
-    /// The oldest spilled segments, as many as hold about `budget` groups (at least one); empty when none.
+    /// The oldest spilled segments not cached, as many as hold about `budget` groups (at least one); empty when
+    /// none (when all that is spilled is cached, it becomes the journaled stage).
     member _.SpilledHead(budget: int) : SpilledSegment list =
-        lock gate (fun () ->
-            let mutable sum = 0
+        let result =
+            lock gate (fun () ->
+                if settle () then
+                    struct ([], true)
+                else
+                    let mutable sum = 0
 
-            spilled
-            |> Seq.takeWhile (fun e ->
-                let take = sum = 0 || sum + e.Groups <= budget
-                sum <- sum + e.Groups
-                take)
-            |> List.ofSeq)
+                    let head =
+                        spilled
+                        |> Seq.takeWhile (fun e ->
+                            let take =
+                                (cache.Count = 0 || e.Segment < cacheFrom)
+                                && (sum = 0 || sum + e.Groups <= budget)
+
+                            sum <- sum + e.Groups
+                            take)
+                        |> List.ofSeq
+
+                    struct (head, false))
+
+        match result with
+        | struct (head, settled) ->
+            if settled then
+                ready.Ring()
+
+            head
 
     /// Makes the groups read back from the spilled segments `entries` (the oldest, from `SpilledHead`) the batch
     /// in flight; ValueNone when they are no longer spilled (brought back into memory meanwhile).
@@ -329,6 +435,13 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                 inFlightDetailed <- det
                 inFlightTop <- last.Segment
                 inFlightUpTo <- last.UpTo
+
+                // Cached segments read back from the file instead (not from `SpilledHead`) are not cached any
+                // more; when what is left is all cached, it becomes the journaled stage.
+                if cache.Count > 0 && last.Segment >= cacheFrom then
+                    dropCache ()
+
+                settle () |> ignore
                 ValueSome(struct (inFlight, inFlightTop, inFlightUpTo))
             | _ -> ValueNone)
 
@@ -409,8 +522,11 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     /// How many groups the writer reads back from spilled segments for a batch (about).
     member _.SpilledBatch = Limits.spilledBatch maxGroups
 
-    /// Distinct groups held in memory (all stages but what is spilled).
-    member _.InMemory = lock gate total
+    /// Distinct groups held in memory (all stages but what is spilled; cached spilled groups included).
+    member _.InMemory = lock gate (fun () -> total () + cache.Count)
+
+    /// Distinct groups of spilled segments held in memory as well (the newest ones, while they fit).
+    member _.Cached = lock gate (fun () -> cache.Count)
 
     /// Whether segments are held in the journal file only (or one is being appended there).
     member _.Spilling = lock gate spilling
@@ -838,7 +954,7 @@ type internal Writer
                     | ValueNone, Some j ->
                         // What is spilled, the oldest segments first, read back from the journal.
                         match queue.SpilledHead queue.SpilledBatch with
-                        | [] -> ValueNone
+                        | [] -> queue.TakeBatch() // what was spilled may have become the journaled stage
                         | entries -> queue.TakeSpilled(entries, j.ReadSpilled entries)
                     | batch, _ -> batch
 

@@ -174,6 +174,13 @@ type private SpillFixture(bound: int) =
     /// `count` occurrences of group `g` (its message "group g"), without details.
     member _.Delta (g: int) (count: int64) : GroupDelta = journalDelta g count
 
+    /// One occurrence of each of `groups`, then an append (the next journal segment).
+    member _.Append(groups: int seq) =
+        for g in groups do
+            queue.EnqueueDelta(journalDelta g 1L) |> ignore
+
+        journal.AppendQueued()
+
     interface IDisposable with
         member _.Dispose() =
             journal.Close()
@@ -326,11 +333,7 @@ let tests =
                 use fixture = new SpillFixture(1000)
                 let queue = fixture.Queue
 
-                let enqueue (groups: int seq) =
-                    for g in groups do
-                        queue.EnqueueDelta(fixture.Delta g 1L) |> ignore
-
-                    fixture.Journal.AppendQueued()
+                let enqueue = fixture.Append
 
                 // A hundred new groups: kept in memory.
                 enqueue [ 1..100 ]
@@ -354,6 +357,85 @@ let tests =
                 Expect.isTrue queue.Spilling "the 101st new group spills"
                 Expect.equal queue.InMemory 200 "memory holds what it held"
                 Expect.equal queue.Length 201 "all wait"
+            }
+
+            test
+                "after a storm of new groups spills, repeats of known groups wait in memory too, and once the writer has read back what spilled before them the queue stops spilling without reading them back" {
+                // A bound of 1,000 groups: at most 100 new to the queue in the journaled stage.
+                use fixture = new SpillFixture(1000)
+                let queue = fixture.Queue
+
+                let enqueue = fixture.Append
+
+                let counts (groups: GroupDelta seq) =
+                    groups |> Seq.map (fun d -> d.Count) |> Seq.countBy id |> Seq.sort |> List.ofSeq
+
+                // 101 new groups: segment 1 spills (in the file only).
+                enqueue [ 1..101 ]
+                Expect.isTrue queue.Spilling "the storm spilled"
+                Expect.equal queue.Cached 0 "a segment of new groups is not cached"
+                // Repeats of 50 of them, twice: segments 2 and 3, spilled (the queue is spilling) and cached.
+                enqueue [ 1..50 ]
+                enqueue [ 1..50 ]
+                Expect.isTrue queue.Spilling "still spilling: segment 1 is not written"
+                Expect.equal queue.Cached 50 "the repeats are held in memory as well, merged"
+                Expect.equal queue.InMemory 50 "memory holds them"
+
+                // The writer reads back only what is not cached: segment 1.
+                let head = queue.SpilledHead 1_000_000
+                Expect.equal (head |> List.map (fun e -> e.Segment)) [ 1L ] "only segment 1 is read back"
+
+                match queue.TakeSpilled(head, fixture.Journal.ReadSpilled head) with
+                | ValueSome(struct (batch, top, _)) ->
+                    Expect.equal top 1L "the batch holds segment 1"
+                    Expect.equal (counts batch) [ 1L, 101 ] "the storm's 101 groups, once each"
+                | ValueNone -> failtest "segment 1 was not taken"
+
+                queue.Written()
+                Expect.isFalse queue.Spilling "with segment 1 taken, nothing is spilled any more"
+                Expect.equal queue.Cached 0 "the cache became the journaled stage"
+
+                match queue.TakeBatch() with
+                | ValueSome(struct (batch, top, _)) ->
+                    Expect.equal top 3L "the next batch holds segments 2 and 3"
+                    Expect.equal (counts batch) [ 2L, 50 ] "50 groups, twice each"
+                | ValueNone -> failtest "the cached segments were not journaled"
+
+                queue.Written()
+                Expect.equal queue.Length 0 "everything taken"
+                // Repeats now go to memory, not the file.
+                enqueue [ 1..50 ]
+                Expect.isFalse queue.Spilling "repeats after that are held in memory"
+            }
+
+            test
+                "a cache of spilled repeats that would pass the bound is dropped: its segments are read back from the file, exactly" {
+                use fixture = new SpillFixture(1000)
+                let queue = fixture.Queue
+
+                let enqueue = fixture.Append
+
+                enqueue [ 1..101 ]
+                enqueue [ 1..50 ]
+                Expect.equal queue.Cached 50 "segment 2 cached"
+                // 101 groups new to the queue: past the bound with the cache; the cache is dropped.
+                enqueue [ 201..301 ]
+                Expect.equal queue.Cached 0 "the cache is dropped"
+                Expect.equal queue.InMemory 0 "nothing held in memory"
+                let head = queue.SpilledHead 1_000_000
+                Expect.equal (head |> List.map (fun e -> e.Segment)) [ 1L; 2L; 3L ] "every segment is read back"
+
+                match queue.TakeSpilled(head, fixture.Journal.ReadSpilled head) with
+                | ValueSome(struct (batch, top, _)) ->
+                    Expect.equal top 3L "the batch holds segments 1 to 3"
+
+                    let total = batch |> List.sumBy (fun d -> d.Count)
+                    Expect.equal batch.Length 202 "202 groups"
+                    Expect.equal total 252L "252 occurrences: 101, 50 repeats, 101"
+                | ValueNone -> failtest "nothing taken"
+
+                queue.Written()
+                Expect.isFalse queue.Spilling "nothing spilled any more"
             }
 
             testTask'
