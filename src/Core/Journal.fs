@@ -27,9 +27,29 @@ module internal Journal =
     /// The first line: the format and the journal's id.
     let header (id: string) : string = "J1 " + id
 
+    /// Writes a segment's line for one group (without its line break) as UTF-8 into `out`: no text of it is
+    /// made on the way (a storm of new groups journals megabytes of these lines a second).
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
+    let writeSegment (out: System.Buffers.IBufferWriter<byte>) (number: int64) (d: GroupDelta) : unit =
+        let head = out.GetSpan 24
+        head.[0] <- byte 'S'
+        head.[1] <- byte ' '
+        let mutable digits = 0
+
+        number.TryFormat(head.Slice 2, &digits, ReadOnlySpan.Empty, Globalization.CultureInfo.InvariantCulture)
+        |> ignore
+
+        head.[2 + digits] <- byte ' '
+        out.Advance(3 + digits)
+        let w = Buffers.JsonWriter out
+        Spill.write w d
+        w.Flush()
+
     /// A segment's line for one group.
     let segment (number: int64) (d: GroupDelta) : string =
-        String.Concat("S ", number.ToString Globalization.CultureInfo.InvariantCulture, " ", Spill.line d)
+        let buffer = Buffers.Bytes()
+        writeSegment buffer number d
+        Text.Encoding.UTF8.GetString buffer.WrittenSpan
 
     /// A segment's short line for a count-only group whose whole line is earlier in the same file: the numbers
     /// only (count, first and last time, hours, user keys); read back with that earlier line's header. A storm
@@ -116,14 +136,21 @@ module internal Journal =
             | _ -> None
         | _ -> None
 
-    /// A segment's line for one group: the short line when it is count-only and `whole` (the file holds a whole
-    /// line of the group since it was created or compacted), else the whole line. Either way the file holds a
-    /// whole line of the group afterwards.
-    let line (whole: bool) (number: int64) (d: GroupDelta) : string =
+    /// Writes a segment's line for one group (without its line break) as UTF-8 into `out`: the short line when
+    /// it is count-only and `whole` (the file holds a whole line of the group since it was created or
+    /// compacted), else the whole line. Either way the file holds a whole line of the group afterwards.
+    let writeLine (out: System.Buffers.IBufferWriter<byte>) (whole: bool) (number: int64) (d: GroupDelta) : unit =
         if whole && not d.Detailed then
-            counted number d
+            Text.EncodingExtensions.GetBytes(Text.Encoding.UTF8, counted number d, out)
+            |> ignore
         else
-            segment number d
+            writeSegment out number d
+
+    /// The text of `writeLine whole number d`.
+    let line (whole: bool) (number: int64) (d: GroupDelta) : string =
+        let buffer = Buffers.Bytes()
+        writeLine buffer whole number d
+        Text.Encoding.UTF8.GetString buffer.WrittenSpan
 
     /// A "stored up to `number`" line (for stores that cannot keep the mark in the batch's transaction).
     let written (number: int64) : string =
@@ -138,6 +165,7 @@ module internal Journal =
     /// Reads a journal's lines after its header: its segments in file order, the highest "stored up to" mark,
     /// and the number of lines that could not be read. A short line reads with the header of its group's last
     /// whole line among `lines`.
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
     let readLines (lines: string seq) : struct ((int64 * GroupDelta) list * int64 * int) =
         let mutable written = 0L
         let mutable bad = 0
@@ -146,32 +174,39 @@ module internal Journal =
         let headers = Collections.Generic.Dictionary<string, ErrorEvent>()
 
         for line in lines do
-            match line.Split(' ', 3) with
-            | [| "W"; n |] ->
-                match Int64.TryParse n with
-                | true, k when k > 0L -> written <- max written k
-                | _ -> bad <- bad + 1
-            | [| "S"; n; json |] ->
-                match Int64.TryParse n, Spill.parse json with
-                | (true, k), ([ d ], 0) when k > 0L ->
+            // A whole line is read in place (its JSON is most of a storm's journal).
+            let gap = if line.StartsWith "S " then line.IndexOf(' ', 2) else -1
+
+            if gap > 2 then
+                let mutable k = 0L
+
+                match Int64.TryParse(line.AsSpan(2, gap - 2), &k), Spill.parseLine (line.AsMemory(gap + 1)) with
+                | true, Some d when k > 0L ->
                     segments.Add(k, d)
                     headers.[d.Latest.Hash] <- d.Latest
                 | _ -> bad <- bad + 1
-            | [| "C"; n; rest |] ->
-                let fields = rest.Split ' '
+            else
 
-                let read =
+                match line.Split(' ', 3) with
+                | [| "W"; n |] ->
                     match Int64.TryParse n with
-                    | true, k when k > 0L && fields.Length = 6 ->
-                        match headers.TryGetValue fields.[0] with
-                        | true, header -> parseCounted header fields.[1..] |> Option.map (fun d -> k, d)
-                        | _ -> None
-                    | _ -> None
+                    | true, k when k > 0L -> written <- max written k
+                    | _ -> bad <- bad + 1
+                | [| "C"; n; rest |] ->
+                    let fields = rest.Split ' '
 
-                match read with
-                | Some segment -> segments.Add segment
-                | None -> bad <- bad + 1
-            | _ -> bad <- bad + 1
+                    let read =
+                        match Int64.TryParse n with
+                        | true, k when k > 0L && fields.Length = 6 ->
+                            match headers.TryGetValue fields.[0] with
+                            | true, header -> parseCounted header fields.[1..] |> Option.map (fun d -> k, d)
+                            | _ -> None
+                        | _ -> None
+
+                    match read with
+                    | Some segment -> segments.Add segment
+                    | None -> bad <- bad + 1
+                | _ -> bad <- bad + 1
 
         struct (List.ofSeq segments, written, bad)
 
@@ -206,17 +241,19 @@ module internal Journal =
         content.Segments |> List.fold (fun top (k, _) -> max top k) 0L
 
     /// Segments' groups merged by group in segment order: one delta a group, as applying them in turn would give.
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
     let merged (segments: (int64 * GroupDelta) seq) : GroupDelta list =
-        segments
-        |> Seq.sortBy fst
-        |> Seq.fold
-            (fun (acc: Map<string, GroupDelta>) (_, d) ->
-                match acc.TryFind d.Latest.Hash with
-                | Some older -> acc.Add(d.Latest.Hash, Events.merge older d)
-                | None -> acc.Add(d.Latest.Hash, d))
-            Map.empty
-        |> Map.toList
-        |> List.map snd
+        let groups =
+            Collections.Generic.Dictionary<string, GroupDelta>(StringComparer.Ordinal)
+
+        for _, d in segments |> Seq.sortBy fst do
+            match groups.TryGetValue d.Latest.Hash with
+            | true, older -> groups.[d.Latest.Hash] <- Events.merge older d
+            | _ -> groups.[d.Latest.Hash] <- d
+
+        groups.Values
+        |> Seq.sortWith (fun a b -> String.CompareOrdinal(a.Latest.Hash, b.Latest.Hash))
+        |> List.ofSeq
 
     /// What is not stored when the store's mark is `mark`: the groups of every segment past it, merged by group
     /// in segment order.

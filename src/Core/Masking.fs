@@ -157,14 +157,16 @@ module internal Masking =
         Text.RegularExpressions.Regex(
             @"\b(?<scheme>Bearer|Basic|Token|Digest)\s+(?<credential>[A-Za-z0-9\-._~+/]{6,}=*)",
             Text.RegularExpressions.RegexOptions.CultureInvariant
-            ||| Text.RegularExpressions.RegexOptions.IgnoreCase,
+            ||| Text.RegularExpressions.RegexOptions.IgnoreCase
+            ||| Text.RegularExpressions.RegexOptions.Compiled,
             TimeSpan.FromMilliseconds 200.0
         )
 
     let private digitRun =
         Text.RegularExpressions.Regex(
             @"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])",
-            Text.RegularExpressions.RegexOptions.CultureInvariant,
+            Text.RegularExpressions.RegexOptions.CultureInvariant
+            ||| Text.RegularExpressions.RegexOptions.Compiled,
             TimeSpan.FromMilliseconds 200.0
         )
 
@@ -454,7 +456,8 @@ module internal Masking =
     let private formKey =
         Text.RegularExpressions.Regex(
             @"(?<![\w.\-\[\]])(?<key>[\w.\-\[\]]{1,256})(?<sep>'?[ \t]*[=:][ \t]*)",
-            Text.RegularExpressions.RegexOptions.CultureInvariant,
+            Text.RegularExpressions.RegexOptions.CultureInvariant
+            ||| Text.RegularExpressions.RegexOptions.Compiled,
             TimeSpan.FromMilliseconds 200.0
         )
 
@@ -494,7 +497,8 @@ module internal Masking =
     let private xmlElement =
         Text.RegularExpressions.Regex(
             @"<(?<key>[A-Za-z_][\w.\-:]{0,255})(?<attrs>[^<>]*)>(?<value>[^<]*)",
-            Text.RegularExpressions.RegexOptions.CultureInvariant,
+            Text.RegularExpressions.RegexOptions.CultureInvariant
+            ||| Text.RegularExpressions.RegexOptions.Compiled,
             TimeSpan.FromMilliseconds 200.0
         )
 

@@ -66,13 +66,17 @@ module internal Text =
     let private guid =
         Regex(
             @"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-            RegexOptions.CultureInvariant
+            RegexOptions.CultureInvariant ||| RegexOptions.Compiled
         )
 
     let private hex =
-        Regex(@"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{8,}\b", RegexOptions.CultureInvariant)
+        Regex(
+            @"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{8,}\b",
+            RegexOptions.CultureInvariant ||| RegexOptions.Compiled
+        )
 
-    let private digits = Regex(@"\d+", RegexOptions.CultureInvariant)
+    let private digits =
+        Regex(@"\d+", RegexOptions.CultureInvariant ||| RegexOptions.Compiled)
 
     /// Replaces GUIDs, hex runs and digit runs with placeholders, so ids inside a message do not split a group.
     let normalise (s: string) : string =
@@ -119,7 +123,7 @@ type internal Buffers =
             b
 
     /// A JSON writer over `buffer`, reset to write from its start (the thread's own; do not keep it).
-    static member JsonWriter(buffer: Buffers.ArrayBufferWriter<byte>) : Text.Json.Utf8JsonWriter =
+    static member JsonWriter(buffer: System.Buffers.IBufferWriter<byte>) : Text.Json.Utf8JsonWriter =
         match Buffers.writer with
         | null ->
             Buffers.writer <-

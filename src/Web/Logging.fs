@@ -70,7 +70,9 @@ type internal MonitorLogger(category: string, engine: unit -> Engine voption, ac
                         else
                             formatter.Invoke(state, ex)
 
-                    if record && not (MonitorLogger.OwnHealth(box state)) then
+                    // An exception recorded already (the host logs the one the middleware recorded) is not
+                    // formatted at all: the entry would record nothing.
+                    if record && not (e.Recorded(ex, http)) && not (MonitorLogger.OwnHealth(box state)) then
                         let text = format ()
 
                         e.RecordLog(ex, text, MonitorLogger.Template(box state, text), category, string level, http)

@@ -1,6 +1,7 @@
 namespace ErrorMonitor.Web
 
 open System
+open System.Buffers
 open System.Collections.Generic
 open System.Threading
 open System.Threading.Tasks
@@ -573,8 +574,9 @@ type internal JournalFile
     // the short line (`Journal.counted`), read back with that whole line's header. Bounded: when full it starts
     // again (whole lines are written anew).
     let headed = HashSet<string>(StringComparer.Ordinal)
-    // The append buffer (under the large-object size).
-    let buffer: byte[] = Array.zeroCreate (64 * 1024)
+    // The append buffer (written out from `flushAt` bytes: under the large-object size).
+    let flushAt = 48 * 1024
+    let mutable buffer = ArrayBufferWriter<byte>(flushAt + 16 * 1024)
 
     let close () =
         if not (isNull stream) then
@@ -589,8 +591,10 @@ type internal JournalFile
         if IO.File.Exists path then
             IO.File.Delete path
 
-    /// Appends `lines`; returns where they are in the file (from, to).
-    let write (lines: string seq) =
+    /// Appends a line for each of `items`, each written by `emit` as UTF-8 into a buffer (no text of the lines
+    /// is made); returns where they are in the file (from, to).
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
+    let writeEach (items: 'T seq) (emit: IBufferWriter<byte> -> 'T -> unit) =
         if isNull stream then
             IO.Directory.CreateDirectory(IO.Path.GetDirectoryName(IO.Path.GetFullPath path))
             |> ignore
@@ -604,33 +608,37 @@ type internal JournalFile
         // Line by line through one buffer (no text of the whole batch: a storm's append is megabytes, which would
         // be large objects the GC keeps until a full collection).
         let start = stream.Position
-        let mutable used = 0
+        buffer.ResetWrittenCount()
 
-        for l in lines do
-            let most = Text.Encoding.UTF8.GetMaxByteCount l.Length + 1
+        for item in items do
+            emit buffer item
+            buffer.GetSpan(1).[0] <- byte '\n'
+            buffer.Advance 1
 
-            if used > 0 && used + most > buffer.Length then
-                stream.Write(buffer, 0, used)
-                used <- 0
+            if buffer.WrittenCount >= flushAt then
+                stream.Write buffer.WrittenSpan
+                buffer.ResetWrittenCount()
 
-            if most > buffer.Length then
-                let bytes = Text.Encoding.UTF8.GetBytes(l + "\n")
-                stream.Write(bytes, 0, bytes.Length)
-            else
-                used <- used + Text.Encoding.UTF8.GetBytes(l, 0, l.Length, buffer, used)
-                buffer.[used] <- byte '\n'
-                used <- used + 1
+        if buffer.WrittenCount > 0 then
+            stream.Write buffer.WrittenSpan
+            buffer.ResetWrittenCount()
 
-        if used > 0 then
-            stream.Write(buffer, 0, used)
+        if buffer.Capacity > 4 * flushAt then
+            // A line of megabytes grew it: the next append starts small again.
+            buffer <- ArrayBufferWriter<byte>(flushAt + 16 * 1024)
 
         // To the operating system, which keeps it whatever becomes of the process (like SQLite's commits with
         // synchronous=NORMAL, a power cut can lose its last moments).
         stream.Flush false
         struct (start, stream.Position)
 
+    /// Appends `lines`; returns where they are in the file (from, to).
+    let write (lines: string seq) =
+        writeEach lines (fun out l -> Text.EncodingExtensions.GetBytes(Text.Encoding.UTF8, l, out) |> ignore)
+
     /// The segments (unmerged, in file order) of the spilled segments `entries` (consecutive, oldest first): their
     /// bytes read back line by line.
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
     let readSpilled (entries: SpilledSegment list) : (int64 * GroupDelta) list =
         match entries with
         | [] -> []
@@ -802,18 +810,14 @@ type internal JournalFile
                         // A failed append may have left a torn line: rewrite the whole file instead.
                         compact ()
                     elif spill then
-                        range <- ValueSome(write (groups |> Seq.map (Journal.segment segment)))
+                        range <- ValueSome(writeEach groups (fun out d -> Journal.writeSegment out segment d))
                     else
                         if headed.Count > 1_000_000 then
                             headed.Clear()
 
-                        write (
-                            groups
-                            |> Seq.map (fun d ->
-                                let line = Journal.line (headed.Contains d.Latest.Hash) segment d
-                                headed.Add d.Latest.Hash |> ignore
-                                line)
-                        )
+                        writeEach groups (fun out d ->
+                            Journal.writeLine out (headed.Contains d.Latest.Hash) segment d
+                            headed.Add d.Latest.Hash |> ignore)
                         |> ignore
 
                         let spilling = queue |> Option.exists (fun q -> q.Spilling)

@@ -186,6 +186,12 @@ module internal ThrowSite =
              with _ ->
                  false)
 
+    /// Mixes `v` into the 128 bits (`a`, `b`) of an identity.
+    let private mixInto (a: byref<int64>, b: byref<int64>, v: int64) =
+        a <- (a ^^^ v) * 1099511628211L
+        b <- (b + v) * -7046029254386353131L
+        b <- b ^^^ (b >>> 29)
+
     /// The exception types and each frame's code address and method (or method and IL offset), down the inner
     /// chain, mixed into 128 bits; ValueNone when that cannot be had cheaply and exactly (a frameless
     /// exception, an AggregateException, a frame without a method), so the occurrence takes the ordinary path.
@@ -199,26 +205,21 @@ module internal ThrowSite =
             let mutable depth = 0
             let fast = rawReadable.Value
 
-            let mix (v: int64) =
-                a <- (a ^^^ v) * 1099511628211L
-                b <- (b + v) * -7046029254386353131L
-                b <- b ^^^ (b >>> 29)
-
             while ok && not (isNull e) && depth < 20 do
                 match e with
                 | :? AggregateException -> ok <- false
                 | _ ->
-                    mix (int64 (e.GetType().TypeHandle.Value))
+                    mixInto (&a, &b, int64 (e.GetType().TypeHandle.Value))
 
                     let struct (raw, n) = if fast then rawOf e else struct (null, 0)
 
                     if not (isNull raw) then
-                        mix 1L
+                        mixInto (&a, &b, 1L)
 
                         for i in 0 .. n - 1 do
                             let struct (ip, m) = frameAt raw i
-                            mix ip
-                            mix m
+                            mixInto (&a, &b, ip)
+                            mixInto (&a, &b, m)
                     else
                         let frames = StackTrace(e, false).GetFrames()
 
@@ -234,11 +235,11 @@ module internal ThrowSite =
                                     // A dynamic method (minimal-API handlers are compiled to them) has no handle;
                                     // its name is unique in the process (lambda_method1, ...) and its place in
                                     // the chain of other frames is part of the identity too.
-                                    mix (int64 (StringComparer.Ordinal.GetHashCode m.Name))
-                                    mix (int64 (f.GetILOffset()))
+                                    mixInto (&a, &b, int64 (StringComparer.Ordinal.GetHashCode m.Name))
+                                    mixInto (&a, &b, int64 (f.GetILOffset()))
                                 | _ ->
-                                    mix (int64 (m.MethodHandle.Value))
-                                    mix (int64 (f.GetILOffset()))
+                                    mixInto (&a, &b, int64 (m.MethodHandle.Value))
+                                    mixInto (&a, &b, int64 (f.GetILOffset()))
 
                     e <- e.InnerException
                     depth <- depth + 1
@@ -271,12 +272,8 @@ module internal ThrowSite =
 
                     for i in 0 .. n - 1 do
                         let struct (ip, m) = frameAt raw i
-                        a <- (a ^^^ ip) * 1099511628211L
-                        b <- (b + ip) * -7046029254386353131L
-                        b <- b ^^^ (b >>> 29)
-                        a <- (a ^^^ m) * 1099511628211L
-                        b <- (b + m) * -7046029254386353131L
-                        b <- b ^^^ (b >>> 29)
+                        mixInto (&a, &b, ip)
+                        mixInto (&a, &b, m)
 
                     ValueSome(struct (a, b))
         with _ ->

@@ -489,6 +489,58 @@ let journalTests =
                 Expect.equal (bad [ Journal.segment 1L whole; line ]) 0 "the line itself reads"
             }
 
+            test "lines written as bytes read back as the same groups, however long, whatever their text" {
+                let odd =
+                    { (delta 1 2L) with
+                        Latest =
+                            { (delta 1 2L).Latest with
+                                Message = "é ✓ \"quoted\"\r\nnext line \u2028 😀 \\ end"
+                                // Longer than any buffer the journal writes through.
+                                Traceback = String('t', 300_000) + "\n  at the bottom"
+                            }
+                    }
+
+                let small = delta 2 3L
+
+                let counted =
+                    Events.countOnly small.Latest 4L at at (History.one at 4L) [| Users.key "ada" |]
+
+                let buffer = System.Buffers.ArrayBufferWriter<byte>(16)
+
+                let lines =
+                    [ false, 7L, odd; false, 8L, small; true, 12345678901L, counted ]
+                    |> List.map (fun (whole, n, d) ->
+                        buffer.ResetWrittenCount()
+                        Journal.writeLine buffer whole n d
+                        Text.Encoding.UTF8.GetString buffer.WrittenSpan)
+
+                Expect.isTrue (lines |> List.forall (fun l -> not (l.Contains '\n'))) "one line each"
+                Expect.isTrue (lines.[0].StartsWith "S 7 {") "a whole line, its number"
+                Expect.isTrue (lines.[2].StartsWith "C 12345678901 ") "a short line, its number"
+                Expect.equal lines.[2] (Journal.counted 12345678901L counted) "the short line's text"
+                let content = Journal.parse (text (Journal.header "j" :: lines))
+                Expect.equal content.Bad 0 "all read"
+                Expect.equal content.Segments [ 7L, odd; 8L, small; 12345678901L, counted ] "the same groups"
+                Expect.equal (Journal.segment 8L small) lines.[1] "the text form is the same line"
+            }
+
+            test "a whole line with a bad number or torn JSON is not read" {
+                let line = Journal.segment 4L (delta 1 2L)
+                let json = line.Substring 4
+
+                let bad (lines: string list) =
+                    (Journal.parse (text (Journal.header "j" :: lines))).Bad
+
+                Expect.equal (bad [ line ]) 0 "the line itself reads"
+                Expect.equal (bad [ "S 0 " + json ]) 1 "segment 0"
+                Expect.equal (bad [ "S -4 " + json ]) 1 "a negative segment"
+                Expect.equal (bad [ "S x " + json ]) 1 "not a number"
+                Expect.equal (bad [ "S  " + json ]) 1 "no number"
+                Expect.equal (bad [ "S 4" ]) 1 "no JSON"
+                Expect.equal (bad [ line.Substring(0, line.Length - 3) ]) 1 "torn JSON"
+                Expect.equal (bad [ line + " {}" ]) 1 "more after the JSON"
+            }
+
             test "ids are short plain keys" {
                 Expect.isTrue (Journal.isValidId "0f3a-9") "plain"
                 Expect.isFalse (Journal.isValidId "") "empty"

@@ -236,4 +236,35 @@ public sealed class LoggingTests
         Assert.Equal(["System.FormatException"], records.Select(r => r.ExceptionName));
         Assert.True(Volatile.Read(ref store.FailingUpserts) < 0, "the store failed twice before it wrote");
     }
+
+    [Fact]
+    public async Task An_entry_with_an_exception_recorded_already_is_not_formatted_and_a_new_one_is()
+    {
+        var (host, monitor) = await Start();
+        await using var _ = host;
+        var log = host.App.Services.GetRequiredService<ILoggerFactory>().CreateLogger<Checkout>();
+        var formatted = 0;
+        string Format(string state, Exception? ex)
+        {
+            Interlocked.Increment(ref formatted);
+            return state;
+        }
+
+        // Recorded by the app first, then logged (as the host logs what the middleware recorded): the entry
+        // would record nothing, so the integration does not pay for its text.
+        var recorded = new InvalidOperationException("recorded, then logged");
+        Assert.NotNull(monitor.RecordException(recorded));
+        log.Log(LogLevel.Error, default, "entry of a recorded exception", recorded, Format);
+        Assert.Equal(0, Volatile.Read(ref formatted));
+
+        // An exception seen first in the log is recorded from the entry, with its text (a breadcrumb of the
+        // earlier entry may be formatted with it).
+        log.Log(LogLevel.Error, default, "entry of a new exception", new FormatException("logged only"), Format);
+        Assert.True(Volatile.Read(ref formatted) >= 1, "the new exception's entry was formatted");
+
+        var records = await All(monitor);
+        Assert.Equal(
+            ["System.FormatException", "System.InvalidOperationException"],
+            records.Select(r => r.ExceptionName).Order(StringComparer.Ordinal));
+    }
 }

@@ -327,6 +327,80 @@ let tests =
                 Expect.equal queue.Length 0 "everything taken"
             }
 
+            test "lines longer than the journal's append buffer are written whole, spilled or not, and read back" {
+                // A bound of 1,000 groups: a segment of more than 100 new groups spills.
+                use fixture = new SpillFixture(1000)
+                let queue = fixture.Queue
+
+                let detailed (g: int) (traceback: int) =
+                    let d = fixture.Delta g 1L
+
+                    { d with
+                        Latest =
+                            { d.Latest with
+                                Traceback = String('t', traceback) + "é"
+                            }
+                        Detailed = true
+                    }
+
+                // Lines of ~300 KB (past the append buffer and four times its size), ~40 KB and ~60 KB (about
+                // where the buffer is written out), and small ones.
+                let size (g: int) =
+                    match g % 100 with
+                    | 1 -> 300_000
+                    | 2 -> 40_000
+                    | 3 -> 60_000
+                    | _ -> 10
+
+                let tracebacks (groups: GroupDelta seq) =
+                    groups |> Seq.map (fun d -> d.Latest.Traceback.Length) |> Seq.sort |> List.ofSeq
+
+                // Segment 1 is journaled and held in memory (three new groups).
+                for g in 1..3 do
+                    queue.EnqueueDelta(detailed g (size g)) |> ignore
+
+                fixture.Journal.AppendQueued()
+                Expect.isFalse queue.Spilling "segment 1 is held"
+
+                match queue.TakeBatch() with
+                | ValueSome(struct (batch, _, _)) ->
+                    Expect.equal (tracebacks batch) [ 40_001; 60_001; 300_001 ] "segment 1 in memory"
+                | ValueNone -> failtest "segment 1 was not journaled"
+
+                queue.Written()
+
+                // Segment 2 spills: 101 new groups.
+                for g in 101..201 do
+                    queue.EnqueueDelta(detailed g (size g)) |> ignore
+
+                fixture.Journal.AppendQueued()
+                Expect.isTrue queue.Spilling "segment 2 spilled"
+
+                // Groups 101, 102, 103 and 201 have the long lines; the other 97 small ones.
+                let spilled =
+                    List.sort ([ 300_001; 40_001; 60_001; 300_001 ] @ List.replicate 97 11)
+
+                let head = queue.SpilledHead 1_000_000
+
+                match queue.TakeSpilled(head, fixture.Journal.ReadSpilled head) with
+                | ValueSome(struct (batch, top, _)) ->
+                    Expect.equal top 2L "the batch holds segment 2"
+
+                    Expect.equal (tracebacks batch) spilled "every spilled line read back whole"
+                | ValueNone -> failtest "segment 2 was not read back"
+
+                queue.Written()
+
+                // The whole file, as a new process reads it: every line whole.
+                let content = Journal.parse (File.ReadAllText fixture.Path)
+                Expect.equal content.Bad 0 "no torn line"
+
+                Expect.equal
+                    (tracebacks (content.Segments |> List.map snd))
+                    (List.sort ([ 300_001; 40_001; 60_001 ] @ spilled))
+                    "both segments, all there"
+            }
+
             test
                 "the journaled stage holds repeats of groups written lately up to the bound, groups new to it up to a tenth: a storm of new groups spills past that" {
                 // A bound of 1,000 groups: at most 100 new to the queue in the journaled stage.
