@@ -13,8 +13,9 @@ module internal Spill =
     let private time (t: DateTimeOffset) =
         t.UtcDateTime.ToString("O", CultureInfo.InvariantCulture)
 
-    /// Writes one line of the spill file (a JSON object) with `w`. Optimized at once (this and the journal's
-    /// other storm-only paths would otherwise run unoptimized code through a storm's first seconds).
+    /// Writes one line of the spill file (a JSON object) with `w`. Optimized at once, like the journal's other
+    /// paths a storm of new groups is the first to use (spilled lines, reading them back): they would otherwise
+    /// run unoptimized through the storm's first seconds.
     [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
     let write (w: Utf8JsonWriter) (d: GroupDelta) : unit =
         let e = d.Latest

@@ -794,14 +794,14 @@ type Engine internal (parts: EngineParts) =
     member internal _.RecordMessage(text: string, http: HttpContext) : (string * int64) option =
         capture null (if isNull text then "" else text) http
 
-    /// Records a log entry (the logging integration): its exception, once (not when the middleware or an earlier
-    /// entry recorded it), else its text as a message grouped by its category and template; the category and
-    /// level kept as the extras `logCategory` and `logLevel`.
     /// True when `ex` was recorded already (by the middleware, the handler or an earlier entry): an entry with
     /// it records nothing, so the logging integration need not format its text.
     member internal _.Recorded(ex: exn, http: HttpContext) : bool =
         not (isNull ex) && (seenBefore ex http).IsSome
 
+    /// Records a log entry (the logging integration): its exception, once (not when the middleware or an earlier
+    /// entry recorded it), else its text as a message grouped by its category and template; the category and
+    /// level kept as the extras `logCategory` and `logLevel`.
     member internal _.RecordLog
         (ex: exn, text: string, template: string, category: string, level: string, http: HttpContext)
         : (string * int64) option =
