@@ -205,15 +205,21 @@ module internal Events =
                     Masking.freeText rule settings.MaskWith (Text.truncate 2048 r.Path))
         | None -> struct ("", "", "")
 
-    /// The masked subject: the exception tree (None for a message), its name and message, and the default hash.
+    /// The masked subject: the exception tree (None for a message), its name and message.
     let private subjectOf (settings: Settings) (rule: MaskingRule) (limits: Limits) (capture: Capture) =
         match capture.Subject with
         | Subject.Exception e ->
             let masked = Masking.exceptionInfo rule settings.MaskWith e
-            struct (Some masked, masked.TypeName, masked.Message, Fingerprint.ofException masked)
+            struct (Some masked, masked.TypeName, masked.Message)
         | Subject.Message m ->
             let m = Text.truncate limits.MaxMessage (Masking.freeText rule settings.MaskWith m)
-            struct (None, MessageName, m, Fingerprint.ofMessage m)
+            struct (None, MessageName, m)
+
+    /// The hash of a masked subject when the app gives no key of its own (computed only then).
+    let private defaultHash (exceptionInfo: ExceptionInfo option) (message: string) =
+        match exceptionInfo with
+        | Some masked -> Fingerprint.ofException masked
+        | None -> Fingerprint.ofMessage message
 
     /// The occurrence from its parts (the one place its fields are put together).
     let private eventOf
@@ -265,8 +271,7 @@ module internal Events =
                         Masking.dataSecrets settings.MaskWith v)
             | _ -> []
 
-        let struct (exceptionInfo, name, message, defaultHash) =
-            subjectOf settings rule limits capture
+        let struct (exceptionInfo, name, message) = subjectOf settings rule limits capture
 
         let traceback =
             match exceptionInfo with
@@ -283,8 +288,8 @@ module internal Events =
                          None)
                 with
                 | Some key -> Fingerprint.ofKey key
-                | None -> defaultHash
-            | None -> defaultHash
+                | None -> defaultHash exceptionInfo message
+            | None -> defaultHash exceptionInfo message
 
         let data = Text.truncate limits.MaxRequestData (requestDataText request extra)
 
@@ -305,12 +310,12 @@ module internal Events =
     /// request masking, JSON or traceback). For a new group whose details would not be kept (the queue holds
     /// its bound of groups with details): its count and times are exact, a later occurrence brings the details.
     let header (settings: Settings) (rule: MaskingRule) (limits: Limits) (key: string option) (capture: Capture) =
-        let struct (_, name, message, defaultHash) = subjectOf settings rule limits capture
+        let struct (exceptionInfo, name, message) = subjectOf settings rule limits capture
 
         let hash =
             match key with
             | Some k -> Fingerprint.ofKey k
-            | None -> defaultHash
+            | None -> defaultHash exceptionInfo message
 
         eventOf capture hash (requestLine settings rule capture.Request) "{}" name message ""
 
@@ -363,11 +368,19 @@ module internal Events =
         : GroupDelta =
         {
             Latest =
-                { header with
-                    RequestData = "{}"
-                    Traceback = ""
-                    OccurredAt = lastAt
-                }
+                // A header already without details (`header`'s) at that time is taken as it is.
+                if
+                    header.RequestData = "{}"
+                    && header.Traceback = ""
+                    && header.OccurredAt.EqualsExact lastAt
+                then
+                    header
+                else
+                    { header with
+                        RequestData = "{}"
+                        Traceback = ""
+                        OccurredAt = lastAt
+                    }
             FirstAt = firstAt
             Count = count
             Detailed = false

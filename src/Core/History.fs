@@ -66,7 +66,15 @@ module internal History =
             && buckets |> Array.forall (fun b -> b.Count > 0L)
             && Array.sumBy (fun (b: Bucket) -> b.Count) buckets = count
         then
-            sum (buckets |> Array.map (fun b -> { b with Start = hourOf b.Start }))
+            if buckets.Length = 1 then
+                // The common case (one hour, as written): no sorting or grouping.
+                [|
+                    { buckets.[0] with
+                        Start = hourOf buckets.[0].Start
+                    }
+                |]
+            else
+                sum (buckets |> Array.map (fun b -> { b with Start = hourOf b.Start }))
         else
             one latest count
 

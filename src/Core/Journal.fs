@@ -210,6 +210,71 @@ module internal Journal =
 
         struct (List.ofSeq segments, written, bad)
 
+    /// The number after a line's two-byte tag ("S 12 ...", "C 12 ..."), and where the rest of the line starts;
+    /// ValueNone when there is no positive number followed by a space.
+    let private taggedNumber (line: ReadOnlySpan<byte>) : struct (int64 * int) voption =
+        let gap =
+            if line.Length > 2 then
+                line.Slice(2).IndexOf(byte ' ')
+            else
+                -1
+
+        let mutable k = 0L
+        let mutable used = 0
+
+        if
+            gap > 0
+            && Buffers.Text.Utf8Parser.TryParse(line.Slice(2, gap), &k, &used)
+            && used = gap
+            && k > 0L
+        then
+            ValueSome(struct (k, 2 + gap + 1))
+        else
+            ValueNone
+
+    /// Reads the segments `first` to `last` from a stretch of a journal's bytes (UTF-8, whole lines) that holds
+    /// only whole lines for them, as spilled segments are written (`writeSegment`): their groups in file order,
+    /// and the number of lines that could not be read. Each line's JSON is read where it lies (no text is made of
+    /// it); lines of other segments and "stored up to" marks are passed over; a short line of one of these
+    /// segments cannot be read here (it needs its group's header) and counts as unreadable.
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
+    let readWholeLines
+        (bytes: ReadOnlyMemory<byte>)
+        (first: int64)
+        (last: int64)
+        : struct ((int64 * GroupDelta) list * int) =
+        let segments = Collections.Generic.List<int64 * GroupDelta>()
+        let mutable bad = 0
+        let mutable pos = 0
+
+        while pos < bytes.Length do
+            let rest = bytes.Span.Slice pos
+            let newline = rest.IndexOf(byte '\n')
+            let length = if newline < 0 then rest.Length else newline
+            let line = bytes.Slice(pos, length)
+            pos <- pos + length + 1
+            let l = line.Span
+
+            if l.Length >= 2 && l.[1] = byte ' ' && l.[0] = byte 'W' then
+                () // a "stored up to" mark
+            elif l.Length >= 2 && l.[1] = byte ' ' && (l.[0] = byte 'S' || l.[0] = byte 'C') then
+                match taggedNumber l with
+                | ValueSome(struct (k, start)) ->
+                    if k >= first && k <= last then
+                        match
+                            (if l.[0] = byte 'S' then
+                                 Spill.parseUtf8 (line.Slice start)
+                             else
+                                 None)
+                        with
+                        | Some d -> segments.Add(k, d)
+                        | None -> bad <- bad + 1
+                | ValueNone -> bad <- bad + 1
+            elif l.Length > 0 then
+                bad <- bad + 1
+
+        struct (List.ofSeq segments, bad)
+
     /// Reads a journal; a file without a header is a spill file of an older version: its groups are read as
     /// segment 1, none of it stored.
     let parse (text: string) : JournalContent =

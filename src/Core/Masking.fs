@@ -346,6 +346,28 @@ module internal Masking =
             let v' = one k v
             if Object.ReferenceEquals(v', v) then pair else k, v')
 
+    /// Text with parts replaced, left to right, made anew only once a part is replaced: most text has nothing
+    /// to mask, and comes back as it is (the same string, nothing copied).
+    type private Rewrite(t: string) =
+        let mutable sb: Text.StringBuilder = null
+        // Where the text not yet in `sb` starts.
+        let mutable copied = 0
+
+        /// Replaces the characters from `start` to `finish` (past the last) with `text`.
+        member _.Replace(start: int, finish: int, text: string) =
+            if isNull sb then
+                sb <- Text.StringBuilder(t.Length)
+
+            sb.Append(t, copied, start - copied).Append(text) |> ignore
+            copied <- finish
+
+        /// The text with its replacements (once, at the end).
+        member _.Result() =
+            if isNull sb then
+                t
+            else
+                sb.Append(t, copied, t.Length - copied).ToString()
+
     let private jsonString (s: string) =
         "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""
 
@@ -417,14 +439,12 @@ module internal Masking =
     /// key and a colon, the whole value (nested structures included) is replaced when the rule masks the key.
     let jsonText (rule: MaskingRule) (text: string) : string =
         let t = if isNull text then "" else text
-        let sb = Text.StringBuilder(t.Length)
-        let mutable i = 0
+        let out = Rewrite t
+        let mutable i = if t.IndexOf '"' < 0 then t.Length else 0
 
         while i < t.Length do
             if t.[i] = '"' then
                 let fin = skipString t i
-                let token = t.Substring(i, fin - i)
-                sb.Append token |> ignore
                 let mutable k = fin
 
                 while k < t.Length && Char.IsWhiteSpace t.[k] do
@@ -432,7 +452,7 @@ module internal Masking =
 
                 if k < t.Length && t.[k] = ':' then
                     // A key as JSON means it: escapes such as "pass\u0077ord" decoded.
-                    let key = unescapeKey (token.Trim('"'))
+                    let key = unescapeKey (t.Substring(i, fin - i).Trim('"'))
 
                     match rule key with
                     | MaskDecision.MaskWith m ->
@@ -441,16 +461,22 @@ module internal Masking =
                         while v < t.Length && Char.IsWhiteSpace t.[v] do
                             v <- v + 1
 
-                        sb.Append(':').Append(jsonString m) |> ignore
                         i <- skipValue t v
+                        out.Replace(fin, i, ":" + jsonString m)
                     | MaskDecision.Keep -> i <- fin
                 else
                     i <- fin
             else
-                sb.Append t.[i] |> ignore
                 i <- i + 1
 
-        sb.ToString()
+        out.Result()
+
+    /// The first match of `regex` in `t`, when `possible` (a cheap check found what every match needs); else none.
+    let private firstMatch (regex: Text.RegularExpressions.Regex) (possible: bool) (t: string) =
+        if possible then
+            regex.Match t
+        else
+            Text.RegularExpressions.Match.Empty
 
     // A key and its separator, in form-like (`key=value`) and line-like (`key: value`, YAML) text.
     let private formKey =
@@ -464,35 +490,31 @@ module internal Masking =
     /// Masks `key=value` and `key: value` pairs by key: a masked key's value runs to the next `&`, `;` or line
     /// end. A kept key's value is read on, so `error: password=X` still finds `password`.
     let private formPairs (rule: MaskingRule) (t: string) : string =
-        let mutable m = formKey.Match t
+        // A pair needs a separator: text without one is not searched.
+        let mutable m = firstMatch formKey (t.AsSpan().IndexOfAny('=', ':') >= 0) t
 
-        if not m.Success then
-            t
-        else
-            let sb = Text.StringBuilder(t.Length)
-            let mutable pos = 0
+        let out = Rewrite t
 
-            while m.Success do
-                match rule m.Groups.["key"].Value with
-                | MaskDecision.MaskWith mask ->
-                    let valueStart = m.Index + m.Length
-                    let mutable valueEnd = valueStart
+        while m.Success do
+            match rule m.Groups.["key"].Value with
+            | MaskDecision.MaskWith mask ->
+                let valueStart = m.Index + m.Length
+                let mutable valueEnd = valueStart
 
-                    while valueEnd < t.Length
-                          && not (
-                              t.[valueEnd] = '&'
-                              || t.[valueEnd] = ';'
-                              || t.[valueEnd] = '\r'
-                              || t.[valueEnd] = '\n'
-                          ) do
-                        valueEnd <- valueEnd + 1
+                while valueEnd < t.Length
+                      && not (
+                          t.[valueEnd] = '&'
+                          || t.[valueEnd] = ';'
+                          || t.[valueEnd] = '\r'
+                          || t.[valueEnd] = '\n'
+                      ) do
+                    valueEnd <- valueEnd + 1
 
-                    sb.Append(t, pos, valueStart - pos).Append(mask) |> ignore
-                    pos <- valueEnd
-                    m <- formKey.Match(t, valueEnd)
-                | MaskDecision.Keep -> m <- m.NextMatch()
+                out.Replace(valueStart, valueEnd, mask)
+                m <- formKey.Match(t, valueEnd)
+            | MaskDecision.Keep -> m <- m.NextMatch()
 
-            sb.Append(t, pos, t.Length - pos).ToString()
+        out.Result()
 
     let private xmlElement =
         Text.RegularExpressions.Regex(
@@ -510,13 +532,21 @@ module internal Masking =
 
             let t = formPairs rule t
 
-            xmlElement.Replace(
-                t,
-                fun m ->
-                    match rule m.Groups.["key"].Value with
-                    | MaskDecision.MaskWith mask -> "<" + m.Groups.["key"].Value + m.Groups.["attrs"].Value + ">" + mask
-                    | MaskDecision.Keep -> m.Value
-            )
+            // An element needs a `<`: text without one is not searched.
+            let mutable m = firstMatch xmlElement (t.IndexOf '<' >= 0) t
+
+            let out = Rewrite t
+
+            while m.Success do
+                match rule m.Groups.["key"].Value with
+                | MaskDecision.MaskWith mask ->
+                    let element = "<" + m.Groups.["key"].Value + m.Groups.["attrs"].Value + ">"
+                    out.Replace(m.Index, m.Index + m.Length, element + mask)
+                | MaskDecision.Keep -> ()
+
+                m <- m.NextMatch()
+
+            out.Result()
         with :? Text.RegularExpressions.RegexMatchTimeoutException ->
             "…[text could not be checked for masked keys in time, so it is not kept]"
 

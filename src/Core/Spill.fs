@@ -10,9 +10,6 @@ open System.Text.Json
 [<RequireQualifiedAccess>]
 module internal Spill =
 
-    let private time (t: DateTimeOffset) =
-        t.UtcDateTime.ToString("O", CultureInfo.InvariantCulture)
-
     /// Writes one line of the spill file (a JSON object) with `w`. Optimized at once, like the journal's other
     /// paths a storm of new groups is the first to use (spilled lines, reading them back): they would otherwise
     /// run unoptimized through the storm's first seconds.
@@ -29,18 +26,18 @@ module internal Spill =
         w.WriteString("exceptionName", e.ExceptionName)
         w.WriteString("message", e.Message)
         w.WriteString("traceback", e.Traceback)
-        w.WriteString("occurredAt", time e.OccurredAt)
+        w.WriteString("occurredAt", e.OccurredAt.UtcDateTime)
         w.WriteString("release", e.Release)
         w.WriteString("environment", e.Environment)
         w.WriteString("project", e.Project)
-        w.WriteString("firstAt", time d.FirstAt)
+        w.WriteString("firstAt", d.FirstAt.UtcDateTime)
         w.WriteNumber("count", d.Count)
         w.WriteBoolean("detailed", d.Detailed)
         w.WriteStartArray("hours")
 
         for b in d.Hours do
             w.WriteStartArray()
-            w.WriteStringValue(time b.Start)
+            w.WriteStringValue(b.Start.UtcDateTime)
             w.WriteNumberValue(b.Count)
             w.WriteEndArray()
 
@@ -65,11 +62,10 @@ module internal Spill =
 
         sb.ToString()
 
-    /// One line's group (None when it does not read).
+    /// The group of one line's JSON object (None when it does not read).
     [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
-    let parseLine (text: ReadOnlyMemory<char>) : GroupDelta option =
+    let private ofDocument (doc: JsonDocument) : GroupDelta option =
         try
-            use doc = JsonDocument.Parse text
             let r = doc.RootElement
             let s (name: string) = r.GetProperty(name).GetString()
 
@@ -83,6 +79,7 @@ module internal Spill =
 
             let hash = s "hash"
             let count = r.GetProperty("count").GetInt64()
+            let occurredAt = t "occurredAt"
 
             if
                 r.GetProperty("v").GetInt32() <> 1
@@ -103,7 +100,7 @@ module internal Spill =
                                 ExceptionName = s "exceptionName"
                                 Message = s "message"
                                 Traceback = s "traceback"
-                                OccurredAt = t "occurredAt"
+                                OccurredAt = occurredAt
                                 // Files written before releases were recorded: none known.
                                 Release = optional "release"
                                 Environment = optional "environment"
@@ -136,7 +133,7 @@ module internal Spill =
                                     |]
                                 | _ -> [||]
 
-                            History.read hours (t "occurredAt") count
+                            History.read hours occurredAt count
                         // Files written before users were counted: none; keys of another shape are left out.
                         Users =
                             match r.TryGetProperty "users" with
@@ -154,6 +151,24 @@ module internal Spill =
                     }
         with _ ->
             None
+
+    /// The group of the JSON object `parse` reads (None when it does not read).
+    let inline private parsed ([<InlineIfLambda>] parse: unit -> JsonDocument) : GroupDelta option =
+        try
+            use doc = parse ()
+            ofDocument doc
+        with _ ->
+            None
+
+    /// One line's group (None when it does not read).
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
+    let parseLine (text: ReadOnlyMemory<char>) : GroupDelta option =
+        parsed (fun () -> JsonDocument.Parse text)
+
+    /// One line's group from its UTF-8 bytes, as the file holds them (None when it does not read).
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
+    let parseUtf8 (bytes: ReadOnlyMemory<byte>) : GroupDelta option =
+        parsed (fun () -> JsonDocument.Parse bytes)
 
     /// The pending groups of a spill file, and how many lines could not be read (a torn last line after a
     /// hard kill, say).

@@ -637,14 +637,14 @@ type internal JournalFile
         writeEach lines (fun out l -> Text.EncodingExtensions.GetBytes(Text.Encoding.UTF8, l, out) |> ignore)
 
     /// The segments (unmerged, in file order) of the spilled segments `entries` (consecutive, oldest first): their
-    /// bytes read back line by line.
+    /// bytes read back a megabyte or so at a time (a line longer than that at once), each line's JSON read where
+    /// it lies (Core's `Journal.readWholeLines`).
     [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
     let readSpilled (entries: SpilledSegment list) : (int64 * GroupDelta) list =
         match entries with
         | [] -> []
         | first :: _ ->
             let last = List.last entries
-            let length = last.End - first.Start
 
             use file =
                 new IO.FileStream(
@@ -652,27 +652,56 @@ type internal JournalFile
                     IO.FileMode.Open,
                     IO.FileAccess.Read,
                     IO.FileShare.ReadWrite ||| IO.FileShare.Delete,
-                    4096,
+                    1,
                     IO.FileOptions.SequentialScan
                 )
 
             file.Seek(first.Start, IO.SeekOrigin.Begin) |> ignore
-            use reader = new IO.StreamReader(file, Text.UTF8Encoding(false), false, 64 * 1024)
-            let lines = List<string>()
-            let mutable consumed = 0L
-            let mutable line = if length > 0L then reader.ReadLine() else null
+            let mutable buffer = ArrayPool<byte>.Shared.Rent(1 <<< 20)
+            // Bytes in `buffer` not read yet (the start of a line), and bytes of the stretch not in it yet.
+            let mutable filled = 0
+            let mutable remaining = last.End - first.Start
+            let mutable finished = false
+            let read = List<(int64 * GroupDelta) list>()
+            let mutable bad = 0
 
-            while not (isNull line) do
-                lines.Add line
-                consumed <- consumed + int64 (Text.Encoding.UTF8.GetByteCount line) + 1L
-                line <- if consumed < length then reader.ReadLine() else null
+            try
+                while not finished do
+                    if filled = buffer.Length then
+                        // One line longer than the buffer: a larger one.
+                        let larger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2)
+                        Buffer.BlockCopy(buffer, 0, larger, 0, filled)
+                        ArrayPool<byte>.Shared.Return buffer
+                        buffer <- larger
 
-            let struct (segments, _, bad) = Journal.readLines lines
+                    let wanted = int (min (int64 (buffer.Length - filled)) remaining)
+                    let got = if wanted > 0 then file.Read(buffer, filled, wanted) else 0
+                    filled <- filled + got
+                    remaining <- remaining - int64 got
+                    // The end of the stretch (or of the file, when it is shorter: a torn line reads as unreadable).
+                    finished <- got = 0 || remaining = 0L
+
+                    let whole =
+                        if finished then
+                            filled
+                        else
+                            Span<byte>(buffer, 0, filled).LastIndexOf(byte '\n') + 1
+
+                    if whole > 0 then
+                        let struct (segments, unreadable) =
+                            Journal.readWholeLines (ReadOnlyMemory(buffer, 0, whole)) first.Segment last.Segment
+
+                        read.Add segments
+                        bad <- bad + unreadable
+                        Buffer.BlockCopy(buffer, whole, buffer, 0, filled - whole)
+                        filled <- filled - whole
+            finally
+                ArrayPool<byte>.Shared.Return buffer
 
             if bad > 0 then
                 Log.SpillLinesUnreadable logger bad path
 
-            segments |> List.filter (fun (k, _) -> k >= first.Segment && k <= last.Segment)
+            List.concat read
 
     /// Brings what `q` holds in the file only back into memory (the file is to be rewritten); what cannot be
     /// read back is lost, and logged.

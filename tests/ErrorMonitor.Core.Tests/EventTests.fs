@@ -348,6 +348,20 @@ let journalTests =
     let text (lines: string list) =
         String.Join("", lines |> List.map (fun l -> l + "\n"))
 
+    /// Wrong forms of `line`, a whole line of a one-digit segment, with what is wrong with each.
+    let badWholeLines (line: string) =
+        let json = line.Substring 4
+
+        [
+            "segment 0", "S 0 " + json
+            "a negative segment", "S -4 " + json
+            "not a number", "S x " + json
+            "no number", "S  " + json
+            "no JSON", "S 4"
+            "torn JSON", line.Substring(0, line.Length - 3)
+            "more after the JSON", line + " {}"
+        ]
+
     testList
         "journal"
         [
@@ -526,19 +540,67 @@ let journalTests =
 
             test "a whole line with a bad number or torn JSON is not read" {
                 let line = Journal.segment 4L (delta 1 2L)
-                let json = line.Substring 4
 
                 let bad (lines: string list) =
                     (Journal.parse (text (Journal.header "j" :: lines))).Bad
 
                 Expect.equal (bad [ line ]) 0 "the line itself reads"
-                Expect.equal (bad [ "S 0 " + json ]) 1 "segment 0"
-                Expect.equal (bad [ "S -4 " + json ]) 1 "a negative segment"
-                Expect.equal (bad [ "S x " + json ]) 1 "not a number"
-                Expect.equal (bad [ "S  " + json ]) 1 "no number"
-                Expect.equal (bad [ "S 4" ]) 1 "no JSON"
-                Expect.equal (bad [ line.Substring(0, line.Length - 3) ]) 1 "torn JSON"
-                Expect.equal (bad [ line + " {}" ]) 1 "more after the JSON"
+
+                for what, wrong in badWholeLines line do
+                    Expect.equal (bad [ wrong ]) 1 what
+            }
+
+            test "whole lines read from their bytes are the groups their text reads as, of the segments asked for" {
+                let odd =
+                    { (delta 3 5L) with
+                        Latest =
+                            { (delta 3 5L).Latest with
+                                Message = "é ✓ \"quoted\"\r\nnext \u2028 😀"
+                                OccurredAt = at.AddTicks 1234567L
+                            }
+                        FirstAt = at.AddTicks 7L
+                    }
+
+                let seven = Journal.segment 7L odd
+                let eight = Journal.segment 8L (delta 4 1L)
+                let nine = Journal.segment 9L (delta 5 1L)
+
+                let short =
+                    Journal.counted 8L (Events.countOnly (delta 4 1L).Latest 2L at at [||] [||])
+
+                let bytes (lines: string list) =
+                    ReadOnlyMemory(Text.Encoding.UTF8.GetBytes(text lines))
+
+                let struct (read, bad) =
+                    Journal.readWholeLines (bytes [ Journal.written 6L; seven; eight; nine ]) 7L 8L
+
+                Expect.equal bad 0 "all read"
+                Expect.equal read [ 7L, odd; 8L, delta 4 1L ] "segments 7 and 8, not 9; the mark passed over"
+
+                Expect.equal
+                    read
+                    ((Journal.parse (text [ Journal.header "j"; seven; eight ])).Segments)
+                    "what the text reads as, times to the tick"
+
+                let unreadable (lines: string list) =
+                    let struct (_, bad) = Journal.readWholeLines (bytes lines) 1L 10L
+                    bad
+
+                Expect.equal (unreadable [ eight ]) 0 "the line itself reads"
+
+                // The lines the text reader does not read either.
+                for what, wrong in badWholeLines eight do
+                    Expect.equal (unreadable [ wrong ]) 1 what
+
+                Expect.equal (unreadable [ short ]) 1 "a short line of an asked segment (it needs its header)"
+                Expect.equal (unreadable [ Journal.header "j" ]) 1 "not a segment's line"
+                let struct (_, outside) = Journal.readWholeLines (bytes [ "S 11 {torn" ]) 1L 10L
+                Expect.equal outside 0 "a line of a segment not asked for is not read"
+                // No newline after the last line: it is read all the same.
+                let struct (last, _) =
+                    Journal.readWholeLines (ReadOnlyMemory(Text.Encoding.UTF8.GetBytes seven)) 7L 7L
+
+                Expect.equal last [ 7L, odd ] "a last line without its newline"
             }
 
             test "ids are short plain keys" {

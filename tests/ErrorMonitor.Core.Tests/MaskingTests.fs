@@ -97,10 +97,39 @@ let tests =
                 let text = json.Substring(0, min cut json.Length)
                 not ((Masking.text rule text).Contains "S3CR3T"))
 
-            property "masking text leaves text without masked keys as it is"
+            property "masking text leaves text without masked keys as it is (the same string: nothing copied)"
             <| Prop.forAll (arb (objectData |> Gen.filter (hasSensitiveKey >> not))) (fun d ->
                 let json = Json.serialize d
-                Masking.text rule json = json)
+                let form = "user=bob&lang=en; <user>bob</user> " + json
+
+                obj.ReferenceEquals(Masking.text rule json, json)
+                && obj.ReferenceEquals(Masking.text rule form, form))
+
+            test "only the value of a masked key changes: the text around it stays as it was, to the character" {
+                let text =
+                    "{\"a\": 1, \"password\" : \"x\\\"y\", \"b\": [\"secret\"], \"apiSecret\":{\"z\":2}} tail"
+
+                Expect.equal
+                    (Masking.jsonText rule text)
+                    ("{\"a\": 1, \"password\":\""
+                     + maskWith
+                     + "\", \"b\": [\"secret\"], \"apiSecret\":\""
+                     + maskWith
+                     + "\"} tail")
+                    "two values masked, all else as it was"
+
+                let text =
+                    "user=bob&password=P1; <a x=\"1\">keep</a><secretCode>S2</secretCode> end"
+
+                Expect.equal
+                    (Masking.text rule text)
+                    ("user=bob&password="
+                     + maskWith
+                     + "; <a x=\"1\">keep</a><secretCode>"
+                     + maskWith
+                     + "</secretCode> end")
+                    "a form value and an element masked, all else as it was"
+            }
 
             test "JSON nested past any parser's depth, forms and XML are masked by key" {
                 let deep =

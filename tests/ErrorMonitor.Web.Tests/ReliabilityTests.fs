@@ -344,9 +344,11 @@ let tests =
                     }
 
                 // Lines of ~300 KB (past the append buffer and four times its size), ~40 KB and ~60 KB (about
-                // where the buffer is written out), and small ones.
+                // where the buffer is written out), ~1.5 MB (past the buffer spilled segments are read back
+                // through, 1 MB, so it grows; the lines before it end across that buffer's edge), and small ones.
                 let size (g: int) =
                     match g % 100 with
+                    | 1 when g > 200 -> 1_500_000
                     | 1 -> 300_000
                     | 2 -> 40_000
                     | 3 -> 60_000
@@ -378,7 +380,7 @@ let tests =
 
                 // Groups 101, 102, 103 and 201 have the long lines; the other 97 small ones.
                 let spilled =
-                    List.sort ([ 300_001; 40_001; 60_001; 300_001 ] @ List.replicate 97 11)
+                    List.sort ([ 300_001; 40_001; 60_001; 1_500_001 ] @ List.replicate 97 11)
 
                 let head = queue.SpilledHead 1_000_000
 
