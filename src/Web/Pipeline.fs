@@ -180,19 +180,25 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
             metrics.Coalesced.Add(d.Count - 1L)
             true
 
+    /// Merges `d` into `stage` by group (Core's rule); returns the group's delta there before, if it had one.
+    let mergeInto (stage: Dictionary<string, GroupDelta>) (d: GroupDelta) : GroupDelta voption =
+        match stage.TryGetValue d.Latest.Hash with
+        | true, existing ->
+            stage.[d.Latest.Hash] <- Events.merge existing d
+            ValueSome existing
+        | _ ->
+            stage.[d.Latest.Hash] <- d
+            ValueNone
+
     /// Merges `d` (counted in `detailed` already when it has details) into the journaled stage.
     let journal (d: GroupDelta) =
-        match journaled.TryGetValue d.Latest.Hash with
-        | true, existing ->
+        match mergeInto journaled d with
+        | ValueSome existing ->
             if existing.Detailed && d.Detailed then
                 detailed <- detailed - 1
-
-            journaled.[d.Latest.Hash] <- Events.merge existing d
-        | _ ->
+        | ValueNone ->
             if not (isKnown d.Latest.Hash) then
                 journaledNew <- journaledNew + 1
-
-            journaled.[d.Latest.Hash] <- d
 
     /// When every spilled segment is cached, the cache becomes the journaled stage (under the gate): nothing is
     /// spilled any more.
@@ -317,13 +323,8 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                         cacheFrom <- segment
 
                     for d in holding do
-                        match cache.TryGetValue d.Latest.Hash with
-                        | true, existing -> cache.[d.Latest.Hash] <- Events.merge existing d
-                        | _ ->
-                            if not (isKnown d.Latest.Hash) then
-                                cacheNew <- cacheNew + 1
-
-                            cache.[d.Latest.Hash] <- d
+                        if (mergeInto cache d).IsNone && not (isKnown d.Latest.Hash) then
+                            cacheNew <- cacheNew + 1
                 else
                     dropCache ()
 
