@@ -348,25 +348,36 @@ module internal Masking =
 
     /// Text with parts replaced, left to right, made anew only once a part is replaced: most text has nothing
     /// to mask, and comes back as it is (the same string, nothing copied).
-    type private Rewrite(t: string) =
-        let mutable sb: Text.StringBuilder = null
-        // Where the text not yet in `sb` starts.
-        let mutable copied = 0
+    [<Struct>]
+    type private Rewrite =
+        val private Original: string
+        val mutable private Built: Text.StringBuilder
+        // Where the text not yet in `Built` starts.
+        val mutable private Copied: int
+
+        new(t: string) =
+            {
+                Original = t
+                Built = null
+                Copied = 0
+            }
 
         /// Replaces the characters from `start` to `finish` (past the last) with `text`.
-        member _.Replace(start: int, finish: int, text: string) =
-            if isNull sb then
-                sb <- Text.StringBuilder(t.Length)
+        member this.Replace(start: int, finish: int, text: string) =
+            if isNull this.Built then
+                this.Built <- Text.StringBuilder(this.Original.Length)
 
-            sb.Append(t, copied, start - copied).Append(text) |> ignore
-            copied <- finish
+            this.Built.Append(this.Original, this.Copied, start - this.Copied).Append(text)
+            |> ignore
+
+            this.Copied <- finish
 
         /// The text with its replacements (once, at the end).
-        member _.Result() =
-            if isNull sb then
-                t
+        member this.Result() =
+            if isNull this.Built then
+                this.Original
             else
-                sb.Append(t, copied, t.Length - copied).ToString()
+                this.Built.Append(this.Original, this.Copied, this.Original.Length - this.Copied).ToString()
 
     let private jsonString (s: string) =
         "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""
@@ -439,7 +450,7 @@ module internal Masking =
     /// key and a colon, the whole value (nested structures included) is replaced when the rule masks the key.
     let jsonText (rule: MaskingRule) (text: string) : string =
         let t = if isNull text then "" else text
-        let out = Rewrite t
+        let mutable out = Rewrite t
         let mutable i = if t.IndexOf '"' < 0 then t.Length else 0
 
         while i < t.Length do
@@ -493,7 +504,7 @@ module internal Masking =
         // A pair needs a separator: text without one is not searched.
         let mutable m = firstMatch formKey (t.AsSpan().IndexOfAny('=', ':') >= 0) t
 
-        let out = Rewrite t
+        let mutable out = Rewrite t
 
         while m.Success do
             match rule m.Groups.["key"].Value with
@@ -535,7 +546,7 @@ module internal Masking =
             // An element needs a `<`: text without one is not searched.
             let mutable m = firstMatch xmlElement (t.IndexOf '<' >= 0) t
 
-            let out = Rewrite t
+            let mutable out = Rewrite t
 
             while m.Success do
                 match rule m.Groups.["key"].Value with

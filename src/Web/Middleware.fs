@@ -56,6 +56,10 @@ type internal ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
 
         if pending.IsCompletedSuccessfully then
             pending
+        elif pending.IsCompleted then
+            // Failed already (thrown before the first await, as most failures are): recorded at once, without a
+            // continuation to schedule and unwrap.
+            recordFault.Invoke(pending, ctx)
         else
             pending
                 .ContinueWith(

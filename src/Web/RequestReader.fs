@@ -161,12 +161,26 @@ module internal RequestReader =
                 match form limits ctx with
                 | [] -> bodyForm
                 | read -> read
-            Cookies = attempt [] (fun () -> r.Cookies |> Seq.map (fun kv -> kv.Key, kv.Value) |> take limits)
+            Cookies =
+                attempt [] (fun () ->
+                    // Read only when the request has a Cookie header (the collection is made on first use).
+                    if r.Headers.Cookie.Count = 0 then
+                        []
+                    else
+                        let g = Gather limits
+
+                        for kv in r.Cookies do
+                            g.Add(kv.Key, kv.Value)
+
+                        g.Close())
             RouteValues =
                 attempt [] (fun () ->
-                    r.RouteValues
-                    |> Seq.map (fun kv -> kv.Key, (if isNull kv.Value then "" else string kv.Value))
-                    |> take limits)
+                    let g = Gather limits
+
+                    for kv in r.RouteValues do
+                        g.Add(kv.Key, (if isNull kv.Value then "" else string kv.Value))
+
+                    g.Close())
             UserName = Option.ofObj (userName ctx)
             TraceId =
                 attempt None (fun () ->
