@@ -6,7 +6,7 @@ open System.IO
 open System.Text
 open System.Text.Json
 
-/// The spill file's format: one JSON object a pending group, one a line. Pure: text in, text out.
+/// The spill file's format: one JSON object a pending group, one a line. Pure: text (or its UTF-8 bytes) in, text out.
 [<RequireQualifiedAccess>]
 module internal Spill =
 

@@ -47,6 +47,13 @@ module internal RequestReader =
 
         g.Close()
 
+    /// A collection `fill` adds to, bounded by Core's rule as `take` bounds one (empty when reading it fails).
+    let private gather (limits: Limits) (fill: Gather -> unit) =
+        attempt [] (fun () ->
+            let g = Gather limits
+            fill g
+            g.Close())
+
     /// A body excerpt and form fields: from a recording body (APP_ERROR_REQUEST_BODY; a body over its limit is
     /// noted, not recorded), else only when the app buffered the body (a seekable stream; its position is
     /// restored).
@@ -141,46 +148,28 @@ module internal RequestReader =
             Host = attempt "" (fun () -> r.Host.Value)
             Path = attempt "" (fun () -> r.PathBase.Add(r.Path).Value)
             Query =
-                attempt [] (fun () ->
-                    let g = Gather limits
-
+                gather limits (fun g ->
                     for kv in r.Query do
                         for v in kv.Value do
-                            g.Add(kv.Key, (if isNull v then "" else v))
-
-                    g.Close())
+                            g.Add(kv.Key, (if isNull v then "" else v)))
             Headers =
-                attempt [] (fun () ->
-                    let g = Gather limits
-
+                gather limits (fun g ->
                     for kv in r.Headers do
-                        g.Add(kv.Key, kv.Value.ToString())
-
-                    g.Close())
+                        g.Add(kv.Key, kv.Value.ToString()))
             Form =
                 match form limits ctx with
                 | [] -> bodyForm
                 | read -> read
             Cookies =
-                attempt [] (fun () ->
+                gather limits (fun g ->
                     // Read only when the request has a Cookie header (the collection is made on first use).
-                    if r.Headers.Cookie.Count = 0 then
-                        []
-                    else
-                        let g = Gather limits
-
+                    if r.Headers.Cookie.Count > 0 then
                         for kv in r.Cookies do
-                            g.Add(kv.Key, kv.Value)
-
-                        g.Close())
+                            g.Add(kv.Key, kv.Value))
             RouteValues =
-                attempt [] (fun () ->
-                    let g = Gather limits
-
+                gather limits (fun g ->
                     for kv in r.RouteValues do
-                        g.Add(kv.Key, (if isNull kv.Value then "" else string kv.Value))
-
-                    g.Close())
+                        g.Add(kv.Key, (if isNull kv.Value then "" else string kv.Value)))
             UserName = Option.ofObj (userName ctx)
             TraceId =
                 attempt None (fun () ->
