@@ -47,15 +47,25 @@ module internal History =
 
     /// Buckets summed by start, oldest first.
     let sum (buckets: Bucket seq) : Bucket[] =
-        buckets
-        |> Seq.groupBy (fun b -> b.Start)
-        |> Seq.map (fun (start, bs) ->
-            {
-                Start = start
-                Count = bs |> Seq.sumBy (fun b -> b.Count)
-            })
-        |> Seq.sortBy (fun b -> b.Start)
-        |> Array.ofSeq
+        // One total a start, added up as they come (a batch's thousands of buckets fall in an hour or two: nothing
+        // is gathered per start, so no large array is made).
+        let totals = Collections.Generic.Dictionary<DateTimeOffset, int64>()
+
+        for b in buckets do
+            match totals.TryGetValue b.Start with
+            | true, n -> totals.[b.Start] <- n + b.Count
+            | _ -> totals.[b.Start] <- b.Count
+
+        let summed: Bucket[] = Array.zeroCreate totals.Count
+
+        let mutable i = 0
+
+        for kv in totals do
+            summed.[i] <- { Start = kv.Key; Count = kv.Value }
+            i <- i + 1
+
+        Array.sortInPlaceBy (fun b -> b.Start) summed
+        summed
 
     /// The hours of `count` occurrences read back from a file (journal, spill): the buckets, each moved to the start
     /// of its hour, when they are all positive and add up to `count`; otherwise (files written before the history,

@@ -308,17 +308,44 @@ module internal Journal =
     /// Segments' groups merged by group in segment order: one delta a group, as applying them in turn would give.
     [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
     let merged (segments: (int64 * GroupDelta) seq) : GroupDelta list =
-        let groups =
-            Collections.Generic.Dictionary<string, GroupDelta>(StringComparer.Ordinal)
+        // Their places sorted by group, then segment, then place (each group's deltas side by side, in the order
+        // they apply), then merged from the end: small arrays (references and places), no table by hash (a batch
+        // read back holds thousands of groups).
+        let items = Array.ofSeq segments
+        let order = Array.init items.Length id
 
-        for _, d in segments |> Seq.sortBy fst do
-            match groups.TryGetValue d.Latest.Hash with
-            | true, older -> groups.[d.Latest.Hash] <- Events.merge older d
-            | _ -> groups.[d.Latest.Hash] <- d
+        let hashAt i = (snd items.[i]).Latest.Hash
 
-        groups.Values
-        |> Seq.sortWith (fun a b -> String.CompareOrdinal(a.Latest.Hash, b.Latest.Hash))
-        |> List.ofSeq
+        order
+        |> Array.sortInPlaceWith (fun a b ->
+            let c = String.CompareOrdinal(hashAt a, hashAt b)
+
+            if c <> 0 then
+                c
+            elif fst items.[a] <> fst items.[b] then
+                compare (fst items.[a]) (fst items.[b])
+            else
+                compare a b)
+
+        let mutable result = []
+        let mutable i = order.Length - 1
+
+        while i >= 0 do
+            let hash = hashAt order.[i]
+            let mutable first = i
+
+            while first > 0 && hashAt order.[first - 1] = hash do
+                first <- first - 1
+
+            let mutable d = snd items.[order.[first]]
+
+            for j = first + 1 to i do
+                d <- Events.merge d (snd items.[order.[j]])
+
+            result <- d :: result
+            i <- first - 1
+
+        result
 
     /// What is not stored when the store's mark is `mark`: the groups of every segment past it, merged by group
     /// in segment order.

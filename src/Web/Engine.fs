@@ -108,23 +108,29 @@ type Engine internal (parts: EngineParts) =
     /// path again, so its details come back with the next occurrence.
     let forgetInserted (rows: GroupDelta array) (written: IReadOnlyList<GroupWritten>) =
         if rows |> Array.exists (fun d -> not d.Detailed) then
-            let inserted =
-                written
-                |> Seq.filter (fun w -> not w.PreviousSeen.HasValue)
-                |> Seq.map (fun w -> w.Hash)
-                |> HashSet
+            // Sorted arrays searched, not hash sets: a storm's batch holds thousands of groups, and a set of them
+            // would be a large object each batch.
+            let countOnly =
+                rows |> Array.choose (fun d -> if d.Detailed then None else Some d.Latest.Hash)
+
+            Array.sortInPlaceWith (fun (a: string) b -> String.CompareOrdinal(a, b)) countOnly
+
+            let among (sorted: string[]) (hash: string) =
+                Array.BinarySearch(sorted, hash, StringComparer.Ordinal) >= 0
 
             let missing =
-                rows
-                |> Array.filter (fun d -> not d.Detailed && inserted.Contains d.Latest.Hash)
-                |> Array.map (fun d -> d.Latest.Hash)
-                |> HashSet
+                written
+                |> Seq.filter (fun w -> not w.PreviousSeen.HasValue && among countOnly w.Hash)
+                |> Seq.map (fun w -> w.Hash)
+                |> Array.ofSeq
 
-            if missing.Count > 0 then
+            Array.sortInPlaceWith (fun (a: string) b -> String.CompareOrdinal(a, b)) missing
+
+            if missing.Length > 0 then
                 lock shapeGate (fun () ->
                     let stale =
                         known
-                        |> Seq.filter (fun kv -> missing.Contains kv.Value.Header.Hash)
+                        |> Seq.filter (fun kv -> among missing kv.Value.Header.Hash)
                         |> Seq.map (fun kv -> kv.Key)
                         |> Array.ofSeq
 

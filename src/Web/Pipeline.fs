@@ -102,8 +102,11 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     let remember (groups: GroupDelta list) =
         for d in groups do
             if writtenNow.Count >= maxGroups then
+                // The two sets take turns (cleared, not made anew: no large array a turn).
+                let older = writtenBefore
                 writtenBefore <- writtenNow
-                writtenNow <- HashSet<int>()
+                older.Clear()
+                writtenNow <- older
 
             writtenNow.Add(codeOf d.Latest.Hash) |> ignore
 

@@ -394,6 +394,35 @@ let journalTests =
                 Expect.equal (counts 4L) [] "all stored"
             }
 
+            testProperty
+                "segments merged by group are each group's deltas applied in segment order (then in the order given), in hash order"
+            <| fun (items: (byte * byte * byte) list) ->
+                // (segment, group, seconds): a group's delta in a segment, later in time the later it comes.
+                let segments =
+                    items
+                    |> List.mapi (fun i (k, g, s) ->
+                        let d = delta (int g % 7) (int64 s + 1L)
+                        let when' = at.AddSeconds(float i)
+
+                        int64 (k % 5uy) + 1L,
+                        { d with
+                            Latest =
+                                { d.Latest with
+                                    OccurredAt = when'
+                                    Message = sprintf "m%d" i
+                                }
+                            Hours = History.one when' d.Count
+                        })
+
+                let expected =
+                    segments
+                    |> List.sortBy fst // stable: the order given within a segment
+                    |> List.groupBy (fun (_, d) -> d.Latest.Hash)
+                    |> List.map (fun (_, ds) -> ds |> List.map snd |> List.reduce Events.merge)
+                    |> List.sortWith (fun a b -> String.CompareOrdinal(a.Latest.Hash, b.Latest.Hash))
+
+                Journal.merged segments = expected
+
             test "written lines keep the mark for stores that cannot; a torn last line is skipped and counted" {
                 let full =
                     text

@@ -39,6 +39,24 @@ let tests =
 
                 List.ofArray merged |> List.map (fun b -> b.Start, b.Count) = expected
 
+            testProperty "buckets summed are one a start, oldest first, each the total of its start's counts"
+            <| fun (items: (byte * byte) list) ->
+                let buckets =
+                    items
+                    |> List.map (fun (h, n) ->
+                        {
+                            Start = t0.AddHours(float (h % 30uy))
+                            Count = int64 n
+                        })
+
+                let expected =
+                    buckets
+                    |> List.groupBy (fun b -> b.Start)
+                    |> List.map (fun (s, bs) -> s, total bs)
+                    |> List.sortBy fst
+
+                History.sum buckets |> List.ofArray |> List.map (fun b -> b.Start, b.Count) = expected
+
             test "a series has every hour, oldest first, zero where nothing happened, and ignores what is outside" {
                 let now = t0.AddMinutes 1.0 // 00:00:30 the next day
                 let buckets = Array.append (History.one t0 2L) (History.one (t0.AddHours -5.0) 7L)

@@ -359,6 +359,81 @@ let retentionTests =
                     Expect.isLessThanOrEqual size bound (sprintf "the file (%d bytes) within the bound (%d)" size bound)
                 }
 
+            testTask'
+                "SQLite: a batch of 2,500 new groups over two hours keeps every hour exact, each group's and all groups' (their buckets go in more than one statement); a new file has 16-KB pages"
+            <| fun () ->
+                task {
+                    let path = IO.Path.Combine(tempFolder (), "buckets.db")
+                    let s = SqliteStore("Data Source=" + path, "app_error") :> IErrorStore
+                    let ct = Threading.CancellationToken.None
+                    do! s.InitializeAsync ct
+                    let at = DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero)
+
+                    // Group n: n % 3 + 1 occurrences in the first hour and, for odd n, 2 more in the second.
+                    let batch =
+                        [|
+                            for n in 0..2499 ->
+                                let first = int64 (n % 3 + 1)
+                                let second = if n % 2 = 1 then 2L else 0L
+
+                                let d =
+                                    Events.single
+                                        {
+                                            Hash = Fingerprint.sha256Hex (sprintf "b%d" n)
+                                            Host = "h"
+                                            Path = sprintf "/b/%d" n
+                                            Method = "GET"
+                                            RequestData = "{}"
+                                            ExceptionName = "E"
+                                            Message = sprintf "m %d" n
+                                            Traceback = "t"
+                                            OccurredAt = at.AddMinutes 70.0
+                                            Release = ""
+                                            Environment = ""
+                                            Project = ""
+                                        }
+
+                                { d with
+                                    Count = first + second
+                                    FirstAt = at
+                                    Hours =
+                                        Array.append
+                                            (History.one at first)
+                                            (if second > 0L then
+                                                 History.one (at.AddHours 1.0) second
+                                             else
+                                                 [||])
+                                }
+                        |]
+
+                    let! _ = s.UpsertAsync(batch, ct)
+
+                    let hours (h: Bucket[]) =
+                        h |> Array.map (fun b -> b.Start, b.Count) |> List.ofArray
+
+                    let! all = s.HistoryAsync(null, at.AddDays -1.0, ct)
+
+                    let firstTotal = batch |> Array.sumBy (fun d -> d.Hours.[0].Count)
+                    let secondTotal = batch |> Array.sumBy (fun d -> d.Count - d.Hours.[0].Count)
+
+                    Expect.equal
+                        (hours all.Hours)
+                        [ at, firstTotal; at.AddHours 1.0, secondTotal ]
+                        "all groups: each hour the sum of the batch's"
+
+                    for n in [ 0; 1; 999; 1000; 1001; 2498; 2499 ] do
+                        let! one = s.HistoryAsync(batch.[n].Latest.Hash, at.AddDays -1.0, ct)
+                        Expect.equal (hours one.Hours) (hours batch.[n].Hours) (sprintf "group %d's hours" n)
+
+                    use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
+                    c.Open()
+                    use cmd = c.CreateCommand()
+                    cmd.CommandText <- "PRAGMA page_size;"
+                    Expect.equal (Convert.ToInt64(cmd.ExecuteScalar())) 16384L "16-KB pages"
+                    c.Close()
+                    Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
+                }
+
             testTask' "a SQLite file shrinks when pruning removes most of its groups (incremental auto-vacuum)"
             <| fun () ->
                 task {
