@@ -113,7 +113,7 @@ type Engine internal (parts: EngineParts) =
             let countOnly =
                 rows |> Array.choose (fun d -> if d.Detailed then None else Some d.Latest.Hash)
 
-            Array.sortInPlaceWith (fun (a: string) b -> String.CompareOrdinal(a, b)) countOnly
+            Array.Sort(countOnly, StringComparer.Ordinal)
 
             let among (sorted: string[]) (hash: string) =
                 Array.BinarySearch(sorted, hash, StringComparer.Ordinal) >= 0
@@ -124,7 +124,7 @@ type Engine internal (parts: EngineParts) =
                 |> Seq.map (fun w -> w.Hash)
                 |> Array.ofSeq
 
-            Array.sortInPlaceWith (fun (a: string) b -> String.CompareOrdinal(a, b)) missing
+            Array.Sort(missing, StringComparer.Ordinal)
 
             if missing.Length > 0 then
                 lock shapeGate (fun () ->

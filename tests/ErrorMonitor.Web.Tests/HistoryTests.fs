@@ -434,6 +434,53 @@ let retentionTests =
                     Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
                 }
 
+            testTask' "SQLite: a file that exists keeps its page size (4 KB here) and takes the store's tables"
+            <| fun () ->
+                task {
+                    let path = IO.Path.Combine(tempFolder (), "old-pages.db")
+
+                    do
+                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
+                        c.Open()
+                        use cmd = c.CreateCommand()
+                        cmd.CommandText <- "PRAGMA page_size = 4096; CREATE TABLE other (x INTEGER);"
+                        cmd.ExecuteNonQuery() |> ignore
+
+                    Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
+                    let s = SqliteStore("Data Source=" + path, "app_error") :> IErrorStore
+                    let ct = Threading.CancellationToken.None
+                    do! s.InitializeAsync ct
+
+                    let d =
+                        Events.single
+                            {
+                                Hash = Fingerprint.sha256Hex "old-pages"
+                                Host = "h"
+                                Path = "/old"
+                                Method = "GET"
+                                RequestData = "{}"
+                                ExceptionName = "E"
+                                Message = "m"
+                                Traceback = "t"
+                                OccurredAt = DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero)
+                                Release = ""
+                                Environment = ""
+                                Project = ""
+                            }
+
+                    let! _ = s.UpsertAsync([| d |], ct)
+                    let! stored = records s
+                    Expect.equal (stored |> List.map (fun r -> r.Hash)) [ d.Latest.Hash ] "the group is stored"
+
+                    use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
+                    c.Open()
+                    use cmd = c.CreateCommand()
+                    cmd.CommandText <- "PRAGMA page_size;"
+                    Expect.equal (Convert.ToInt64(cmd.ExecuteScalar())) 4096L "its 4-KB pages"
+                    c.Close()
+                    Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools()
+                }
+
             testTask' "a SQLite file shrinks when pruning removes most of its groups (incremental auto-vacuum)"
             <| fun () ->
                 task {

@@ -167,52 +167,45 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
     /// `bucketsAStatement` buckets (a statement a bucket costs more than the insert itself; a statement for a
     /// whole batch's thousands would make a text large enough for the GC's large-object heap).
     let addBuckets (c: SqliteConnection) (tx: SqliteTransaction) (kind: string) (rows: (int64 * Bucket) seq) =
+        use cmd = c.CreateCommand()
+        cmd.Transaction <- tx
+
+        cmd.CommandText <-
+            $"""INSERT INTO {table}_{kind} (group_id, start, count)
+SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each($rows) WHERE true
+ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"""
+
+        let text = cmd.Parameters.Add("$rows", SqliteType.Text)
         let json = Text.StringBuilder("[")
-        let mutable cmd: SqliteCommand = null
         let mutable pending = 0
 
         let flush () =
             if pending > 0 then
-                if isNull cmd then
-                    cmd <- c.CreateCommand()
-                    cmd.Transaction <- tx
-
-                    cmd.CommandText <-
-                        $"""INSERT INTO {table}_{kind} (group_id, start, count)
-SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each($rows) WHERE true
-ON CONFLICT (group_id, start) DO UPDATE SET count = count + excluded.count"""
-
-                    cmd.Parameters.Add("$rows", SqliteType.Text) |> ignore
-
-                cmd.Parameters.[0].Value <- json.Append(']').ToString()
+                text.Value <- json.Append(']').ToString()
                 cmd.ExecuteNonQuery() |> ignore
                 json.Clear().Append('[') |> ignore
                 pending <- 0
 
-        try
-            for id, b in rows do
-                if pending > 0 then
-                    json.Append(',') |> ignore
+        for id, b in rows do
+            if pending > 0 then
+                json.Append(',') |> ignore
 
-                json
-                    .Append('[')
-                    .Append(id)
-                    .Append(',')
-                    .Append(b.Start.ToUnixTimeSeconds())
-                    .Append(',')
-                    .Append(b.Count)
-                    .Append(']')
-                |> ignore
+            json
+                .Append('[')
+                .Append(id)
+                .Append(',')
+                .Append(b.Start.ToUnixTimeSeconds())
+                .Append(',')
+                .Append(b.Count)
+                .Append(']')
+            |> ignore
 
-                pending <- pending + 1
+            pending <- pending + 1
 
-                if pending >= bucketsAStatement then
-                    flush ()
+            if pending >= bucketsAStatement then
+                flush ()
 
-            flush ()
-        finally
-            if not (isNull cmd) then
-                cmd.Dispose()
+        flush ()
 
     /// Each migration, in order; SQLite's user_version remembers how many ran.
     let migrations =
