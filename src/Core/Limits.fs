@@ -91,8 +91,15 @@ module internal Limits =
         groups > maxGroups || fresh > journaledNewGroups maxGroups
 
     /// How many groups the writer reads back from spilled journal segments for a batch (about), for a queue
-    /// bound of `maxGroups`.
-    let spilledBatch (maxGroups: int) : int = max 1000 (maxGroups / 2)
+    /// bound of `maxGroups`: half the bound (at least 1,000) once failures stop coming, so the drain writes large
+    /// batches; a tenth (at least 100) while they keep coming, so the batch held in memory while it is written
+    /// (its groups' details, for hundreds of milliseconds under the app's load) stays small while the app itself
+    /// allocates fast, which is when the GC's budgets grow with what survives its collections.
+    let spilledBatch (maxGroups: int) (failing: bool) : int =
+        if failing then
+            max 100 (maxGroups / 10)
+        else
+            max 1000 (maxGroups / 2)
 
     /// The markers that stand for what a bound left out.
     module Markers =

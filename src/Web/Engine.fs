@@ -104,6 +104,14 @@ type Engine internal (parts: EngineParts) =
     let mutable counting = List<KnownShape>()
     let knownLimit = 2 * max parts.Settings.MaxPendingGroups 10000
 
+    // The sites whose details were built (`RepeatingSites`): a site is known only once it repeats, so a storm of
+    // one-time sites leaves `known` alone.
+    let recurrence = RepeatingSites(RepeatingSites.slots)
+
+    let fingerprint (struct (a: int64, b: int64, key: string)) =
+        (uint64 a ^^^ (uint64 b * 0x9E3779B97F4A7C15UL))
+        + uint64 (uint32 (key.GetHashCode())) * 0xC2B2AE3D27D4EB4FUL
+
     /// A group written from a count-only batch was missing (deleted meanwhile): its throw sites take the full
     /// path again, so its details come back with the next occurrence.
     let forgetInserted (rows: GroupDelta array) (written: IReadOnlyList<GroupWritten>) =
@@ -484,9 +492,12 @@ type Engine internal (parts: EngineParts) =
 
                     if (queue.EnqueueDelta delta).IsNone then
                         logDropped delta.Latest.Hash
-                    elif detailed then
+                    elif
+                        detailed
+                        && RepeatingSites.remember (entry.Count > 1L) (recurrence.Seen(fingerprint kv.Key))
+                    then
                         // Its repeats are counted in place while its details are recent (not when only its count
-                        // was kept: the next occurrence brings the details).
+                        // was kept: the next occurrence brings the details), once it has shown it repeats.
                         let e = delta.Latest
                         let header = (Events.countOnly e 1L e.OccurredAt e.OccurredAt [||] [||]).Latest
                         learned.Add(struct (kv.Key, KnownShape(header, entry.Snapshot.OccurredAt)))

@@ -524,8 +524,9 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     member _.BatchLength =
         lock gate (fun () -> journaled.Count + inFlightCount + spilledGroups)
 
-    /// How many groups the writer reads back from spilled segments for a batch (about).
-    member _.SpilledBatch = Limits.spilledBatch maxGroups
+    /// How many groups the writer reads back from spilled segments for a batch (about), while failures keep
+    /// coming (`failing`) or not.
+    member _.SpilledBatch(failing: bool) = Limits.spilledBatch maxGroups failing
 
     /// Distinct groups held in memory (all stages but what is spilled; cached spilled groups included).
     member _.InMemory = lock gate (fun () -> total () + cache.Count)
@@ -911,6 +912,11 @@ type internal Writer
     let mutable stored = 0L
     let mutable initialized = false
     let waiters = List<int64 * TaskCompletionSource<unit>>()
+    // Whether occurrences arrived since the writer's previous write (set by the writer loop before a write):
+    // a batch read back from spilled segments is then smaller (`Limits.spilledBatch`).
+    let mutable failing = false
+    // Whether the batch being written was read back from spilled segments.
+    let mutable readBack = false
     let mutable failures = 0
 
     // A store that keeps the journal's mark in the batch's transaction (with a journal only).
@@ -990,9 +996,11 @@ type internal Writer
                     match queue.TakeBatch(), journal with
                     | ValueNone, Some j ->
                         // What is spilled, the oldest segments first, read back from the journal.
-                        match queue.SpilledHead queue.SpilledBatch with
+                        match queue.SpilledHead(queue.SpilledBatch failing) with
                         | [] -> queue.TakeBatch() // what was spilled may have become the journaled stage
-                        | entries -> queue.TakeSpilled(entries, j.ReadSpilled entries)
+                        | entries ->
+                            readBack <- true
+                            queue.TakeSpilled(entries, j.ReadSpilled entries)
                     | batch, _ -> batch
 
                 match next with
@@ -1040,6 +1048,15 @@ type internal Writer
                     release upTo
                     // Work that must keep pace with the batches (pruning past the bound on groups).
                     do! afterBatch ct
+
+                    // A batch read back from spilled segments (a storm's groups, thousands with their details)
+                    // is garbage now, but it was held while written, hundreds of milliseconds: the GC's young
+                    // collections meanwhile moved it to its middle generation, where it would pile up batch after
+                    // batch of the drain (50 MB and more seen) until a collection of that generation. One is done
+                    // now, a few milliseconds with the batch gone, so a drain's memory stays at about a batch.
+                    if readBack then
+                        readBack <- false
+                        GC.Collect(1, GCCollectionMode.Forced, true)
 
                 if failures > 0 then
                     Log.StoreBack logger failures
@@ -1097,6 +1114,7 @@ type internal Writer
                                 busy <- arrivals () <> seen
 
                         lastBatch <- queue.BatchLength
+                        failing <- arrivals () <> arrivedAtWrite
                         arrivedAtWrite <- arrivals ()
 
                         if lastBatch > 0 then

@@ -198,8 +198,56 @@ let tests =
 
                 Expect.equal (Limits.waitingGroups 100000000 true) Int32.MaxValue "clamped, never overflowing"
 
-                Expect.equal (Limits.spilledBatch 10000) 5000 "half the bound a batch read back"
-                Expect.equal (Limits.spilledBatch 1) 1000 "at least 1,000"
+                Expect.equal (Limits.spilledBatch 10000 false) 5000 "half the bound a batch read back"
+                Expect.equal (Limits.spilledBatch 1 false) 1000 "at least 1,000"
+                Expect.equal (Limits.spilledBatch 10000 true) 1000 "a tenth while failures keep coming"
+                Expect.equal (Limits.spilledBatch 1 true) 100 "at least 100 then"
+
+                for bound in [ 1; 50; 999; 10000; 123457 ] do
+                    Expect.isLessThan
+                        (Limits.spilledBatch bound true)
+                        (Limits.spilledBatch bound false)
+                        "smaller while failures keep coming"
+            }
+
+            test "a throw site is remembered once it repeats: while it waited, or when its details were built before" {
+                Expect.isTrue (RepeatingSites.remember true false) "repeated while its first occurrence waited"
+                Expect.isTrue (RepeatingSites.remember false true) "built before"
+                Expect.isFalse (RepeatingSites.remember false false) "a site seen once is not remembered"
+
+                let sites = RepeatingSites(RepeatingSites.slots)
+                let x = 0x1234_5678_0000_0042UL
+                Expect.isFalse (sites.Seen x) "not seen before its first build"
+                Expect.isTrue (sites.Seen x) "seen at its second"
+                Expect.isTrue (sites.Seen x) "and after"
+
+                // Another site in x's slot (the same low bits) takes it: x is not found once, then is again.
+                let y = 0x9999_0000_0000_0042UL
+                Expect.isFalse (sites.Seen y) "a new site in a taken slot"
+                Expect.isFalse (sites.Seen x) "x was evicted"
+                Expect.isTrue (sites.Seen x) "and noted again"
+
+                // A site in another slot leaves x alone.
+                Expect.isFalse (sites.Seen(x + 1UL)) "a new site elsewhere"
+                Expect.isTrue (sites.Seen x) "x kept its slot"
+
+                // A storm of sites that each fail once: none is ever taken as seen (so none is remembered).
+                let storm = RepeatingSites(RepeatingSites.slots)
+                let mutable state = 42UL
+
+                let next () =
+                    state <- state + 0x9E3779B97F4A7C15UL
+                    let z = (state ^^^ (state >>> 30)) * 0xBF58476D1CE4E5B9UL
+                    let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+                    z ^^^ (z >>> 31)
+
+                let found =
+                    Seq.init 200000 (fun _ -> storm.Seen(next ())) |> Seq.filter id |> Seq.length
+
+                Expect.equal found 0 "200,000 distinct sites, none found"
+
+                Expect.throws (fun () -> RepeatingSites 1000 |> ignore) "slots are a power of two"
+                Expect.throws (fun () -> RepeatingSites 0 |> ignore) "and more than none"
             }
 
             test

@@ -300,7 +300,7 @@ let retentionTests =
                     // before it, up to that many less one, plus one batch: with a journal, the journaled stage (at
                     // most the queue's bound) or spilled segments read back (about `Limits.spilledBatch`, at least
                     // 1,000 groups; here segments of a 50-ms append hold a few hundred at most).
-                    let batch = max pending (ErrorMonitor.Core.Limits.spilledBatch pending)
+                    let batch = max pending (ErrorMonitor.Core.Limits.spilledBatch pending false)
 
                     eprintfn
                         "retention storm: the file held at most %d groups (bound %d, batch %d)"
