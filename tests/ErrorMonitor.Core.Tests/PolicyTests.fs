@@ -221,15 +221,38 @@ let tests =
                 Expect.isTrue (sites.Seen x) "seen at its second"
                 Expect.isTrue (sites.Seen x) "and after"
 
-                // Another site in x's slot (the same low bits) takes it: x is not found once, then is again.
-                let y = 0x9999_0000_0000_0042UL
-                Expect.isFalse (sites.Seen y) "a new site in a taken slot"
-                Expect.isFalse (sites.Seen x) "x was evicted"
-                Expect.isTrue (sites.Seen x) "and noted again"
+                // Sites in x's set (the same low bits): four fit; a fifth takes a place in turn.
+                let same (k: uint64) = (k <<< 40) ||| 0x42UL
+                Expect.isFalse (sites.Seen(same 1UL)) "a second site in x's set"
+                Expect.isFalse (sites.Seen(same 2UL)) "a third"
+                Expect.isTrue (sites.Seen x) "x still there with three others"
+                Expect.isTrue (sites.Seen(same 1UL)) "and they"
+                Expect.isFalse (sites.Seen(same 3UL)) "a fourth, then"
+                Expect.isFalse (sites.Seen(same 4UL)) "a fifth evicts one"
+                Expect.isTrue (sites.Seen(same 4UL)) "the fifth is found at its next build"
 
-                // A site in another slot leaves x alone.
-                Expect.isFalse (sites.Seen(x + 1UL)) "a new site elsewhere"
-                Expect.isTrue (sites.Seen x) "x kept its slot"
+                // Two sites of one set built in turn (the case a table of one mark a slot never learned).
+                let pair = RepeatingSites(RepeatingSites.slots)
+                Expect.isFalse (pair.Seen(same 7UL)) "a"
+                Expect.isFalse (pair.Seen(same 8UL)) "b"
+                Expect.isTrue (pair.Seen(same 7UL)) "a seen at its second build"
+                Expect.isTrue (pair.Seen(same 8UL)) "b too"
+
+                // Ten thousand repeating sites, each built twice, all first builds before any second: nearly all
+                // are found at their second (the 10,000-group load).
+                let many = RepeatingSites(RepeatingSites.slots)
+                let mutable seed = 7UL
+
+                let mix () =
+                    seed <- seed + 0x9E3779B97F4A7C15UL
+                    let z = (seed ^^^ (seed >>> 30)) * 0xBF58476D1CE4E5B9UL
+                    let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+                    z ^^^ (z >>> 31)
+
+                let tenThousand = Array.init 10000 (fun _ -> mix ())
+                Expect.isFalse (tenThousand |> Array.exists many.Seen) "none seen at its first build"
+                let again = tenThousand |> Array.filter many.Seen |> Array.length
+                Expect.isGreaterThanOrEqual again 9950 "at least 99.5% found at their second"
 
                 // A storm of sites that each fail once: none is ever taken as seen (so none is remembered).
                 let storm = RepeatingSites(RepeatingSites.slots)
@@ -247,7 +270,7 @@ let tests =
                 Expect.equal found 0 "200,000 distinct sites, none found"
 
                 Expect.throws (fun () -> RepeatingSites 1000 |> ignore) "slots are a power of two"
-                Expect.throws (fun () -> RepeatingSites 0 |> ignore) "and more than none"
+                Expect.throws (fun () -> RepeatingSites 2 |> ignore) "at least 4"
             }
 
             test
