@@ -21,9 +21,6 @@ type internal RepeatingSites(slots: int) =
     let sets = uint64 (slots / 4 - 1)
     let mutable turn = 0
 
-    /// The table's slots.
-    member _.Slots = slots
-
     /// True when a site of this fingerprint was noted before (and its mark is still in its set); notes it
     /// otherwise. A mark is never 0 (0 is an empty place).
     member _.Seen(fingerprint: uint64) : bool =

@@ -240,32 +240,23 @@ let tests =
 
                 // Ten thousand repeating sites, each built twice, all first builds before any second: nearly all
                 // are found at their second (the 10,000-group load).
+                // Distinct fingerprints, well mixed: the `i`-th of SplitMix64's sequence from `seed`.
+                let fingerprints (seed: uint64) (count: int) =
+                    Array.init count (fun i ->
+                        let x = seed + uint64 (i + 1) * 0x9E3779B97F4A7C15UL
+                        let z = (x ^^^ (x >>> 30)) * 0xBF58476D1CE4E5B9UL
+                        let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+                        z ^^^ (z >>> 31))
+
                 let many = RepeatingSites(RepeatingSites.slots)
-                let mutable seed = 7UL
-
-                let mix () =
-                    seed <- seed + 0x9E3779B97F4A7C15UL
-                    let z = (seed ^^^ (seed >>> 30)) * 0xBF58476D1CE4E5B9UL
-                    let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
-                    z ^^^ (z >>> 31)
-
-                let tenThousand = Array.init 10000 (fun _ -> mix ())
+                let tenThousand = fingerprints 7UL 10000
                 Expect.isFalse (tenThousand |> Array.exists many.Seen) "none seen at its first build"
                 let again = tenThousand |> Array.filter many.Seen |> Array.length
                 Expect.isGreaterThanOrEqual again 9950 "at least 99.5% found at their second"
 
                 // A storm of sites that each fail once: none is ever taken as seen (so none is remembered).
                 let storm = RepeatingSites(RepeatingSites.slots)
-                let mutable state = 42UL
-
-                let next () =
-                    state <- state + 0x9E3779B97F4A7C15UL
-                    let z = (state ^^^ (state >>> 30)) * 0xBF58476D1CE4E5B9UL
-                    let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
-                    z ^^^ (z >>> 31)
-
-                let found =
-                    Seq.init 200000 (fun _ -> storm.Seen(next ())) |> Seq.filter id |> Seq.length
+                let found = fingerprints 42UL 200000 |> Array.filter storm.Seen |> Array.length
 
                 Expect.equal found 0 "200,000 distinct sites, none found"
 
