@@ -101,6 +101,11 @@ module internal Limits =
         else
             max 1000 (maxGroups / 2)
 
+    /// How many groups written without their search rows (a storm's drain writes its batches so: their search
+    /// rows were about a quarter of its cost) one step of the writer's catch-up indexes: a step is one transaction,
+    /// so a new batch waits for at most one.
+    let searchStep = 5000
+
     /// The markers that stand for what a bound left out.
     module Markers =
         /// Data nested deeper than the depth limit.

@@ -121,13 +121,25 @@ type internal IJournalMarks =
 
     /// Writes `batch` and sets journal `journal`'s mark to `segment`, in one transaction; when the mark already is
     /// at least `segment` (the batch was stored and the answer lost on the way), writes nothing and returns None.
+    /// `deferSearch`: a store that keeps a search index may write the batch's new groups without their search
+    /// rows (`ISearchBacklog`).
     abstract UpsertMarkedAsync:
         batch: IReadOnlyList<GroupDelta> *
         journal: string *
         segment: int64 *
         now: DateTimeOffset *
+        deferSearch: bool *
         cancellationToken: CancellationToken ->
             Task<IReadOnlyList<GroupWritten> option>
+
+/// A store whose search index may lag its groups (SQLite's, after a drain): its searches still find every group;
+/// the writer indexes the rest a step at a time when it has nothing else to write.
+type internal ISearchBacklog =
+    /// Whether groups may be waiting for their search rows.
+    abstract SearchBehind: bool
+
+    /// Writes the search rows of up to `Limits.searchStep` waiting groups, in one transaction.
+    abstract IndexSearchStepAsync: cancellationToken: CancellationToken -> Task
 
 /// A notification about a group: what a notifier sends (the seed's notify gets the message and the record).
 type Notification =

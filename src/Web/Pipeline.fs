@@ -925,6 +925,12 @@ type internal Writer
         | Some j, (:? IJournalMarks as m) -> Some(j, m)
         | _ -> None
 
+    /// Whether the store's search index waits for groups written without their search rows.
+    let searchBehind () =
+        match store with
+        | :? ISearchBacklog as b -> b.SearchBehind
+        | _ -> false
+
     /// How long a store keeps the mark of a journal nobody writes any more.
     let forgetMarksAfter = TimeSpan.FromDays 30.0
 
@@ -1004,7 +1010,17 @@ type internal Writer
                     | batch, _ -> batch
 
                 match next with
-                | ValueNone -> ()
+                | ValueNone ->
+                    // Nothing to write: a step of indexing for groups written without their search rows.
+                    match store with
+                    | :? ISearchBacklog as b when b.SearchBehind ->
+                        do! turns.WaitAsync ct
+
+                        try
+                            do! b.IndexSearchStepAsync ct
+                        finally
+                            turns.Release() |> ignore
+                    | _ -> ()
                 | ValueSome(struct (batch, top, upTo)) ->
                     let rows = Array.ofList batch
                     let started = Diagnostics.Stopwatch.GetTimestamp()
@@ -1022,6 +1038,8 @@ type internal Writer
                                             j.Id,
                                             top,
                                             clock.GetUtcNow(),
+                                            // A storm's drain: its new groups' search rows wait (`ISearchBacklog`).
+                                            readBack,
                                             ct
                                         )
                                 | None ->
@@ -1085,8 +1103,9 @@ type internal Writer
 
             while not ct.IsCancellationRequested do
                 try
-                    // Spilled segments left after a batch are written at once (nothing rings for them again).
-                    if failures > 0 || queue.BatchLength = 0 then
+                    // Spilled segments left after a batch are written at once (nothing rings for them again), and
+                    // so is the search index's catch-up.
+                    if failures > 0 || (queue.BatchLength = 0 && not (searchBehind ())) then
                         let! _ = queue.WaitReadyAsync(flushInterval, ct)
                         ()
 

@@ -26,39 +26,20 @@ open ErrorMonitor.Web.Tests.StoreContractTests
 
 /// A real SQLite store whose writes fail while `Down` is set: a database that is away.
 type FaultyStore(inner: IErrorStore) =
+    inherit RelayStore(inner)
     member val Down = false with get, set
 
-    interface IErrorStore with
-        member this.InitializeAsync ct =
-            if this.Down then
-                raise (IOException "store is down")
-            else
-                inner.InitializeAsync ct
+    override this.InitializeAsync ct =
+        if this.Down then
+            raise (IOException "store is down")
+        else
+            inner.InitializeAsync ct
 
-        member this.UpsertAsync(batch, ct) =
-            if this.Down then
-                raise (IOException "store is down")
-            else
-                inner.UpsertAsync(batch, ct)
-
-        member _.TryClaimAsync(hash, kind, expected, now, ct) =
-            inner.TryClaimAsync(hash, kind, expected, now, ct)
-
-        member _.GetAsync(hash, ct) = inner.GetAsync(hash, ct)
-
-        member _.ListAsync(query, offset, count, ct) =
-            inner.ListAsync(query, offset, count, ct)
-
-        member _.ListFromAsync(query, cursor, count, ct) =
-            inner.ListFromAsync(query, cursor, count, ct)
-
-        member _.SetStatusAsync(hash, change, ct) = inner.SetStatusAsync(hash, change, ct)
-        member _.ExpireIgnoresAsync(now, ct) = inner.ExpireIgnoresAsync(now, ct)
-        member _.DeleteAsync(hash, ct) = inner.DeleteAsync(hash, ct)
-        member _.SamplesAsync(hash, ct) = inner.SamplesAsync(hash, ct)
-        member _.HistoryAsync(hash, from, ct) = inner.HistoryAsync(hash, from, ct)
-        member _.HoursAsync(hashes, from, ct) = inner.HoursAsync(hashes, from, ct)
-        member _.PruneAsync(request, ct) = inner.PruneAsync(request, ct)
+    override this.UpsertAsync(batch, ct) =
+        if this.Down then
+            raise (IOException "store is down")
+        else
+            inner.UpsertAsync(batch, ct)
 
 /// Waits for a condition, failing with `what` after 30 s.
 let waitUntil (what: string) (condition: unit -> Task<bool>) =

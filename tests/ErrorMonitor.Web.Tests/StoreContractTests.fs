@@ -593,6 +593,73 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
             | :? IDisposable as d -> d.Dispose()
             | _ -> ())
 
+/// Runs an FTS5 check of a SQLite store's search index against its groups (fails when they disagree).
+let private checkSearchIndex (connectionString: string) =
+    use c = new Microsoft.Data.Sqlite.SqliteConnection(connectionString)
+    c.Open()
+    use cmd = c.CreateCommand()
+    cmd.CommandText <- "INSERT INTO app_error_search(app_error_search) VALUES ('integrity-check')"
+    cmd.ExecuteNonQuery() |> ignore
+
+/// A store that passes every call to `inner`; a test overrides its initialization or its writes.
+type RelayStore(inner: IErrorStore) =
+    abstract InitializeAsync: CancellationToken -> Threading.Tasks.Task
+    default _.InitializeAsync ct = inner.InitializeAsync ct
+
+    abstract UpsertAsync:
+        Collections.Generic.IReadOnlyList<GroupDelta> * CancellationToken ->
+            Threading.Tasks.Task<Collections.Generic.IReadOnlyList<GroupWritten>>
+
+    default _.UpsertAsync(batch, ct) = inner.UpsertAsync(batch, ct)
+
+    interface IErrorStore with
+        member this.InitializeAsync ct = this.InitializeAsync ct
+        member this.UpsertAsync(batch, ct) = this.UpsertAsync(batch, ct)
+
+        member _.TryClaimAsync(hash, kind, expected, now, ct) =
+            inner.TryClaimAsync(hash, kind, expected, now, ct)
+
+        member _.GetAsync(hash, ct) = inner.GetAsync(hash, ct)
+
+        member _.ListAsync(query, offset, count, ct) =
+            inner.ListAsync(query, offset, count, ct)
+
+        member _.ListFromAsync(query, cursor, count, ct) =
+            inner.ListFromAsync(query, cursor, count, ct)
+
+        member _.SetStatusAsync(hash, change, ct) = inner.SetStatusAsync(hash, change, ct)
+        member _.ExpireIgnoresAsync(now, ct) = inner.ExpireIgnoresAsync(now, ct)
+        member _.DeleteAsync(hash, ct) = inner.DeleteAsync(hash, ct)
+        member _.SamplesAsync(hash, ct) = inner.SamplesAsync(hash, ct)
+        member _.HistoryAsync(hash, from, ct) = inner.HistoryAsync(hash, from, ct)
+        member _.HoursAsync(hashes, from, ct) = inner.HoursAsync(hashes, from, ct)
+        member _.PruneAsync(request, ct) = inner.PruneAsync(request, ct)
+
+/// A SQLite store whose batches are written as a storm's drain writes them, without their search rows; every
+/// third batch, the writer's catch-up runs to its end and the index is checked against the groups.
+type private DeferringSearch(store: SqliteStore) =
+    inherit RelayStore(store)
+    let mutable segment = 0L
+
+    override _.UpsertAsync(batch, ct) =
+        task {
+            segment <- segment + 1L
+            let backlog = store :> ISearchBacklog
+
+            let! written =
+                (store :> IJournalMarks).UpsertMarkedAsync(batch, "contract", segment, baseTime, true, ct)
+
+            if segment % 3L = 0L then
+                while backlog.SearchBehind do
+                    do! backlog.IndexSearchStepAsync ct
+
+                checkSearchIndex store.ConnectionString
+
+            return
+                written
+                |> Option.defaultWith (fun () -> failwith "a new segment was not written")
+        }
+
 /// Samples and users, step by step: a group keeps its first sample and the newest `recentSamples`; users count
 /// exactly below the bound and stop at it.
 let private samplesAndUsers (name: string) (fresh: unit -> IErrorStore) =
@@ -797,21 +864,23 @@ let tests =
                         let! before = marks.ReadMarkAsync("j1", baseTime, none)
                         Expect.equal before 0L "no mark yet"
                         let batch = [| Events.single (event 1 0 1); Events.single (event 2 0 1) |]
-                        let! first = marks.UpsertMarkedAsync(batch, "j1", 3L, baseTime, none)
+                        let! first = marks.UpsertMarkedAsync(batch, "j1", 3L, baseTime, false, none)
                         Expect.equal (first |> Option.map (fun w -> w.Count)) (Some 2) "written"
                         // The same batch again (its answer was lost): nothing written, counts stay.
-                        let! again = marks.UpsertMarkedAsync(batch, "j1", 3L, baseTime, none)
+                        let! again = marks.UpsertMarkedAsync(batch, "j1", 3L, baseTime, false, none)
                         Expect.isNone again "not written twice"
-                        let! older = marks.UpsertMarkedAsync(batch, "j1", 2L, baseTime, none)
+                        let! older = marks.UpsertMarkedAsync(batch, "j1", 2L, baseTime, false, none)
                         Expect.isNone older "an older segment is not written either"
                         let! a = store.GetAsync(hashOf 1, none)
                         Expect.equal a.Count 1L "counted once"
                         // Another journal has a mark of its own.
-                        let! other = marks.UpsertMarkedAsync(batch, "j2", 3L, baseTime.AddDays 40.0, none)
+                        let! other =
+                            marks.UpsertMarkedAsync(batch, "j2", 3L, baseTime.AddDays 40.0, false, none)
+
                         Expect.isSome other "another journal's batch is written"
                         let! a2 = store.GetAsync(hashOf 1, none)
                         Expect.equal a2.Count 2L "counted"
-                        let! next = marks.UpsertMarkedAsync(batch, "j1", 4L, baseTime, none)
+                        let! next = marks.UpsertMarkedAsync(batch, "j1", 4L, baseTime, false, none)
                         Expect.isSome next "the next segment is written"
                         let! mark = marks.ReadMarkAsync("j1", baseTime, none)
                         Expect.equal mark 4L "the mark moved"
@@ -821,6 +890,72 @@ let tests =
                         let! forgotten = marks.ReadMarkAsync("j1", baseTime.AddDays 10.0, none)
                         Expect.equal forgotten 0L "j1's old mark is forgotten"
                     }
+            testTask'
+                "the SQLite store finds groups written without their search rows; its catch-up indexes them a step at a time, and the index then agrees with the groups"
+            <| fun () ->
+                task {
+                    let path = Path.Combine(tempFolder (), "deferred.db")
+                    let store = SqliteStore("Data Source=" + path, "app_error")
+                    let s = store :> IErrorStore
+                    let backlog = store :> ISearchBacklog
+                    let none = CancellationToken.None
+                    do! s.InitializeAsync none
+                    do! backlog.IndexSearchStepAsync none
+                    Expect.isFalse backlog.SearchBehind "a new file has nothing to index"
+
+                    let waiting () =
+                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
+                        c.Open()
+                        use cmd = c.CreateCommand()
+                        cmd.CommandText <- "SELECT count(*) FROM app_error_unindexed"
+                        cmd.ExecuteScalar() :?> int64
+
+                    // More groups than a step, written as a drain writes them.
+                    let n = Limits.searchStep + 10
+                    let deferred = [| for g in 1..n -> Events.single (event g (g % 200) 1) |]
+
+                    let! w =
+                        (store :> IJournalMarks).UpsertMarkedAsync(deferred, "j", 1L, baseTime, true, none)
+
+                    Expect.equal (w |> Option.map (fun w -> w.Count)) (Some n) "written"
+                    Expect.isTrue backlog.SearchBehind "behind after a deferred batch"
+                    Expect.equal (waiting ()) (int64 n) "every new group waits for its search rows"
+                    // A batch written with its search rows indexes its own new group, not the ones waiting.
+                    let one = Events.single (event (n + 1) 5 1)
+                    let! _ = s.UpsertAsync([| one |], none)
+                    Expect.equal (waiting ()) (int64 n) "the next batch indexed only its own group"
+                    let! gone = s.DeleteAsync(hashOf 3, none)
+                    Expect.isTrue gone "a waiting group deleted"
+
+                    let model =
+                        [
+                            for d in Array.append deferred [| one |] do
+                                if d.Latest.Hash <> hashOf 3 then
+                                    Events.apply None d
+                        ]
+
+                    // Rare words (the index's path), with groups waiting and after the catch-up.
+                    let searches () =
+                        task {
+                            for q in [ "error5003"; "host-5"; "app error12"; "host-3 error3"; "nothing" ] do
+                                let query = { ListQuery.All with Search = q }
+
+                                let expected = MemoryStore.Order(query, model) |> List.ofSeq |> List.truncate 50
+                                let! found = s.ListAsync(query, 0L, 50, none)
+                                Expect.equal [ for r in found -> r.Hash ] [ for r in expected -> r.Hash ] q
+                        }
+
+                    do! searches ()
+                    do! backlog.IndexSearchStepAsync none
+                    Expect.equal (waiting ()) (int64 (n - 1 - Limits.searchStep)) "a step indexes searchStep groups"
+                    Expect.isTrue backlog.SearchBehind "still behind"
+                    do! searches ()
+                    do! backlog.IndexSearchStepAsync none
+                    Expect.equal (waiting ()) 0L "the next step the rest"
+                    Expect.isFalse backlog.SearchBehind "caught up"
+                    checkSearchIndex ("Data Source=" + path)
+                    do! searches ()
+                }
             testTask' "a SQLite file of the schema before triage is migrated: every group unresolved, searchable"
             <| fun () ->
                 task {
@@ -846,6 +981,8 @@ let tests =
                         )
 
                     Expect.equal (found |> Seq.map (fun r -> r.Path) |> List.ofSeq) [ "/orders/checkout" ] "found"
+                    // The groups indexed by the migrations (and none waiting): the index agrees with them.
+                    checkSearchIndex ("Data Source=" + path)
 
                     let! resolved =
                         store.SetStatusAsync(hashOf 1, changeOf (int GroupStatus.Resolved) None None, none)
@@ -1075,6 +1212,10 @@ INSERT INTO {table} (hash, host, path, method, request_data, exception_name, mes
             contract "the in-memory" (fun () -> MemoryStore(recentSamples))
             contract "the SQLite" (fun () ->
                 SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error", recentSamples))
+            contract "the SQLite (batches written without their search rows, indexed later)" (fun () ->
+                DeferringSearch(
+                    SqliteStore("Data Source=" + Path.Combine(tempFolder (), "c.db"), "app_error", recentSamples)
+                ))
             contract "the PostgreSQL" (fun () ->
                 PostgresStore.Create(postgres (), "contract_" + Guid.NewGuid().ToString "N", recentSamples))
         ]

@@ -595,7 +595,7 @@ WHERE t.hash = a.hash"""
                 return if marks.Count = 0 then 0L else marks.[0]
             }
 
-        member this.UpsertMarkedAsync(batch, journal, segment, now, ct) =
+        member this.UpsertMarkedAsync(batch, journal, segment, now, _, ct) =
             this.Upsert(batch, Some(journal, segment, now), ct)
 
     interface IErrorStore with

@@ -102,6 +102,9 @@ RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
 
     let mutable fileEnsured = false
 
+    // Whether groups may have been written without their search rows (a file may hold some at the start).
+    let mutable searchBehind = true
+
     /// Opens a pooled connection. `background`: the writer's, pruning's and other background work's (they run
     /// SQLite's automatic checkpoints, at its default 1,000 pages of WAL); a request's (reads, a status change, a
     /// delete) never checkpoints, so a user's click does not pay for copying the writer's pages into the file.
@@ -334,7 +337,47 @@ ALTER TABLE {table}_samples ADD COLUMN release TEXT NOT NULL DEFAULT '';
 ALTER TABLE {table}_samples ADD COLUMN environment TEXT NOT NULL DEFAULT '';"""
             // The Sentry project a group was reported under (#19; empty for the app's own).
             $"ALTER TABLE {table} ADD COLUMN project TEXT NOT NULL DEFAULT '';"
+            // A new group's search rows are written later than its row (`indexSearch`): the insert trigger notes
+            // its id; a delete or a change of an unindexed row has no search rows to take out (the step reads the
+            // row as it is then).
+            $"""CREATE TABLE {table}_unindexed (id INTEGER PRIMARY KEY);
+DROP TRIGGER {table}_search_insert;
+DROP TRIGGER {table}_search_delete;
+DROP TRIGGER {table}_search_update;
+CREATE TRIGGER {table}_search_insert AFTER INSERT ON {table} BEGIN
+  INSERT INTO {table}_unindexed (id) VALUES (new.id);
+END;
+CREATE TRIGGER {table}_search_delete AFTER DELETE ON {table} BEGIN
+  INSERT INTO {table}_search({table}_search, rowid, exception_name, message, path, host)
+  SELECT 'delete', old.id, old.exception_name, old.message, old.path, old.host
+  WHERE NOT EXISTS (SELECT 1 FROM {table}_unindexed WHERE id = old.id);
+  DELETE FROM {table}_unindexed WHERE id = old.id;
+END;
+CREATE TRIGGER {table}_search_update AFTER UPDATE OF exception_name, message, path, host ON {table}
+WHEN (old.exception_name IS NOT new.exception_name OR old.message IS NOT new.message OR old.path IS NOT new.path
+  OR old.host IS NOT new.host) AND NOT EXISTS (SELECT 1 FROM {table}_unindexed WHERE id = old.id) BEGIN
+  INSERT INTO {table}_search({table}_search, rowid, exception_name, message, path, host)
+  VALUES ('delete', old.id, old.exception_name, old.message, old.path, old.host);
+  INSERT INTO {table}_search(rowid, exception_name, message, path, host)
+  VALUES (new.id, new.exception_name, new.message, new.path, new.host);
+END;"""
         ]
+
+    /// Writes the search rows of up to `limit` groups written without them, the newest first (a batch's new groups
+    /// are the newest: `limit` its size indexes them and no others); returns whether any are left.
+    let indexSearch (c: SqliteConnection) (tx: SqliteTransaction) (limit: int) : bool =
+        use cmd = c.CreateCommand()
+        cmd.Transaction <- tx
+
+        cmd.CommandText <-
+            $"""INSERT INTO {table}_search(rowid, exception_name, message, path, host)
+SELECT id, exception_name, message, path, host FROM {table}
+WHERE id IN (SELECT id FROM {table}_unindexed ORDER BY id DESC LIMIT $limit);
+DELETE FROM {table}_unindexed WHERE id IN (SELECT id FROM {table}_unindexed ORDER BY id DESC LIMIT $limit);
+SELECT EXISTS (SELECT 1 FROM {table}_unindexed);"""
+
+        cmd.Parameters.AddWithValue("$limit", limit) |> ignore
+        Convert.ToInt64(cmd.ExecuteScalar()) = 1L
 
     let createSchema () =
         task {
@@ -447,7 +490,11 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                 if Convert.ToInt32(probe.ExecuteScalar()) >= max 1 count then
                     "errormonitor_search(exception_name, message, path, host, $words)"
                 else
-                    $"id IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q)"
+                    // Groups written without their search rows yet (after a storm, until the writer's catch-up)
+                    // are checked with Core's rule, so a search misses none of them.
+                    $"""id IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $q UNION ALL
+SELECT u.id FROM {table}_unindexed u JOIN {table} w ON w.id = u.id
+WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words))"""
         ]
         |> String.concat " AND "
 
@@ -463,6 +510,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
         (
             batch: IReadOnlyList<GroupDelta>,
             mark: (string * int64 * DateTimeOffset) option,
+            deferSearch: bool,
             ct: Threading.CancellationToken
         ) : Task<IReadOnlyList<GroupWritten> option> =
         task {
@@ -660,6 +708,10 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                     addHours 0L (History.sum (batch |> Seq.collect (fun d -> d.Hours)))
                     addBuckets c tx "hours" hours
 
+                    // The search rows of the batch's new groups, unless the writer defers them (groups written
+                    // without theirs before wait for the writer's catch-up).
+                    let behind = if deferSearch then true else indexSearch c tx batch.Count
+
                     match mark with
                     | Some(journal, segment, now) ->
                         use m = c.CreateCommand()
@@ -675,6 +727,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                     | None -> ()
 
                     do! tx.CommitAsync ct
+                    searchBehind <- behind
                     return Some(written :> IReadOnlyList<GroupWritten>)
             else
                 return Some(Array.empty<GroupWritten> :> IReadOnlyList<GroupWritten>)
@@ -712,15 +765,29 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words) L
                     | _ -> 0L
             }
 
-        member this.UpsertMarkedAsync(batch, journal, segment, now, ct) =
-            this.Recovering(fun () -> this.Upsert(batch, Some(journal, segment, now), ct))
+        member this.UpsertMarkedAsync(batch, journal, segment, now, deferSearch, ct) =
+            this.Recovering(fun () -> this.Upsert(batch, Some(journal, segment, now), deferSearch, ct))
+
+    interface ISearchBacklog with
+        member _.SearchBehind = searchBehind
+
+        member this.IndexSearchStepAsync ct =
+            this.Recovering(fun () ->
+                task {
+                    do! ensure ()
+                    use! c = openBackground ()
+                    use tx = c.BeginTransaction()
+                    let behind = indexSearch c tx Limits.searchStep
+                    do! tx.CommitAsync ct
+                    searchBehind <- behind
+                })
 
     interface IErrorStore with
         member _.InitializeAsync _ = ensure ()
 
         member this.UpsertAsync(batch, ct) =
             task {
-                let! written = this.Recovering(fun () -> this.Upsert(batch, None, ct))
+                let! written = this.Recovering(fun () -> this.Upsert(batch, None, false, ct))
 
                 return
                     written
