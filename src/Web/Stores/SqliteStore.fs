@@ -364,7 +364,7 @@ END;"""
         ]
 
     /// Writes the search rows of up to `limit` groups written without them, the newest first (a batch's new groups
-    /// are the newest: `limit` its size indexes them and no others); returns whether any are left.
+    /// are the newest: `limit` their number indexes them and no others); returns whether any are left.
     let indexSearch (c: SqliteConnection) (tx: SqliteTransaction) (limit: int) : bool =
         use cmd = c.CreateCommand()
         cmd.Transaction <- tx
@@ -708,9 +708,13 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words))"
                     addHours 0L (History.sum (batch |> Seq.collect (fun d -> d.Hours)))
                     addBuckets c tx "hours" hours
 
-                    // The search rows of the batch's new groups, unless the writer defers them (groups written
-                    // without theirs before wait for the writer's catch-up).
-                    let behind = if deferSearch then true else indexSearch c tx batch.Count
+                    // The search rows of the batch's new groups (the rows without a previous time), unless the
+                    // writer defers them (groups written without theirs before wait for the writer's catch-up).
+                    let behind =
+                        if deferSearch then
+                            true
+                        else
+                            indexSearch c tx (written |> Seq.sumBy (fun w -> if w.PreviousSeen.HasValue then 0 else 1))
 
                     match mark with
                     | Some(journal, segment, now) ->
