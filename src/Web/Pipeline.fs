@@ -925,11 +925,15 @@ type internal Writer
         | Some j, (:? IJournalMarks as m) -> Some(j, m)
         | _ -> None
 
+    // A store whose search index may wait for groups written without their search rows.
+    let backlog =
+        match store with
+        | :? ISearchBacklog as b -> Some b
+        | _ -> None
+
     /// Whether the store's search index waits for groups written without their search rows.
     let searchBehind () =
-        match store with
-        | :? ISearchBacklog as b -> b.SearchBehind
-        | _ -> false
+        backlog |> Option.exists (fun b -> b.SearchBehind)
 
     /// How long a store keeps the mark of a journal nobody writes any more.
     let forgetMarksAfter = TimeSpan.FromDays 30.0
@@ -1012,8 +1016,8 @@ type internal Writer
                 match next with
                 | ValueNone ->
                     // Nothing to write: a step of indexing for groups written without their search rows.
-                    match store with
-                    | :? ISearchBacklog as b when b.SearchBehind ->
+                    match backlog with
+                    | Some b when b.SearchBehind ->
                         do! turns.WaitAsync ct
 
                         try

@@ -14,6 +14,7 @@ open ErrorMonitor
 open ErrorMonitor.Core
 open ErrorMonitor.Web.Stores
 open ErrorMonitor.Web.Tests.TestApp
+open ErrorMonitor.Web.Tests.StoreContractTests
 open ErrorMonitor.Web.Tests.ReliabilityTests
 
 let private routes (app: WebApplication) =
@@ -323,21 +324,11 @@ let retentionTests =
                     // The drain wrote batches read back from spilled segments without their search rows; the
                     // writer's catch-up indexed them once it had nothing else to write: none wait, the index agrees
                     // with the groups (FTS5's own check), and a search by a kept group's path finds it.
-                    let unindexed () =
-                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + app.DbPath)
-                        c.Open()
-                        use cmd = c.CreateCommand()
-                        cmd.CommandText <- "SELECT count(*) FROM app_error_unindexed"
-                        cmd.ExecuteScalar() :?> int64
+                    do!
+                        waitUntil "the search index has caught up" (fun () ->
+                            Task.FromResult(searchWaiting ("Data Source=" + app.DbPath) = 0L))
 
-                    do! waitUntil "the search index has caught up" (fun () -> Task.FromResult(unindexed () = 0L))
-
-                    do
-                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + app.DbPath)
-                        c.Open()
-                        use cmd = c.CreateCommand()
-                        cmd.CommandText <- "INSERT INTO app_error_search(app_error_search) VALUES ('integrity-check')"
-                        cmd.ExecuteNonQuery() |> ignore
+                    checkSearchIndex ("Data Source=" + app.DbPath)
 
                     for kept in all |> List.truncate 5 do
                         let! found =

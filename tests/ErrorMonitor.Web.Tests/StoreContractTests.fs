@@ -594,12 +594,20 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
             | _ -> ())
 
 /// Runs an FTS5 check of a SQLite store's search index against its groups (fails when they disagree).
-let private checkSearchIndex (connectionString: string) =
+let checkSearchIndex (connectionString: string) =
     use c = new Microsoft.Data.Sqlite.SqliteConnection(connectionString)
     c.Open()
     use cmd = c.CreateCommand()
     cmd.CommandText <- "INSERT INTO app_error_search(app_error_search) VALUES ('integrity-check')"
     cmd.ExecuteNonQuery() |> ignore
+
+/// How many groups of a SQLite store wait for their search rows.
+let searchWaiting (connectionString: string) =
+    use c = new Microsoft.Data.Sqlite.SqliteConnection(connectionString)
+    c.Open()
+    use cmd = c.CreateCommand()
+    cmd.CommandText <- "SELECT count(*) FROM app_error_unindexed"
+    cmd.ExecuteScalar() :?> int64
 
 /// A store that passes every call to `inner`; a test overrides its initialization or its writes.
 type RelayStore(inner: IErrorStore) =
@@ -903,12 +911,7 @@ let tests =
                     do! backlog.IndexSearchStepAsync none
                     Expect.isFalse backlog.SearchBehind "a new file has nothing to index"
 
-                    let waiting () =
-                        use c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path)
-                        c.Open()
-                        use cmd = c.CreateCommand()
-                        cmd.CommandText <- "SELECT count(*) FROM app_error_unindexed"
-                        cmd.ExecuteScalar() :?> int64
+                    let waiting () = searchWaiting ("Data Source=" + path)
 
                     // More groups than a step, written as a drain writes them.
                     let n = Limits.searchStep + 10
