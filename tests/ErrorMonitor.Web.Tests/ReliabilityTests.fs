@@ -149,8 +149,10 @@ type private SpillFixture(bound: int) =
     do journal.Open()
 
     member _.Path = path
+    member _.Folder = folder
     member _.Queue = queue
     member _.Journal = journal
+    member _.Metrics = metrics
 
     /// `count` occurrences of group `g` (its message "group g"), without details.
     member _.Delta (g: int) (count: int64) : GroupDelta = journalDelta g count
@@ -464,6 +466,81 @@ let tests =
                 enqueue [ 1..50 ]
                 Expect.isFalse queue.Spilling "repeats after that are held in memory"
             }
+
+            testTask'
+                "the writer stores a batch read back from spilled segments without its search rows, a batch from memory with its own, and indexes the rest when it has nothing else to write"
+            <| fun () ->
+                task {
+                    // A bound of 1,000 groups: a segment of 101 new groups spills (a storm's drain).
+                    use fixture = new SpillFixture(1000)
+                    let db = "Data Source=" + Path.Combine(fixture.Folder, "errormonitor.db")
+                    let store = SqliteStore(db, "app_error")
+
+                    let writer =
+                        Writer(
+                            fixture.Queue,
+                            fixture.Metrics,
+                            store,
+                            new SemaphoreSlim(1, 1),
+                            (fun _ -> Task.CompletedTask),
+                            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+                            (fun _ _ -> ()),
+                            Some fixture.Journal,
+                            TimeSpan.FromMilliseconds 200.0,
+                            TimeProvider.System,
+                            (fun () -> 0L)
+                        )
+
+                    let flush () =
+                        task {
+                            let! ok = writer.FlushOnceAsync CancellationToken.None
+                            Expect.isTrue ok "the write succeeded"
+                        }
+
+                    let stored () =
+                        use c = new SqliteConnection(db)
+                        c.Open()
+                        use cmd = c.CreateCommand()
+                        cmd.CommandText <- "SELECT count(*) FROM app_error"
+                        cmd.ExecuteScalar() :?> int64
+
+                    fixture.Append [ 1..101 ]
+                    Expect.isTrue fixture.Queue.Spilling "the storm spilled"
+                    do! flush ()
+                    Expect.equal (stored ()) 101L "the spilled segment is stored"
+                    Expect.equal (searchWaiting db) 101L "read back from the file: stored without its search rows"
+
+                    // Repeats of five waiting groups and three new groups: held in memory, written with the search
+                    // rows of the groups it inserted (the newest), not the storm's.
+                    fixture.Append([ 1..5 ] @ [ 1001..1003 ])
+                    Expect.isFalse fixture.Queue.Spilling "held in memory"
+                    do! flush ()
+                    Expect.equal (stored ()) 104L "three more groups"
+                    Expect.equal (searchWaiting db) 101L "the batch indexed its own three new groups"
+
+                    // Nothing left to write: the writer's catch-up indexes the storm's groups.
+                    Expect.isTrue (store :> ISearchBacklog).SearchBehind "the store says it is behind"
+                    do! flush ()
+                    Expect.equal (searchWaiting db) 0L "the catch-up indexed them"
+                    Expect.isFalse (store :> ISearchBacklog).SearchBehind "the store says it has caught up"
+                    checkSearchIndex db
+
+                    let! found =
+                        (store :> IErrorStore)
+                            .ListAsync(
+                                { ListQuery.All with
+                                    Search = "group 7"
+                                },
+                                0L,
+                                200,
+                                CancellationToken.None
+                            )
+
+                    Expect.contains
+                        [ for r in found -> r.Hash ]
+                        (Fingerprint.sha256Hex "7")
+                        "a search finds a storm's group"
+                }
 
             test
                 "a cache of spilled repeats that would pass the bound is dropped: its segments are read back from the file, exactly" {
