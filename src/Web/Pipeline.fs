@@ -24,6 +24,30 @@ type internal Doorbell() =
     /// Waits for a ring or the timeout; true when it rang.
     member _.WaitAsync(timeout: TimeSpan, ct: CancellationToken) : Task<bool> = bell.WaitAsync(timeout, ct)
 
+/// Group hashes (SHA-256 in hex: their characters are spread evenly already) as keys of the queue's and the
+/// journal's sets: hashed by their first 16 characters (64 bits), compared whole. Every occurrence passes
+/// through several of these sets; hashing all 64 characters each time was a measurable part of its cost. A
+/// shorter key is hashed whole.
+type internal GroupHashes private () =
+    static let instance = GroupHashes()
+
+    /// The comparer.
+    static member Comparer: IEqualityComparer<string> = instance
+
+    /// A key's hash code.
+    static member CodeOf(hash: string) =
+        if isNull hash || hash.Length < 16 then
+            StringComparer.Ordinal.GetHashCode hash
+        else
+            let w = Runtime.InteropServices.MemoryMarshal.Cast<char, uint64>(hash.AsSpan(0, 16))
+            let h = (w.[0] * 0x9E3779B97F4A7C15UL) ^^^ (w.[1] * 0xC2B2AE3D27D4EB4FUL)
+            let h = h ^^^ (w.[2] * 0x165667B19E3779F9UL) ^^^ (w.[3] * 0x27D4EB2F165667C5UL)
+            int (h >>> 32) ^^^ int h
+
+    interface IEqualityComparer<string> with
+        member _.Equals(a, b) = String.Equals(a, b)
+        member _.GetHashCode(hash) = GroupHashes.CodeOf hash
+
 /// A journal segment held only in the journal file: where it is (bytes `Start` to `End`), how many groups (and
 /// groups with details) it holds, and the sequence number of its last occurrence.
 [<Struct>]
@@ -53,8 +77,8 @@ type internal SpilledSegment =
 /// wait in memory then).
 type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     let gate = obj ()
-    let mutable pending = Dictionary<string, GroupDelta>()
-    let mutable journaled = Dictionary<string, GroupDelta>()
+    let mutable pending = Dictionary<string, GroupDelta>(GroupHashes.Comparer)
+    let mutable journaled = Dictionary<string, GroupDelta>(GroupHashes.Comparer)
     // The last journal segment `journaled` holds, and the sequence number of its last occurrence.
     let mutable journaledTop = 0L
     let mutable journaledUpTo = 0L
@@ -89,11 +113,11 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     // spilled before them, they become the journaled stage without being read back, and the queue stops
     // spilling: after a storm of new groups, repeats of known ones go back to memory instead of keeping the
     // queue spilling (each segment to the file and back) for as long as they keep coming.
-    let mutable cache = Dictionary<string, GroupDelta>()
+    let mutable cache = Dictionary<string, GroupDelta>(GroupHashes.Comparer)
     let mutable cacheFrom = 0L
     let mutable cacheNew = 0
 
-    let codeOf (hash: string) = StringComparer.Ordinal.GetHashCode hash
+    let codeOf (hash: string) = GroupHashes.CodeOf hash
 
     let isKnown (hash: string) =
         let c = codeOf hash
@@ -135,11 +159,11 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
 
         not (Limits.journaledSpills maxGroups all fresh)
 
-    let noExtra = Dictionary<string, GroupDelta>()
+    let noExtra = Dictionary<string, GroupDelta>(GroupHashes.Comparer)
 
     let dropCache () =
         if cache.Count > 0 then
-            cache <- Dictionary<string, GroupDelta>()
+            cache <- Dictionary<string, GroupDelta>(GroupHashes.Comparer)
 
         cacheFrom <- 0L
         cacheNew <- 0
@@ -151,24 +175,13 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
     /// Fewer groups with details wait than the bound (under the gate).
     let room () = detailed + inFlightDetailed < maxGroups
 
-    /// Adds `d` to what is pending for its group (under the gate); false when it was dropped. A new group past
-    /// the bound on groups with details is kept without them (its count and times exact; a later occurrence
-    /// brings the details); past the bound on groups waiting, its occurrences are dropped and counted.
-    let add (d: GroupDelta) =
-        match pending.TryGetValue d.Latest.Hash with
-        | true, existing ->
-            if d.Detailed && not existing.Detailed then
-                detailed <- detailed + 1
-
-            pending.[d.Latest.Hash] <- Events.merge existing d
-            enqueued <- enqueued + d.Count
-            metrics.Coalesced.Add d.Count
-            true
-        | _ when total () + spilledGroups >= Limits.waitingGroups maxGroups spillable ->
+    /// Adds `d`, a group not pending (under the gate); false when it was dropped.
+    let addNew (d: GroupDelta) =
+        if total () + spilledGroups >= Limits.waitingGroups maxGroups spillable then
             dropped <- dropped + d.Count
             metrics.Dropped.Add d.Count
             false
-        | _ ->
+        else
             let kept =
                 if d.Detailed && not (room ()) then
                     Events.countOnly d.Latest d.Count d.FirstAt d.Latest.OccurredAt d.Hours d.Users
@@ -183,14 +196,39 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
             metrics.Coalesced.Add(d.Count - 1L)
             true
 
+    /// Adds `d` to what is pending for its group (under the gate); false when it was dropped. A new group past
+    /// the bound on groups with details is kept without them (its count and times exact; a later occurrence
+    /// brings the details); past the bound on groups waiting, its occurrences are dropped and counted.
+    let add (d: GroupDelta) =
+        // A repeat (the common case) is merged in its slot: one lookup.
+        let slot =
+            &Runtime.InteropServices.CollectionsMarshal.GetValueRefOrNullRef(pending, d.Latest.Hash)
+
+        if not (Runtime.CompilerServices.Unsafe.IsNullRef &slot) then
+            if d.Detailed && not slot.Detailed then
+                detailed <- detailed + 1
+
+            slot <- Events.merge slot d
+            enqueued <- enqueued + d.Count
+            metrics.Coalesced.Add d.Count
+            true
+        else
+            addNew d
+
     /// Merges `d` into `stage` by group (Core's rule); returns the group's delta there before, if it had one.
     let mergeInto (stage: Dictionary<string, GroupDelta>) (d: GroupDelta) : GroupDelta voption =
-        match stage.TryGetValue d.Latest.Hash with
-        | true, existing ->
-            stage.[d.Latest.Hash] <- Events.merge existing d
+        // One lookup: the group's slot, added when it had none.
+        let mutable had = false
+
+        let slot =
+            &Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(stage, d.Latest.Hash, &had)
+
+        if had then
+            let existing = slot
+            slot <- Events.merge existing d
             ValueSome existing
-        | _ ->
-            stage.[d.Latest.Hash] <- d
+        else
+            slot <- d
             ValueNone
 
     /// Merges `d` (counted in `detailed` already when it has details) into the journaled stage.
@@ -266,7 +304,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                     struct ([], false)
                 else
                     let moved = List.ofSeq pending.Values
-                    pending <- Dictionary<string, GroupDelta>(pending.Count)
+                    pending <- Dictionary<string, GroupDelta>(pending.Count, GroupHashes.Comparer)
 
                     // Whether the journaled stage would pass its bound with this segment (repeats merge into theirs).
                     let wouldHold () = not (fitsWith noExtra 0 moved)
@@ -480,7 +518,7 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
                 detailed <- detailed - inFlightDetailed
                 inFlightTop <- journaledTop
                 inFlightUpTo <- journaledUpTo
-                journaled <- Dictionary<string, GroupDelta>()
+                journaled <- Dictionary<string, GroupDelta>(GroupHashes.Comparer)
                 journaledNew <- 0
                 ValueSome(struct (inFlight, inFlightTop, inFlightUpTo)))
 
@@ -578,7 +616,7 @@ type internal JournalFile
     // The groups with a whole line in the file since it was created or compacted: their count-only deltas get
     // the short line (`Journal.counted`), read back with that whole line's header. Bounded: when full it starts
     // again (whole lines are written anew).
-    let headed = HashSet<string>(StringComparer.Ordinal)
+    let headed = HashSet<string>(GroupHashes.Comparer)
     // The append buffer (written out from `flushAt` bytes: under the large-object size).
     let flushAt = 48 * 1024
     let mutable buffer = ArrayBufferWriter<byte>(flushAt + 16 * 1024)
@@ -849,9 +887,9 @@ type internal JournalFile
                         if headed.Count > 1_000_000 then
                             headed.Clear()
 
+                        // A group new to the set gets its whole line (one lookup: `Add` tells).
                         writeEach groups (fun out d ->
-                            Journal.writeLine out (headed.Contains d.Latest.Hash) segment d
-                            headed.Add d.Latest.Hash |> ignore)
+                            Journal.writeLine out (not (headed.Add d.Latest.Hash)) segment d)
                         |> ignore
 
                         let spilling = queue |> Option.exists (fun q -> q.Spilling)
