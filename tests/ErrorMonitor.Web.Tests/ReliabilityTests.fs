@@ -475,13 +475,14 @@ let tests =
                     use fixture = new SpillFixture(1000)
                     let db = "Data Source=" + Path.Combine(fixture.Folder, "errormonitor.db")
                     let store = SqliteStore(db, "app_error")
+                    use turns = new SemaphoreSlim(1, 1)
 
                     let writer =
                         Writer(
                             fixture.Queue,
                             fixture.Metrics,
                             store,
-                            new SemaphoreSlim(1, 1),
+                            turns,
                             (fun _ -> Task.CompletedTask),
                             Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
                             (fun _ _ -> ()),
@@ -497,12 +498,7 @@ let tests =
                             Expect.isTrue ok "the write succeeded"
                         }
 
-                    let stored () =
-                        use c = new SqliteConnection(db)
-                        c.Open()
-                        use cmd = c.CreateCommand()
-                        cmd.CommandText <- "SELECT count(*) FROM app_error"
-                        cmd.ExecuteScalar() :?> int64
+                    let stored () = countRows db "app_error"
 
                     fixture.Append [ 1..101 ]
                     Expect.isTrue fixture.Queue.Spilling "the storm spilled"

@@ -601,13 +601,17 @@ let checkSearchIndex (connectionString: string) =
     cmd.CommandText <- "INSERT INTO app_error_search(app_error_search) VALUES ('integrity-check')"
     cmd.ExecuteNonQuery() |> ignore
 
-/// How many groups of a SQLite store wait for their search rows.
-let searchWaiting (connectionString: string) =
+/// How many rows a table of a SQLite store holds.
+let countRows (connectionString: string) (table: string) =
     use c = new Microsoft.Data.Sqlite.SqliteConnection(connectionString)
     c.Open()
     use cmd = c.CreateCommand()
-    cmd.CommandText <- "SELECT count(*) FROM app_error_unindexed"
+    cmd.CommandText <- $"SELECT count(*) FROM {table}"
     cmd.ExecuteScalar() :?> int64
+
+/// How many groups of a SQLite store wait for their search rows.
+let searchWaiting (connectionString: string) =
+    countRows connectionString "app_error_unindexed"
 
 /// A store that passes every call to `inner`; a test overrides its initialization or its writes.
 type RelayStore(inner: IErrorStore) =
