@@ -22,8 +22,8 @@ module internal LogCapture =
     /// None: as APP_ERROR_LOG_LEVEL, the integration off; as an entry's level, nothing to log.
     let Off = List.findIndex ((=) "none") Config.LogLevels
 
-    /// The integration is on (APP_ERROR_LOG_LEVEL is not None).
-    let on (s: Settings) = s.LogLevel < Off
+    /// The integration is on (capture on, APP_ERROR_LOG_LEVEL not None).
+    let on (s: Settings) = s.Enabled && s.LogLevel < Off
 
     /// Breadcrumbs are kept (the integration on, APP_ERROR_BREADCRUMBS above 0).
     let crumbs (s: Settings) = on s && s.Breadcrumbs > 0

@@ -12,7 +12,12 @@ open Microsoft.Extensions.Hosting
 /// app's own error handling still runs and the response is what it would be without ErrorMonitor. It never
 /// throws again: a failed request's task is handed on as it is (a rethrow would cost a second throw).
 type internal ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
-    let bodyLimit = engine.Settings.RequestBody
+    // Capture off (APP_ERROR_ENABLED=false): no body is recorded.
+    let bodyLimit =
+        if engine.Settings.Enabled then
+            engine.Settings.RequestBody
+        else
+            0
 
     let record (t: Task) (ctx: HttpContext) =
         for ex in t.Exception.InnerExceptions do

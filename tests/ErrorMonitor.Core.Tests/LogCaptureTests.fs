@@ -14,7 +14,8 @@ let tests =
     testList
         "log capture"
         [
-            test "an exception is recorded at Error and up, a message at or above the threshold, nothing when off" {
+            test
+                "an exception is recorded at Error and up, a message at or above the threshold, nothing when off or disabled" {
                 Expect.isTrue (LogCapture.records s "App" (level "error") true) "an exception at Error"
                 Expect.isFalse (LogCapture.records s "App" (level "warning") true) "not below Error"
                 Expect.isTrue (LogCapture.records s "App" (level "critical") false) "a message above the threshold"
@@ -26,6 +27,10 @@ let tests =
                 Expect.isFalse (LogCapture.records off "App" (level "critical") true) "None turns it off"
                 Expect.isFalse (LogCapture.wants off "App" (level "critical")) "and wants nothing"
                 Expect.isFalse (LogCapture.records s "App" LogCapture.Off true) "an entry of level None"
+                // APP_ERROR_ENABLED=false: the integration costs a logger nothing (no lookup, no breadcrumb).
+                let disabled = { s with Enabled = false }
+                Expect.isFalse (LogCapture.records disabled "App" (level "critical") true) "capture off records nothing"
+                Expect.isFalse (LogCapture.wants disabled "Shop" (level "information")) "and keeps no breadcrumbs"
             }
 
             test "ErrorMonitor's own category is never recorded nor kept" {
