@@ -386,6 +386,61 @@ let tests =
                     "both segments, all there"
             }
 
+            test "two groups whose hashes share their first 16 characters stay apart in the queue and the journal" {
+                // The queue's and the journal's sets hash a key by its first 16 characters (`GroupHashes`); keys are
+                // still compared whole, so such groups are neither merged nor read back with each other's header.
+                use fixture = new SpillFixture(1000)
+                let queue = fixture.Queue
+                let prefix = "0123456789abcdef"
+
+                let delta (g: int) (count: int64) =
+                    let d = fixture.Delta g count
+
+                    { d with
+                        Latest =
+                            { d.Latest with
+                                Hash = prefix + String((if g = 1 then 'a' else 'b'), 48)
+                            }
+                    }
+
+                queue.EnqueueDelta(delta 1 2L) |> ignore
+                queue.EnqueueDelta(delta 2 3L) |> ignore
+                Expect.equal queue.Length 2 "two groups pending"
+                fixture.Journal.AppendQueued()
+                // Their repeats: short lines, each read back with its own group's whole line.
+                queue.EnqueueDelta(delta 1 1L) |> ignore
+                queue.EnqueueDelta(delta 2 1L) |> ignore
+                fixture.Journal.AppendQueued()
+
+                let content = Journal.parse (File.ReadAllText fixture.Path)
+                Expect.equal content.Bad 0 "every line reads"
+
+                let read =
+                    content.Segments
+                    |> List.map (fun (s, d) -> s, d.Latest.Message, d.Latest.Hash.[16], d.Count)
+                    |> List.sort
+
+                Expect.equal
+                    read
+                    [ 1L, "group 1", 'a', 2L; 1L, "group 2", 'b', 3L; 2L, "group 1", 'a', 1L; 2L, "group 2", 'b', 1L ]
+                    "each segment's lines, each with its own group"
+
+                Expect.equal
+                    (File.ReadAllLines fixture.Path
+                     |> Array.filter (fun l -> l.StartsWith "C ")
+                     |> Array.length)
+                    2
+                    "the repeats took short lines"
+
+                match queue.TakeBatch() with
+                | ValueSome(struct (batch, _, _)) ->
+                    Expect.equal
+                        (batch |> List.map (fun d -> d.Latest.Message, d.Count) |> List.sort)
+                        [ "group 1", 3L; "group 2", 4L ]
+                        "each group's count"
+                | ValueNone -> failtest "nothing to write"
+            }
+
             test
                 "the journaled stage holds repeats of groups written lately up to the bound, groups new to it up to a tenth: a storm of new groups spills past that" {
                 // A bound of 1,000 groups: at most 100 new to the queue in the journaled stage.
