@@ -51,46 +51,69 @@ module internal Journal =
         writeSegment buffer number d
         Text.Encoding.UTF8.GetString buffer.WrittenSpan
 
-    /// A segment's short line for a count-only group whose whole line is earlier in the same file: the numbers
-    /// only (count, first and last time, hours, user keys); read back with that earlier line's header. A storm
-    /// over many known groups writes about one line an occurrence, so its size is the journal's cost.
-    let counted (number: int64) (d: GroupDelta) : string =
-        let inv = Globalization.CultureInfo.InvariantCulture
-        let sb = Text.StringBuilder(128)
+    let private put (out: System.Buffers.IBufferWriter<byte>) (c: char) =
+        out.GetSpan(1).[0] <- byte c
+        out.Advance 1
 
-        sb
-            .Append("C ")
-            .Append(number.ToString inv)
-            .Append(' ')
-            .Append(d.Latest.Hash)
-            .Append(' ')
-            .Append(d.Count.ToString inv)
-            .Append(' ')
-            .Append(d.FirstAt.UtcTicks.ToString inv)
-            .Append(' ')
-            .Append(d.Latest.OccurredAt.UtcTicks.ToString inv)
-            .Append(' ')
+    let private putNumber (out: System.Buffers.IBufferWriter<byte>) (n: int64) =
+        let span = out.GetSpan 20
+        let mutable written = 0
+
+        n.TryFormat(span, &written, ReadOnlySpan.Empty, Globalization.CultureInfo.InvariantCulture)
         |> ignore
 
+        out.Advance written
+
+    let private putText (out: System.Buffers.IBufferWriter<byte>) (s: string) =
+        let span = out.GetSpan(Text.Encoding.UTF8.GetMaxByteCount s.Length)
+        out.Advance(Text.Encoding.UTF8.GetBytes(s.AsSpan(), span))
+
+    /// Writes a segment's short line for a count-only group whose whole line is earlier in the same file (without
+    /// its line break) as UTF-8 into `out`: the numbers only (count, first and last time, hours, user keys); read
+    /// back with that earlier line's header. A storm over many known groups writes about one line an occurrence,
+    /// so its cost is the journal's: no text of it is made on the way.
+    [<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)>]
+    let writeCounted (out: System.Buffers.IBufferWriter<byte>) (number: int64) (d: GroupDelta) : unit =
+        put out 'C'
+        put out ' '
+        putNumber out number
+        put out ' '
+        putText out d.Latest.Hash
+        put out ' '
+        putNumber out d.Count
+        put out ' '
+        putNumber out d.FirstAt.UtcTicks
+        put out ' '
+        putNumber out d.Latest.OccurredAt.UtcTicks
+        put out ' '
+
         if d.Hours.Length = 0 then
-            sb.Append '-' |> ignore
+            put out '-'
         else
-            d.Hours
-            |> Array.iteri (fun i b ->
+            for i in 0 .. d.Hours.Length - 1 do
                 if i > 0 then
-                    sb.Append ',' |> ignore
+                    put out ','
 
-                sb.Append(b.Start.UtcTicks.ToString inv).Append(':').Append(b.Count.ToString inv)
-                |> ignore)
+                putNumber out d.Hours.[i].Start.UtcTicks
+                put out ':'
+                putNumber out d.Hours.[i].Count
 
-        sb.Append ' ' |> ignore
+        put out ' '
 
         if d.Users.Length = 0 then
-            sb.Append '-' |> ignore
+            put out '-'
         else
-            sb.AppendJoin(',', d.Users) |> ignore
+            for i in 0 .. d.Users.Length - 1 do
+                if i > 0 then
+                    put out ','
 
-        sb.ToString()
+                putText out d.Users.[i]
+
+    /// The text of `writeCounted number d`.
+    let counted (number: int64) (d: GroupDelta) : string =
+        let buffer = Buffers.Bytes()
+        writeCounted buffer number d
+        Text.Encoding.UTF8.GetString buffer.WrittenSpan
 
     /// A short line's numbers, with the header of its group's last whole line: None when they do not read.
     let private parseCounted (header: ErrorEvent) (fields: string array) : GroupDelta option =
@@ -141,8 +164,7 @@ module internal Journal =
     /// compacted), else the whole line. Either way the file holds a whole line of the group afterwards.
     let writeLine (out: System.Buffers.IBufferWriter<byte>) (whole: bool) (number: int64) (d: GroupDelta) : unit =
         if whole && not d.Detailed then
-            Text.EncodingExtensions.GetBytes(Text.Encoding.UTF8, counted number d, out)
-            |> ignore
+            writeCounted out number d
         else
             writeSegment out number d
 
