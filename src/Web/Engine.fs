@@ -59,6 +59,47 @@ type internal ReportOutcome =
     /// Capture is off, or the report could not be built.
     | NotRecorded
 
+/// A slot of `RecentExceptions`: a weak reference made once (re-aimed, never reallocated) and a group hash.
+[<Sealed>]
+type internal RecentSlot() =
+    member val Target = WeakReference<exn>(null)
+    member val Hash: string = null with get, set
+
+/// The exception objects recorded lately and their groups, for a logger that sees an exception without its request:
+/// a fixed table of weak references indexed by the object's identity hash, so remembering one allocates nothing
+/// and keeps nothing alive (a `ConditionalWeakTable` entry costs a dependent handle an exception, about a
+/// microsecond of a failing request and more work for the GC). An exception is forgotten when a later one lands in
+/// its slot, so it is found while fewer than about `size` others were recorded after it.
+type internal RecentExceptions(size: int) =
+    let mask =
+        (1 <<< (32 - Numerics.BitOperations.LeadingZeroCount(uint32 (max 2 size - 1))))
+        - 1
+
+    let slots = Array.init (mask + 1) (fun _ -> RecentSlot())
+
+    let slotOf (ex: exn) =
+        slots.[RuntimeHelpers.GetHashCode ex &&& mask]
+
+    /// How many slots (a power of two).
+    member _.Size = mask + 1
+
+    /// Remembers `ex` as recorded in group `hash` (null: not recorded).
+    member _.Remember(ex: exn, hash: string) =
+        let slot = slotOf ex
+
+        lock slot (fun () ->
+            slot.Target.SetTarget ex
+            slot.Hash <- hash)
+
+    /// `ex`'s group when it is remembered (ValueSome null: recorded without a group).
+    member _.Find(ex: exn) : string voption =
+        let slot = slotOf ex
+
+        lock slot (fun () ->
+            match slot.Target.TryGetTarget() with
+            | true, seen when Object.ReferenceEquals(seen, ex) -> ValueSome slot.Hash
+            | _ -> ValueNone)
+
 /// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
 /// them in the background. Capture never throws into the app.
 type Engine internal (parts: EngineParts) =
@@ -245,6 +286,11 @@ type Engine internal (parts: EngineParts) =
     do metrics.ObserveQueue(Func<int64>(fun () -> int64 queue.Length))
 
     let recorded = ConditionalWeakTable<exn, string>()
+    let recent = RecentExceptions(4096)
+    // Whether a logger of the logging integration finds the request of what it logs (an IHttpContextAccessor), and
+    // whether one does not: while one may not, or none said yet, exceptions are remembered in `recorded`.
+    let mutable logsWithRequest = false
+    let mutable logsWithoutRequest = false
 
     // Once per exception object: in a request, the request's own items remember it (cheap, gone with the
     // request); outside one, and with the logging integration on, a weak table does too.
@@ -265,17 +311,28 @@ type Engine internal (parts: EngineParts) =
         else
             match recorded.TryGetValue ex with
             | true, hash -> ValueSome(Option.ofObj hash)
-            | _ -> ValueNone
+            | _ ->
+                match recent.Find ex with
+                | ValueSome hash -> ValueSome(Option.ofObj hash)
+                | ValueNone -> ValueNone
 
     // By the request's items (cheap, the common case) and, while the logging integration is on, by the exception
-    // too: its logger may see the exception without the request (an app set up with InitApp has no
-    // IHttpContextAccessor), and must still find it recorded.
+    // too: its logger may see the exception without the request, and must still find it recorded. Outside a
+    // request, or while a logger cannot find requests (an app set up with InitApp has no IHttpContextAccessor),
+    // in the weak table (exact for as long as the exception lives); when the loggers find the request of what
+    // they log, only an exception logged again later outside its request needs it, and the table of recent ones
+    // (no allocation) serves that.
     let remember (ex: exn) (http: HttpContext) (hash: string) =
         if not (isNull http) then
             http.Items.[itemKey] <- box (ex, hash)
 
-        if isNull http || LogCapture.on parts.Settings then
+        if isNull http then
             recorded.AddOrUpdate(ex, hash)
+        elif LogCapture.on parts.Settings then
+            if logsWithRequest && not logsWithoutRequest then
+                recent.Remember(ex, hash)
+            else
+                recorded.AddOrUpdate(ex, hash)
 
     let stopping = new CancellationTokenSource()
     let mutable loop: Task = null
@@ -810,6 +867,14 @@ type Engine internal (parts: EngineParts) =
     /// Records a message.
     member internal _.RecordMessage(text: string, http: HttpContext) : (string * int64) option =
         capture null (if isNull text then "" else text) http
+
+    /// A logger of the logging integration says whether it finds the request of what it logs (it has an
+    /// IHttpContextAccessor): exceptions recorded in a request are remembered more cheaply while every logger does.
+    member internal _.LoggerFindsRequests(finds: bool) =
+        if finds then
+            logsWithRequest <- true
+        else
+            logsWithoutRequest <- true
 
     /// True when `ex` was recorded already (by the middleware, the handler or an earlier entry): an entry with
     /// it records nothing, so the logging integration need not format its text.

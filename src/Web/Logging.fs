@@ -114,7 +114,9 @@ type internal MonitorLoggerProvider(resolve: Func<Engine>, accessor: IHttpContex
 
                     try
                         try
-                            engine <- ValueSome(resolve.Invoke())
+                            let e = resolve.Invoke()
+                            e.LoggerFindsRequests(not (isNull accessor))
+                            engine <- ValueSome e
                         with _ ->
                             failed <- true
                     finally

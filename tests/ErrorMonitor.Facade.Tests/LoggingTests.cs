@@ -12,6 +12,9 @@ public sealed class LoggingTests
 {
     private sealed class Checkout;
 
+    // The exception /throws-kept threw (the app keeps it and logs it again after the request).
+    private static Exception? Kept;
+
     private static async Task<(TestHost Host, AppErrorMonitor Monitor)> Start(
         IDictionary<string, string?>? settings = null,
         Action<ErrorMonitorOptions>? configure = null)
@@ -36,6 +39,7 @@ public sealed class LoggingTests
             return "warned";
         });
         app.MapGet("/throws", string () => throw new ApplicationException("unhandled in a route"));
+        app.MapGet("/throws-kept", string () => throw (Kept = new TimeoutException("kept by the app, logged later")));
         app.MapGet("/steps", string (ILogger<Checkout> log) =>
         {
             for (var i = 1; i <= 5; i++)
@@ -235,6 +239,27 @@ public sealed class LoggingTests
 
         Assert.Equal(["System.FormatException"], records.Select(r => r.ExceptionName));
         Assert.True(Volatile.Read(ref store.FailingUpserts) < 0, "the store failed twice before it wrote");
+    }
+
+    [Fact]
+    public async Task An_exception_the_middleware_recorded_and_the_app_logs_again_after_its_request_is_counted_once()
+    {
+        var (host, monitor) = await Start();
+        await using var _ = host;
+
+        var thrown = await host.Client.GetAsync("/throws-kept");
+        Assert.Equal(500, (int)thrown.StatusCode);
+        await monitor.FlushAsync();
+
+        // Logged again outside any request (no HttpContext to find it by): still the occurrence recorded.
+        var kept = Assert.IsType<TimeoutException>(Kept);
+        host.App.Services.GetRequiredService<ILoggerFactory>().CreateLogger<Checkout>()
+            .LogError(kept, "the kept exception, logged from a background job");
+
+        var records = await All(monitor);
+        var record = Assert.Single(records);
+        Assert.Equal("System.TimeoutException", record.ExceptionName);
+        Assert.Equal(1, record.Count);
     }
 
     [Fact]

@@ -52,12 +52,51 @@ let private get (app: RunningApp) (path: string) =
         return r.StatusCode
     }
 
+/// Made and remembered here, so nothing but `recent` could keep it alive once this returns.
+[<Runtime.CompilerServices.MethodImpl(Runtime.CompilerServices.MethodImplOptions.NoInlining)>]
+let private rememberedOnly (recent: ErrorMonitor.Web.RecentExceptions) : WeakReference<exn> =
+    let ex = InvalidOperationException "remembered only"
+    recent.Remember(ex, "h")
+    WeakReference<exn>(ex)
+
 [<Tests>]
 let tests =
     testSequenced
     <| testList
         "capture"
         [
+            test
+                "the table of recent exceptions finds what it remembered, by identity, keeps nothing alive, and forgets an exception when a later one takes its slot" {
+                let recent = ErrorMonitor.Web.RecentExceptions(1000)
+                Expect.equal recent.Size 1024 "a power of two"
+                let a = InvalidOperationException "a"
+                let twin = InvalidOperationException "a"
+                recent.Remember(a, "hash-a")
+                Expect.equal (recent.Find a) (ValueSome "hash-a") "found with its group"
+                Expect.equal (recent.Find twin) ValueNone "an equal exception is another object"
+                let unrecorded = FormatException "not recorded"
+                recent.Remember(unrecorded, null)
+                Expect.equal (recent.Find unrecorded) (ValueSome null) "seen, without a group"
+
+                // Another exception in a's slot (by identity hash): a is forgotten, the newer one found.
+                let slot (ex: exn) =
+                    Runtime.CompilerServices.RuntimeHelpers.GetHashCode ex &&& (recent.Size - 1)
+
+                let rival =
+                    Seq.initInfinite (fun i -> InvalidOperationException(string i))
+                    |> Seq.find (fun ex -> slot ex = slot a)
+
+                recent.Remember(rival, "hash-rival")
+                Expect.equal (recent.Find rival) (ValueSome "hash-rival") "the newer one"
+                Expect.equal (recent.Find a) ValueNone "the older one is forgotten"
+
+                let weak = rememberedOnly recent
+                GC.Collect()
+                GC.WaitForPendingFinalizers()
+                GC.Collect()
+                Expect.isFalse (fst (weak.TryGetTarget())) "the table kept it alive"
+            }
+
             testTask' "an unhandled exception yields one record with the right fields"
             <| fun () ->
                 task {
