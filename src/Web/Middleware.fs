@@ -19,25 +19,28 @@ type internal ErrorMonitorMiddleware(next: RequestDelegate, engine: Engine) =
         else
             0
 
-    let record (t: Task) (ctx: HttpContext) =
-        for ex in t.Exception.InnerExceptions do
+    // `Task.Exception` makes a new AggregateException each time it is read: read once.
+    let record (faults: AggregateException) (ctx: HttpContext) =
+        for ex in faults.InnerExceptions do
             engine.RecordDeferred(ex, ctx)
 
     let recordFault =
         Func<Task, obj, Task>(fun t state ->
-            if t.IsFaulted && not (isNull t.Exception) then
+            let faults = if t.IsFaulted then t.Exception else null
+
+            if not (isNull faults) then
                 let ctx = state :?> HttpContext
                 // A recorded body the app did not read to its end is read first (APP_ERROR_REQUEST_BODY).
                 let filled = BodyRecorder.fillAsync ctx
 
                 if filled.IsCompleted then
-                    record t ctx
+                    record faults ctx
                     t
                 else
                     filled
                         .ContinueWith(
                             (fun (_: Task) ->
-                                record t ctx
+                                record faults ctx
                                 t),
                             CancellationToken.None,
                             TaskContinuationOptions.ExecuteSynchronously,
