@@ -59,6 +59,32 @@ type internal ReportOutcome =
     /// Capture is off, or the report could not be built.
     | NotRecorded
 
+/// Equality of throw-site keys (the site's two numbers and the app's group key): the struct tuple's default
+/// comparer reaches its string through shared generic code, a measurable part of a repeat's lookup under many
+/// groups; this one compares the numbers, then the key.
+[<Sealed>]
+type internal ShapeKeys private () =
+    static let instance = ShapeKeys()
+
+    /// The comparer.
+    static member Comparer: IEqualityComparer<struct (int64 * int64 * string)> = instance
+
+    /// A key's 64-bit mix (also what `RepeatingSites` remembers a site by).
+    static member Mix(struct (a: int64, b: int64, key: string)) : uint64 =
+        (uint64 a ^^^ (uint64 b * 0x9E3779B97F4A7C15UL))
+        + uint64 (uint32 (if isNull key then 0 else key.GetHashCode()))
+          * 0xC2B2AE3D27D4EB4FUL
+
+    interface IEqualityComparer<struct (int64 * int64 * string)> with
+        member _.Equals(x, y) =
+            let struct (a1, b1, k1) = x
+            let struct (a2, b2, k2) = y
+            a1 = a2 && b1 = b2 && String.Equals(k1, k2)
+
+        member _.GetHashCode(k) =
+            let h = ShapeKeys.Mix k
+            int (h >>> 32) ^^^ int h
+
 /// A slot of `RecentExceptions`: a weak reference made once (re-aimed, never reallocated) and a group hash.
 [<Sealed>]
 type internal RecentSlot() =
@@ -136,12 +162,16 @@ type Engine internal (parts: EngineParts) =
     // Repeats of one throw site, coalesced on the request path before any formatting: a storm costs the
     // request thread a look at the stack, not a whole capture. Bounded like the queue.
     let shapeGate = obj ()
-    let mutable shapes = Dictionary<struct (int64 * int64 * string), ShapeEntry>()
+
+    let mutable shapes =
+        Dictionary<struct (int64 * int64 * string), ShapeEntry>(ShapeKeys.Comparer)
 
     // Throw sites whose group was written with details less than APP_ERROR_DETAILS_INTERVAL ago: their repeats
     // are counted in place, without a snapshot, a build or an allocation. Bounded: cleared when full (the next
     // occurrences rebuild it). `counting` lists the sites with repeats counted since the last pass.
-    let known = Dictionary<struct (int64 * int64 * string), KnownShape>()
+    let known =
+        Dictionary<struct (int64 * int64 * string), KnownShape>(ShapeKeys.Comparer)
+
     let mutable counting = List<KnownShape>()
     let knownLimit = 2 * max parts.Settings.MaxPendingGroups 10000
 
@@ -149,9 +179,7 @@ type Engine internal (parts: EngineParts) =
     // one-time sites leaves `known` alone.
     let recurrence = RepeatingSites(RepeatingSites.slots)
 
-    let fingerprint (struct (a: int64, b: int64, key: string)) =
-        (uint64 a ^^^ (uint64 b * 0x9E3779B97F4A7C15UL))
-        + uint64 (uint32 (key.GetHashCode())) * 0xC2B2AE3D27D4EB4FUL
+    let fingerprint (k: struct (int64 * int64 * string)) = ShapeKeys.Mix k
 
     /// A group written from a count-only batch was missing (deleted meanwhile): its throw sites take the full
     /// path again, so its details come back with the next occurrence.
@@ -511,7 +539,7 @@ type Engine internal (parts: EngineParts) =
         let struct (taken, counted) =
             lock shapeGate (fun () ->
                 let t = shapes
-                shapes <- Dictionary<_, _>(t.Count)
+                shapes <- Dictionary<_, _>(t.Count, ShapeKeys.Comparer)
 
                 let c =
                     counting
