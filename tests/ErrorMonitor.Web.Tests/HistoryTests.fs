@@ -162,6 +162,28 @@ let retentionTests =
     <| testList
         "retention"
         [
+            testTask' "groups of one throw site told apart by the app's key are counted apart, repeats included"
+            <| fun () ->
+                task {
+                    // One throw site, the app's key per path: each group's repeats are counted in place once its
+                    // site is known (`ShapeKeys` compares the key too), never into another group of the site.
+                    use! app = groupsApp [] None
+
+                    for n in 1..3 do
+                        for _ in 1..4 do
+                            let! r = app.Client.GetAsync(sprintf "/g/%d" n)
+                            r.Dispose()
+
+                        do! app.Monitor.FlushAsync()
+
+                    let! all = records app.Store
+
+                    Expect.equal
+                        (all |> List.map (fun r -> r.Path, r.Count) |> List.sort)
+                        [ "/g/1", 4L; "/g/2", 4L; "/g/3", 4L ]
+                        "each group its own four"
+                }
+
             testTask'
                 "pruning removes the least recently seen past APP_ERROR_MAX_GROUPS, then what was not seen for APP_ERROR_RETENTION; old hours become days"
             <| fun () ->
