@@ -65,8 +65,7 @@ module internal Journal =
         out.Advance written
 
     let private putText (out: System.Buffers.IBufferWriter<byte>) (s: string) =
-        let span = out.GetSpan(Text.Encoding.UTF8.GetMaxByteCount s.Length)
-        out.Advance(Text.Encoding.UTF8.GetBytes(s.AsSpan(), span))
+        Text.EncodingExtensions.GetBytes(Text.Encoding.UTF8, s.AsSpan(), out) |> ignore
 
     /// Writes a segment's short line for a count-only group whose whole line is earlier in the same file (without
     /// its line break) as UTF-8 into `out`: the numbers only (count, first and last time, hours, user keys); read

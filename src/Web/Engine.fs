@@ -179,8 +179,6 @@ type Engine internal (parts: EngineParts) =
     // one-time sites leaves `known` alone.
     let recurrence = RepeatingSites(RepeatingSites.slots)
 
-    let fingerprint (k: struct (int64 * int64 * string)) = ShapeKeys.Mix k
-
     /// A group written from a count-only batch was missing (deleted meanwhile): its throw sites take the full
     /// path again, so its details come back with the next occurrence.
     let forgetInserted (rows: GroupDelta array) (written: IReadOnlyList<GroupWritten>) =
@@ -321,7 +319,7 @@ type Engine internal (parts: EngineParts) =
     let mutable logsWithoutRequest = false
 
     // Once per exception object: in a request, the request's own items remember it (cheap, gone with the
-    // request); outside one, and with the logging integration on, a weak table does too.
+    // request); outside one, and with the logging integration on, `recorded` or `recent` does too (`remember`).
     let itemKey = obj ()
 
     let seenBefore (ex: exn) (http: HttpContext) : string option voption =
@@ -579,7 +577,7 @@ type Engine internal (parts: EngineParts) =
                         logDropped delta.Latest.Hash
                     elif
                         detailed
-                        && RepeatingSites.remember (entry.Count > 1L) (recurrence.Seen(fingerprint kv.Key))
+                        && RepeatingSites.remember (entry.Count > 1L) (recurrence.Seen(ShapeKeys.Mix kv.Key))
                     then
                         // Its repeats are counted in place while its details are recent (not when only its count
                         // was kept: the next occurrence brings the details), once it has shown it repeats.

@@ -614,7 +614,7 @@ type internal JournalFile
     let mutable compactAt = minCompact
     let mutable leftover: JournalContent option = None
     // The groups with a whole line in the file since it was created or compacted: their count-only deltas get
-    // the short line (`Journal.counted`), read back with that whole line's header. Bounded: when full it starts
+    // the short line (`Journal.writeCounted`), read back with that whole line's header. Bounded: when full it starts
     // again (whole lines are written anew).
     let headed = HashSet<string>(GroupHashes.Comparer)
     // The append buffer (written out from `flushAt` bytes: under the large-object size).
