@@ -65,6 +65,22 @@ let tests =
     <| testList
         "capture"
         [
+            test "throw-site keys are equal only when both frames and the app's key are, and equal keys hash alike" {
+                let c = ErrorMonitor.Web.ShapeKeys.Comparer
+                let k (a: int64) (b: int64) (key: string) = struct (a, b, key)
+                Expect.isTrue (c.Equals(k 1L 2L "order-7", k 1L 2L (String.Concat("order-", "7")))) "equal keys"
+
+                Expect.equal
+                    (c.GetHashCode(k 1L 2L "order-7"))
+                    (c.GetHashCode(k 1L 2L (String.Concat("order-", "7"))))
+                    "hash alike"
+
+                Expect.isFalse (c.Equals(k 1L 2L "order-7", k 1L 2L "order-8")) "the app's key told apart"
+                Expect.isFalse (c.Equals(k 1L 2L "", k 1L 2L null)) "no key and an empty key: apart"
+                Expect.isFalse (c.Equals(k 1L 2L "x", k 1L 3L "x")) "the second frame told apart"
+                Expect.isFalse (c.Equals(k 1L 2L "x", k 9L 2L "x")) "the first frame told apart"
+            }
+
             test
                 "the table of recent exceptions finds what it remembered, by identity, keeps nothing alive, and forgets an exception when a later one takes its slot" {
                 let recent = ErrorMonitor.Web.RecentExceptions(1000)
@@ -740,5 +756,42 @@ let tests =
                     let! _ = post plain "/bind" (json """{"user":"bob"}""")
                     let! data, none = bodyOf plain "/bind"
                     Expect.isNone none (sprintf "no body without APP_ERROR_REQUEST_BODY: %O" data)
+                }
+
+            testTask'
+                "with capture off (APP_ERROR_ENABLED=false) APP_ERROR_REQUEST_BODY wraps no request body: the app reads the server's own stream"
+            <| fun () ->
+                task {
+                    let routes (app: WebApplication) =
+                        app.UseErrorMonitor() |> ignore
+
+                        app.MapPost(
+                            "/body-type",
+                            Func<HttpContext, string>(fun ctx -> ctx.Request.Body.GetType().FullName)
+                        )
+                        |> ignore
+
+                    let bodyType (settings: (string * string) list) =
+                        task {
+                            use! app = start settings (fun s -> s.AddErrorMonitor() |> ignore) routes
+
+                            use content =
+                                new StringContent("""{"order":7}""", Encoding.UTF8, "application/json")
+
+                            use! r = app.Client.PostAsync("/body-type", content)
+                            Expect.equal r.StatusCode HttpStatusCode.OK "answers"
+                            return! r.Content.ReadAsStringAsync()
+                        }
+
+                    // On: the app reads through ErrorMonitor's recording body (so this test can tell the two apart).
+                    let! on = bodyType [ "APP_ERROR_REQUEST_BODY", "small" ]
+                    Expect.stringStarts on "ErrorMonitor." (sprintf "capture on wraps the body: %s" on)
+
+                    let! off =
+                        bodyType [ "APP_ERROR_REQUEST_BODY", "small"; "APP_ERROR_ENABLED", "false" ]
+
+                    Expect.isFalse
+                        (off.StartsWith "ErrorMonitor.")
+                        (sprintf "capture off leaves the server's body stream: %s" off)
                 }
         ]
