@@ -323,7 +323,7 @@ module internal Events =
     /// a new occurrence): counts add, the first time is the earliest, the latest time the latest, and the
     /// details are the newer batch's when it has them, else the older's: the same as applying both in turn.
     let merge (older: GroupDelta) (newer: GroupDelta) : GroupDelta =
-        let at = max older.Latest.OccurredAt newer.Latest.OccurredAt
+        let at = Instants.later older.Latest.OccurredAt newer.Latest.OccurredAt
 
         let pick =
             if newer.Detailed || not older.Detailed then
@@ -337,7 +337,7 @@ module internal Events =
                     pick
                 else
                     { pick with OccurredAt = at }
-            FirstAt = min older.FirstAt newer.FirstAt
+            FirstAt = Instants.earlier older.FirstAt newer.FirstAt
             Count = older.Count + newer.Count
             Detailed = older.Detailed || newer.Detailed
             Hours = History.add older.Hours newer.Hours

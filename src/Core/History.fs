@@ -90,7 +90,7 @@ module internal History =
 
     /// Two deltas' hours together (the coalescing rule); one hour each, the same one, is the common case.
     let add (a: Bucket[]) (b: Bucket[]) : Bucket[] =
-        if a.Length = 1 && b.Length = 1 && a.[0].Start = b.[0].Start then
+        if a.Length = 1 && b.Length = 1 && a.[0].Start.Equals b.[0].Start then
             [|
                 {
                     Start = a.[0].Start

@@ -306,3 +306,15 @@ type GroupDelta =
         /// `Users.Bound` of them; empty when none had a user.
         Users: string[]
     }
+
+/// Instants compared without F#'s generic comparison: `max`, `min` and `<` on a `DateTimeOffset` or a `TimeSpan` box
+/// both values (64 and 48 bytes a call), and these run for every occurrence. Same results as `max` and `min`.
+[<RequireQualifiedAccess>]
+module internal Instants =
+    /// The later of two instants (`max a b`: `a` when neither is earlier).
+    let later (a: DateTimeOffset) (b: DateTimeOffset) : DateTimeOffset =
+        if DateTimeOffset.Compare(a, b) < 0 then b else a
+
+    /// The earlier of two instants (`min a b`: `b` when neither is earlier).
+    let earlier (a: DateTimeOffset) (b: DateTimeOffset) : DateTimeOffset =
+        if DateTimeOffset.Compare(a, b) < 0 then a else b

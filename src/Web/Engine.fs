@@ -531,6 +531,13 @@ type Engine internal (parts: EngineParts) =
     let shapeBell = Doorbell()
     let ringShapes () = shapeBell.Ring()
 
+    /// Users' keys (`Users.key`) of the names a tally counted; most occurrences have none (no array made then).
+    let keysOf (names: string[]) =
+        if names.Length = 0 then
+            names
+        else
+            Array.map Users.key names
+
     /// Builds one event for each coalesced throw site and hands it to the queue with its count; hands the
     /// repeats counted for known sites over as count-only batches.
     let completeShapes () =
@@ -549,7 +556,7 @@ type Engine internal (parts: EngineParts) =
                                 site.FirstAt
                                 site.LastAt
                                 (site.Tally.Take())
-                                (site.Tally.TakeUsers() |> Array.map Users.key)
+                                (keysOf (site.Tally.TakeUsers()))
 
                         site.Pending <- 0L
                         d)
@@ -571,7 +578,7 @@ type Engine internal (parts: EngineParts) =
                             entry.Count
                             entry.LastAt
                             (entry.Tally.Take())
-                            (entry.Tally.TakeUsers() |> Array.map Users.key)
+                            (keysOf (entry.Tally.TakeUsers()))
 
                     if (queue.EnqueueDelta delta).IsNone then
                         logDropped delta.Latest.Hash
@@ -589,12 +596,13 @@ type Engine internal (parts: EngineParts) =
             finally
                 Interlocked.Add(&completed, entry.Count) |> ignore
 
-        for d in counted do
+        // One turn of the queue's lock for all of them (at 10,000 groups, nearly every occurrence is one).
+        if counted.Length > 0 then
             try
-                if (queue.EnqueueDelta d).IsNone then
+                for d in queue.EnqueueDeltas counted do
                     logDropped d.Latest.Hash
             finally
-                Interlocked.Add(&completed, d.Count) |> ignore
+                Interlocked.Add(&completed, counted |> Array.sumBy (fun d -> d.Count)) |> ignore
 
         if learned.Count > 0 then
             lock shapeGate (fun () ->
@@ -757,13 +765,15 @@ type Engine internal (parts: EngineParts) =
                                 match shapes.TryGetValue k with
                                 | true, entry ->
                                     entry.Count <- entry.Count + 1L
-                                    entry.LastAt <- max entry.LastAt now
+                                    entry.LastAt <- Instants.later entry.LastAt now
                                     entry.Tally.Add(now, user)
                                     Interlocked.Increment &accepted |> ignore
                                     Counted.AddedToPending
                                 | _ ->
                                     match known.TryGetValue k with
-                                    | true, site when now - site.DetailsAt < parts.Settings.DetailsInterval ->
+                                    | true, site when
+                                        TimeSpan.op_LessThan (now - site.DetailsAt, parts.Settings.DetailsInterval)
+                                        ->
                                         Interlocked.Increment &accepted |> ignore
 
                                         if site.Pending = 0L then
@@ -775,7 +785,7 @@ type Engine internal (parts: EngineParts) =
                                             Counted.FirstRepeat
                                         else
                                             site.Pending <- site.Pending + 1L
-                                            site.LastAt <- max site.LastAt now
+                                            site.LastAt <- Instants.later site.LastAt now
                                             site.Tally.Add(now, user)
                                             Counted.AddedToPending
                                     | _ -> Counted.DetailsDue)
@@ -791,7 +801,7 @@ type Engine internal (parts: EngineParts) =
                                     match shapes.TryGetValue k with
                                     | true, entry ->
                                         entry.Count <- entry.Count + 1L
-                                        entry.LastAt <- max entry.LastAt s.OccurredAt
+                                        entry.LastAt <- Instants.later entry.LastAt s.OccurredAt
                                         entry.Tally.Add(s.OccurredAt, user)
                                         Interlocked.Increment &accepted |> ignore
                                         true

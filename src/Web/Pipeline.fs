@@ -285,6 +285,21 @@ type internal CaptureQueue(maxGroups: int, metrics: Metrics, spills: bool) =
         arrived.Ring()
         result
 
+    /// Adds batches of occurrences (`EnqueueDelta`'s) under one turn of the lock; returns those dropped.
+    member _.EnqueueDeltas(ds: GroupDelta[]) : GroupDelta list =
+        let result =
+            lock gate (fun () ->
+                let mutable lost = []
+
+                for d in ds do
+                    if not (add d) then
+                        lost <- d :: lost
+
+                lost)
+
+        arrived.Ring()
+        result
+
     /// Moves everything pending to the journaled stage as journal segment `segment`; returns what it moved (in
     /// the order to append it), empty when nothing was pending.
     member this.Journal(segment: int64) : GroupDelta list =

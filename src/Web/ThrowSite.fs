@@ -33,7 +33,8 @@ type internal Tally() =
     member _.Add(at: DateTimeOffset, user: string) =
         let h = History.hourOf at
 
-        if h = hour then
+        // DateTimeOffset's own equality (F#'s `=` takes its generic path).
+        if h.Equals hour then
             inHour <- inHour + 1L
         else
             if inHour > 0L then

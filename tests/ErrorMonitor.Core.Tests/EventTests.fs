@@ -71,6 +71,21 @@ let tests =
     testList
         "occurrences"
         [
+            testProperty
+                "Instants.later and earlier give what max and min give, ties (one instant at two offsets) included"
+            <| fun (ticks: int64) (step: int16) (offsetMinutes: int16) ->
+                let t = DateTimeOffset(at.UtcTicks + (ticks &&& 0x3FFFFFFFL), TimeSpan.Zero)
+                let u = t.AddTicks(int64 step % 3L)
+                // The same instant or a neighbour, written at another offset (whole minutes within ±14 h).
+                let u = u.ToOffset(TimeSpan.FromMinutes(float (int offsetMinutes % 840)))
+
+                let same (a: DateTimeOffset) (b: DateTimeOffset) = a.EqualsExact b
+
+                same (Instants.later t u) (max t u)
+                && same (Instants.later u t) (max u t)
+                && same (Instants.earlier t u) (min t u)
+                && same (Instants.earlier u t) (min u t)
+
             property "no masked value reaches the request data or the traceback"
             <| Prop.forAll (arb request) (fun r ->
                 let e = exceptionEvent (Some(tagRequest r))
