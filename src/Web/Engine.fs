@@ -85,46 +85,56 @@ type internal ShapeKeys private () =
             let h = ShapeKeys.Mix k
             int (h >>> 32) ^^^ int h
 
-/// A slot of `RecentExceptions`: a weak reference made once (re-aimed, never reallocated) and a group hash.
-[<Sealed>]
-type internal RecentSlot() =
-    member val Target = WeakReference<exn>(null)
-    member val Hash: string = null with get, set
-
 /// The exception objects recorded lately and their groups, for a logger that sees an exception without its request:
-/// a fixed table of weak references indexed by the object's identity hash, so remembering one allocates nothing
-/// and keeps nothing alive (a `ConditionalWeakTable` entry costs a dependent handle an exception, about a
-/// microsecond of a failing request and more work for the GC). An exception is forgotten when a later one lands in
-/// its slot, so it is found while fewer than about `size` others were recorded after it.
+/// a fixed table of weak handles indexed by the object's identity hash, so remembering one allocates nothing and
+/// keeps nothing alive (a `ConditionalWeakTable` entry costs a dependent handle an exception, about a microsecond
+/// of a failing request and more work for the GC). The handles are made once and re-aimed, in an array of their
+/// own beside an array of hashes: a look-up reads the slot's handle and hash, no object between (a slot object
+/// holding a `WeakReference` was two more cache misses a look-up, every failing request looks twice). An exception
+/// is forgotten when a later one lands in its slot, so it is found while fewer than about `size` others were
+/// recorded after it.
+[<Sealed>]
 type internal RecentExceptions(size: int) =
     let mask =
         (1 <<< (32 - Numerics.BitOperations.LeadingZeroCount(uint32 (max 2 size - 1))))
         - 1
 
-    let slots = Array.init (mask + 1) (fun _ -> RecentSlot())
+    let handles =
+        Array.init (mask + 1) (fun _ ->
+            Runtime.InteropServices.GCHandle.Alloc(null, Runtime.InteropServices.GCHandleType.Weak))
 
-    let slotOf (ex: exn) =
-        slots.[RuntimeHelpers.GetHashCode ex &&& mask]
+    let hashes: string[] = Array.zeroCreate (mask + 1)
+    // A slot's handle and hash change together: under one of these (slot by slot would be an object a slot).
+    let locks = Array.init 64 (fun _ -> obj ())
+
+    let indexOf (ex: exn) = RuntimeHelpers.GetHashCode ex &&& mask
 
     /// How many slots (a power of two).
     member _.Size = mask + 1
 
     /// Remembers `ex` as recorded in group `hash` (null: not recorded).
     member _.Remember(ex: exn, hash: string) =
-        let slot = slotOf ex
+        let i = indexOf ex
 
-        lock slot (fun () ->
-            slot.Target.SetTarget ex
-            slot.Hash <- hash)
+        lock locks.[i &&& 63] (fun () ->
+            handles.[i].Target <- ex
+            hashes.[i] <- hash)
 
     /// `ex`'s group when it is remembered (ValueSome null: recorded without a group).
     member _.Find(ex: exn) : string voption =
-        let slot = slotOf ex
+        let i = indexOf ex
 
-        lock slot (fun () ->
-            match slot.Target.TryGetTarget() with
-            | true, seen when Object.ReferenceEquals(seen, ex) -> ValueSome slot.Hash
-            | _ -> ValueNone)
+        lock locks.[i &&& 63] (fun () ->
+            if Object.ReferenceEquals(handles.[i].Target, ex) then
+                ValueSome hashes.[i]
+            else
+                ValueNone)
+
+    /// Frees the handles (they are the runtime's, not the GC's).
+    override _.Finalize() =
+        for h in handles do
+            if h.IsAllocated then
+                h.Free()
 
 /// The capture engine: builds occurrences on the request thread (pure work plus an enqueue) and writes
 /// them in the background. Capture never throws into the app.
