@@ -203,7 +203,8 @@ CLEANUP+=("rm -rf $smoke")
 load_smoke() {
     DURATION=1s WARMUP=1s ROUNDS=1 STORM=0 SCENARIOS=happy,one-cold,many,body,storm OUT="$smoke/load.md" benchmarks/load.sh \
         >"$TEST_OUTPUT/load-smoke.log" 2>&1 || { tail -n 20 "$TEST_OUTPUT/load-smoke.log"; return 1; }
-    grep -c '^| happy path GET / | [0-9]' "$smoke/load.md" | grep -q 2 && grep -q '^| POST /json-echo' "$smoke/load.md" \
+    grep -c '^| happy path GET / | [0-9]' "$smoke/load.md" | grep -qx 3 && grep -q '^| POST /json-echo' "$smoke/load.md" \
+        && grep -q '^| failing path, 10,000 groups (warm: all stored) | [0-9]* \[[0-9]*–[0-9]*\] | [0-9]* \[' "$smoke/load.md" \
         && grep -q '^| storm of 100,000 new groups .* | [0-9]' "$smoke/load.md" \
         && grep -q "^| every occurrence stored, seconds after the storm's end | [0-9]" "$smoke/load.md" \
         || { echo "load.sh printed no figures:"; cat "$smoke/load.md"; return 1; }

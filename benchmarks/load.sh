@@ -5,8 +5,8 @@
 # to a git revision, that revision's demo is built in a worktree and measured in the same rounds, so a change's
 # cost is the median of the per-round differences of the ratios (the builds take turns going first). Each
 # measurement also reads the app's CPU time a request from /proc: a second table gives its off/on ratio, which
-# the machine's drift moves less than the rates. Prints markdown tables and saves them to
-# benchmarks/results/load.md (load-vs-REVISION.md with BASELINE). Only 127.0.0.1 is loaded; every run is bounded.
+# the machine's drift moves less than the rates; a third, the app's RSS when the measured seconds end. Prints
+# markdown tables and saves them to benchmarks/results/load.md (load-vs-REVISION.md with BASELINE). Only 127.0.0.1 is loaded; every run is bounded.
 # ON_ENV adds settings to the measured build's processes ("APP_ERROR_REQUEST_BODY=small"); BASELINE_ENV (without
 # BASELINE) makes the baseline this same build with other settings, so a setting's cost is measured side by side
 # (load-vs-env.md).
@@ -148,7 +148,8 @@ TICK_US=$((1000000 / $(getconf CLK_TCK)))
 # 10,000 other groups: the runtime is warm but every group of the measured path is new when the measurement starts:
 # cold), `cover` (walking the 10,000 groups in order, then 3 s for the writer: warm, all stored). Prints its requests
 # a second and the app's CPU time a request (µs): the second does not depend on how much of the machine the app got,
-# only on the work a request costs it, so it resolves a small change that the rate's drift on a shared machine hides.
+# only on the work a request costs it, so it resolves a small change that the rate's drift on a shared machine hides;
+# then the app's RSS at the end of the measured seconds (MB).
 one() {
     local build=$1 enabled=$2 path=$3 warm=$4
     shift 4
@@ -167,15 +168,16 @@ one() {
     local before; before=$(cpu_ticks "$PID")
     local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" "http://127.0.0.1:$PORT$path" 2>&1)
     local after; after=$(cpu_ticks "$PID")
+    local rss; rss=$(rss_kb "$PID")
     kill "$PID"; wait "$PID" 2>/dev/null || true
     local r; r=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
     local n; n=$(awk '/requests in/ { print $1 }' <<<"$out")
-    echo "$r $(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$n" 'BEGIN { printf "%.2f", t * us / n }')"
+    echo "$r $(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$n" 'BEGIN { printf "%.2f", t * us / n }') $((rss / 1024))"
 }
 
-# Every round: each build on and off (the order of on and off, and of the builds, alternates between rounds). Prints a line a round with five
-# columns for each build in BUILDS order: `on off on/off cpu-on cpu-off` (rates in requests a second, CPU in µs a
-# request).
+# Every round: each build on and off (the order of on and off, and of the builds, alternates between rounds). Prints a line a round with seven
+# columns for each build in BUILDS order: `on off on/off cpu-on cpu-off rss-on rss-off` (rates in requests a second,
+# CPU in µs a request, RSS in MB).
 measure() { # path warm [lua]
     local path=$1 warm=$2 script=${3:-}
     local args=()
@@ -194,9 +196,9 @@ measure() { # path warm [lua]
             else
                 on=$(one "$build" true "$path" "$warm" "${args[@]}"); off=$(one "$build" false "$path" "$warm" "${args[@]}")
             fi
-            read -r on_rps on_cpu <<<"$on"
-            read -r off_rps off_cpu <<<"$off"
-            cells[$build]="$on_rps $off_rps $(echo "$on_rps $off_rps" | awk '{ printf "%.3f", $1 / $2 }') $on_cpu $off_cpu"
+            read -r on_rps on_cpu on_rss <<<"$on"
+            read -r off_rps off_cpu off_rss <<<"$off"
+            cells[$build]="$on_rps $off_rps $(echo "$on_rps $off_rps" | awk '{ printf "%.3f", $1 / $2 }') $on_cpu $off_cpu $on_rss $off_rss"
         done
         for build in "${BUILDS[@]}"; do line="$line ${cells[$build]}"; done
         echo "$line" >&2 # progress
@@ -221,8 +223,8 @@ row() { # name rounds target
     local cells
     cells="$(col 1 "$rounds" | median | awk '{ printf "%.0f", $1 }') | $(col 2 "$rounds" | median | awk '{ printf "%.0f", $1 }') | $ratio | ≥ $target | $met"
     if [ -n "$BASELINE" ]; then
-        local base; base=$(col 8 "$rounds" | summary)
-        local diff; diff=$(awk '{ printf "%.3f\n", $3 - $8 }' <<<"$rounds" | summary)
+        local base; base=$(col 10 "$rounds" | summary)
+        local diff; diff=$(awk '{ printf "%.3f\n", $3 - $10 }' <<<"$rounds" | summary)
         local kept; kept=$(echo "${diff%% *}" | awk '{ print ($1 >= -0.02) ? "yes" : "**no**" }')
         cells="$cells | $base | $diff | $kept"
     fi
@@ -237,10 +239,22 @@ cpurow() { # name rounds
     local cells
     cells="$(col 4 "$rounds" | median | awk '{ printf "%.1f", $1 }') | $(col 5 "$rounds" | median | awk '{ printf "%.1f", $1 }') | $ratio"
     if [ -n "$BASELINE" ]; then
-        local base; base=$(awk '{ printf "%.3f\n", $10 / $9 }' <<<"$rounds" | summary)
-        local diff; diff=$(awk '{ printf "%.3f\n", $5 / $4 - $10 / $9 }' <<<"$rounds" | summary)
+        local base; base=$(awk '{ printf "%.3f\n", $12 / $11 }' <<<"$rounds" | summary)
+        local diff; diff=$(awk '{ printf "%.3f\n", $5 / $4 - $12 / $11 }' <<<"$rounds" | summary)
         local kept; kept=$(echo "${diff%% *}" | awk '{ print ($1 >= -0.02) ? "yes" : "**no**" }')
         cells="$cells | $base | $diff | $kept"
+    fi
+    printf '| %s | %s |\n' "$name" "$cells"
+}
+
+# A row of the memory table: the app's RSS at the end of the measured seconds on and off, and on minus off (MB,
+# medians [range] of the rounds), and with a baseline its on minus off.
+rssrow() { # name rounds
+    local name=$1 rounds=$2
+    local cells
+    cells="$(col 6 "$rounds" | summary | sed 's/\.000//g') | $(col 7 "$rounds" | summary | sed 's/\.000//g') | $(awk '{ print $6 - $7 }' <<<"$rounds" | summary | sed 's/\.000//g')"
+    if [ -n "$BASELINE" ]; then
+        cells="$cells | $(awk '{ print $13 - $14 }' <<<"$rounds" | summary | sed 's/\.000//g')"
     fi
     printf '| %s | %s |\n' "$name" "$cells"
 }
@@ -399,6 +413,22 @@ baseline_name() {
     if [ -n "$many" ]; then cpurow "failing path, 10,000 groups (warm: all stored)" "$many"; fi
     if [ -n "$many_cold" ]; then cpurow "failing path, 10,000 groups (cold: all new)" "$many_cold"; fi
     if [ -n "$body" ]; then cpurow "POST /json-echo (JSON body)" "$body"; fi
+    echo
+    echo "The app's RSS at the end of the measured seconds (MB; medians [range] of the rounds; on − off: of each round's pair):"
+    echo
+    if [ -n "$BASELINE" ]; then
+        echo "| figure | RSS on (MB) | off (MB) | on − off (MB) | baseline on − off (MB) |"
+        echo "| --- | --- | --- | --- | --- |"
+    else
+        echo "| figure | RSS on (MB) | off (MB) | on − off (MB) |"
+        echo "| --- | --- | --- | --- |"
+    fi
+    if [ -n "$happy" ]; then rssrow "happy path GET /" "$happy"; fi
+    if [ -n "$one_group" ]; then rssrow "failing path, one group (warm)" "$one_group"; fi
+    if [ -n "$one_cold" ]; then rssrow "failing path, one group (cold)" "$one_cold"; fi
+    if [ -n "$many" ]; then rssrow "failing path, 10,000 groups (warm: all stored)" "$many"; fi
+    if [ -n "$many_cold" ]; then rssrow "failing path, 10,000 groups (cold: all new)" "$many_cold"; fi
+    if [ -n "$body" ]; then rssrow "POST /json-echo (JSON body)" "$body"; fi
     if [ -n "$storm100k" ]; then
         echo
         echo "The storm of 100,000 new groups (ErrorMonitor on; SQLite; medians [range] of the rounds):"
