@@ -49,11 +49,19 @@ module internal LogCapture =
         && level >= Information
         && not (framework category)
 
+    /// ASP.NET Core's hosting diagnostics: its logger logs each request's start and end (and nothing ErrorMonitor
+    /// records: an exception a request throws reaches the middleware, and the server's logger logs it), and
+    /// whether it is enabled at all decides whether the host starts an activity and a logging scope for every
+    /// request. So the integration does not want it: a request does not pay for those because of ErrorMonitor.
+    [<Literal>]
+    let HostingDiagnostics = "Microsoft.AspNetCore.Hosting.Diagnostics"
+
     /// A logger of `category` wants entries of `level` at all.
     let wants (s: Settings) (category: string) (level: int) =
-        records s category level true
-        || records s category level false
-        || keepsCrumb s category level
+        category <> HostingDiagnostics
+        && (records s category level true
+            || records s category level false
+            || keepsCrumb s category level)
 
     /// The group key of a message entry: its category and template, not its formatted text.
     let groupKey (category: string) (template: string) = "log\n" + category + "\n" + template

@@ -57,6 +57,24 @@ let tests =
                 Expect.isFalse (LogCapture.wants s "Microsoft.AspNetCore" (level "information")) "not the framework's"
             }
 
+            test
+                "the integration does not ask for the host's request diagnostics, so a request starts no activity for it" {
+                // The host starts an activity and a logging scope for every request when its diagnostics logger is
+                // enabled at Critical: ErrorMonitor's logger must not be the one that enables it.
+                for name in [ "critical"; "error"; "information"; "trace" ] do
+                    Expect.isFalse (LogCapture.wants s LogCapture.HostingDiagnostics (level name)) name
+
+                Expect.equal LogCapture.HostingDiagnostics "Microsoft.AspNetCore.Hosting.Diagnostics" "its category"
+                // An entry it logs anyway (another logger enabled it) is recorded by the usual rule.
+                Expect.isTrue (LogCapture.records s LogCapture.HostingDiagnostics (level "critical") true) "recorded"
+
+                Expect.isTrue
+                    (LogCapture.wants s "Microsoft.AspNetCore.Server.Kestrel" (level "critical"))
+                    "the server's"
+
+                Expect.isTrue (LogCapture.wants s "Microsoft.AspNetCore.Hosting" (level "error")) "a sibling category"
+            }
+
             test "a message groups by category and template, whatever the values" {
                 Expect.equal
                     (LogCapture.groupKey "Shop" "Order {Id} failed")

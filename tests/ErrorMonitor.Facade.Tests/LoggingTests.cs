@@ -38,6 +38,8 @@ public sealed class LoggingTests
             log.LogWarning("Stock of {Sku} is low", "A-1");
             return "warned";
         });
+        app.MapGet("/hosting-logs", (ILoggerFactory factory) =>
+            factory.CreateLogger("Microsoft.AspNetCore.Hosting.Diagnostics").IsEnabled(LogLevel.Critical) ? "enabled" : "disabled");
         app.MapGet("/throws", string () => throw new ApplicationException("unhandled in a route"));
         app.MapGet("/throws-kept", string () => throw (Kept = new TimeoutException("kept by the app, logged later")));
         app.MapGet("/steps", string (ILogger<Checkout> log) =>
@@ -96,6 +98,21 @@ public sealed class LoggingTests
         var unhandled = Assert.Single(records, r => r.ExceptionName == "System.ApplicationException");
         Assert.Equal(1, unhandled.Count);
         Assert.Equal(3, records.Count);
+    }
+
+    [Fact]
+    public async Task The_hosts_request_diagnostics_stay_disabled_so_a_request_starts_no_activity_for_ErrorMonitor()
+    {
+        // The app's own logging is off (the test host clears its providers): ErrorMonitor's logger is the only one.
+        // Were it to want the host's diagnostics at Critical, ASP.NET Core would start an activity and a logging
+        // scope for every request, successful ones included.
+        var (host, monitor) = await Start();
+        await using var _ = host;
+
+        Assert.Equal("disabled", await host.Client.GetStringAsync("/hosting-logs"));
+        // The integration is on all the same: a logged exception is recorded.
+        await host.Client.GetStringAsync("/logged");
+        Assert.Single(await All(monitor), r => r.ExceptionName == "System.InvalidOperationException");
     }
 
     [Fact]
