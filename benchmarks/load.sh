@@ -371,6 +371,18 @@ if [ "$STORM" -gt 0 ]; then
     grow_met=$(echo "$grow_on" | awk '{ print ($1 <= 50) ? "yes" : "**no**" }')
 fi
 
+# A table's rows, one for each scenario measured: `each row|cpurow|rssrow` (the target is row's third argument;
+# the others take two).
+each() {
+    local fn=$1
+    if [ -n "$happy" ]; then $fn "happy path GET /" "$happy" 0.99; fi
+    if [ -n "$one_group" ]; then $fn "failing path, one group (warm)" "$one_group" 0.95; fi
+    if [ -n "$one_cold" ]; then $fn "failing path, one group (cold)" "$one_cold" 0.95; fi
+    if [ -n "$many" ]; then $fn "failing path, 10,000 groups (warm: all stored)" "$many" 0.90; fi
+    if [ -n "$many_cold" ]; then $fn "failing path, 10,000 groups (cold: all new)" "$many_cold" 0.80; fi
+    if [ -n "$body" ]; then $fn "POST /json-echo (JSON body)" "$body" 0.99; fi
+}
+
 baseline_name() {
     if [ "$BASELINE" = env ]; then echo "this build with ${BASELINE_ENV}"; else git -C "$ROOT" rev-parse --short "$BASELINE"; fi
 }
@@ -385,12 +397,7 @@ baseline_name() {
         echo "| figure | ErrorMonitor on (req/s) | off (req/s) | on/off | target | met? |"
         echo "| --- | --- | --- | --- | --- | --- |"
     fi
-    if [ -n "$happy" ]; then row "happy path GET /" "$happy" 0.99; fi
-    if [ -n "$one_group" ]; then row "failing path, one group (warm)" "$one_group" 0.95; fi
-    if [ -n "$one_cold" ]; then row "failing path, one group (cold)" "$one_cold" 0.95; fi
-    if [ -n "$many" ]; then row "failing path, 10,000 groups (warm: all stored)" "$many" 0.90; fi
-    if [ -n "$many_cold" ]; then row "failing path, 10,000 groups (cold: all new)" "$many_cold" 0.80; fi
-    if [ -n "$body" ]; then row "POST /json-echo (JSON body)" "$body" 0.99; fi
+    each row
     if [ -n "$storm100k" ]; then
         ratio=$(col 3 "$storm100k" | summary)
         printf '| storm of 100,000 new groups (each request its own group) | %s | %s | %s | ≥ 0.75 | %s |%s\n' \
@@ -407,12 +414,7 @@ baseline_name() {
         echo "| figure | CPU on (µs) | off (µs) | off/on |"
         echo "| --- | --- | --- | --- |"
     fi
-    if [ -n "$happy" ]; then cpurow "happy path GET /" "$happy"; fi
-    if [ -n "$one_group" ]; then cpurow "failing path, one group (warm)" "$one_group"; fi
-    if [ -n "$one_cold" ]; then cpurow "failing path, one group (cold)" "$one_cold"; fi
-    if [ -n "$many" ]; then cpurow "failing path, 10,000 groups (warm: all stored)" "$many"; fi
-    if [ -n "$many_cold" ]; then cpurow "failing path, 10,000 groups (cold: all new)" "$many_cold"; fi
-    if [ -n "$body" ]; then cpurow "POST /json-echo (JSON body)" "$body"; fi
+    each cpurow
     echo
     echo "The app's RSS at the end of the measured seconds (MB; medians [range] of the rounds; on − off: of each round's pair):"
     echo
@@ -423,12 +425,7 @@ baseline_name() {
         echo "| figure | RSS on (MB) | off (MB) | on − off (MB) |"
         echo "| --- | --- | --- | --- |"
     fi
-    if [ -n "$happy" ]; then rssrow "happy path GET /" "$happy"; fi
-    if [ -n "$one_group" ]; then rssrow "failing path, one group (warm)" "$one_group"; fi
-    if [ -n "$one_cold" ]; then rssrow "failing path, one group (cold)" "$one_cold"; fi
-    if [ -n "$many" ]; then rssrow "failing path, 10,000 groups (warm: all stored)" "$many"; fi
-    if [ -n "$many_cold" ]; then rssrow "failing path, 10,000 groups (cold: all new)" "$many_cold"; fi
-    if [ -n "$body" ]; then rssrow "POST /json-echo (JSON body)" "$body"; fi
+    each rssrow
     if [ -n "$storm100k" ]; then
         echo
         echo "The storm of 100,000 new groups (ErrorMonitor on; SQLite; medians [range] of the rounds):"

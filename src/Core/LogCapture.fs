@@ -49,10 +49,11 @@ module internal LogCapture =
         && level >= Information
         && not (framework category)
 
-    /// ASP.NET Core's hosting diagnostics: its logger logs each request's start and end (and nothing ErrorMonitor
-    /// records: an exception a request throws reaches the middleware, and the server's logger logs it), and
+    /// ASP.NET Core's hosting diagnostics: its logger logs each request's start and end (an exception a request
+    /// throws reaches the middleware, and the server's logger logs it; a start-up failure is logged here), and
     /// whether it is enabled at all decides whether the host starts an activity and a logging scope for every
-    /// request. So the integration does not want it: a request does not pay for those because of ErrorMonitor.
+    /// request. So the integration does not want it: a request does not pay for those because of ErrorMonitor (an
+    /// entry another logger enabled still reaches `records`).
     [<Literal>]
     let HostingDiagnostics = "Microsoft.AspNetCore.Hosting.Diagnostics"
 
