@@ -207,6 +207,7 @@ load_smoke() {
         && grep -q '^| failing path, 10,000 groups (warm: all stored) | [0-9]* \[[0-9]*–[0-9]*\] | [0-9]* \[' "$smoke/load.md" \
         && grep -q '^| storm of 100,000 new groups .* | [0-9]' "$smoke/load.md" \
         && grep -q "^| every occurrence stored, seconds after the storm's end | [0-9]" "$smoke/load.md" \
+        && grep -q "^The machine's steal time during the measured seconds .*: [0-9.]*% \[[0-9.]*–[0-9.]*\] over [0-9]* measurements\.$" "$smoke/load.md" \
         || { echo "load.sh printed no figures:"; cat "$smoke/load.md"; return 1; }
     # The README's charts are drawn from these tables.
     python3 benchmarks/chart.py load "$smoke/load.md" "$smoke/load.svg" \

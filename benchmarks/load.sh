@@ -143,6 +143,18 @@ rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
+# The machine's steal time: CPU time the hypervisor gave to other guests while this one had work (0 on a quiet
+# machine or bare metal). `steal_ticks` prints the steal and total CPU ticks so far (all CPUs, from /proc/stat);
+# `steal_note before` appends the share of the time since `before` that was stolen (%) to $WORK/steal: every
+# measurement notes it, and the report prints their median and range, so a reader sees how quiet the machine was.
+steal_ticks() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
+steal_note() {
+    local s0 t0 s1 t1
+    read -r s0 t0 <<<"$1"
+    read -r s1 t1 < <(steal_ticks)
+    awk -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN { if (t > 0) printf "%.1f\n", 100 * s / t }' >>"$WORK/steal"
+}
+
 # One build with ErrorMonitor on or off: `one build enabled path warm [wrk args]`. The warm-up before the measured
 # seconds (WARMUP long): `same` (the measured requests: a failing path's groups are then known), `other` (failures of
 # 10,000 other groups: the runtime is warm but every group of the measured path is new when the measurement starts:
@@ -166,8 +178,10 @@ one() {
         *) wrk -t2 -c"$CONNECTIONS" -d"$WARMUP" "$@" "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 ;;
     esac
     local before; before=$(cpu_ticks "$PID")
+    local stolen; stolen=$(steal_ticks)
     local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" "http://127.0.0.1:$PORT$path" 2>&1)
     local after; after=$(cpu_ticks "$PID")
+    steal_note "$stolen"
     local rss; rss=$(rss_kb "$PID")
     kill "$PID"; wait "$PID" 2>/dev/null || true
     local r; r=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
@@ -283,6 +297,7 @@ storm_round() {
     local sampler=$!
     rm -f "$WORK/storm.0" "$WORK/storm.1"
     local started; started=$(date +%s.%N)
+    local stolen; stolen=$(steal_ticks)
     wrk -t2 -c"$CONNECTIONS" -d120s -s "$WORK/storm.lua" "http://127.0.0.1:$PORT/group/1" -- "$WORK/storm" >/dev/null 2>&1 &
     local driver=$!
     while [ ! -e "$WORK/storm.0" ] || [ ! -e "$WORK/storm.1" ]; do
@@ -290,6 +305,7 @@ storm_round() {
         sleep 0.02
     done
     local ended; ended=$(date +%s.%N)
+    steal_note "$stolen"
     kill "$driver" 2>/dev/null || true; wait "$driver" 2>/dev/null || true
     local n=100000
     local r; r=$(awk -v a="$started" -v b="$ended" -v n="$n" 'BEGIN { printf "%.2f", n / (b - a) }')
@@ -387,8 +403,17 @@ baseline_name() {
     if [ "$BASELINE" = env ]; then echo "this build with ${BASELINE_ENV}"; else git -C "$ROOT" rev-parse --short "$BASELINE"; fi
 }
 
+# The steal time's median and range over the measurements (in %).
+stolen="none noted"
+if [ -s "$WORK/steal" ]; then
+    stolen=$(sort -g "$WORK/steal" | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+        printf "%.1f%% [%.1f–%.1f] over %d measurements", m, v[1], v[NR], NR }')
+fi
+
 {
     echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, wrk -t2 -c$CONNECTIONS -d$DURATION after $WARMUP of warm-up, $ROUNDS rounds (on and off alternating), demo app in Release with logging off; rates are medians, ratios the median [range] of the rounds' on/off${ON_ENV:+; measured with $ON_ENV}${BASELINE:+; baseline: $(baseline_name) in the same rounds, the builds taking turns going first}"
+    echo
+    echo "The machine's steal time during the measured seconds (CPU time its hypervisor gave to other guests: 0 on a quiet machine): $stolen."
     echo
     if [ -n "$BASELINE" ]; then
         echo "| figure | ErrorMonitor on (req/s) | off (req/s) | on/off | target | met? | baseline on/off | change of on/off | within 0.02? |"
