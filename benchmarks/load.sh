@@ -403,6 +403,12 @@ baseline_name() {
     if [ "$BASELINE" = env ]; then echo "this build with ${BASELINE_ENV}"; else git -C "$ROOT" rev-parse --short "$BASELINE"; fi
 }
 
+# What was measured and where: the commit (with "+ changes" when the tree differs from it) and the processor's model
+# (machines of the same size gave ErrorMonitor's per-request cost twice apart on 2026-12-04: compare runs of one).
+revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no git")
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then revision="$revision + changes"; fi
+processor=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
+
 # The steal time's median and range over the measurements (in %).
 stolen="none noted"
 if [ -s "$WORK/steal" ]; then
@@ -411,7 +417,7 @@ if [ -s "$WORK/steal" ]; then
 fi
 
 {
-    echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, wrk -t2 -c$CONNECTIONS -d$DURATION after $WARMUP of warm-up, $ROUNDS rounds (on and off alternating), demo app in Release with logging off; rates are medians, ratios the median [range] of the rounds' on/off${ON_ENV:+; measured with $ON_ENV}${BASELINE:+; baseline: $(baseline_name) in the same rounds, the builds taking turns going first}"
+    echo "End-to-end load, $(date -u '+%Y-%m-%d %H:%M') UTC, $revision, $(nproc) cores (${processor:-processor unknown}), wrk -t2 -c$CONNECTIONS -d$DURATION after $WARMUP of warm-up, $ROUNDS rounds (on and off alternating), demo app in Release with logging off; rates are medians, ratios the median [range] of the rounds' on/off${ON_ENV:+; measured with $ON_ENV}${BASELINE:+; baseline: $(baseline_name) in the same rounds, the builds taking turns going first}"
     echo
     echo "The machine's steal time during the measured seconds (CPU time its hypervisor gave to other guests: 0 on a quiet machine): $stolen."
     echo
