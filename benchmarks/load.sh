@@ -412,8 +412,7 @@ processor=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/
 # The steal time's median and range over the measurements (in %).
 stolen="none noted"
 if [ -s "$WORK/steal" ]; then
-    stolen=$(sort -g "$WORK/steal" | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-        printf "%.1f%% [%.1f–%.1f] over %d measurements", m, v[1], v[NR], NR }')
+    stolen="$(summary <"$WORK/steal" | sed 's/ \[/% [/') over $(wc -l <"$WORK/steal") measurements"
 fi
 
 {
