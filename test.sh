@@ -207,6 +207,7 @@ load_smoke() {
         && grep -q '^| failing path, 10,000 groups (warm: all stored) | [0-9]* \[[0-9]*–[0-9]*\] | [0-9]* \[' "$smoke/load.md" \
         && grep -q '^| storm of 100,000 new groups .* | [0-9]' "$smoke/load.md" \
         && grep -q "^| every occurrence stored, seconds after the storm's end | [0-9]" "$smoke/load.md" \
+        && head -n 1 "$smoke/load.md" | grep -q '^End-to-end load, .* UTC, [0-9a-f]\{7,\}\( + changes\)\?, [0-9]* cores (.*), ' \
         && grep -q "^The machine's steal time during the measured seconds .*: [0-9.]*% \[[0-9.]*–[0-9.]*\] over [0-9]* measurements\.$" "$smoke/load.md" \
         || { echo "load.sh printed no figures:"; cat "$smoke/load.md"; return 1; }
     # The README's charts are drawn from these tables.
@@ -229,6 +230,12 @@ store_smoke() {
         || { tail -n 20 "$TEST_OUTPUT/store-smoke.log"; return 1; }
     grep -q '^| SQLite: search for a word prefix .* | [0-9.]* / [0-9.]* ' "$smoke/store.md" \
         || { echo "the store benchmark printed no SQLite figures:"; cat "$smoke/store.md"; return 1; }
+    # --writes-only: the two write figures and no reads.
+    dotnet "$dll" store --groups 2000 --rounds 2 --only SQLite --writes-only --out "$smoke/store-writes.md" \
+        >>"$TEST_OUTPUT/store-smoke.log" 2>&1 || { tail -n 20 "$TEST_OUTPUT/store-smoke.log"; return 1; }
+    grep -q '^| SQLite: new groups a second (each round the next 1,000) | [0-9,]* \[[0-9,]*–[0-9,]*\]' "$smoke/store-writes.md" \
+        && ! grep -q 'page 1' "$smoke/store-writes.md" \
+        || { echo "store --writes-only printed other figures:"; cat "$smoke/store-writes.md"; return 1; }
     [ -n "${ERRORMONITOR_TEST_POSTGRES:-}" ] || return 0
     dotnet "$dll" store --groups 4000 --existing 3000 --rounds 1 --table "$table" --only PostgreSQL --out "$smoke/store-more.md" \
         >>"$TEST_OUTPUT/store-smoke.log" 2>&1 || { tail -n 20 "$TEST_OUTPUT/store-smoke.log"; return 1; }

@@ -13,6 +13,7 @@ namespace ErrorMonitor.Benchmarks;
 /// rounds (reads: the figures take turns, round after round, over the same database; writes: the work split in
 /// equal parts) and reported as the median of the rounds with their range. Prints a markdown table and saves it.
 /// Usage: store [--groups N] [--rounds R] [--postgres CONNECTION] [--only SQLite|PostgreSQL] [--out FILE]
+/// [--writes-only] (the two write figures, no reads: a quick check of a change to the writes)
 /// [--table NAME --existing M]: PostgreSQL only, a table an earlier run of this benchmark left (its first M groups,
 /// M less than N): the new-group rounds add the last N − M groups to it, the reads are of all N.
 /// </summary>
@@ -41,6 +42,7 @@ internal static class StoreFigures
         var output = Arg("--out", "");
         var rounds = int.Parse(Arg("--rounds", "5"), CultureInfo.InvariantCulture);
         var existing = int.Parse(Arg("--existing", "0"), CultureInfo.InvariantCulture);
+        var writesOnly = args.Contains("--writes-only");
         // Past a million groups a read by offset takes seconds (more on a PostgreSQL table larger than the memory).
         var large = groups > 1_000_000;
         var rows = new List<string[]>();
@@ -121,9 +123,15 @@ internal static class StoreFigures
                 }
 
                 fresh.Add((until - from) / sw.Elapsed.TotalSeconds);
+                Console.Error.WriteLine($"{name}: groups {from:N0} to {until:N0}: {fresh[^1]:N0} new groups a second");
             }
 
             rows.Add([$"{name}: new groups a second (each round the next {part:N0}{(existing > 0 ? $", after the {existing:N0} a table held" : "")})", Rate(fresh), $"≥ {newGoal:N0}", Met(Median(fresh) >= newGoal)]);
+            if (writesOnly)
+            {
+                (store as IDisposable)?.Dispose();
+                continue;
+            }
 
             // Pages with `groups` groups, 20 a page (21 rows fetched): page 1, and the deep page as the Older
             // link reaches it (a cursor: the last row of the page before it), and as a bare ?page=N jump.

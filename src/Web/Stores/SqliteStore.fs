@@ -30,7 +30,6 @@ type internal SqliteStore(connectionString: string, table: string, recent: int) 
         $"""INSERT INTO {table} (hash, host, path, method, exception_name, message, count, created_on, last_seen, hkey, first_release, last_release, environment, project)
 VALUES ($hash, $host, $path, $method, $exception_name, $message, $count, $created_on, $last_seen, $hkey, $release, $release, $environment, $project)
 ON CONFLICT (hash) DO UPDATE SET
-  message = excluded.message,
   count = {table}.count + excluded.count,
   created_on = min({table}.created_on, excluded.created_on),
   previous_seen = {table}.last_seen,
@@ -41,8 +40,22 @@ ON CONFLICT (hash) DO UPDATE SET
        "excluded.created_on"
        "excluded.last_seen"
        "excluded.last_release"
-       "excluded.environment"}
-RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
+       "excluded.environment"}"""
+
+    // What a write reports of the row it wrote (read after it by the same unique key). A statement with RETURNING
+    // (like one a trigger fires on) keeps a statement journal: a copy of every page it changes, so that it alone
+    // can be undone; with 16-KB pages that copying was a third of a new group's cost. The writes here have neither,
+    // and read the row back instead.
+    let writtenSql =
+        $"SELECT previous_seen, notified_at, ticket_at, status, previous_status, id FROM {table} WHERE hash = $hash"
+
+    // A row's message is the newest occurrence's, kept apart from the upsert: the search's update trigger fires on
+    // it (only when the message changed does this statement write, and pay for that trigger's statement journal).
+    let messageSql =
+        $"UPDATE {table} SET message = $message WHERE id = $group AND message IS NOT $message"
+
+    // A new row waits for its search rows (`indexSearch`).
+    let unindexedSql = $"INSERT INTO {table}_unindexed (id) VALUES ($group)"
 
     /// A sample of a group by its id: its first, and one whenever its details are refreshed; the newest is the
     /// group's details.
@@ -83,8 +96,7 @@ UPDATE {table} SET users = (SELECT count(*) FROM {table}_users WHERE group_id = 
   previous_seen = last_seen,
   last_seen = max(last_seen, $last_seen),
   {Rows.triageSet "" "$count" "$created_on" "$last_seen" "$release" "$environment"}
-WHERE hash = $hash
-RETURNING previous_seen, notified_at, ticket_at, status, previous_status, id"""
+WHERE hash = $hash"""
 
     // The database file, created owner-only (0600) before SQLite first opens it; None for in-memory databases.
     let dataFile =
@@ -361,6 +373,9 @@ WHEN (old.exception_name IS NOT new.exception_name OR old.message IS NOT new.mes
   INSERT INTO {table}_search(rowid, exception_name, message, path, host)
   VALUES (new.id, new.exception_name, new.message, new.path, new.host);
 END;"""
+            // The writer notes a new row's id itself (`unindexedSql`): an insert with a trigger keeps a statement
+            // journal (see `writtenSql`).
+            $"DROP TRIGGER {table}_search_insert;"
         ]
 
     /// Writes the search rows of up to `limit` groups written without them, the newest first (a batch's new groups
@@ -600,6 +615,21 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words))"
                             p counter "$environment"
                         |]
 
+                    use back = c.CreateCommand()
+                    back.Transaction <- tx
+                    back.CommandText <- writtenSql
+                    let wh = p back "$hash"
+
+                    use message = c.CreateCommand()
+                    message.Transaction <- tx
+                    message.CommandText <- messageSql
+                    let ms = [| p message "$group"; p message "$message" |]
+
+                    use unindexed = c.CreateCommand()
+                    unindexed.Transaction <- tx
+                    unindexed.CommandText <- unindexedSql
+                    let ui = p unindexed "$group"
+
                     // The batch's hourly buckets, written together after its groups.
                     let hours = ResizeArray<int64 * Bucket>()
 
@@ -627,24 +657,28 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words))"
                     // The row's previous-seen, notified and ticket times, when the statement touched a row.
                     // SQLite does its work synchronously whatever the API: the async calls only add cost.
                     let run (command: SqliteCommand) (hash: string) : int64 voption =
-                        use r = command.ExecuteReader()
-
-                        if r.Read() then
-                            let status, regressed = Rows.triageWritten (r.GetValue 3) (r.GetValue 4)
-
-                            written.Add
-                                {
-                                    Hash = hash
-                                    PreviousSeen = nullableTime r 0
-                                    LastNotified = nullableTime r 1
-                                    TicketRaised = nullableTime r 2
-                                    Status = status
-                                    Regressed = regressed
-                                }
-
-                            ValueSome(r.GetInt64 5)
-                        else
+                        if command.ExecuteNonQuery() = 0 then
                             ValueNone
+                        else
+                            wh.Value <- hash
+                            use r = back.ExecuteReader()
+
+                            if r.Read() then
+                                let status, regressed = Rows.triageWritten (r.GetValue 3) (r.GetValue 4)
+
+                                written.Add
+                                    {
+                                        Hash = hash
+                                        PreviousSeen = nullableTime r 0
+                                        LastNotified = nullableTime r 1
+                                        TicketRaised = nullableTime r 2
+                                        Status = status
+                                        Regressed = regressed
+                                    }
+
+                                ValueSome(r.GetInt64 5)
+                            else
+                                ValueNone
 
                     // In hash order: the inserts walk the hash index from one end to the other instead of jumping
                     // around it (a large batch of new groups touches each index page once).
@@ -684,6 +718,15 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words))"
 
                             match run cmd e.Hash with
                             | ValueSome id ->
+                                // A new row waits for its search rows; a known one takes the newest message.
+                                if written.[written.Count - 1].PreviousSeen.HasValue then
+                                    ms.[0].Value <- id
+                                    ms.[1].Value <- e.Message
+                                    message.ExecuteNonQuery() |> ignore
+                                else
+                                    ui.Value <- id
+                                    unindexed.ExecuteNonQuery() |> ignore
+
                                 // A sample of the details (none for a count-only batch whose group was missing: a
                                 // later occurrence brings them); a group that had samples drops those past the
                                 // bound.
