@@ -903,6 +903,43 @@ let tests =
                         Expect.equal forgotten 0L "j1's old mark is forgotten"
                     }
             testTask'
+                "the SQLite store takes a known group's newest message in a statement of its own: its search rows follow it, the index agrees with the groups"
+            <| fun () ->
+                task {
+                    let path = Path.Combine(tempFolder (), "message.db")
+                    let store = SqliteStore("Data Source=" + path, "app_error")
+                    let s = store :> IErrorStore
+                    let none = CancellationToken.None
+                    do! s.InitializeAsync none
+
+                    let found (q: string) =
+                        task {
+                            let! rows = s.ListAsync({ ListQuery.All with Search = q }, 0L, 10, none)
+                            return [ for r in rows -> r.Hash ]
+                        }
+
+                    let! _ =
+                        s.UpsertAsync([| Events.single (event 1 1234 1); Events.single (event 2 1234 1) |], none)
+
+                    Expect.equal (searchWaiting ("Data Source=" + path)) 0L "a batch indexes its new groups"
+                    let! first = found "1234"
+                    Expect.equal (List.sort first) (List.sort [ hashOf 1; hashOf 2 ]) "found by their message"
+                    // Group 1 again with another message (details), group 2 with the same one.
+                    let! _ =
+                        s.UpsertAsync([| Events.single (event 1 5678 2); Events.single (event 2 1234 2) |], none)
+
+                    let! a = s.GetAsync(hashOf 1, none)
+                    Expect.equal a.Message "message 5678" "the newest message"
+                    Expect.equal a.Count 2L "counted"
+                    let! b = s.GetAsync(hashOf 2, none)
+                    Expect.equal b.Message "message 1234" "the same message"
+                    let! old = found "1234"
+                    Expect.equal old [ hashOf 2 ] "the old message finds only the group that kept it"
+                    let! now = found "5678"
+                    Expect.equal now [ hashOf 1 ] "the new message finds the group"
+                    checkSearchIndex ("Data Source=" + path)
+                }
+            testTask'
                 "the SQLite store finds groups written without their search rows; its catch-up indexes them a step at a time, and the index then agrees with the groups"
             <| fun () ->
                 task {
