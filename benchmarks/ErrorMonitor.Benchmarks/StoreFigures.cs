@@ -162,7 +162,7 @@ internal static class StoreFigures
         }
 
         var table2 = new StringBuilder();
-        table2.AppendLine(CultureInfo.InvariantCulture, $"Store figures, {groups:N0} groups, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {rounds} rounds: each figure the median of the rounds [their range]; a latency figure p50 / p99 of each round's 200 reads, the median p99's range in brackets");
+        table2.AppendLine(CultureInfo.InvariantCulture, $"Store figures, {groups:N0} groups, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {rounds} rounds: each figure the median of the rounds [their range]{(writesOnly ? " (--writes-only: the write figures alone)" : "; a latency figure p50 / p99 of each round's 200 reads, the median p99's range in brackets")}");
         table2.AppendLine();
         table2.AppendLine("| figure | ErrorMonitor | target | met? |");
         table2.AppendLine("| --- | --- | --- | --- |");
