@@ -44,8 +44,8 @@ ON CONFLICT (hash) DO UPDATE SET
 
     // What a write reports of the row it wrote (read after it by the same unique key). A statement with RETURNING
     // (like one a trigger fires on) keeps a statement journal: a copy of every page it changes, so that it alone
-    // can be undone; with 16-KB pages that copying was a third of a new group's cost. The writes here have neither,
-    // and read the row back instead.
+    // can be undone; with 16-KB pages that copying took a fifth of a new group's time (perf). The writes here have
+    // neither, and read the row back instead.
     let writtenSql =
         $"SELECT previous_seen, notified_at, ticket_at, status, previous_status, id FROM {table} WHERE hash = $hash"
 
