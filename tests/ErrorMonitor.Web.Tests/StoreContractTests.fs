@@ -940,6 +940,60 @@ let tests =
                     checkSearchIndex ("Data Source=" + path)
                 }
             testTask'
+                "the SQLite store writes count-only deltas of stored and missing groups, interleaved, as the in-memory store does"
+            <| fun () ->
+                task {
+                    // The writer tries a count-only delta's count update or its insert first by the last one's
+                    // group (stored or not): batches whose stored and missing groups alternate (in hash order) turn
+                    // it at nearly every delta. What each write reports, and every group after it, must not depend
+                    // on it.
+                    let path = Path.Combine(tempFolder (), "counted.db")
+                    let s = SqliteStore("Data Source=" + path, "app_error") :> IErrorStore
+                    let model = MemoryStore() :> IErrorStore
+                    let none = CancellationToken.None
+                    do! s.InitializeAsync none
+
+                    let counted (g: int) (seconds: int) =
+                        let e = event g seconds 1
+                        Events.countOnly e 2L e.OccurredAt e.OccurredAt (History.one e.OccurredAt 2L) [||]
+
+                    let batches =
+                        [
+                            [| for g in 1..40 -> Events.single (event g 100 1) |]
+                            // Groups 1-40 stored (another message: a count-only delta leaves theirs), 41-80 not.
+                            [| for g in 1..80 -> counted g 200 |]
+                            // 41-80 stored now, 81-120 not; a detailed delta among them.
+                            [|
+                                for g in 41..120 ->
+                                    if g = 60 then
+                                        Events.single (event g 300 1)
+                                    else
+                                        counted g 300
+                            |]
+                        ]
+
+                    for b in batches do
+                        let! expected = model.UpsertAsync(b, none)
+                        let! actual = s.UpsertAsync(b, none)
+
+                        let byHash (w: Collections.Generic.IReadOnlyList<GroupWritten>) =
+                            w |> Seq.sortBy (fun w -> w.Hash) |> List.ofSeq
+
+                        Expect.equal (byHash actual) (byHash expected) "what the write reports"
+
+                    for g in 1..120 do
+                        let! expected = model.GetAsync(hashOf g, none)
+                        let! actual = s.GetAsync(hashOf g, none)
+                        Expect.equal actual expected (sprintf "group %d" g)
+
+                    let! a = s.GetAsync(hashOf 7, none)
+                    Expect.equal (a.Message, a.Count) ("message 100", 3L) "a stored group kept its message, counted"
+                    let! b = s.GetAsync(hashOf 60, none)
+                    Expect.equal (b.Message, b.Count) ("message 300", 3L) "the detailed delta brought its message"
+                    Expect.equal (searchWaiting ("Data Source=" + path)) 0L "every new group indexed"
+                    checkSearchIndex ("Data Source=" + path)
+                }
+            testTask'
                 "the SQLite store finds groups written without their search rows; its catch-up indexes them a step at a time, and the index then agrees with the groups"
             <| fun () ->
                 task {

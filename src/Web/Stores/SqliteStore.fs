@@ -680,6 +680,66 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words))"
                             else
                                 ValueNone
 
+                    // A count-only delta updates its group's count when the group is stored, else inserts it; either
+                    // statement first gives the same row. Which goes first follows the last count-only delta's group:
+                    // a storm's drain is all new groups (the update would find no row each time), a batch of repeats
+                    // all known ones (the insert would meet its conflict each time).
+                    let mutable countFirst = true
+
+                    // Writes `d` with the upsert (its group stored or not), and what comes with it.
+                    let insert (d: GroupDelta) =
+                        let e = d.Latest
+                        ps.[0].Value <- e.Hash
+                        ps.[1].Value <- e.Host
+                        ps.[2].Value <- e.Path
+                        ps.[3].Value <- e.Method
+                        ps.[4].Value <- e.ExceptionName
+                        ps.[5].Value <- e.Message
+                        ps.[6].Value <- d.Count
+                        ps.[7].Value <- time d.FirstAt
+                        ps.[8].Value <- time e.OccurredAt
+                        ps.[9].Value <- Rows.hashKey e.Hash
+                        ps.[10].Value <- e.Release
+                        ps.[11].Value <- e.Environment
+                        ps.[12].Value <- e.Project
+
+                        match run cmd e.Hash with
+                        | ValueSome id ->
+                            // A new row waits for its search rows; a known one takes the newest message (not from a
+                            // count-only delta: it leaves the row's details as they are).
+                            let known = written.[written.Count - 1].PreviousSeen.HasValue
+
+                            if not d.Detailed then
+                                countFirst <- known
+
+                            if known && d.Detailed then
+                                ms.[0].Value <- id
+                                ms.[1].Value <- e.Message
+                                message.ExecuteNonQuery() |> ignore
+                            elif not known then
+                                ui.Value <- id
+                                unindexed.ExecuteNonQuery() |> ignore
+
+                            // A sample of the details (none for a count-only batch whose group was missing: a
+                            // later occurrence brings them); a group that had samples drops those past the
+                            // bound.
+                            if d.Detailed then
+                                ss.[0].Value <- id
+                                ss.[1].Value <- time e.OccurredAt
+                                ss.[2].Value <- e.Message
+                                ss.[3].Value <- e.RequestData
+                                ss.[4].Value <- e.Traceback
+                                ss.[5].Value <- e.Release
+                                ss.[6].Value <- e.Environment
+                                sample.ExecuteNonQuery() |> ignore
+
+                                if known then
+                                    ts.Value <- id
+                                    trim.ExecuteNonQuery() |> ignore
+
+                            gained id d
+                        | ValueNone -> ()
+
                     // In hash order: the inserts walk the hash index from one end to the other instead of jumping
                     // around it (a large batch of new groups touches each index page once).
                     for d in
@@ -688,7 +748,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words))"
                         let e = d.Latest
 
                         let counted =
-                            if d.Detailed then
+                            if d.Detailed || not countFirst then
                                 ValueNone
                             else
                                 cs.[0].Value <- e.Hash
@@ -701,51 +761,7 @@ WHERE errormonitor_search(w.exception_name, w.message, w.path, w.host, $words))"
 
                         match counted with
                         | ValueSome id -> gained id d
-                        | ValueNone ->
-                            ps.[0].Value <- e.Hash
-                            ps.[1].Value <- e.Host
-                            ps.[2].Value <- e.Path
-                            ps.[3].Value <- e.Method
-                            ps.[4].Value <- e.ExceptionName
-                            ps.[5].Value <- e.Message
-                            ps.[6].Value <- d.Count
-                            ps.[7].Value <- time d.FirstAt
-                            ps.[8].Value <- time e.OccurredAt
-                            ps.[9].Value <- Rows.hashKey e.Hash
-                            ps.[10].Value <- e.Release
-                            ps.[11].Value <- e.Environment
-                            ps.[12].Value <- e.Project
-
-                            match run cmd e.Hash with
-                            | ValueSome id ->
-                                // A new row waits for its search rows; a known one takes the newest message.
-                                if written.[written.Count - 1].PreviousSeen.HasValue then
-                                    ms.[0].Value <- id
-                                    ms.[1].Value <- e.Message
-                                    message.ExecuteNonQuery() |> ignore
-                                else
-                                    ui.Value <- id
-                                    unindexed.ExecuteNonQuery() |> ignore
-
-                                // A sample of the details (none for a count-only batch whose group was missing: a
-                                // later occurrence brings them); a group that had samples drops those past the
-                                // bound.
-                                if d.Detailed then
-                                    ss.[0].Value <- id
-                                    ss.[1].Value <- time e.OccurredAt
-                                    ss.[2].Value <- e.Message
-                                    ss.[3].Value <- e.RequestData
-                                    ss.[4].Value <- e.Traceback
-                                    ss.[5].Value <- e.Release
-                                    ss.[6].Value <- e.Environment
-                                    sample.ExecuteNonQuery() |> ignore
-
-                                    if written.[written.Count - 1].PreviousSeen.HasValue then
-                                        ts.Value <- id
-                                        trim.ExecuteNonQuery() |> ignore
-
-                                gained id d
-                            | ValueNone -> ()
+                        | ValueNone -> insert d
 
                     // All groups together (id 0).
                     addHours 0L (History.sum (batch |> Seq.collect (fun d -> d.Hours)))
