@@ -593,6 +593,15 @@ let private contract (name: string) (fresh: unit -> IErrorStore) =
             | :? IDisposable as d -> d.Dispose()
             | _ -> ())
 
+/// A SQLite store on a new file (`file` in a temp folder), initialized; with its connection string.
+let private initializedSqlite (file: string) =
+    task {
+        let connection = "Data Source=" + Path.Combine(tempFolder (), file)
+        let store = SqliteStore(connection, "app_error")
+        do! (store :> IErrorStore).InitializeAsync CancellationToken.None
+        return connection, store
+    }
+
 /// Runs an FTS5 check of a SQLite store's search index against its groups (fails when they disagree).
 let checkSearchIndex (connectionString: string) =
     use c = new Microsoft.Data.Sqlite.SqliteConnection(connectionString)
@@ -906,11 +915,9 @@ let tests =
                 "the SQLite store takes a known group's newest message in a statement of its own: its search rows follow it, the index agrees with the groups"
             <| fun () ->
                 task {
-                    let path = Path.Combine(tempFolder (), "message.db")
-                    let store = SqliteStore("Data Source=" + path, "app_error")
+                    let! connection, store = initializedSqlite "message.db"
                     let s = store :> IErrorStore
                     let none = CancellationToken.None
-                    do! s.InitializeAsync none
 
                     let found (q: string) =
                         task {
@@ -921,7 +928,7 @@ let tests =
                     let! _ =
                         s.UpsertAsync([| Events.single (event 1 1234 1); Events.single (event 2 1234 1) |], none)
 
-                    Expect.equal (searchWaiting ("Data Source=" + path)) 0L "a batch indexes its new groups"
+                    Expect.equal (searchWaiting connection) 0L "a batch indexes its new groups"
                     let! first = found "1234"
                     Expect.equal (List.sort first) (List.sort [ hashOf 1; hashOf 2 ]) "found by their message"
                     // Group 1 again with another message (details), group 2 with the same one.
@@ -937,7 +944,7 @@ let tests =
                     Expect.equal old [ hashOf 2 ] "the old message finds only the group that kept it"
                     let! now = found "5678"
                     Expect.equal now [ hashOf 1 ] "the new message finds the group"
-                    checkSearchIndex ("Data Source=" + path)
+                    checkSearchIndex connection
                 }
             testTask'
                 "the SQLite store writes count-only deltas of stored and missing groups, interleaved, as the in-memory store does"
@@ -947,11 +954,10 @@ let tests =
                     // group (stored or not): batches whose stored and missing groups alternate (in hash order) turn
                     // it at nearly every delta. What each write reports, and every group after it, must not depend
                     // on it.
-                    let path = Path.Combine(tempFolder (), "counted.db")
-                    let s = SqliteStore("Data Source=" + path, "app_error") :> IErrorStore
+                    let! connection, store = initializedSqlite "counted.db"
+                    let s = store :> IErrorStore
                     let model = MemoryStore() :> IErrorStore
                     let none = CancellationToken.None
-                    do! s.InitializeAsync none
 
                     let counted (g: int) (seconds: int) =
                         let e = event g seconds 1
@@ -990,23 +996,21 @@ let tests =
                     Expect.equal (a.Message, a.Count) ("message 100", 3L) "a stored group kept its message, counted"
                     let! b = s.GetAsync(hashOf 60, none)
                     Expect.equal (b.Message, b.Count) ("message 300", 3L) "the detailed delta brought its message"
-                    Expect.equal (searchWaiting ("Data Source=" + path)) 0L "every new group indexed"
-                    checkSearchIndex ("Data Source=" + path)
+                    Expect.equal (searchWaiting connection) 0L "every new group indexed"
+                    checkSearchIndex connection
                 }
             testTask'
                 "the SQLite store finds groups written without their search rows; its catch-up indexes them a step at a time, and the index then agrees with the groups"
             <| fun () ->
                 task {
-                    let path = Path.Combine(tempFolder (), "deferred.db")
-                    let store = SqliteStore("Data Source=" + path, "app_error")
+                    let! connection, store = initializedSqlite "deferred.db"
                     let s = store :> IErrorStore
                     let backlog = store :> ISearchBacklog
                     let none = CancellationToken.None
-                    do! s.InitializeAsync none
                     do! backlog.IndexSearchStepAsync none
                     Expect.isFalse backlog.SearchBehind "a new file has nothing to index"
 
-                    let waiting () = searchWaiting ("Data Source=" + path)
+                    let waiting () = searchWaiting connection
 
                     // More groups than a step, written as a drain writes them.
                     let n = Limits.searchStep + 10
@@ -1051,7 +1055,7 @@ let tests =
                     do! backlog.IndexSearchStepAsync none
                     Expect.equal (waiting ()) 0L "the next step the rest"
                     Expect.isFalse backlog.SearchBehind "caught up"
-                    checkSearchIndex ("Data Source=" + path)
+                    checkSearchIndex connection
                     do! searches ()
                 }
             testTask' "a SQLite file of the schema before triage is migrated: every group unresolved, searchable"
