@@ -101,6 +101,19 @@ module internal Limits =
         else
             max 1000 (maxGroups / 2)
 
+    /// How long the throw-site pass waits for repeats to gather after a ring, given what the last pass found:
+    /// `sites` throw sites built or counted, `occurrences` occurrences among them. A short wait (10 ms) unless the
+    /// last pass was busy (more than 100 sites) *and* its sites had repeats gathered (twice as many occurrences as
+    /// sites, on average): then a quarter of `flushInterval`, so one build or count serves more of them (what was
+    /// answered must reach the journal within a flush interval). A storm of distinct groups gathers nothing: a
+    /// longer wait would only hold each occurrence's copy of its request longer, long enough to outlive the GC's
+    /// youngest generation (measured: a storm's memory growth about twice as large).
+    let shapeWindow (flushInterval: TimeSpan) (sites: int) (occurrences: int64) : TimeSpan =
+        if sites > 100 && occurrences >= 2L * int64 sites then
+            flushInterval / 4.0
+        else
+            TimeSpan.FromMilliseconds 10.0
+
     /// How many groups written without their search rows (a storm's drain writes its batches so: their search
     /// rows were about a quarter of its cost) one step of the writer's catch-up indexes: a step is one transaction,
     /// so a new batch waits for at most one.

@@ -549,8 +549,9 @@ type Engine internal (parts: EngineParts) =
             Array.map Users.key names
 
     /// Builds one event for each coalesced throw site and hands it to the queue with its count; hands the
-    /// repeats counted for known sites over as count-only batches.
-    let completeShapes () =
+    /// repeats counted for known sites over as count-only batches. Returns how many sites and occurrences it
+    /// handed over.
+    let completeShapes () : struct (int * int64) =
         let struct (taken, counted) =
             lock shapeGate (fun () ->
                 let t = shapes
@@ -576,9 +577,11 @@ type Engine internal (parts: EngineParts) =
                 struct (t, c))
 
         let learned = List<struct (struct (int64 * int64 * string) * KnownShape)>()
+        let mutable occurrences = 0L
 
         for kv in taken do
             let entry = kv.Value
+            occurrences <- occurrences + entry.Count
 
             try
                 try
@@ -608,11 +611,14 @@ type Engine internal (parts: EngineParts) =
 
         // One turn of the queue's lock for all of them (at 10,000 groups, nearly every occurrence is one).
         if counted.Length > 0 then
+            let repeats = counted |> Array.sumBy (fun d -> d.Count)
+            occurrences <- occurrences + repeats
+
             try
                 for d in queue.EnqueueDeltas counted do
                     logDropped d.Latest.Hash
             finally
-                Interlocked.Add(&completed, counted |> Array.sumBy (fun d -> d.Count)) |> ignore
+                Interlocked.Add(&completed, repeats) |> ignore
 
         if learned.Count > 0 then
             lock shapeGate (fun () ->
@@ -622,9 +628,10 @@ type Engine internal (parts: EngineParts) =
                 for struct (k, site) in learned do
                     known.[k] <- site)
 
-        taken.Count + counted.Length
+        struct (taken.Count + counted.Length, occurrences)
 
-    let mutable lastPass = 0
+    // What the last pass handed over: sites, occurrences.
+    let mutable lastPass = struct (0, 0L)
 
     let shapeLoop () : Task =
         task {
@@ -632,17 +639,16 @@ type Engine internal (parts: EngineParts) =
                 try
                     let! rang = shapeBell.WaitAsync(TimeSpan.FromMilliseconds 50.0, stopping.Token)
 
-                    // A short window lets a storm's repeats gather, so one build serves many occurrences; when
-                    // the last pass was busy (many throw sites at once), a longer one (a quarter of the flush
-                    // interval: what was answered must reach the journal within one).
+                    // A short window lets a storm's repeats gather, so one build serves many occurrences; a longer
+                    // one when the last pass was busy with repeats (`Limits.shapeWindow`).
                     if rang then
-                        let window =
-                            if lastPass > 100 then
-                                parts.Settings.FlushInterval / 4.0
-                            else
-                                TimeSpan.FromMilliseconds 10.0
+                        let struct (sites, occurrences) = lastPass
 
-                        do! Task.Delay(window, stopping.Token)
+                        do!
+                            Task.Delay(
+                                Limits.shapeWindow parts.Settings.FlushInterval sites occurrences,
+                                stopping.Token
+                            )
 
                     lastPass <- completeShapes ()
                 with

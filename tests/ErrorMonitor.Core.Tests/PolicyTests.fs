@@ -210,6 +210,31 @@ let tests =
                         "smaller while failures keep coming"
             }
 
+            test "the throw-site pass waits longer only after a busy pass whose sites had repeats gathered" {
+                let flush = TimeSpan.FromMilliseconds 200.0
+                let short = TimeSpan.FromMilliseconds 10.0
+                Expect.equal (Limits.shapeWindow flush 0 0L) short "nothing handed over: short"
+                Expect.equal (Limits.shapeWindow flush 1 5000L) short "one site, many repeats: short (not busy)"
+                Expect.equal (Limits.shapeWindow flush 100 1000L) short "100 sites is not busy"
+
+                Expect.equal
+                    (Limits.shapeWindow flush 101 202L)
+                    (TimeSpan.FromMilliseconds 50.0)
+                    "busy, twice as many occurrences as sites: a quarter of the flush interval"
+
+                Expect.equal (Limits.shapeWindow flush 101 201L) short "busy, fewer repeats: short"
+
+                Expect.equal
+                    (Limits.shapeWindow flush 5000 5000L)
+                    short
+                    "a storm of distinct groups gathers nothing: short"
+
+                Expect.equal
+                    (Limits.shapeWindow (TimeSpan.FromSeconds 2.0) 400 4000L)
+                    (TimeSpan.FromMilliseconds 500.0)
+                    "the long wait follows the flush interval"
+            }
+
             test "a throw site is remembered once it repeats: while it waited, or when its details were built before" {
                 Expect.isTrue (RepeatingSites.remember true false) "repeated while its first occurrence waited"
                 Expect.isTrue (RepeatingSites.remember false true) "built before"
